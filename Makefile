@@ -1,0 +1,45 @@
+# Anyon Cloud. `make run` and `make test` are the two set-up commands (README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: run test lint image base-image doctor bench screenshots clean-venv
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c constraints.txt -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install --quiet -c constraints.txt -e ".[test]"
+	@touch $@
+
+# Trial runs on one machine: DEBUG on (generated dev key, plain-HTTP cookies) unless the caller set it.
+run: export DEBUG ?= true
+run: $(VENV)/.installed
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createcachetable
+	$(PY) manage.py ensure_admin
+	$(PY) manage.py serve
+
+test: $(VENV)/.installed-test
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+doctor: $(VENV)/.installed
+	$(PY) manage.py doctor
+
+base-image:
+	runtime-image/bootstrap-base.sh
+
+image:
+	runtime-image/build.sh
+
+clean-venv:
+	rm -rf $(VENV)

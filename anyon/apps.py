@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AnyonConfig(AppConfig):
+    name = "anyon"
+    verbose_name = "Anyon Cloud"

@@ -1,0 +1,187 @@
+"""System checks shared by ``manage.py doctor``, ``/healthz`` and the banner in the UI.
+
+Each check is a small function returning a :class:`Check`; none of them raises.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # OK, WARN or FAIL
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAIL
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_database() -> Check:
+    try:
+        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+            cursor.execute("SELECT 1")
+        vendor = connections[DEFAULT_DB_ALIAS].vendor
+        return Check("database", OK, f"{vendor} reachable")
+    except Exception as exc:
+        return Check("database", FAIL, f"not reachable: {exc}", "check DATABASE_URL and that the server runs")
+
+
+def check_migrations() -> Check:
+    try:
+        connection = connections[DEFAULT_DB_ALIAS]
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except Exception as exc:
+        return Check("migrations", FAIL, f"cannot read migration state: {exc}", "python manage.py migrate")
+    if plan:
+        return Check("migrations", FAIL, f"{len(plan)} migration(s) not applied", "python manage.py migrate")
+    return Check("migrations", OK, "database schema is up to date")
+
+
+def check_docker(timeout: int = 3) -> Check:
+    from execution.docker_client import get_docker_client
+
+    try:
+        client = get_docker_client(timeout=timeout)
+        client.ping()
+        version = client.version()
+    except Exception as exc:
+        return Check(
+            "docker engine",
+            FAIL,
+            f"not reachable ({type(exc).__name__}): runs cannot start",
+            "start Docker (sudo systemctl start docker) or set DOCKER_HOST to a reachable engine",
+        )
+    return Check("docker engine", OK, f"Docker {version.get('Version', '?')}, API {version.get('ApiVersion', '?')}")
+
+
+def check_runtime_image(timeout: int = 3) -> Check:
+    import docker
+
+    from execution.docker_client import get_docker_client
+
+    image = settings.ANYON_CLOUD_IMAGE
+    try:
+        get_docker_client(timeout=timeout).images.get(image)
+    except docker.errors.ImageNotFound:
+        return Check("runtime image", FAIL, f"{image} is not present", "make image (or docker pull " + image + ")")
+    except Exception as exc:
+        return Check("runtime image", FAIL, f"cannot ask the engine ({type(exc).__name__})", "fix the engine first")
+    return Check("runtime image", OK, f"{image} present")
+
+
+def _is_tmpfs(path: Path) -> bool:
+    """True when ``path`` lives on a tmpfs mount (longest matching mount point in /proc/mounts)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    resolved = str(path.resolve())
+    best, fstype = "", ""
+    for line in mounts:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mount_point = parts[1].replace("\\040", " ")
+        inside = resolved == mount_point or resolved.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) > len(best):
+            best, fstype = mount_point, parts[2]
+    return fstype == "tmpfs"
+
+
+def check_temp_dir() -> Check:
+    path: Path = settings.ANYON_TEMP_DIR
+    fix = f"mkdir -p {path} && chmod 700 {path} && chown {os.getuid()} {path}"
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return Check("temp dir", FAIL, f"{path} does not exist", fix)
+    mode = stat.S_IMODE(info.st_mode)
+    if not stat.S_ISDIR(info.st_mode):
+        return Check("temp dir", FAIL, f"{path} is not a directory", fix)
+    if mode != 0o700:
+        return Check("temp dir", FAIL, f"{path} has mode {mode:04o}, secrets need 0700", f"chmod 700 {path}")
+    if info.st_uid != os.getuid():
+        return Check("temp dir", FAIL, f"{path} is owned by uid {info.st_uid}, not {os.getuid()}", fix)
+    if not _is_tmpfs(path):
+        return Check(
+            "temp dir",
+            WARN,
+            f"{path} is 0700 but not on tmpfs: secrets touch the disk while a run is active",
+            f"mount -t tmpfs -o mode=0700,size=64m tmpfs {path}",
+            required=False,
+        )
+    return Check("temp dir", OK, f"{path} is 0700 on tmpfs")
+
+
+def check_secret_key() -> Check:
+    if settings.SECRET_KEY_SOURCE == "env":  # noqa: S105 - a source name, not a key
+        return Check("secret key", OK, "ANYON_SECRET_KEY is set")
+    return Check(
+        "secret key",
+        WARN,
+        "using a generated development key (DEBUG is on)",
+        "set ANYON_SECRET_KEY (docs/DEPLOYMENT.md) before storing real credentials",
+        required=False,
+    )
+
+
+def check_worker() -> Check:
+    from django_q.status import Stat
+
+    try:
+        stats = Stat.get_all()
+    except Exception as exc:
+        return Check("worker", FAIL, f"cannot read worker status: {exc}", "check the cache / REDIS_URL")
+    running = [s for s in stats if s.status not in ("Stopped", "Stopping")]
+    if not running:
+        return Check(
+            "worker",
+            FAIL,
+            "no worker heartbeat: queued runs will not start",
+            "start the worker: python manage.py qcluster (make run starts it)",
+        )
+    workers = sum(len(s.workers) for s in running)
+    return Check("worker", OK, f"{len(running)} cluster(s), {workers} worker process(es), heartbeat live")
+
+
+#: Checks in the order ``doctor`` prints them.
+DOCTOR_CHECKS: list[Callable[[], Check]] = [
+    check_database,
+    check_migrations,
+    check_secret_key,
+    check_temp_dir,
+    check_docker,
+    check_runtime_image,
+    check_worker,
+]
+
+#: The parts ``/healthz`` reports; any failure answers HTTP 503.
+HEALTH_CHECKS: dict[str, Callable[[], Check]] = {
+    "database": check_database,
+    "docker": check_docker,
+    "runtime_image": check_runtime_image,
+    "worker": check_worker,
+}
+
+
+def run_checks(checks: list[Callable[[], Check]]) -> list[Check]:
+    return [check() for check in checks]

@@ -1,0 +1,99 @@
+"""``manage.py serve``: run the web server (daphne) and the worker (qcluster) together, as ``make run`` does.
+
+Both run as child processes in their own process groups. Ctrl-C / SIGTERM stops both; qcluster can hang on
+SIGTERM (django-q2 #346), so after a grace period the whole group is killed. When either child exits, the other is
+stopped too and the command exits non-zero, so a supervisor (systemd) sees the failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from anyon.health import check_docker
+from anyon.tempdir import ensure_temp_dir
+
+GRACE_SECONDS = 10
+
+
+def stop_process_group(proc: subprocess.Popen, *, grace: float = GRACE_SECONDS) -> None:
+    """SIGTERM the child's process group, then SIGKILL it if it has not exited after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+class Command(BaseCommand):
+    help = "Start the web server and the worker; stop both on Ctrl-C."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default=os.environ.get("ANYON_HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("ANYON_PORT", "8000")))
+        parser.add_argument("--no-worker", action="store_true", help="start only the web server")
+
+    def handle(self, *args, **options) -> None:
+        ensure_temp_dir(settings.ANYON_TEMP_DIR)
+        docker = check_docker()
+        if docker.failed:
+            self.stderr.write(self.style.WARNING(f"Docker engine: {docker.detail}. Fix: {docker.fix}"))
+            self.stderr.write(self.style.WARNING("Starting anyway; runs stay queued until the engine answers."))
+        python = sys.executable
+        children: dict[str, subprocess.Popen] = {
+            "web": subprocess.Popen(
+                [
+                    python,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    options["host"],
+                    "-p",
+                    str(options["port"]),
+                    "anyon.asgi:application",
+                ],
+                start_new_session=True,
+            )
+        }
+        if not options["no_worker"]:
+            children["worker"] = subprocess.Popen(
+                [python, "manage.py", "qcluster"], cwd=settings.BASE_DIR, start_new_session=True
+            )
+        self.stdout.write(
+            self.style.SUCCESS(f"Anyon Cloud on http://{options['host']}:{options['port']}/  (Ctrl-C stops)")
+        )
+
+        stopping = {"flag": False}
+
+        def on_signal(signum, frame) -> None:
+            stopping["flag"] = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        exited = ""
+        while not stopping["flag"] and not exited:
+            for name, proc in children.items():
+                if proc.poll() is not None:
+                    exited = name
+            time.sleep(0.3)
+        if exited:
+            self.stderr.write(self.style.ERROR(f"{exited} exited with {children[exited].returncode}; stopping"))
+        for proc in children.values():
+            stop_process_group(proc)
+        self.stdout.write("Stopped.")
+        if exited:
+            sys.exit(1)

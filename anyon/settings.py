@@ -1,0 +1,194 @@
+"""Django settings for Anyon Cloud.
+
+Every value comes from the environment (12-factor); each one is documented in docs/DEPLOYMENT.md, and
+tests/anyon/test_docs.py fails when a setting read here is missing from that table. Use ``env_setting`` /
+the ``env`` object below for new settings so that the documentation test sees them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import environ
+
+from anyon.devkey import resolve_secret_key
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+DEBUG = env.bool("DEBUG", default=False)
+
+# --- keys -------------------------------------------------------------------------------------------------
+# ANYON_SECRET_KEY is key material of the secret store: django-cryptography derives the encryption key from it
+# *and* signs every ciphertext with Django's SECRET_KEY, so both are the same value here and rotating it means
+# running `manage.py rotate_secret_key` (see docs/RUNBOOK.md).
+SECRET_KEY, SECRET_KEY_SOURCE = resolve_secret_key(
+    env.str("ANYON_SECRET_KEY", default=""),
+    debug=DEBUG,
+    dev_key_file=Path(env.str("ANYON_DEV_KEY_FILE", default=str(Path.home() / ".local/share/anyon/dev-secret-key"))),
+)
+CRYPTOGRAPHY_KEY = SECRET_KEY
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_q",
+    "anyon",
+    "secrets_app",
+    "execution",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "anyon.urls"
+ASGI_APPLICATION = "anyon.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "anyon.context_processors.system_notices",
+            ],
+        },
+    },
+]
+
+# --- database ---------------------------------------------------------------------------------------------
+DATA_DIR = Path(env.str("ANYON_DATA_DIR", default=str(BASE_DIR / "var")))
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'anyon.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web and worker write at the same time: WAL lets readers run beside the writer, the busy timeout makes a
+    # writer wait instead of failing with "database is locked", and IMMEDIATE transactions take the write lock
+    # up front so two transactions never deadlock upgrading a read lock.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis (optional scale-out) -----------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # A cache shared by web and worker processes: the worker's heartbeat (django-q2 cluster stats) lives here.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "anyon_cache"}}
+
+# --- task queue (django-q2) ---------------------------------------------------------------------------------
+RUN_TIMEOUT = env.int("ANYON_RUN_TIMEOUT", default=3600)
+Q_CLUSTER = {
+    "name": "anyon",
+    "workers": env.int("ANYON_WORKERS", default=2),
+    # An attempt may run for ANYON_RUN_TIMEOUT; the queue timeout sits above it so the attempt's own timeout
+    # handling wins, and retry must exceed timeout or django-q2 runs the task twice.
+    "timeout": RUN_TIMEOUT + 300,
+    "retry": RUN_TIMEOUT + 600,
+    "max_attempts": 1,
+    "catch_up": False,
+    "save_limit": 500,
+    "label": "Task queue",
+    "cache": "default",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["poll"] = 0.2
+
+# --- auth, sessions -----------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env.bool("ANYON_SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+X_FRAME_OPTIONS = "DENY"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+
+# --- mail (alerts, notices) ---------------------------------------------------------------------------------
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="anyon@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- Anyon ------------------------------------------------------------------------------------------------
+ANYON_TEMP_DIR = Path(env.str("ANYON_TEMP_DIR", default="/tmp/anyon"))
+
+
+def _runtime_image_version() -> str:
+    """The image semver lives in one place: the IMAGE_VERSION build arg default of runtime-image/Dockerfile."""
+    dockerfile = BASE_DIR / "runtime-image" / "Dockerfile"
+    try:
+        match = re.search(r"^ARG IMAGE_VERSION=(\S+)", dockerfile.read_text(), re.MULTILINE)
+    except OSError:
+        match = None
+    return match.group(1) if match else "0.0.0"
+
+
+ANYON_RUNTIME_IMAGE_VERSION = _runtime_image_version()
+ANYON_CLOUD_IMAGE = env.str("ANYON_CLOUD_IMAGE", default=f"anyon/claude-runtime:{ANYON_RUNTIME_IMAGE_VERSION}")
+ANYON_BASE_IMAGE = env.str("ANYON_BASE_IMAGE", default="anyon/debian-base:bookworm")
+DOCKER_HOST = env.str("DOCKER_HOST", default="")
+ANYON_DOCKER_TIMEOUT = env.int("ANYON_DOCKER_TIMEOUT", default=60)
+ANYON_WORKER_STALE_SECONDS = env.int("ANYON_WORKER_STALE_SECONDS", default=30)
+
+ANYON_ADMIN_USERNAME = env.str("ANYON_ADMIN_USERNAME", default="admin")
+ANYON_ADMIN_EMAIL = env.str("ANYON_ADMIN_EMAIL", default="admin@localhost")
+
+# --- logging ------------------------------------------------------------------------------------------------
+LOG_LEVEL = env.str("ANYON_LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django_q": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}

@@ -1,0 +1,65 @@
+"""Fixtures shared by the whole suite: real Docker engine, real images, live ASGI server, real Chromium."""
+
+from __future__ import annotations
+
+import contextlib
+
+import docker
+import pytest
+from django.conf import settings
+
+from tests.requirements import require_docker
+
+pytest_plugins = ["tests.fixtures.processes", "tests.fixtures.browser"]
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A client of the real Docker engine; skips (or fails under ANYON_REQUIRE_DOCKER) when none answers."""
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as exc:
+        require_docker(f"no Docker engine reachable ({type(exc).__name__}); start dockerd or set DOCKER_HOST")
+    yield client
+    client.close()
+
+
+def _image(docker_client, ref: str, how: str) -> str:
+    try:
+        docker_client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        require_docker(f"image {ref} is absent; build it with {how}")
+    return ref
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client) -> str:
+    """The offline Debian base image made by runtime-image/bootstrap-base.sh."""
+    return _image(docker_client, settings.ANYON_BASE_IMAGE, "runtime-image/bootstrap-base.sh")
+
+
+@pytest.fixture(scope="session")
+def runtime_image(docker_client) -> str:
+    """The claude-runtime image (ANYON_CLOUD_IMAGE) made by runtime-image/build.sh (make image)."""
+    return _image(docker_client, settings.ANYON_CLOUD_IMAGE, "make image")
+
+
+@pytest.fixture
+def container_factory(docker_client):
+    """Create labelled, auto-removed containers; every one is force-removed at teardown."""
+    created = []
+
+    def make(image: str, **kwargs):
+        kwargs.setdefault("command", ["sleep", "infinity"])
+        kwargs.setdefault("network_mode", "none")
+        kwargs.setdefault("init", True)
+        labels = {"anyon.test": "1", **kwargs.pop("labels", {})}
+        container = docker_client.containers.run(image, detach=True, labels=labels, **kwargs)
+        created.append(container)
+        return container
+
+    yield make
+    for container in created:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)

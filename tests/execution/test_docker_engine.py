@@ -1,0 +1,25 @@
+"""The real engine and the offline base image: exec with stdout, stderr and exit code kept apart."""
+
+import pytest
+
+
+@pytest.mark.docker
+def test_exec_separates_stdout_stderr_and_exit_code(docker_client, base_image, container_factory):
+    container = container_factory(base_image)
+    api = docker_client.api
+    exec_id = api.exec_create(container.id, ["sh", "-c", "echo out-line; echo err-line >&2; exit 7"])["Id"]
+    stdout, stderr = b"", b""
+    for out, err in api.exec_start(exec_id, stream=True, demux=True):
+        stdout += out or b""
+        stderr += err or b""
+    assert stdout == b"out-line\n"
+    assert stderr == b"err-line\n"
+    assert api.exec_inspect(exec_id)["ExitCode"] == 7
+
+
+@pytest.mark.docker
+def test_container_has_no_network_but_loopback(docker_client, base_image, container_factory):
+    container = container_factory(base_image)
+    code, output = container.exec_run(["cat", "/proc/net/dev"])
+    interfaces = {line.split(":")[0].strip() for line in output.decode().splitlines()[2:]}
+    assert code == 0 and interfaces == {"lo"}

@@ -1,0 +1,15 @@
+"""Settings module of the test suite: test-environment defaults, then the real settings.
+
+Only environment defaults are set here (CI or a developer can override any of them); live server and worker
+subprocesses inherit this environment and use ``anyon.settings`` itself.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("ANYON_SECRET_KEY", "test-secret-key-" + "k" * 40)
+os.environ.setdefault("ANYON_SECURE_COOKIES", "false")
+os.environ.setdefault("ANYON_TEMP_DIR", tempfile.mkdtemp(prefix="anyon-test-"))
+os.environ.setdefault("ANYON_DATA_DIR", tempfile.mkdtemp(prefix="anyon-test-data-"))
+
+from anyon.settings import *  # noqa: F403
