@@ -174,7 +174,6 @@ ANYON_CLOUD_IMAGE = env.str("ANYON_CLOUD_IMAGE", default=f"anyon/claude-runtime:
 ANYON_BASE_IMAGE = env.str("ANYON_BASE_IMAGE", default="anyon/debian-base:bookworm")
 DOCKER_HOST = env.str("DOCKER_HOST", default="")
 ANYON_DOCKER_TIMEOUT = env.int("ANYON_DOCKER_TIMEOUT", default=60)
-ANYON_WORKER_STALE_SECONDS = env.int("ANYON_WORKER_STALE_SECONDS", default=30)
 
 ANYON_ADMIN_USERNAME = env.str("ANYON_ADMIN_USERNAME", default="admin")
 ANYON_ADMIN_EMAIL = env.str("ANYON_ADMIN_EMAIL", default="admin@localhost")

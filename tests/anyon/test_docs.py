@@ -1,0 +1,31 @@
+"""Documentation that can rot is checked against the code."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CODE_DIRS = ["anyon", "secrets_app", "execution"]
+ENV_READ = re.compile(
+    r"""(?:env(?:\.(?:str|bool|int|float|list|db_url|email_url|json))?\(\s*|os\.environ\.get\(\s*|os\.environ\[\s*)"""
+    r"""["']([A-Z][A-Z0-9_]+)["']"""
+)
+
+
+def settings_read_by_code() -> set[str]:
+    names: set[str] = set()
+    for folder in CODE_DIRS:
+        for path in (ROOT / folder).rglob("*.py"):
+            names.update(ENV_READ.findall(path.read_text()))
+    return names - {"DJANGO_SETTINGS_MODULE", "ANYON_QUIET_DEV_KEY"}
+
+
+def test_the_scanner_finds_settings():
+    found = settings_read_by_code()
+    assert {"ANYON_SECRET_KEY", "DATABASE_URL", "ANYON_TEMP_DIR", "ANYON_ADMIN_PASSWORD"} <= found
+
+
+def test_every_setting_is_in_the_deployment_table():
+    table = (ROOT / "docs" / "DEPLOYMENT.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", table, re.MULTILINE))
+    missing = settings_read_by_code() - documented
+    assert not missing, f"settings read by the code but not documented in docs/DEPLOYMENT.md: {sorted(missing)}"
