@@ -83,6 +83,8 @@ DATA_DIR = Path(env.str("ANYON_DATA_DIR", default=str(BASE_DIR / "var")))
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'anyon.sqlite3'}"),
 }
+if "DATABASE_URL" not in env.ENVIRON:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)  # the default SQLite file must have a folder to live in
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web and worker write at the same time: WAL lets readers run beside the writer, the busy timeout makes a
     # writer wait instead of failing with "database is locked", and IMMEDIATE transactions take the write lock
