@@ -25,4 +25,7 @@ def system_notices(request) -> dict:
     docker = _docker_check()
     if docker.failed:
         notices.append({"level": "error", "text": f"Docker engine: {docker.detail}.", "fix": docker.fix})
+    from secrets_app.selectors import token_notices
+
+    notices.extend(token_notices(owner=request.user))
     return {"system_notices": notices}

@@ -177,6 +177,13 @@ ANYON_BASE_IMAGE = env.str("ANYON_BASE_IMAGE", default="anyon/debian-base:bookwo
 DOCKER_HOST = env.str("DOCKER_HOST", default="")
 ANYON_DOCKER_TIMEOUT = env.int("ANYON_DOCKER_TIMEOUT", default=60)
 
+# GitHub (github.com by default; GitHub Enterprise: https://ghe.example.com and https://ghe.example.com/api/v3)
+ANYON_GITHUB_URL = env.str("ANYON_GITHUB_URL", default="https://github.com")
+ANYON_GITHUB_API_URL = env.str("ANYON_GITHUB_API_URL", default="https://api.github.com")
+ANYON_GITHUB_CLIENT_ID = env.str("ANYON_GITHUB_CLIENT_ID", default="")
+ANYON_GITHUB_OAUTH_SCOPES = env.str("ANYON_GITHUB_OAUTH_SCOPES", default="repo read:user")
+ANYON_HTTP_TIMEOUT = env.float("ANYON_HTTP_TIMEOUT", default=15.0)
+
 ANYON_ADMIN_USERNAME = env.str("ANYON_ADMIN_USERNAME", default="admin")
 ANYON_ADMIN_EMAIL = env.str("ANYON_ADMIN_EMAIL", default="admin@localhost")
 

@@ -10,7 +10,7 @@ from django.conf import settings
 
 from tests.requirements import require_docker
 
-pytest_plugins = ["tests.fixtures.processes", "tests.fixtures.browser"]
+pytest_plugins = ["tests.fixtures.processes", "tests.fixtures.browser", "tests.fixtures.leaks"]
 
 
 @pytest.fixture(scope="session")

@@ -13,3 +13,6 @@ os.environ.setdefault("ANYON_TEMP_DIR", tempfile.mkdtemp(prefix="anyon-test-"))
 os.environ.setdefault("ANYON_DATA_DIR", tempfile.mkdtemp(prefix="anyon-test-data-"))
 
 from anyon.settings import *  # noqa: F403
+
+# Fast password hashing: the suite creates many users; production keeps Django's default PBKDF2.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

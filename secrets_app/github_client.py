@@ -1,0 +1,187 @@
+"""GitHub's HTTP endpoints that connecting an account needs: the OAuth device flow and ``GET /user``.
+
+URLs come from settings (``ANYON_GITHUB_URL``, ``ANYON_GITHUB_API_URL``) so GitHub Enterprise works and tests talk
+to a fake GitHub on 127.0.0.1. Tokens only ever travel in the ``Authorization`` header, never in a URL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import requests
+from django.conf import settings
+
+from secrets_app.errors import ConnectError
+
+CLASSIC_TOKEN = re.compile(r"^(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}$")
+FINE_GRAINED_TOKEN = re.compile(r"^github_pat_[A-Za-z0-9_]{22,255}$")
+MAX_TOKEN_LENGTH = 300
+
+
+@dataclass(frozen=True)
+class GitHubUser:
+    login: str
+    scopes: list[str] = field(default_factory=list)
+    scopes_known: bool = True  # False for fine-grained tokens: GitHub sends no X-OAuth-Scopes for them
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeviceCode:
+    device_code: str
+    user_code: str
+    verification_uri: str
+    expires_in: int
+    interval: int
+
+    def __repr__(self) -> str:
+        return f"DeviceCode(user_code={self.user_code!r}, device_code=***)"
+
+
+@dataclass(frozen=True)
+class DevicePoll:
+    """One poll of the token endpoint: either ``access_token`` or an ``error`` (with a new ``interval``)."""
+
+    access_token: str = ""
+    scopes: list[str] = field(default_factory=list)
+    error: str = ""
+    error_description: str = ""
+    interval: int | None = None
+
+    def __repr__(self) -> str:
+        return f"DevicePoll(error={self.error!r}, access_token={'***' if self.access_token else ''!r})"
+
+
+class InvalidCredential(ConnectError):
+    """GitHub answered 401: the token is wrong, revoked or expired."""
+
+
+def _timeout() -> float:
+    return settings.ANYON_HTTP_TIMEOUT
+
+
+def _post_form(url: str, data: dict) -> dict:
+    try:
+        response = requests.post(url, data=data, headers={"Accept": "application/json"}, timeout=_timeout())
+    except requests.RequestException as exc:
+        raise ConnectError(f"GitHub could not be reached ({type(exc).__name__}). Try again in a minute.") from exc
+    if response.status_code >= 500:
+        raise ConnectError(f"GitHub answered {response.status_code}. Try again in a minute.")
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise ConnectError(f"GitHub answered with something that is not JSON (HTTP {response.status_code}).") from exc
+    if not isinstance(body, dict):
+        raise ConnectError("GitHub answered with an unexpected document.")
+    return body
+
+
+def normalize_token(raw: str) -> str:
+    """Strip surrounding white space; reject what cannot possibly be a GitHub token, with the reason."""
+    token = (raw or "").strip()
+    if not token:
+        raise ConnectError("Paste a token: the field is empty.")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise ConnectError(f"That is {len(token)} characters long; GitHub tokens are at most {MAX_TOKEN_LENGTH}.")
+    if not token.isascii() or any(c.isspace() for c in token):
+        raise ConnectError("A GitHub token has only letters, digits and underscores; this one has other characters.")
+    if not (CLASSIC_TOKEN.match(token) or FINE_GRAINED_TOKEN.match(token)):
+        raise ConnectError(
+            "That does not look like a GitHub token (they start with ghp_ for classic or github_pat_ for "
+            "fine-grained tokens)."
+        )
+    return token
+
+
+def parse_expiration(header: str | None) -> datetime | None:
+    """``GitHub-Authentication-Token-Expiration``: e.g. ``2026-12-01 10:00:00 UTC`` or ``... +0000``."""
+    if not header:
+        return None
+    text = header.strip()
+    for fmt in ("%Y-%m-%d %H:%M:%S %Z", "%Y-%m-%d %H:%M:%S %z", "%Y-%m-%dT%H:%M:%S%z"):
+        try:
+            parsed = datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def get_user(token: str) -> GitHubUser:
+    """``GET /user`` with the token: who it belongs to, its scopes and its expiry."""
+    try:
+        response = requests.get(
+            f"{settings.ANYON_GITHUB_API_URL.rstrip('/')}/user",
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+            },
+            timeout=_timeout(),
+        )
+    except requests.RequestException as exc:
+        raise ConnectError(f"GitHub could not be reached ({type(exc).__name__}). Try again in a minute.") from exc
+    if response.status_code == 401:
+        raise InvalidCredential("GitHub rejected the token (401): it is wrong, revoked or expired.")
+    if response.status_code == 403:
+        raise ConnectError("GitHub refused the request (403): the token may be rate limited or blocked by SSO.")
+    if response.status_code != 200:
+        raise ConnectError(f"GitHub answered {response.status_code} to GET /user.")
+    try:
+        login = str(response.json()["login"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConnectError("GitHub's answer to GET /user has no login.") from exc
+    scope_header = response.headers.get("X-OAuth-Scopes")
+    scopes = [s.strip() for s in (scope_header or "").split(",") if s.strip()]
+    return GitHubUser(
+        login=login,
+        scopes=scopes,
+        scopes_known=scope_header is not None,
+        expires_at=parse_expiration(response.headers.get("GitHub-Authentication-Token-Expiration")),
+    )
+
+
+def request_device_code() -> DeviceCode:
+    if not settings.ANYON_GITHUB_CLIENT_ID:
+        raise ConnectError(
+            "Signing in with GitHub is not set up on this server (ANYON_GITHUB_CLIENT_ID). Use a personal access "
+            "token instead."
+        )
+    body = _post_form(
+        f"{settings.ANYON_GITHUB_URL.rstrip('/')}/login/device/code",
+        {"client_id": settings.ANYON_GITHUB_CLIENT_ID, "scope": settings.ANYON_GITHUB_OAUTH_SCOPES},
+    )
+    if "error" in body:
+        raise ConnectError(f"GitHub refused to start sign-in: {body.get('error_description') or body['error']}.")
+    try:
+        return DeviceCode(
+            device_code=str(body["device_code"]),
+            user_code=str(body["user_code"]),
+            verification_uri=str(body["verification_uri"]),
+            expires_in=int(body["expires_in"]),
+            interval=int(body.get("interval", 5)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConnectError("GitHub's device-code answer is missing fields.") from exc
+
+
+def poll_device_token(device_code: str) -> DevicePoll:
+    body = _post_form(
+        f"{settings.ANYON_GITHUB_URL.rstrip('/')}/login/oauth/access_token",
+        {
+            "client_id": settings.ANYON_GITHUB_CLIENT_ID,
+            "device_code": device_code,
+            "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+        },
+    )
+    if body.get("access_token"):
+        scopes = [s.strip() for s in str(body.get("scope", "")).split(",") if s.strip()]
+        return DevicePoll(access_token=str(body["access_token"]), scopes=scopes)
+    interval = body.get("interval")
+    return DevicePoll(
+        error=str(body.get("error", "unknown_error")),
+        error_description=str(body.get("error_description", "")),
+        interval=int(interval) if isinstance(interval, int | str) and str(interval).isdigit() else None,
+    )

@@ -1,0 +1,128 @@
+"""A fake GitHub on 127.0.0.1: the OAuth device flow endpoints and ``GET /user`` with GitHub's real headers.
+
+The API lives under ``/api`` (like GitHub Enterprise's ``/api/v3``): point ``ANYON_GITHUB_URL`` at ``fake.url``
+and ``ANYON_GITHUB_API_URL`` at ``fake.api_url``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass, field
+
+from tests.fakes.http_server import FakeHTTPServer, Recorded, Reply
+from tests.fixtures.leaks import track_secret
+
+CLIENT_ID = "Iv1.fakeclientid0001"
+
+
+def classic_token(prefix: str = "ghp") -> str:
+    return track_secret(f"{prefix}_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(36)))
+
+
+def fine_grained_token() -> str:
+    return track_secret(
+        "github_pat_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(60))
+    )
+
+
+@dataclass
+class Account:
+    login: str
+    scopes: list[str] | None = field(default_factory=lambda: ["repo", "read:user"])  # None: fine-grained token
+    expiration: str | None = None  # GitHub-Authentication-Token-Expiration header value
+
+
+@dataclass
+class DeviceGrant:
+    device_code: str
+    user_code: str
+    script: list[str]  # what successive polls answer: pending, slow_down, expired, denied, success
+    token: str = ""
+    polls: list[float] = field(default_factory=list)
+
+
+class FakeGitHub(FakeHTTPServer):
+    def __init__(self, *, interval: int = 1, expires_in: int = 900) -> None:
+        super().__init__()
+        self.accounts: dict[str, Account] = {}
+        self.grants: dict[str, DeviceGrant] = {}
+        self.interval = interval
+        self.expires_in = expires_in
+        #: The script the next device flow follows.
+        self.device_script: list[str] = ["pending", "success"]
+        self.device_login = "octocat"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api"
+
+    def add_token(self, token: str, login: str = "octocat", **kwargs) -> str:
+        self.accounts[token] = Account(login=login, **kwargs)
+        return token
+
+    def handle(self, request: Recorded) -> Reply:
+        if request.method == "POST" and request.path == "/login/device/code":
+            return self._device_code(request)
+        if request.method == "POST" and request.path == "/login/oauth/access_token":
+            return self._access_token(request)
+        if request.method == "GET" and request.path == "/api/user":
+            return self._user(request)
+        return Reply(404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
+
+    def _device_code(self, request: Recorded) -> Reply:
+        if request.form().get("client_id") != CLIENT_ID:
+            return Reply(200, {"error": "unauthorized_client", "error_description": "unknown client_id"})
+        grant = DeviceGrant(
+            device_code=track_secret(secrets.token_hex(20)),
+            user_code=f"{secrets.randbelow(9000) + 1000}-{secrets.randbelow(9000) + 1000}",
+            script=list(self.device_script),
+        )
+        self.grants[grant.device_code] = grant
+        return Reply(
+            200,
+            {
+                "device_code": grant.device_code,
+                "user_code": grant.user_code,
+                "verification_uri": f"{self.url}/login/device",
+                "expires_in": self.expires_in,
+                "interval": self.interval,
+            },
+        )
+
+    def _access_token(self, request: Recorded) -> Reply:
+        form = request.form()
+        grant = self.grants.get(form.get("device_code", ""))
+        if grant is None or form.get("grant_type") != "urn:ietf:params:oauth:grant-type:device_code":
+            return Reply(200, {"error": "incorrect_device_code", "error_description": "The device_code is invalid."})
+        grant.polls.append(request.at)
+        step = grant.script.pop(0) if len(grant.script) > 1 else grant.script[0]
+        if step == "success":
+            if not grant.token:
+                grant.token = self.add_token(classic_token("gho"), login=self.device_login)
+            return Reply(200, {"access_token": grant.token, "token_type": "bearer", "scope": "repo,read:user"})
+        errors = {
+            "pending": ("authorization_pending", "The authorization request is still pending."),
+            "slow_down": ("slow_down", "Too many requests have been made in the same timeframe."),
+            "expired": ("expired_token", "The device_code has expired."),
+            "denied": ("access_denied", "The authorization request was denied."),
+        }
+        error, description = errors[step]
+        body = {"error": error, "error_description": description}
+        if step == "slow_down":
+            self.interval += 5
+            body["interval"] = self.interval
+        return Reply(200, body)
+
+    def _user(self, request: Recorded) -> Reply:
+        auth = request.headers.get("authorization", "")
+        token = auth.removeprefix("Bearer ").removeprefix("token ").strip()
+        account = self.accounts.get(token)
+        if account is None:
+            return Reply(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})
+        headers = {}
+        if account.scopes is not None:
+            headers["X-OAuth-Scopes"] = ", ".join(account.scopes)
+        if account.expiration:
+            headers["GitHub-Authentication-Token-Expiration"] = account.expiration
+        return Reply(200, {"login": account.login, "id": 1, "type": "User"}, headers)
