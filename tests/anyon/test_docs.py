@@ -29,3 +29,16 @@ def test_every_setting_is_in_the_deployment_table():
     documented = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", table, re.MULTILINE))
     missing = settings_read_by_code() - documented
     assert not missing, f"settings read by the code but not documented in docs/DEPLOYMENT.md: {sorted(missing)}"
+
+
+def test_every_management_command_is_in_the_runbook():
+    runbook = (ROOT / "docs" / "RUNBOOK.md").read_text()
+    commands = {
+        path.stem
+        for folder in CODE_DIRS
+        for path in (ROOT / folder).glob("management/commands/*.py")
+        if path.stem != "__init__"
+    }
+    assert commands, "no management commands found: the scan is broken"
+    missing = {name for name in commands if f"manage.py {name}" not in runbook}
+    assert not missing, f"management commands missing from docs/RUNBOOK.md: {sorted(missing)}"
