@@ -1,5 +1,9 @@
 """Websocket URL patterns of every app, collected in one place for anyon.asgi."""
 
-from django.urls import path  # noqa: F401  (apps append their patterns below)
+from django.urls import path
 
-websocket_urlpatterns: list = []
+from execution.consumers import AttemptLogConsumer
+
+websocket_urlpatterns = [
+    path("ws/attempts/<int:attempt_id>/logs/", AttemptLogConsumer.as_asgi()),
+]

@@ -177,6 +177,25 @@ ANYON_BASE_IMAGE = env.str("ANYON_BASE_IMAGE", default="anyon/debian-base:bookwo
 DOCKER_HOST = env.str("DOCKER_HOST", default="")
 ANYON_DOCKER_TIMEOUT = env.int("ANYON_DOCKER_TIMEOUT", default=60)
 
+# Containers of attempts
+ANYON_CLOUD_NETWORK = env.str("ANYON_CLOUD_NETWORK", default="bridge")
+ANYON_CONTAINER_UID = env.int("ANYON_CONTAINER_UID", default=1000)
+ANYON_CONTAINER_GID = env.int("ANYON_CONTAINER_GID", default=1000)
+ANYON_CONTAINER_MEMORY = env.str("ANYON_CONTAINER_MEMORY", default="4g")
+ANYON_CONTAINER_CPUS = env.float("ANYON_CONTAINER_CPUS", default=2.0)
+ANYON_CONTAINER_PIDS = env.int("ANYON_CONTAINER_PIDS", default=1024)
+#: Extra, non-secret environment of every attempt container (e.g. ANTHROPIC_BASE_URL for a proxy).
+ANYON_CONTAINER_ENV = env.dict("ANYON_CONTAINER_ENV", default={})
+_secretish = [k for k in ANYON_CONTAINER_ENV if re.search(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL", k, re.I)]
+if _secretish:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"ANYON_CONTAINER_ENV must not carry secrets ({', '.join(_secretish)}): container environment is visible "
+        "in docker inspect. Connect credentials in Settings; they are injected through the secret dir."
+    )
+ANYON_ALERT_WINDOW = env.int("ANYON_ALERT_WINDOW", default=3600)
+
 # GitHub (github.com by default; GitHub Enterprise: https://ghe.example.com and https://ghe.example.com/api/v3)
 ANYON_GITHUB_URL = env.str("ANYON_GITHUB_URL", default="https://github.com")
 ANYON_GITHUB_API_URL = env.str("ANYON_GITHUB_API_URL", default="https://api.github.com")

@@ -1,0 +1,175 @@
+"""Tasks, attempts, runs and their log records. No I/O here: state changes go through ``execution.attempts``."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Task(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks")
+    title = models.CharField(max_length=200)
+    repo_url = models.CharField("repository URL", max_length=300)
+    base_branch = models.CharField(max_length=100, default="main")
+    prompt = models.TextField(max_length=20_000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class AttemptStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    PROVISIONING = "provisioning", "Provisioning"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    TIMED_OUT = "timed_out", "Timed out"
+
+
+ACTIVE_STATUSES = (AttemptStatus.QUEUED, AttemptStatus.PROVISIONING, AttemptStatus.RUNNING)
+FINAL_STATUSES = (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED, AttemptStatus.CANCELLED, AttemptStatus.TIMED_OUT)
+
+#: Statuses only move forward: each status lists where it may go next.
+ATTEMPT_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    AttemptStatus.QUEUED: (AttemptStatus.PROVISIONING, AttemptStatus.CANCELLED, AttemptStatus.FAILED),
+    AttemptStatus.PROVISIONING: (AttemptStatus.RUNNING, *FINAL_STATUSES),
+    AttemptStatus.RUNNING: FINAL_STATUSES,
+}
+
+
+class Attempt(models.Model):
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="attempts")
+    status = models.CharField(max_length=16, choices=AttemptStatus.choices, default=AttemptStatus.QUEUED)
+    container_id = models.CharField(max_length=80, blank=True)
+    branch = models.CharField(max_length=120, blank=True)
+    error = models.TextField(blank=True)
+    plan = models.JSONField(default=list, help_text="The steps (kind, title, argv) this attempt runs.")
+    cancel_requested = models.BooleanField(default=False)
+    worker = models.CharField(max_length=120, blank=True, help_text="host:pid of the worker running it")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return f"attempt {self.pk} of {self.task_id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class RunKind(models.TextChoices):
+    CLONE = "clone", "Clone"
+    AGENT = "agent", "Agent"
+    CUSTOM = "custom", "Custom"
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    TIMED_OUT = "timed_out", "Timed out"
+
+
+class Run(models.Model):
+    """One ``docker exec`` within an attempt."""
+
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="runs")
+    kind = models.CharField(max_length=16, choices=RunKind.choices)
+    title = models.CharField(max_length=200, blank=True)
+    argv = models.JSONField(default=list)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    exit_code = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    session_id = models.CharField(max_length=80, blank=True, help_text="Claude session of an agent run")
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} run {self.pk} ({self.status})"
+
+    @property
+    def duration(self):
+        if self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class LogStream(models.TextChoices):
+    STDOUT = "stdout", "stdout"
+    STDERR = "stderr", "stderr"
+    AGENT = "agent", "agent"  # readable rendering of the Claude CLI's stream-json events
+    SYSTEM = "system", "system"  # what Anyon itself says about the attempt
+
+
+class LogRecord(models.Model):
+    """A masked piece of output. ``seq`` orders all records of one attempt, across its runs, without gaps."""
+
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="log_records")
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.CASCADE, related_name="log_records")
+    seq = models.PositiveIntegerField()
+    stream = models.CharField(max_length=8, choices=LogStream.choices)
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["attempt", "seq"]
+        constraints = [models.UniqueConstraint(fields=["attempt", "seq"], name="one_record_per_attempt_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.attempt_id}#{self.seq} {self.stream}"
+
+
+class AlertSeverity(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"
+    CRITICAL = "critical", "Critical"
+
+
+class Alert(models.Model):
+    """Something an operator should know about. Same fingerprint within a window counts up instead of repeating."""
+
+    kind = models.CharField(max_length=64, db_index=True)
+    severity = models.CharField(max_length=16, choices=AlertSeverity.choices, default=AlertSeverity.ERROR)
+    message = models.TextField()
+    attempt = models.ForeignKey(Attempt, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts"
+    )
+    fingerprint = models.CharField(max_length=200, db_index=True)
+    count = models.PositiveIntegerField(default=1)
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(auto_now_add=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    delivery = models.JSONField(default=dict, blank=True, help_text="Delivery status per notifier channel.")
+
+    class Meta:
+        ordering = ["-last_seen", "-id"]
+
+    def __str__(self) -> str:
+        return f"[{self.severity}] {self.kind}: {self.message[:60]}"

@@ -7,6 +7,7 @@ import contextlib
 import docker
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 
 from tests.requirements import require_docker
 
@@ -63,3 +64,20 @@ def container_factory(docker_client):
     for container in created:
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
+
+
+@pytest.fixture
+def alice(db):
+    return User.objects.create_user("alice", password="alice password 123")
+
+
+@pytest.fixture
+def bob(db):
+    return User.objects.create_user("bob", password="bob password 123")
+
+
+@pytest.fixture
+def alice_client(client, alice, settings):
+    settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"  # no engine ping per page in these tests
+    client.force_login(alice)
+    return client

@@ -1,0 +1,69 @@
+"""Raising alerts. The same fingerprint within ``ANYON_ALERT_WINDOW`` counts up instead of notifying again.
+
+Raising an alert never fails the caller: a run that hits a problem must still finish its cleanup.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from execution.models import Alert, AlertSeverity
+
+logger = logging.getLogger(__name__)
+
+
+class AlertKind:
+    SECRET_LOOKUP_FAILED = "secret_lookup_failed"
+    SECRET_INJECTION_FAILED = "secret_injection_failed"
+    SECRET_CLEANUP_FAILED = "secret_cleanup_failed"
+    CLAUDE_LOGIN_FAILED = "claude_login_failed"
+    EXEC_NONZERO_EXIT = "exec_nonzero_exit"
+    CLAUDE_CLI_ERROR = "claude_cli_error"
+    DOCKER_UNREACHABLE = "docker_unreachable"
+    ORPHAN_REMOVED = "orphan_removed"
+    TOKEN_EXPIRING = "token_expiring"
+    TOKEN_EXPIRED = "token_expired"
+    STALE_ATTEMPT = "stale_attempt"
+
+    @classmethod
+    def all(cls) -> list[str]:
+        return [v for k, v in vars(cls).items() if k.isupper()]
+
+
+def do_raise_alert(
+    *,
+    kind: str,
+    message: str,
+    severity: str = AlertSeverity.ERROR,
+    attempt=None,
+    user=None,
+    fingerprint: str = "",
+) -> Alert | None:
+    """Record an alert (or count up a recent one with the same fingerprint). Returns None if even that failed."""
+    fingerprint = (fingerprint or f"{kind}:{getattr(attempt, 'pk', '')}:{getattr(user, 'pk', '')}")[:200]
+    now = timezone.now()
+    window = timedelta(seconds=settings.ANYON_ALERT_WINDOW)
+    try:
+        with transaction.atomic():
+            recent = Alert.objects.filter(fingerprint=fingerprint, last_seen__gte=now - window).order_by("-id").first()
+            if recent is not None:
+                Alert.objects.filter(pk=recent.pk).update(count=F("count") + 1, last_seen=now, message=message)
+                recent.refresh_from_db()
+                return recent
+            alert = Alert.objects.create(
+                kind=kind, severity=severity, message=message, attempt=attempt, user=user, fingerprint=fingerprint
+            )
+    except Exception:
+        logger.exception("could not record alert %s", kind)
+        return None
+    logger.warning("alert %s (%s): %s", kind, severity, message)
+    from execution.notifiers import notify
+
+    notify(alert)
+    return alert

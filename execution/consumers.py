@@ -1,0 +1,124 @@
+"""Live attempt logs over a websocket: history from the database first, then new records as they arrive.
+
+Delivery never depends on the channel layer reaching across processes (DESIGN.md): the layer only wakes the
+consumer early; without a wake-up it looks at the database every ``POLL_SECONDS``. Records are sent strictly in
+``seq`` order from the last one sent, so a viewer sees no duplicates and no gaps; a reconnecting viewer passes
+``?after=<last seq>`` and continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from execution import selectors
+from execution.log_writer import attempt_group
+from execution.models import Attempt
+
+POLL_SECONDS = 0.25
+BATCH_RECORDS = 500
+MAX_MESSAGE_CHARS = 512 * 1024
+MAX_CLIENT_FRAME = 4096
+
+
+class AttemptLogConsumer(AsyncWebsocketConsumer):
+    attempt_id: int
+    last_seq: int
+    follower: asyncio.Task | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self.attempt_id = int(self.scope["url_route"]["kwargs"]["attempt_id"])
+        try:
+            await database_sync_to_async(selectors.attempt_for)(user=user, attempt_id=self.attempt_id)
+        except Attempt.DoesNotExist:
+            await self.close(code=4404)  # also for another user's attempt: nothing reveals that it exists
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode(errors="replace"))
+        try:
+            self.last_seq = max(0, int(query.get("after", ["0"])[0]))
+        except ValueError:
+            self.last_seq = 0
+        self.wake = asyncio.Event()
+        self.group = attempt_group(self.attempt_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        self.follower = asyncio.create_task(self.follow())
+
+    async def disconnect(self, code: int) -> None:
+        if self.follower is not None:
+            self.follower.cancel()
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def attempt_changed(self, event: dict) -> None:
+        self.wake.set()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Viewers only listen; a ``ping`` is answered, anything else gets an error message (never a crash)."""
+        if bytes_data is not None or text_data is None:
+            await self.send_json({"type": "error", "error": "binary frames are not accepted"})
+            return
+        if len(text_data) > MAX_CLIENT_FRAME:
+            await self.send_json({"type": "error", "error": "message too large"})
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            await self.send_json({"type": "error", "error": "malformed JSON"})
+            return
+        if isinstance(message, dict) and message.get("type") == "ping":
+            await self.send_json({"type": "pong"})
+        else:
+            await self.send_json({"type": "error", "error": "unknown message type"})
+
+    async def send_json(self, payload: dict) -> None:
+        await self.send(text_data=json.dumps(payload, ensure_ascii=False))
+
+    async def follow(self) -> None:
+        sent_snapshot: dict | None = None
+        while True:
+            if await self.send_new_records():
+                continue  # more may be waiting: drain before sleeping
+            snapshot = await database_sync_to_async(self._snapshot)()
+            if snapshot != sent_snapshot:
+                await self.send_json({"type": "status", "attempt": snapshot})
+                sent_snapshot = snapshot
+            if not snapshot["active"]:
+                # Records are written before the final status: one last look, then the stream is complete.
+                while await self.send_new_records():
+                    pass
+                await self.send_json({"type": "end", "last_seq": self.last_seq})
+                return
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=POLL_SECONDS)
+            except TimeoutError:
+                pass
+            self.wake.clear()
+
+    def _snapshot(self) -> dict:
+        attempt = Attempt.objects.get(pk=self.attempt_id)
+        return selectors.attempt_snapshot(attempt)
+
+    async def send_new_records(self) -> bool:
+        records = await database_sync_to_async(selectors.log_records_after)(
+            attempt_id=self.attempt_id, after_seq=self.last_seq, limit=BATCH_RECORDS
+        )
+        if not records:
+            return False
+        batch, size = [], 0
+        for record in records:
+            batch.append({"seq": record.seq, "run": record.run_id, "stream": record.stream, "text": record.text})
+            size += len(record.text)
+            if size >= MAX_MESSAGE_CHARS:
+                break
+        await self.send_json({"type": "logs", "records": batch})
+        self.last_seq = batch[-1]["seq"]
+        return True

@@ -1,0 +1,70 @@
+"""One container per attempt, provisioned from ``ANYON_CLOUD_IMAGE`` with the hardening and labels the cleanup
+relies on. The workspace is a named volume, so it outlives the container (follow-ups recreate the container)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import docker
+from django.conf import settings
+from django.utils import timezone
+
+from execution.docker_harness import ContainerSpec, DockerHarness
+
+WORKSPACE = "/workspace"
+SECRET_MOUNT = "/run/anyon-secrets"
+
+
+def container_name(attempt_id: int) -> str:
+    return f"anyon-attempt-{attempt_id}"
+
+
+def workspace_volume(attempt_id: int) -> str:
+    return f"anyon-workspace-{attempt_id}"
+
+
+def labels_for(attempt) -> dict[str, str]:
+    expires = timezone.now() + timedelta(seconds=settings.RUN_TIMEOUT + 600)
+    return {
+        "anyon.managed": "1",
+        "anyon.attempt": str(attempt.pk),
+        "anyon.owner": str(attempt.task.owner_id),
+        "anyon.expires": str(int(expires.timestamp())),
+    }
+
+
+class CloudContainerService:
+    def __init__(self, harness: DockerHarness | None = None) -> None:
+        self.harness = harness or DockerHarness()
+
+    def provision(self, attempt, *, secret_dir: Path) -> str:
+        """Create and start the attempt's container; return its id."""
+        self.harness.ensure_image(settings.ANYON_CLOUD_IMAGE)
+        labels = labels_for(attempt)
+        volume = workspace_volume(attempt.pk)
+        self.harness.ensure_volume(volume, {k: v for k, v in labels.items() if k != "anyon.expires"})
+        name = container_name(attempt.pk)
+        stale = self.harness.inspect(name)
+        if stale:  # a container of a crashed earlier session of this attempt
+            self.harness.stop_and_remove(stale["Id"], timeout=1)
+        spec = ContainerSpec(
+            name=name,
+            image=settings.ANYON_CLOUD_IMAGE,
+            labels=labels,
+            mounts=[
+                docker.types.Mount(WORKSPACE, volume, type="volume"),
+                docker.types.Mount(SECRET_MOUNT, str(secret_dir), type="bind", read_only=True),
+            ],
+            user=str(settings.ANYON_CONTAINER_UID),
+            working_dir=WORKSPACE,
+            environment=settings.ANYON_CONTAINER_ENV,
+            network_mode=settings.ANYON_CLOUD_NETWORK,
+            mem_limit=settings.ANYON_CONTAINER_MEMORY,
+            nano_cpus=int(settings.ANYON_CONTAINER_CPUS * 1e9),
+            pids_limit=settings.ANYON_CONTAINER_PIDS,
+        )
+        return self.harness.create_container(spec)
+
+    def remove(self, container_id: str) -> None:
+        self.harness.stop_and_remove(container_id, timeout=2)

@@ -1,0 +1,179 @@
+"""A thin harness over the docker SDK: the operations the system needs, with exit codes and streaming done right.
+
+``exec_run(stream=True)`` gives no exit code, so execs use the low-level API: ``exec_create`` → iterate
+``exec_start(stream=True, demux=True)`` → ``exec_inspect`` (polled while the exec still reports Running).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from execution.docker_client import get_docker_client
+
+logger = logging.getLogger(__name__)
+
+
+class HarnessError(Exception):
+    """The engine could not do what was asked; the message says what and how to fix it."""
+
+
+@dataclass
+class ExecResult:
+    exit_code: int | None = None
+    exec_id: str = ""
+
+
+@dataclass
+class ContainerSpec:
+    name: str
+    image: str
+    labels: dict[str, str]
+    mounts: list[docker.types.Mount] = field(default_factory=list)
+    user: str = "anyon"
+    working_dir: str = "/workspace"
+    environment: dict[str, str] = field(default_factory=dict)
+    network_mode: str = "none"
+    mem_limit: str | None = None
+    nano_cpus: int | None = None
+    pids_limit: int | None = None
+
+
+class DockerHarness:
+    def __init__(self, client: docker.DockerClient | None = None) -> None:
+        try:
+            self.client = client or get_docker_client()
+        except DockerException as exc:
+            raise HarnessError(f"Docker engine not reachable: {exc}") from exc
+        self.api = self.client.api
+
+    # --- images ---------------------------------------------------------------------------------------------
+    def ensure_image(self, ref: str) -> None:
+        try:
+            self.client.images.get(ref)
+        except ImageNotFound as exc:
+            raise HarnessError(f"runtime image {ref} is not present on this engine: build it (make image)") from exc
+
+    # --- containers ----------------------------------------------------------------------------------------
+    def create_container(self, spec: ContainerSpec) -> str:
+        """Create and start a hardened, idle container (``sleep infinity`` under docker's init)."""
+        try:
+            container = self.client.containers.run(
+                spec.image,
+                command=["sleep", "infinity"],
+                name=spec.name,
+                labels=spec.labels,
+                mounts=spec.mounts,
+                user=spec.user,
+                working_dir=spec.working_dir,
+                environment=spec.environment,
+                network_mode=spec.network_mode,
+                detach=True,
+                init=True,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                mem_limit=spec.mem_limit,
+                memswap_limit=spec.mem_limit,
+                nano_cpus=spec.nano_cpus,
+                pids_limit=spec.pids_limit,
+                tmpfs={"/tmp": "rw,nosuid,nodev,size=512m"},
+            )
+        except (APIError, DockerException) as exc:
+            raise HarnessError(f"could not start container {spec.name}: {exc}") from exc
+        return container.id
+
+    def inspect(self, container_id: str) -> dict | None:
+        try:
+            return self.api.inspect_container(container_id)
+        except NotFound:
+            return None
+
+    def is_running(self, container_id: str) -> bool:
+        info = self.inspect(container_id)
+        return bool(info and info["State"]["Running"])
+
+    def kill(self, container_id: str) -> None:
+        try:
+            self.api.kill(container_id)
+        except (NotFound, APIError):
+            pass  # already gone or not running: the goal is reached
+
+    def stop_and_remove(self, container_id: str, *, timeout: int = 5) -> None:
+        try:
+            self.api.stop(container_id, timeout=timeout)
+        except (NotFound, APIError):
+            pass
+        try:
+            self.api.remove_container(container_id, force=True, v=False)
+        except NotFound:
+            pass
+
+    def list_managed(self) -> list[dict]:
+        return self.api.containers(all=True, filters={"label": "anyon.managed=1"})
+
+    # --- volumes ---------------------------------------------------------------------------------------------
+    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        try:
+            self.client.volumes.get(name)
+        except NotFound:
+            self.client.volumes.create(name=name, labels=labels)
+
+    def remove_volume(self, name: str) -> None:
+        try:
+            self.client.volumes.get(name).remove(force=True)
+        except NotFound:
+            pass
+
+    # --- exec ------------------------------------------------------------------------------------------------
+    def exec_stream(
+        self,
+        container_id: str,
+        argv: list[str],
+        result: ExecResult,
+        *,
+        user: str = "anyon",
+        workdir: str = "/workspace",
+        environment: dict[str, str] | None = None,
+    ) -> Iterator[tuple[str, bytes]]:
+        """Run ``argv`` in the container; yield ``("stdout"|"stderr", bytes)`` chunks as they come.
+
+        When the generator is exhausted, ``result.exit_code`` holds the exit code (None if the container died
+        before the exec could report one).
+        """
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise TypeError("argv must be a list of strings")
+        try:
+            exec_id = self.api.exec_create(
+                container_id, argv, stdout=True, stderr=True, user=user, workdir=workdir, environment=environment
+            )["Id"]
+            result.exec_id = exec_id
+            stream = self.api.exec_start(exec_id, stream=True, demux=True)
+        except (APIError, DockerException) as exc:
+            raise HarnessError(f"could not exec in {container_id[:12]}: {exc}") from exc
+        try:
+            for out, err in stream:
+                if out:
+                    yield "stdout", out
+                if err:
+                    yield "stderr", err
+        except (APIError, DockerException, OSError) as exc:
+            logger.info("exec stream of %s ended: %s", exec_id[:12], exc)
+        result.exit_code = self._exit_code(exec_id)
+
+    def _exit_code(self, exec_id: str, wait: float = 5.0) -> int | None:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                info = self.api.exec_inspect(exec_id)
+            except (NotFound, APIError):
+                return None
+            if not info.get("Running"):
+                return info.get("ExitCode")
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)

@@ -1,0 +1,161 @@
+"""Masking of secrets in run output, before anything is stored or sent.
+
+Two layers, as GitHub Actions' runner does it:
+
+* every injected secret value, each of its lines, and its common encodings (base64 in the three alignments it can
+  take inside a longer base64 text, URL-encoding, JSON string escaping);
+* token patterns, for credentials nobody told us about (DESIGN.md "Secrets").
+
+Output arrives in chunks that may split a secret anywhere. :class:`StreamMasker` only masks complete lines (a
+secret or token never contains a line break) and holds back the incomplete last line; when output pauses it may
+release the part of that line that cannot be the beginning of a secret. Fast path: substring checks in C decide
+whether the regular expressions need to run at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterable
+from urllib.parse import quote
+
+MASK = "***"
+
+TOKEN_PATTERNS = [
+    r"(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}",
+    r"github_pat_[A-Za-z0-9_]{22,255}",
+    r"sk-ant-(?:api03|admin01|oat01|ort01)-[A-Za-z0-9_-]{20,}",
+    r"x-access-token:[^@\s]+@",
+]
+#: Every pattern starts with one of these; text without any of them cannot match (fast path).
+PATTERN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "sk-ant-", "x-access-token:")
+_PATTERN_RE = re.compile("|".join(TOKEN_PATTERNS))
+#: A line's tail that could still grow into a token: held back while the line is incomplete.
+_PATTERN_TAIL_RE = re.compile(
+    r"(?:(?:gh[pousr]_[A-Za-z0-9]*)|(?:github_pat_[A-Za-z0-9_]*)|(?:sk-ant-[A-Za-z0-9_-]*)"
+    r"|(?:x-access-token:[^@\s]*))$"
+)
+MIN_SECRET_LENGTH = 8
+
+
+def _base64_forms(value: bytes) -> set[str]:
+    """Base64 of ``value`` as it appears inside a longer base64 text, at each of the 3 byte offsets."""
+    forms = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + value).decode()
+        # Drop the characters that depend on the unknown neighbouring bytes: 4 chars per 3 bytes.
+        start = {0: 0, 1: 2, 2: 3}[offset]
+        tail_bytes = (offset + len(value)) % 3
+        end = len(encoded) - {0: 0, 1: 3, 2: 2}[tail_bytes]
+        core = encoded[start:end]
+        if len(core) >= MIN_SECRET_LENGTH:
+            forms.add(core)
+            forms.add(core.replace("+", "-").replace("/", "_"))  # URL-safe alphabet
+    return forms
+
+
+def secret_variants(value: str) -> set[str]:
+    """The forms in which ``value`` may show up in output."""
+    variants: set[str] = set()
+    pieces = {value, *value.splitlines()}
+    for piece in pieces:
+        piece = piece.strip("\r")
+        if len(piece) < MIN_SECRET_LENGTH:
+            continue
+        raw = piece.encode()
+        variants.add(piece)
+        variants.add(quote(piece, safe=""))
+        variants.add(json.dumps(piece)[1:-1])
+        variants.update(_base64_forms(raw))
+    return {v for v in variants if len(v) >= MIN_SECRET_LENGTH}
+
+
+class Masker:
+    """Masks complete text (no state). Build one per run with the secrets injected into it."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        variants: set[str] = set()
+        for secret in secrets:
+            if secret:
+                variants.update(secret_variants(secret))
+        # Longest first, so that a secret is masked whole rather than an encoding that is a part of it.
+        self.variants = sorted(variants, key=len, reverse=True)
+        self.max_variant = max((len(v) for v in self.variants), default=0)
+        self._literal_re = re.compile("|".join(map(re.escape, self.variants))) if self.variants else None
+
+    def mask(self, text: str) -> str:
+        if self._literal_re is not None and any(v in text for v in self.variants):
+            text = self._literal_re.sub(MASK, text)
+        if any(p in text for p in PATTERN_PREFIXES):
+            text = _PATTERN_RE.sub(MASK, text)
+        return text
+
+    def safe_prefix_length(self, partial: str) -> int:
+        """How much of an incomplete line may be released now: everything before a tail that could be the start
+        of a secret (of a known value or of a token pattern) once more output arrives."""
+        cut = len(partial)
+        match = _PATTERN_TAIL_RE.search(partial)
+        if match:
+            cut = match.start()
+        else:
+            # A tail that is a strict prefix of a token pattern's prefix ("gh", "sk-an", "x-acc", ...).
+            for prefix in PATTERN_PREFIXES:
+                for k in range(min(len(prefix) - 1, len(partial)), 0, -1):
+                    if partial.endswith(prefix[:k]):
+                        cut = min(cut, len(partial) - k)
+                        break
+        window_start = max(0, len(partial) - self.max_variant)
+        for i in range(window_start, cut):
+            tail = partial[i:]
+            if any(v.startswith(tail) for v in self.variants):
+                cut = i
+                break
+        return cut
+
+
+class StreamMasker:
+    """Masks one output stream that arrives in arbitrary chunks."""
+
+    def __init__(self, masker: Masker, *, max_line: int = 64 * 1024) -> None:
+        self.masker = masker
+        self.max_line = max_line
+        self._partial = ""
+
+    @property
+    def pending(self) -> int:
+        return len(self._partial)
+
+    def feed(self, text: str) -> str:
+        """Add ``text``; return the masked complete lines it finishes (may be empty)."""
+        data = self._partial + text
+        newline = data.rfind("\n")
+        if newline < 0:
+            self._partial = data
+            if len(data) > self.max_line:  # a line without end: release what is safe so memory stays bounded
+                return self.release()
+            return ""
+        self._partial = data[newline + 1 :]
+        out = self.masker.mask(data[: newline + 1])
+        if len(self._partial) > self.max_line:
+            out += self.release()
+        return out
+
+    def release(self) -> str:
+        """Output paused mid-line: release the masked part of the incomplete line that cannot start a secret."""
+        if not self._partial:
+            return ""
+        masked = self.masker.mask(self._partial)
+        if masked != self._partial:
+            # A whole secret is already in the partial line: mask it and release up to its end.
+            cut = self.masker.safe_prefix_length(masked)
+            out, self._partial = masked[:cut], masked[cut:]
+            return out
+        cut = self.masker.safe_prefix_length(self._partial)
+        out, self._partial = self._partial[:cut], self._partial[cut:]
+        return out
+
+    def finish(self) -> str:
+        """End of stream: mask and return everything that is left."""
+        out, self._partial = self.masker.mask(self._partial), ""
+        return out

@@ -1,0 +1,342 @@
+"""Running one attempt in its container (the django-q2 task ``execution.runner.run_attempt``).
+
+    decrypt (audited) → secret dir → container → docker exec each step → masked, batched log records
+    finally: remove the secret dir (verified, alert on failure) → remove the container → final status
+
+A reader thread pulls the exec's output into a bounded queue; the main thread masks and stores it and, between
+chunks, heartbeats, honours cancel and the run timeout (by killing the container), and flushes pending output.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from execution import secret_dir
+from execution.alerts import AlertKind, do_raise_alert
+from execution.attempts import do_transition
+from execution.claude_events import AgentOutcome, render_event
+from execution.containers import CloudContainerService
+from execution.docker_harness import DockerHarness, ExecResult, HarnessError
+from execution.log_writer import LogWriter, wake_viewers
+from execution.masking import Masker, StreamMasker
+from execution.models import Attempt, AttemptStatus, LogStream, Run, RunKind, RunStatus
+from secrets_app.errors import SecretError
+from secrets_app.models import Kind, Provider
+from secrets_app.secret_store import fetch_secret
+from secrets_app.selectors import GITHUB_PRECEDENCE
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5
+CONTROL_SECONDS = 0.1  # how often the main loop looks at cancel / timeout when output is quiet
+QUEUE_CHUNKS = 64  # bound on output chunks in flight between reader and writer (backpressure)
+IDLE_RELEASE_SECONDS = 0.25  # an incomplete line is shown after output has paused this long
+EXEC_ENV = {"HOME": "/home/anyon"}
+
+
+@dataclass
+class StepOutcome:
+    status: str
+    error: str = ""
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_attempt(attempt_id: int) -> str:
+    """Entry point of the queue task. Idempotent: an attempt that is no longer queued is left alone."""
+    attempt = Attempt.objects.select_related("task", "task__owner").get(pk=attempt_id)
+    if not do_transition(
+        attempt=attempt,
+        to=AttemptStatus.PROVISIONING,
+        only_from=(AttemptStatus.QUEUED,),
+        worker=worker_identity(),
+        heartbeat_at=timezone.now(),
+    ):
+        logger.info("attempt %s is %s, not queued: not running it", attempt_id, attempt.status)
+        return attempt.status
+    return AttemptRunner(attempt).run()
+
+
+class AttemptRunner:
+    def __init__(self, attempt: Attempt, *, harness: DockerHarness | None = None) -> None:
+        self.attempt = attempt
+        self.owner = attempt.task.owner
+        self._harness = harness
+        self.writer = LogWriter(attempt.pk)
+        self.masker = Masker()
+        self.container_id = ""
+        self._last_heartbeat = 0.0
+        self._last_cancel_check = 0.0
+
+    # --- logging helpers ---------------------------------------------------------------------------------------
+    def system(self, text: str, run: Run | None = None) -> None:
+        self.writer.write(run.pk if run else None, LogStream.SYSTEM, self.masker.mask(text.rstrip("\n") + "\n"))
+        self.writer.flush()
+
+    # --- secrets -----------------------------------------------------------------------------------------------
+    def collect_secrets(self) -> dict[str, str]:
+        """Decrypt the owner's credentials for this attempt (each decrypt audited). GitHub is optional (public
+        repositories clone without it); Claude is required for agent steps."""
+        files: dict[str, str] = {}
+        actor = f"worker:{worker_identity()}"
+        common = {"owner": self.owner, "actor": actor, "attempt_id": self.attempt.pk, "purpose": "attempt run"}
+        try:
+            github = fetch_secret(provider=Provider.GITHUB, kinds=GITHUB_PRECEDENCE, **common)
+            files[secret_dir.GITHUB_TOKEN] = github.value
+        except SecretError as exc:
+            self.system(f"GitHub: {exc} Cloning without a token (works for public repositories only).")
+            self._alert_lookup(exc)
+        if any(step["kind"] == RunKind.AGENT for step in self.attempt.plan):
+            try:
+                claude = fetch_secret(provider=Provider.CLAUDE, kinds=(Kind.OAUTH_TOKEN, Kind.API_KEY), **common)
+            except SecretError as exc:
+                self._alert_lookup(exc)
+                raise
+            name = secret_dir.CLAUDE_OAUTH_TOKEN if claude.kind == Kind.OAUTH_TOKEN else secret_dir.ANTHROPIC_API_KEY
+            files[name] = claude.value
+        return files
+
+    def _alert_lookup(self, exc: SecretError) -> None:
+        if exc.outcome in ("expired", "undecryptable"):
+            do_raise_alert(
+                kind=AlertKind.SECRET_LOOKUP_FAILED,
+                message=f"attempt {self.attempt.pk}: {exc}",
+                attempt=self.attempt,
+                user=self.owner,
+            )
+
+    # --- the attempt -------------------------------------------------------------------------------------------
+    def run(self) -> str:
+        final, error = AttemptStatus.FAILED, ""
+        wrote_secrets = False
+        try:
+            self.system(f"Provisioning a container from {settings.ANYON_CLOUD_IMAGE}")
+            files = self.collect_secrets()
+            self.masker = Masker(files.values())
+            try:
+                path = secret_dir.write_secret_dir(self.attempt.pk, files)
+                wrote_secrets = True
+            except secret_dir.SecretDirError as exc:
+                do_raise_alert(
+                    kind=AlertKind.SECRET_INJECTION_FAILED, message=str(exc), attempt=self.attempt, user=self.owner
+                )
+                raise
+            service = CloudContainerService(self.harness)
+            self.container_id = service.provision(self.attempt, secret_dir=path)
+            Attempt.objects.filter(pk=self.attempt.pk).update(container_id=self.container_id)
+            if not do_transition(attempt=self.attempt, to=AttemptStatus.RUNNING):
+                raise _Stop(AttemptStatus.CANCELLED, "Cancelled while provisioning.")
+            self.system(f"Container {self.container_id[:12]} started; {len(self.attempt.plan)} step(s)")
+            final = AttemptStatus.SUCCEEDED
+            for step in self.attempt.plan:
+                if Attempt.objects.filter(pk=self.attempt.pk, cancel_requested=True).exists():
+                    raise _Stop(AttemptStatus.CANCELLED, "Cancelled by the user.")
+                outcome = self.run_step(step)
+                if outcome.status != RunStatus.SUCCEEDED:
+                    final = {
+                        RunStatus.CANCELLED: AttemptStatus.CANCELLED,
+                        RunStatus.TIMED_OUT: AttemptStatus.TIMED_OUT,
+                    }.get(outcome.status, AttemptStatus.FAILED)
+                    error = outcome.error
+                    break
+        except _Stop as stop:
+            final, error = stop.status, stop.error
+        except SecretError as exc:
+            final, error = AttemptStatus.FAILED, str(exc)
+        except (secret_dir.SecretDirError, HarnessError) as exc:
+            final, error = AttemptStatus.FAILED, str(exc)
+        except Exception as exc:  # never leave an attempt hanging in "running"
+            logger.exception("attempt %s crashed", self.attempt.pk)
+            final, error = AttemptStatus.FAILED, f"internal error: {type(exc).__name__}"
+        finally:
+            self.cleanup(wrote_secrets)
+        if error:
+            self.system(f"Attempt {final.replace('_', ' ')}: {error}")
+        else:
+            self.system(f"Attempt {final.replace('_', ' ')}")
+        do_transition(attempt=self.attempt, to=final, error=error)
+        self.writer.flush()
+        wake_viewers(self.attempt.pk, status=final)
+        return final
+
+    @property
+    def harness(self) -> DockerHarness:
+        if self._harness is None:
+            self._harness = DockerHarness()
+        return self._harness
+
+    def cleanup(self, wrote_secrets: bool) -> None:
+        """Whatever happened: the secret dir goes first (verified), then the container."""
+        if not secret_dir.remove_secret_dir(self.attempt.pk):
+            path = secret_dir.secret_dir_path(self.attempt.pk)
+            self.system(f"WARNING: the secret directory {path} could not be removed; an operator was alerted.")
+            do_raise_alert(
+                kind=AlertKind.SECRET_CLEANUP_FAILED,
+                message=f"secret dir {path} of attempt {self.attempt.pk} still exists after removal",
+                attempt=self.attempt,
+                user=self.owner,
+            )
+        elif wrote_secrets:
+            self.system("Secret directory removed")
+        if self.container_id:
+            try:
+                CloudContainerService(self.harness).remove(self.container_id)
+            except Exception:
+                logger.exception("could not remove container %s", self.container_id[:12])
+
+    # --- one step --------------------------------------------------------------------------------------------
+    def run_step(self, step: dict) -> StepOutcome:
+        argv = ["anyon-exec", *step["argv"]]
+        run = Run.objects.create(attempt=self.attempt, kind=step["kind"], title=step.get("title", ""), argv=argv)
+        wake_viewers(self.attempt.pk)
+        self.system(f"$ {' '.join(step['argv'])[:500]}", run)
+        outcome = self.exec_and_stream(run, argv, agent=step["kind"] == RunKind.AGENT)
+        Run.objects.filter(pk=run.pk).update(
+            status=outcome.status,
+            exit_code=run.exit_code,
+            error=outcome.error[:4000],
+            session_id=run.session_id,
+            finished_at=timezone.now(),
+        )
+        if outcome.status == RunStatus.FAILED and run.exit_code not in (None, 0):
+            do_raise_alert(
+                kind=AlertKind.EXEC_NONZERO_EXIT,
+                message=f"attempt {self.attempt.pk}: {run.title or run.kind} exited with {run.exit_code}",
+                attempt=self.attempt,
+                user=self.owner,
+                fingerprint=f"exec_nonzero_exit:{self.attempt.pk}:{run.pk}",
+            )
+        wake_viewers(self.attempt.pk)
+        return outcome
+
+    def exec_and_stream(self, run: Run, argv: list[str], *, agent: bool) -> StepOutcome:
+        chunks: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
+        result = ExecResult()
+        failure: list[BaseException] = []
+
+        def reader() -> None:
+            try:
+                for item in self.harness.exec_stream(
+                    self.container_id, argv, result, environment=EXEC_ENV, user=str(settings.ANYON_CONTAINER_UID)
+                ):
+                    chunks.put(item)
+            except BaseException as exc:  # reported to the main thread
+                failure.append(exc)
+            finally:
+                chunks.put(None)
+
+        thread = threading.Thread(target=reader, name=f"exec-reader-{run.pk}", daemon=True)
+        thread.start()
+        decoders = {s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in ("stdout", "stderr")}
+        maskers = {s: StreamMasker(self.masker) for s in ("stdout", "stderr")}
+        agent_outcome = AgentOutcome()
+        agent_line = ""
+        deadline = time.monotonic() + settings.RUN_TIMEOUT
+        stopped: str = ""
+        last_output = time.monotonic()
+        while True:
+            try:
+                item = chunks.get(timeout=CONTROL_SECONDS)
+            except queue.Empty:
+                item = ""
+            if item is None:
+                break
+            now = time.monotonic()
+            if item:
+                stream, data = item
+                text = decoders[stream].decode(data)
+                last_output = now
+                if agent and stream == "stdout":
+                    agent_line += text
+                    lines = agent_line.split("\n")
+                    agent_line = lines.pop()
+                    self._write_agent_lines(run, lines, maskers["stdout"], agent_outcome)
+                    if len(agent_line) > 1024 * 1024:  # not a JSON event: treat as plain output
+                        self.writer.write(run.pk, LogStream.STDOUT, maskers["stdout"].feed(agent_line))
+                        agent_line = ""
+                else:
+                    self.writer.write(run.pk, stream, maskers[stream].feed(text))
+            elif now - last_output > IDLE_RELEASE_SECONDS:
+                for stream, masker in maskers.items():
+                    if masker.pending:
+                        self.writer.write(run.pk, stream, masker.release())
+            self.writer.flush_if_due()
+            if not stopped:
+                stopped = self._control(now, deadline)
+                if stopped:
+                    self.harness.kill(self.container_id)
+        thread.join(timeout=10)
+        for stream in ("stdout", "stderr"):
+            tail = decoders[stream].decode(b"", final=True)
+            if agent and stream == "stdout":
+                lines = (agent_line + tail).split("\n")
+                self._write_agent_lines(run, lines, maskers["stdout"], agent_outcome)
+            else:
+                self.writer.write(run.pk, stream, maskers[stream].feed(tail))
+            self.writer.write(run.pk, stream, maskers[stream].finish())
+        self.writer.flush()
+        run.exit_code = result.exit_code
+        run.session_id = agent_outcome.session_id
+        if failure:
+            return StepOutcome(RunStatus.FAILED, f"exec failed: {failure[0]}")
+        if stopped == "cancelled":
+            return StepOutcome(RunStatus.CANCELLED, "Cancelled by the user.")
+        if stopped == "timed_out":
+            return StepOutcome(RunStatus.TIMED_OUT, f"Stopped after ANYON_RUN_TIMEOUT ({settings.RUN_TIMEOUT} s).")
+        if result.exit_code is None or not self.harness.is_running(self.container_id):
+            return StepOutcome(RunStatus.FAILED, "The container stopped unexpectedly during the step.")
+        if result.exit_code != 0:
+            return StepOutcome(RunStatus.FAILED, f"{run.title or run.kind} exited with code {result.exit_code}.")
+        if agent:
+            if agent_outcome.is_error:
+                do_raise_alert(
+                    kind=AlertKind.CLAUDE_CLI_ERROR,
+                    message=f"attempt {self.attempt.pk}: {self.masker.mask('; '.join(agent_outcome.errors))[:500]}",
+                    attempt=self.attempt,
+                    user=self.owner,
+                )
+                return StepOutcome(RunStatus.FAILED, f"Claude reported an error: {agent_outcome.result_text}")
+            if not agent_outcome.result_seen:
+                return StepOutcome(RunStatus.FAILED, "Claude Code ended without a result event.")
+        return StepOutcome(RunStatus.SUCCEEDED)
+
+    def _write_agent_lines(self, run: Run, lines: list[str], masker: StreamMasker, outcome: AgentOutcome) -> None:
+        for line in lines:
+            if not line.strip():
+                continue
+            rendered = render_event(line, outcome)
+            if rendered is None:
+                self.writer.write(run.pk, LogStream.STDOUT, masker.feed(line + "\n"))
+            elif rendered:
+                self.writer.write(run.pk, LogStream.AGENT, self.masker.mask(rendered))
+
+    def _control(self, now: float, deadline: float) -> str:
+        """Heartbeat, and whether the run must stop: ``cancelled``, ``timed_out`` or ``""``."""
+        if now - self._last_heartbeat >= HEARTBEAT_SECONDS:
+            Attempt.objects.filter(pk=self.attempt.pk).update(heartbeat_at=timezone.now())
+            self._last_heartbeat = now
+        if now >= deadline:
+            return "timed_out"
+        if now - self._last_cancel_check >= CONTROL_SECONDS:
+            self._last_cancel_check = now
+            if Attempt.objects.filter(pk=self.attempt.pk, cancel_requested=True).exists():
+                return "cancelled"
+        return ""
+
+
+class _Stop(Exception):
+    def __init__(self, status: str, error: str) -> None:
+        super().__init__(error)
+        self.status, self.error = status, error

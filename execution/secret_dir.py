@@ -1,0 +1,96 @@
+"""The per-attempt secret directory on the host: ``<ANYON_TEMP_DIR>/cloud-secrets/<attempt>``.
+
+Created 0700 and owned by the container user's uid (bind mounts keep host ownership and modes), files 0400, written
+just before a container's first exec and removed right after its last. Removal is verified and retried; when it
+still fails, an alert is raised and the scheduled sweep removes it later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from anyon.tempdir import ensure_temp_dir
+
+logger = logging.getLogger(__name__)
+
+#: File names the runtime image's exec wrapper reads (runtime-image/files/anyon-exec).
+GITHUB_TOKEN = "github_token"
+CLAUDE_OAUTH_TOKEN = "claude_oauth_token"
+ANTHROPIC_API_KEY = "anthropic_api_key"
+SECRET_FILES = (GITHUB_TOKEN, CLAUDE_OAUTH_TOKEN, ANTHROPIC_API_KEY)
+
+
+class SecretDirError(Exception):
+    pass
+
+
+def secrets_root() -> Path:
+    return settings.ANYON_TEMP_DIR / "cloud-secrets"
+
+
+def secret_dir_path(attempt_id: int) -> Path:
+    return secrets_root() / str(int(attempt_id))
+
+
+def _owner_ids() -> tuple[int, int]:
+    return settings.ANYON_CONTAINER_UID, settings.ANYON_CONTAINER_GID
+
+
+def write_secret_dir(attempt_id: int, files: dict[str, str]) -> Path:
+    """Create the attempt's secret dir with ``files`` (name → value). Raises SecretDirError with the reason."""
+    unknown = set(files) - set(SECRET_FILES)
+    if unknown:
+        raise SecretDirError(f"unknown secret file names: {sorted(unknown)}")
+    ensure_temp_dir(settings.ANYON_TEMP_DIR)
+    root = secrets_root()
+    root.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(root, 0o700)
+    path = secret_dir_path(attempt_id)
+    uid, gid = _owner_ids()
+    need_chown = os.geteuid() != uid
+    if need_chown and os.geteuid() != 0:
+        raise SecretDirError(
+            f"the worker runs as uid {os.geteuid()} and cannot give the secret dir to the container user {uid}: "
+            "run the worker as root or as uid ANYON_CONTAINER_UID"
+        )
+    try:
+        if path.exists():  # left over from a crash: never reuse stale content
+            remove_secret_dir(attempt_id)
+        path.mkdir(mode=0o700)
+        os.chmod(path, 0o700)
+        for name, value in files.items():
+            file_path = path / name
+            fd = os.open(file_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(value)
+            if need_chown:
+                os.chown(file_path, uid, gid)
+        if need_chown:
+            os.chown(path, uid, gid)
+    except OSError as exc:
+        shutil.rmtree(path, ignore_errors=True)
+        raise SecretDirError(f"could not write the secret dir {path}: {exc.strerror or exc}") from exc
+    return path
+
+
+def remove_secret_dir(attempt_id: int, *, retries: int = 3, delay: float = 0.2) -> bool:
+    """Remove the attempt's secret dir and verify it is gone. Returns False if it still exists after retries."""
+    path = secret_dir_path(attempt_id)
+    for attempt_no in range(retries):
+        try:
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.exists():
+                shutil.rmtree(path)
+        except OSError as exc:
+            logger.warning("removing secret dir %s failed (try %s): %s", path, attempt_no + 1, exc)
+        if not path.exists() and not path.is_symlink():
+            return True
+        time.sleep(delay)
+    return False

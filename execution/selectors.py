@@ -1,0 +1,54 @@
+"""Reads of the execution app. Ownership is part of every lookup: another user's object is simply not found."""
+
+from __future__ import annotations
+
+from django.db.models import Count, QuerySet
+
+from execution.models import Attempt, LogRecord, Task
+
+
+def tasks_for(*, user) -> QuerySet[Task]:
+    return Task.objects.filter(owner=user).annotate(attempt_count=Count("attempts"))
+
+
+def task_for(*, user, task_id: int) -> Task:
+    return Task.objects.get(pk=task_id, owner=user)
+
+
+def attempt_for(*, user, attempt_id: int) -> Attempt:
+    """The attempt if ``user`` owns it (staff may see every attempt); else ``Attempt.DoesNotExist``."""
+    attempts = Attempt.objects.select_related("task", "task__owner")
+    if not user.is_staff:
+        attempts = attempts.filter(task__owner=user)
+    return attempts.get(pk=attempt_id)
+
+
+def log_records_after(*, attempt_id: int, after_seq: int, limit: int = 500) -> list[LogRecord]:
+    return list(
+        LogRecord.objects.filter(attempt_id=attempt_id, seq__gt=after_seq)
+        .order_by("seq")
+        .only("seq", "run_id", "stream", "text")[:limit]
+    )
+
+
+def attempt_snapshot(attempt: Attempt) -> dict:
+    """What a live viewer needs to show the attempt's state (sent over the websocket)."""
+    runs = [
+        {
+            "id": run.pk,
+            "kind": run.kind,
+            "title": run.title,
+            "status": run.status,
+            "exit_code": run.exit_code,
+            "duration": run.duration.total_seconds() if run.duration else None,
+        }
+        for run in attempt.runs.all()
+    ]
+    return {
+        "id": attempt.pk,
+        "status": attempt.status,
+        "error": attempt.error,
+        "active": attempt.is_active,
+        "duration": attempt.duration.total_seconds() if attempt.duration else None,
+        "runs": runs,
+    }

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from execution import selectors
+from execution.attempts import do_cancel_attempt, do_create_task, do_start_attempt
+from execution.forms import TaskForm
+from execution.models import Attempt, Task
+
+HISTORY_ON_PAGE = 200  # records rendered into the page; the websocket sends the rest
+
+
+def _task(request: HttpRequest, task_id: int) -> Task:
+    try:
+        return selectors.task_for(user=request.user, task_id=task_id)
+    except Task.DoesNotExist as exc:
+        raise Http404 from exc
+
+
+def _attempt(request: HttpRequest, attempt_id: int) -> Attempt:
+    try:
+        return selectors.attempt_for(user=request.user, attempt_id=attempt_id)
+    except Attempt.DoesNotExist as exc:
+        raise Http404 from exc
+
+
+@login_required
+def task_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "execution/task_list.html", {"tasks": selectors.tasks_for(user=request.user)})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def task_create(request: HttpRequest) -> HttpResponse:
+    form = TaskForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        task = do_create_task(owner=request.user, **form.cleaned_data)
+        messages.success(request, "Task created. Start an attempt to run it.")
+        return redirect("task-detail", task_id=task.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "execution/task_form.html", {"form": form}, status=status)
+
+
+@login_required
+def task_detail(request: HttpRequest, task_id: int) -> HttpResponse:
+    task = _task(request, task_id)
+    return render(request, "execution/task_detail.html", {"task": task, "attempts": task.attempts.all()})
+
+
+@login_required
+@require_POST
+def attempt_start(request: HttpRequest, task_id: int) -> HttpResponse:
+    attempt = do_start_attempt(task=_task(request, task_id))
+    return redirect("attempt-detail", attempt_id=attempt.pk)
+
+
+@login_required
+def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
+    attempt = _attempt(request, attempt_id)
+    records = list(attempt.log_records.order_by("-seq")[:HISTORY_ON_PAGE])[::-1]
+    return render(
+        request,
+        "execution/attempt_detail.html",
+        {
+            "attempt": attempt,
+            "task": attempt.task,
+            "runs": attempt.runs.all(),
+            "records": records,
+            "after_seq": records[-1].seq if records else 0,
+        },
+    )
+
+
+@login_required
+@require_POST
+def attempt_cancel(request: HttpRequest, attempt_id: int) -> HttpResponse:
+    attempt = _attempt(request, attempt_id)
+    if attempt.is_active:
+        do_cancel_attempt(attempt=attempt, by=request.user.get_username())
+        messages.info(request, "Cancelling…")
+    return redirect("attempt-detail", attempt_id=attempt.pk)

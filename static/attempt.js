@@ -1,0 +1,78 @@
+// Live logs of an attempt: the server sends history, then new records, then "end".
+(() => {
+  const script = document.getElementById("attempt-script");
+  const attemptId = script.dataset.attempt;
+  const log = document.getElementById("log");
+  const state = document.getElementById("live-state");
+  const statusBadge = document.getElementById("attempt-status");
+  const runs = document.getElementById("runs");
+  const errorLine = document.getElementById("attempt-error");
+  const cancelForm = document.getElementById("cancel-form");
+  // The page rendered the newest records; the socket continues after the last of them.
+  let lastSeq = Number(log.dataset.after || 0);
+  let ended = false;
+  let retry = 500;
+
+  const label = (s) => s.replace("_", " ").replace(/^./, (c) => c.toUpperCase());
+  const fmt = (sec) => (sec === null || sec === undefined ? "—" : `${sec.toFixed(1)} s`);
+
+  function appendRecords(records) {
+    const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    const frag = document.createDocumentFragment();
+    for (const r of records) {
+      if (r.seq <= lastSeq) continue;  // never show a record twice
+      lastSeq = r.seq;
+      const span = document.createElement("span");
+      span.className = r.stream;
+      span.dataset.seq = r.seq;
+      span.textContent = r.text;
+      frag.appendChild(span);
+    }
+    log.appendChild(frag);
+    if (nearBottom) log.scrollTop = log.scrollHeight;
+  }
+
+  function showStatus(a) {
+    statusBadge.textContent = label(a.status);
+    statusBadge.dataset.status = a.status;
+    statusBadge.className = `badge status-${a.status}`;
+    errorLine.hidden = !a.error;
+    errorLine.textContent = a.error || "";
+    cancelForm.hidden = !a.active;
+    runs.replaceChildren(...a.runs.map((r) => {
+      const tr = document.createElement("tr");
+      tr.dataset.run = r.id;
+      const cells = [r.title || r.kind, null, r.exit_code === null ? "—" : String(r.exit_code), fmt(r.duration)];
+      cells.forEach((text, i) => {
+        const td = document.createElement("td");
+        if (i === 1) {
+          const badge = document.createElement("span");
+          badge.className = `badge status-${r.status}`;
+          badge.textContent = label(r.status);
+          td.appendChild(badge);
+        } else td.textContent = text;
+        tr.appendChild(td);
+      });
+      return tr;
+    }));
+  }
+
+  function connect() {
+    const proto = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${proto}://${location.host}/ws/attempts/${attemptId}/logs/?after=${lastSeq}`);
+    ws.onopen = () => { state.textContent = "live"; retry = 500; };
+    ws.onmessage = (event) => {
+      const msg = JSON.parse(event.data);
+      if (msg.type === "logs") appendRecords(msg.records);
+      else if (msg.type === "status") showStatus(msg.attempt);
+      else if (msg.type === "end") { ended = true; state.textContent = "complete"; ws.close(); }
+    };
+    ws.onclose = () => {
+      if (ended) return;
+      state.textContent = "reconnecting…";
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 10000);
+    };
+  }
+  connect();
+})();

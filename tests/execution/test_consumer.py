@@ -1,0 +1,132 @@
+"""The attempt log websocket: history then live tail, no duplicates or gaps, only for the owner, robust to junk."""
+
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser, User
+
+from anyon.asgi import application
+from execution.attempts import do_create_task, do_start_attempt, do_transition
+from execution.consumers import AttemptLogConsumer
+from execution.log_writer import LogWriter
+from execution.models import AttemptStatus
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def make_attempt(username="carol"):
+    user = User.objects.create_user(username, password="pw long enough 1")
+    task = do_create_task(owner=user, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
+    return user, do_start_attempt(task=task, enqueue=False)
+
+
+def communicator(user, attempt_id: int, query: str = "") -> WebsocketCommunicator:
+    path = f"/ws/attempts/{attempt_id}/logs/{query}"
+    comm = WebsocketCommunicator(AttemptLogConsumer.as_asgi(), path)
+    comm.scope["user"] = user
+    comm.scope["url_route"] = {"kwargs": {"attempt_id": attempt_id}}
+    return comm
+
+
+async def collect_until_end(comm, timeout=10):
+    seqs, texts, statuses = [], [], []
+    while True:
+        msg = json.loads(await comm.receive_from(timeout=timeout))
+        if msg["type"] == "logs":
+            seqs += [r["seq"] for r in msg["records"]]
+            texts += [r["text"] for r in msg["records"]]
+        elif msg["type"] == "status":
+            statuses.append(msg["attempt"]["status"])
+        elif msg["type"] == "end":
+            return seqs, texts, statuses
+
+
+async def test_history_then_live_then_end_without_gaps_or_duplicates():
+    user, attempt = await database_sync_to_async(make_attempt)()
+    writer = await database_sync_to_async(LogWriter)(attempt.pk)
+    for i in range(5):
+        writer.write(None, "stdout", f"old {i}\n" + "x" * 20_000)  # several records per write
+    await database_sync_to_async(writer.flush)()
+    await database_sync_to_async(do_transition)(attempt=attempt, to=AttemptStatus.PROVISIONING)
+    comm = communicator(user, attempt.pk)
+    connected, _ = await comm.connect()
+    assert connected
+
+    async def produce():
+        for i in range(30):
+            await database_sync_to_async(writer.write)(None, "stderr" if i % 3 else "stdout", f"live {i}\n")
+            await database_sync_to_async(writer.flush)()
+            await asyncio.sleep(0.01)
+        await database_sync_to_async(do_transition)(attempt=attempt, to=AttemptStatus.FAILED, error="boom")
+
+    producer = asyncio.create_task(produce())
+    seqs, texts, statuses = await collect_until_end(comm)
+    await producer
+    assert seqs == list(range(1, len(seqs) + 1))
+    joined = "".join(texts)
+    assert all(f"live {i}\n" in joined for i in range(30)) and "old 4" in joined
+    assert statuses[-1] == "failed"
+    await comm.disconnect()
+
+
+async def test_two_viewers_and_resume_after():
+    user, attempt = await database_sync_to_async(make_attempt)()
+    writer = await database_sync_to_async(LogWriter)(attempt.pk)
+    for i in range(10):
+        writer.write(None, "stdout", f"line {i}\n")
+        await database_sync_to_async(writer.flush)()
+    await database_sync_to_async(do_transition)(attempt=attempt, to=AttemptStatus.CANCELLED)
+    full = communicator(user, attempt.pk)
+    resumed = communicator(user, attempt.pk, "?after=7")
+    await full.connect()
+    await resumed.connect()
+    seqs_full, _, _ = await collect_until_end(full)
+    seqs_resumed, _, _ = await collect_until_end(resumed)
+    assert seqs_full == list(range(1, 11)) and seqs_resumed == [8, 9, 10]
+    await full.disconnect()
+    await resumed.disconnect()
+
+
+async def test_unauthenticated_and_other_users_are_refused():
+    owner, attempt = await database_sync_to_async(make_attempt)()
+    other = await database_sync_to_async(User.objects.create_user)("eve", password="pw long enough 2")
+    for user, code in ((AnonymousUser(), 4401), (other, 4404)):
+        comm = communicator(user, attempt.pk)
+        connected, close_code = await comm.connect()
+        assert not connected and close_code == code
+    staff = await database_sync_to_async(User.objects.create_user)("ops", password="pw long enough 3", is_staff=True)
+    comm = communicator(staff, attempt.pk)
+    connected, _ = await comm.connect()
+    assert connected
+    await comm.disconnect()
+
+
+async def test_malformed_frames_get_errors_not_crashes():
+    user, attempt = await database_sync_to_async(make_attempt)()
+    comm = communicator(user, attempt.pk)
+    await comm.connect()
+    first = json.loads(await comm.receive_from())
+    assert first["type"] == "status"
+    for frame, error in (("{not json", "malformed JSON"), ("[1,2]", "unknown"), ("x" * 10_000, "too large")):
+        await comm.send_to(text_data=frame)
+        assert error in json.loads(await comm.receive_from())["error"]
+    await comm.send_to(bytes_data=b"\x00\xff")
+    assert "binary" in json.loads(await comm.receive_from())["error"]
+    await comm.send_to(text_data=json.dumps({"type": "ping"}))
+    assert json.loads(await comm.receive_from())["type"] == "pong"
+    await comm.disconnect()
+
+
+async def test_routing_requires_session_auth():
+    """Through the real ASGI application: without a session the socket is refused."""
+    _, attempt = await database_sync_to_async(make_attempt)()
+    comm = WebsocketCommunicator(
+        application,
+        f"/ws/attempts/{attempt.pk}/logs/",
+        headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
+    )
+    connected, code = await comm.connect()
+    assert not connected

@@ -1,0 +1,115 @@
+"""Masking: every injected value and its encodings, token patterns, and secrets split across chunks."""
+
+import base64
+import json
+from urllib.parse import quote
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from execution.masking import MASK, Masker, StreamMasker
+
+GH = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+OAT = "sk-ant-oat01-" + "x" * 40 + "_-Zz"
+PLAIN = "hunter2-correct-horse"  # a secret without a known pattern: only the value list can mask it
+
+
+def test_plain_and_encoded_forms_are_masked():
+    m = Masker([PLAIN])
+    for form in (PLAIN, quote(PLAIN, safe=""), json.dumps(PLAIN)[1:-1], base64.b64encode(PLAIN.encode()).decode()):
+        out = m.mask(f"before {form} after")
+        assert PLAIN not in out and form not in out and MASK in out
+
+
+def test_base64_inside_longer_base64_at_every_offset():
+    m = Masker([PLAIN])
+    for prefix in (b"", b"a", b"ab", b"abc", b"abcd"):
+        blob = base64.b64encode(prefix + PLAIN.encode() + b"trailing").decode()
+        masked = m.mask(blob)
+        assert MASK in masked, prefix
+        # what is left around the mask is at most the few characters that also encode neighbouring bytes
+        assert len(masked.replace(MASK, "")) <= len(blob) - len(base64.b64encode(PLAIN.encode())) + 6
+
+
+def test_each_line_of_a_multiline_secret():
+    secret = "line-one-secret\nline-two-secret"
+    out = Masker([secret]).mask("x line-two-secret y")
+    assert "line-two-secret" not in out
+
+
+def test_token_patterns_without_being_told():
+    m = Masker([])
+    text = f"a {GH} b {OAT} c github_pat_{'Z' * 30} d https://x-access-token:abc123@github.com/o/r e"
+    out = m.mask(text)
+    for leaked in (GH, OAT, "github_pat_ZZZ", "abc123"):
+        assert leaked not in out
+    assert out.startswith("a *** b *** c *** d https://***github.com/o/r e")
+
+
+def test_short_values_are_not_masked():
+    assert Masker(["abc"]).mask("abc abc") == "abc abc"
+
+
+def test_stream_holds_partial_line_until_newline():
+    s = StreamMasker(Masker([PLAIN]))
+    assert s.feed("start " + PLAIN[:5]) == ""
+    assert s.feed(PLAIN[5:] + " end\n") == f"start {MASK} end\n"
+
+
+def test_release_keeps_a_possible_secret_prefix():
+    s = StreamMasker(Masker([PLAIN]))
+    s.feed("progress 50% " + PLAIN[:6])
+    released = s.release()
+    assert released == "progress 50% "  # the tail might be the start of the secret
+    assert s.feed(PLAIN[6:] + "\n") == f"{MASK}\n"
+    s.feed("downloading ghp_abc")
+    assert s.release() == "downloading "
+
+
+def test_unbounded_line_is_released_and_memory_bounded():
+    s = StreamMasker(Masker([PLAIN]), max_line=1000)
+    out = s.feed("y" * 5000)
+    assert len(out) == 5000 and s.pending == 0
+    s.feed("z" * 2000 + "x")  # a trailing "x" could start "x-access-token:": held back, the rest released
+    assert s.pending == 1
+
+
+@st.composite
+def output_with_secrets(draw):
+    secrets = [GH, OAT, PLAIN]
+    pieces = draw(
+        st.lists(
+            st.one_of(
+                st.sampled_from(secrets),
+                st.sampled_from([base64.b64encode(v.encode()).decode() for v in secrets]),
+                st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30),
+                st.just("\n"),
+            ),
+            min_size=1,
+            max_size=30,
+        )
+    )
+    text = "".join(pieces)
+    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=12)))
+    chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    releases = draw(st.lists(st.booleans(), min_size=len(chunks), max_size=len(chunks)))
+    return secrets, chunks, releases
+
+
+@settings(max_examples=400, deadline=None)
+@given(output_with_secrets())
+def test_no_secret_survives_any_chunking(case):
+    secrets, chunks, releases = case
+    stream = StreamMasker(Masker(secrets))
+    out = ""
+    for chunk, release in zip(chunks, releases, strict=True):
+        out += stream.feed(chunk)
+        if release:  # output paused here
+            out += stream.release()
+    out += stream.finish()
+    for secret in secrets:
+        assert secret not in out
+        assert base64.b64encode(secret.encode()).decode()[:-4] not in out
+    # Nothing but secrets was lost: removing the masks from both sides leaves the same non-secret text.
+    original = "".join(chunks)
+    assert original.count("\n") == out.count("\n")

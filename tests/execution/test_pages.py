@@ -1,0 +1,91 @@
+"""Task and attempt pages: creation with validation, ownership (404), cancel of a queued attempt."""
+
+import pytest
+from django.contrib.auth.models import User
+
+from execution.attempts import do_create_task, do_start_attempt
+from execution.models import Attempt, AttemptStatus, LogRecord, Task
+
+
+@pytest.fixture
+def task(alice):
+    return do_create_task(
+        owner=alice, title="Fix README", repo_url="https://github.com/acme/widgets", base_branch="main", prompt="Fix it"
+    )
+
+
+def test_create_task_through_the_form(alice_client):
+    response = alice_client.post(
+        "/tasks/new/",
+        {"title": "Add tests", "repo_url": "https://github.com/acme/widgets", "base_branch": "main", "prompt": "Go"},
+    )
+    task = Task.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/tasks/{task.pk}/"
+    assert task.repo_url == "https://github.com/acme/widgets.git"
+
+
+@pytest.mark.parametrize(
+    "repo_url", ["ext::sh -c id", "--upload-pack=id", "https://evil.example/acme/widgets", "file:///etc"]
+)
+def test_hostile_url_is_rejected_and_nothing_is_created(alice_client, repo_url):
+    response = alice_client.post(
+        "/tasks/new/", {"title": "x", "repo_url": repo_url, "base_branch": "main", "prompt": "p"}
+    )
+    assert response.status_code == 400 and b'data-testid="error-repo_url"' in response.content
+    assert not Task.objects.exists() and not Attempt.objects.exists()
+
+
+def test_start_attempt_queues_it_with_the_default_plan(alice_client, task, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = alice_client.post(f"/tasks/{task.pk}/attempts/")
+    attempt = Attempt.objects.get()
+    assert response["Location"] == f"/attempts/{attempt.pk}/"
+    assert attempt.status == AttemptStatus.QUEUED and attempt.branch == f"anyon/attempt-{attempt.pk}"
+    assert [step["kind"] for step in attempt.plan] == ["clone", "custom", "agent"]
+    clone = attempt.plan[0]["argv"]
+    assert clone[-3:] == ["--", "https://github.com/acme/widgets.git", "/workspace"]
+    assert len(callbacks) == 1  # enqueued only once the transaction commits
+
+
+def test_cancel_a_queued_attempt(alice_client, task):
+    attempt = do_start_attempt(task=task, enqueue=False)
+    alice_client.post(f"/attempts/{attempt.pk}/cancel/")
+    attempt.refresh_from_db()
+    assert attempt.status == AttemptStatus.CANCELLED and "Cancelled by alice" in attempt.error
+    assert attempt.finished_at is not None
+
+
+def test_attempt_page_shows_logs_and_runs(alice_client, task):
+    attempt = do_start_attempt(task=task, enqueue=False)
+    LogRecord.objects.create(attempt=attempt, seq=1, stream="stdout", text="hello <b>world</b>\n")
+    html = alice_client.get(f"/attempts/{attempt.pk}/").content.decode()
+    assert "hello &lt;b&gt;world&lt;/b&gt;" in html and 'data-after="1"' in html
+    assert 'data-status="queued"' in html
+
+
+def test_other_users_tasks_and_attempts_are_404(client, task, db, settings):
+    settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
+    attempt = do_start_attempt(task=task, enqueue=False)
+    mallory = User.objects.create_user("mallory", password="m password 123")
+    client.force_login(mallory)
+    for url in (f"/tasks/{task.pk}/", f"/attempts/{attempt.pk}/"):
+        assert client.get(url).status_code == 404
+    for url in (f"/tasks/{task.pk}/attempts/", f"/attempts/{attempt.pk}/cancel/"):
+        assert client.post(url).status_code == 404
+    assert b"Fix README" not in client.get("/tasks/").content
+    attempt.refresh_from_db()
+    assert attempt.status == AttemptStatus.QUEUED and Attempt.objects.count() == 1
+
+
+def test_status_only_moves_forward(task):
+    from execution.attempts import do_transition
+
+    attempt = do_start_attempt(task=task, enqueue=False)
+    assert do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING)
+    assert not do_transition(attempt=attempt, to=AttemptStatus.QUEUED)
+    assert do_transition(attempt=attempt, to=AttemptStatus.RUNNING)
+    assert do_transition(attempt=attempt, to=AttemptStatus.SUCCEEDED)
+    for later in (AttemptStatus.RUNNING, AttemptStatus.FAILED, AttemptStatus.CANCELLED):
+        assert not do_transition(attempt=attempt, to=later)
+    attempt.refresh_from_db()
+    assert attempt.status == AttemptStatus.SUCCEEDED
