@@ -133,7 +133,7 @@ def check_temp_dir() -> Check:
 
 
 def check_secret_key() -> Check:
-    if settings.SECRET_KEY_SOURCE == "env":  # noqa: S105 - a source name, not a key
+    if settings.SECRET_KEY_SOURCE == "env":
         return Check("secret key", OK, "ANYON_SECRET_KEY is set")
     return Check(
         "secret key",

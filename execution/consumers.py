@@ -9,6 +9,7 @@ consumer early; without a wake-up it looks at the database every ``POLL_SECONDS`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from urllib.parse import parse_qs
 
@@ -97,10 +98,8 @@ class AttemptLogConsumer(AsyncWebsocketConsumer):
                     pass
                 await self.send_json({"type": "end", "last_seq": self.last_seq})
                 return
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=POLL_SECONDS)
-            except TimeoutError:
-                pass
             self.wake.clear()
 
     def _snapshot(self) -> dict:

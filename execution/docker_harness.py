@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -104,14 +105,10 @@ class DockerHarness:
             pass  # already gone or not running: the goal is reached
 
     def stop_and_remove(self, container_id: str, *, timeout: int = 5) -> None:
-        try:
+        with contextlib.suppress(NotFound, APIError):
             self.api.stop(container_id, timeout=timeout)
-        except (NotFound, APIError):
-            pass
-        try:
+        with contextlib.suppress(NotFound):
             self.api.remove_container(container_id, force=True, v=False)
-        except NotFound:
-            pass
 
     def list_managed(self) -> list[dict]:
         return self.api.containers(all=True, filters={"label": "anyon.managed=1"})
@@ -124,10 +121,8 @@ class DockerHarness:
             self.client.volumes.create(name=name, labels=labels)
 
     def remove_volume(self, name: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             self.client.volumes.get(name).remove(force=True)
-        except NotFound:
-            pass
 
     # --- exec ------------------------------------------------------------------------------------------------
     def exec_stream(

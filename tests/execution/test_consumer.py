@@ -91,7 +91,7 @@ async def test_two_viewers_and_resume_after():
 
 
 async def test_unauthenticated_and_other_users_are_refused():
-    owner, attempt = await database_sync_to_async(make_attempt)()
+    _owner, attempt = await database_sync_to_async(make_attempt)()
     other = await database_sync_to_async(User.objects.create_user)("eve", password="pw long enough 2")
     for user, code in ((AnonymousUser(), 4401), (other, 4404)):
         comm = communicator(user, attempt.pk)
@@ -128,5 +128,5 @@ async def test_routing_requires_session_auth():
         f"/ws/attempts/{attempt.pk}/logs/",
         headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
     )
-    connected, code = await comm.connect()
+    connected, _code = await comm.connect()
     assert not connected
