@@ -99,10 +99,8 @@ class DockerHarness:
         return bool(info and info["State"]["Running"])
 
     def kill(self, container_id: str) -> None:
-        try:
+        with contextlib.suppress(NotFound, APIError):  # already gone or not running: the goal is reached
             self.api.kill(container_id)
-        except (NotFound, APIError):
-            pass  # already gone or not running: the goal is reached
 
     def stop_and_remove(self, container_id: str, *, timeout: int = 5) -> None:
         with contextlib.suppress(NotFound, APIError):
