@@ -295,7 +295,7 @@ class AttemptRunner:
             return StepOutcome(RunStatus.CANCELLED, "Cancelled by the user.")
         if stopped == "timed_out":
             return StepOutcome(RunStatus.TIMED_OUT, f"Stopped after ANYON_RUN_TIMEOUT ({settings.RUN_TIMEOUT} s).")
-        if result.exit_code is None or not self.harness.is_running(self.container_id):
+        if result.exit_code is None or self._container_died(result.exit_code):
             return StepOutcome(RunStatus.FAILED, "The container stopped unexpectedly during the step.")
         if result.exit_code != 0:
             return StepOutcome(RunStatus.FAILED, f"{run.title or run.kind} exited with code {result.exit_code}.")
@@ -311,6 +311,15 @@ class AttemptRunner:
             if not agent_outcome.result_seen:
                 return StepOutcome(RunStatus.FAILED, "Claude Code ended without a result event.")
         return StepOutcome(RunStatus.SUCCEEDED)
+
+    def _container_died(self, exit_code: int) -> bool:
+        """Whether the container itself went away (killed from outside, out of memory), not just the step."""
+        checks = 10 if exit_code == 137 else 1  # SIGKILL: the engine may need a moment to report the container
+        for _ in range(checks):
+            if not self.harness.is_running(self.container_id):
+                return True
+            time.sleep(0.1)
+        return False
 
     def _write_agent_lines(self, run: Run, lines: list[str], masker: StreamMasker, outcome: AgentOutcome) -> None:
         for line in lines:

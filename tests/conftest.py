@@ -81,3 +81,15 @@ def alice_client(client, alice, settings):
     settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"  # no engine ping per page in these tests
     client.force_login(alice)
     return client
+
+
+@pytest.fixture
+def github(settings):
+    """A fake GitHub (device flow, API, git) on 127.0.0.1, configured as this server's GitHub."""
+    from tests.fakes.github import CLIENT_ID, FakeGitHub
+
+    with FakeGitHub() as fake:
+        settings.ANYON_GITHUB_URL = fake.url
+        settings.ANYON_GITHUB_API_URL = fake.api_url
+        settings.ANYON_GITHUB_CLIENT_ID = CLIENT_ID
+        yield fake

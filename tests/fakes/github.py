@@ -1,15 +1,21 @@
-"""A fake GitHub on 127.0.0.1: the OAuth device flow endpoints and ``GET /user`` with GitHub's real headers.
+"""A fake GitHub on 127.0.0.1: the OAuth device flow endpoints, ``GET /user`` with GitHub's real headers, and git
+over smart HTTP at ``/<owner>/<repo>.git`` (the real ``git http-backend``), all with the same tokens.
 
 The API lives under ``/api`` (like GitHub Enterprise's ``/api/v3``): point ``ANYON_GITHUB_URL`` at ``fake.url``
-and ``ANYON_GITHUB_API_URL`` at ``fake.api_url``.
+and ``ANYON_GITHUB_API_URL`` at ``fake.api_url``. Git requires HTTP Basic auth whose password is a known token,
+as GitHub does for private repositories.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from tests.fakes.git_http import basic_credentials, http_backend, make_bare_repo
 from tests.fakes.http_server import FakeHTTPServer, Recorded, Reply
 from tests.fixtures.leaks import track_secret
 
@@ -52,6 +58,24 @@ class FakeGitHub(FakeHTTPServer):
         #: The script the next device flow follows.
         self.device_script: list[str] = ["pending", "success"]
         self.device_login = "octocat"
+        self._repos = tempfile.TemporaryDirectory(prefix="fake-github-repos-")
+        self.repos_root = Path(self._repos.name)
+
+    def __exit__(self, *exc) -> None:
+        super().__exit__(*exc)
+        self._repos.cleanup()
+
+    def add_repo(self, owner: str, name: str, files: dict[str, str] | None = None) -> str:
+        """Create ``owner/name`` with one commit on ``main``; returns its clone URL."""
+        make_bare_repo(self.repos_root / owner / f"{name}.git", files)
+        return f"{self.url}/{owner}/{name}.git"
+
+    def repo_path(self, owner: str, name: str) -> Path:
+        return self.repos_root / owner / f"{name}.git"
+
+    def git_requests(self) -> list[Recorded]:
+        with self.lock:
+            return [r for r in self.requests if _GIT_PATH.match(r.path)]
 
     @property
     def api_url(self) -> str:
@@ -68,6 +92,8 @@ class FakeGitHub(FakeHTTPServer):
             return self._access_token(request)
         if request.method == "GET" and request.path == "/api/user":
             return self._user(request)
+        if _GIT_PATH.match(request.path):
+            return self._git(request)
         return Reply(404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
 
     def _device_code(self, request: Recorded) -> Reply:
@@ -126,3 +152,23 @@ class FakeGitHub(FakeHTTPServer):
         if account.expiration:
             headers["GitHub-Authentication-Token-Expiration"] = account.expiration
         return Reply(200, {"login": account.login, "id": 1, "type": "User"}, headers)
+
+    def _git(self, request: Recorded) -> Reply:
+        username, password = basic_credentials(request.headers.get("authorization"))
+        if password is None or password not in self.accounts:
+            return Reply(401, b"auth required\n", {"WWW-Authenticate": 'Basic realm="GitHub"'})
+        status, headers, body = http_backend(
+            self.repos_root, request.method, request.path, request.raw_query, _CgiHeaders(request.headers),
+            request.body, username or "",
+        )  # fmt: skip
+        return Reply(status, body, dict(headers))
+
+
+_GIT_PATH = re.compile(r"^/[A-Za-z0-9._-]+/[A-Za-z0-9._-]+\.git/")
+
+
+class _CgiHeaders(dict):
+    """Case-insensitive ``get`` over the recorded (lower-cased) headers, as http_backend expects."""
+
+    def get(self, key, default=None):
+        return super().get(key.lower(), default)

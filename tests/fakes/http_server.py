@@ -15,6 +15,7 @@ class Recorded:
     method: str
     path: str
     query: dict[str, list[str]]
+    raw_query: str
     headers: dict[str, str]
     body: bytes
     at: float = field(default_factory=time.monotonic)
@@ -47,15 +48,27 @@ class FakeHTTPServer:
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
 
-            def _serve(self) -> None:
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":  # git push of a large pack
+                    chunks = []
+                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
                 length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def _serve(self) -> None:
                 parts = urlsplit(self.path)
                 recorded = Recorded(
                     method=self.command,
                     path=parts.path,
                     query=parse_qs(parts.query),
+                    raw_query=parts.query,
                     headers={k.lower(): v for k, v in self.headers.items()},
-                    body=self.rfile.read(length) if length else b"",
+                    body=self._body(),
                 )
                 with fake.lock:
                     fake.requests.append(recorded)

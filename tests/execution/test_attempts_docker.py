@@ -1,0 +1,204 @@
+"""Attempts in the real runtime image on the real engine: cleanup in every ending, masking end to end, and
+nothing secret in ``docker inspect``. (The clone + Claude smoke test is in test_smoke_docker.py.)"""
+
+from __future__ import annotations
+
+import json
+import stat
+import time
+
+import docker
+import pytest
+
+from execution import secret_dir
+from execution.containers import container_name
+from execution.models import AttemptStatus, LogRecord, RunStatus
+from execution.runner import run_attempt
+from tests.execution.conftest import custom, in_background
+
+# Background threads act on the database while the run goes on: real transactions, not a wrapping one.
+pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
+
+
+def wait_for(predicate, timeout: float = 20.0, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")
+
+
+def logs(attempt) -> str:
+    return "".join(LogRecord.objects.filter(attempt=attempt).order_by("seq").values_list("text", flat=True))
+
+
+def assert_cleaned(attempt, docker_client) -> None:
+    assert not secret_dir.secret_dir_path(attempt.pk).exists()
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(container_name(attempt.pk))
+    assert "Secret directory removed" in logs(attempt)
+
+
+def test_secret_dir_is_private_while_running_and_gone_after_success(world, docker_client):
+    attempt = world.attempt(
+        plan=[custom("sh", "-c", "stat -c '%a %u %n' /run/anyon-secrets /run/anyon-secrets/*; sleep 1.5")]
+    )
+    path = secret_dir.secret_dir_path(attempt.pk)
+    seen: dict = {}
+
+    def look():
+        info = path.stat()
+        seen["dir"] = (stat.S_IMODE(info.st_mode), info.st_uid)
+        seen["files"] = {p.name: (stat.S_IMODE(p.stat().st_mode), p.stat().st_uid) for p in path.iterdir()}
+        seen["parent"] = stat.S_IMODE(path.parent.stat().st_mode)
+
+    in_background(0.0, lambda: wait_for(lambda: path.exists() and any(path.iterdir()) and (look() or True)))
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED
+    assert seen["dir"] == (0o700, 1000) and seen["parent"] == 0o700
+    # Least privilege: a plan without an agent step gets no Claude credential.
+    assert seen["files"] == {"github_token": (0o400, 1000)}
+    text = logs(attempt)
+    assert "700 1000 /run/anyon-secrets\n" in text and "400 1000 /run/anyon-secrets/github_token" in text
+    assert_cleaned(attempt, docker_client)
+
+
+def test_cleanup_after_a_failing_step_and_later_steps_do_not_run(world, docker_client):
+    attempt = world.attempt(plan=[custom("sh", "-c", "echo doing; exit 3", title="fails"), custom("echo", "never")])
+    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    attempt.refresh_from_db()
+    runs = list(attempt.runs.all())
+    assert [(r.status, r.exit_code) for r in runs] == [(RunStatus.FAILED, 3)]
+    assert "fails exited with code 3" in attempt.error
+    assert attempt.alerts.filter(kind="exec_nonzero_exit").exists()
+    assert_cleaned(attempt, docker_client)
+
+
+def test_cleanup_after_cancel(world, docker_client):
+    from execution.attempts import do_cancel_attempt
+
+    attempt = world.attempt(plan=[custom("sleep", "60")])
+    in_background(2.0, lambda: do_cancel_attempt(attempt=attempt, by="alice"))
+    started = time.monotonic()
+    assert run_attempt(attempt.pk) == AttemptStatus.CANCELLED
+    assert time.monotonic() - started < 20
+    attempt.refresh_from_db()
+    assert attempt.runs.get().status == RunStatus.CANCELLED and attempt.finished_at
+    assert_cleaned(attempt, docker_client)
+
+
+def test_cleanup_after_timeout(world, docker_client, settings):
+    settings.RUN_TIMEOUT = 2
+    attempt = world.attempt(plan=[custom("sleep", "60")])
+    assert run_attempt(attempt.pk) == AttemptStatus.TIMED_OUT
+    attempt.refresh_from_db()
+    assert "ANYON_RUN_TIMEOUT (2 s)" in attempt.error
+    assert_cleaned(attempt, docker_client)
+
+
+def test_cleanup_after_the_container_is_killed_from_outside(world, docker_client):
+    attempt = world.attempt(plan=[custom("sleep", "60")])
+
+    def kill():
+        container = wait_for(lambda: docker_client.containers.list(filters={"name": container_name(attempt.pk)}))
+        time.sleep(1.0)
+        container[0].kill()
+
+    in_background(0, kill)
+    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    attempt.refresh_from_db()
+    assert "stopped unexpectedly" in attempt.error
+    assert_cleaned(attempt, docker_client)
+
+
+def test_masking_end_to_end_plain_split_and_base64(world, docker_client, client):
+    script = (
+        "t=$(cat /run/anyon-secrets/github_token);"
+        'echo "plain $t"; echo "stderr $t" >&2;'
+        'printf "split %s" "$(echo "$t" | cut -c1-12)"; sleep 0.6; printf "%s end\\n" "$(echo "$t" | cut -c13-)";'
+        'echo "b64 $(printf %s "$t" | base64 -w0)";'
+        'echo "url https://x-access-token:$t@github.com/acme/widgets.git"'
+    )
+    attempt = world.attempt(plan=[custom("sh", "-c", script, title="leaky")])
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
+    text = logs(attempt)
+    for value in world.values:
+        assert value not in text and value[4:20] not in text
+    import base64
+
+    assert base64.b64encode(world.github_token.encode()).decode()[:20] not in text
+    for line in ("plain ***", "stderr ***", "split ***", "b64 ***", "url https://***github.com"):
+        assert line in text, line
+    client.force_login(world.user)
+    page = client.get(f"/attempts/{attempt.pk}/").content.decode()
+    assert "plain ***" in page and all(v not in page for v in world.values)
+
+
+def test_docker_inspect_shows_no_secret(world, docker_client):
+    attempt = world.attempt(plan=[custom("sh", "-c", "env > /dev/null; sleep 2")])
+    dumps: list[str] = []
+
+    def inspect():
+        container = wait_for(lambda: docker_client.containers.list(filters={"name": container_name(attempt.pk)}))[0]
+        container.reload()
+        dumps.append(json.dumps(container.attrs))
+        for exec_id in container.attrs.get("ExecIDs") or []:
+            dumps.append(json.dumps(docker_client.api.exec_inspect(exec_id)))
+        dumps.append(container.exec_run(["sh", "-c", "cat /proc/1/environ | tr '\\0' '\\n'"]).output.decode())
+        found = container.exec_run(
+            ["sh", "-c", f"grep -rl -- '{world.github_token}' /home /workspace /tmp /etc 2>/dev/null; true"]
+        )
+        dumps.append(f"grep: {found.output.decode()}")
+
+    worker = in_background(0, lambda: wait_for(lambda: inspect() or True, timeout=20))
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED
+    worker.join(timeout=5)
+    assert len(dumps) >= 4 and any("ExecIDs" in d for d in dumps)
+    assert dumps[-1] == "grep: "
+    for dump in dumps:
+        for value in world.values:
+            assert value not in dump
+
+
+def test_container_is_hardened_and_labelled(world, docker_client):
+    attempt = world.attempt(plan=[custom("sleep", "2")])
+    seen = {}
+
+    def look():
+        container = wait_for(lambda: docker_client.containers.list(filters={"name": container_name(attempt.pk)}))[0]
+        seen.update(container.attrs)
+
+    in_background(0, look)
+    run_attempt(attempt.pk)
+    host = seen["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+    assert host["PidsLimit"] > 0 and host["Memory"] > 0 and host["NanoCpus"] > 0 and host["Init"] is True
+    assert seen["Config"]["User"] == "1000"
+    labels = seen["Config"]["Labels"]
+    assert labels["anyon.managed"] == "1" and labels["anyon.attempt"] == str(attempt.pk)
+    assert labels["anyon.owner"] == str(world.user.pk) and int(labels["anyon.expires"]) > time.time()
+    mounts = {m["Destination"]: m for m in seen["Mounts"]}
+    assert mounts["/run/anyon-secrets"]["RW"] is False and mounts["/workspace"]["Type"] == "volume"
+
+
+def test_missing_claude_credential_fails_clearly_without_a_container(world, docker_client):
+    from secrets_app.models import Secret
+
+    Secret.objects.filter(provider="claude").delete()
+    attempt = world.attempt()
+    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    attempt.refresh_from_db()
+    assert "No claude credential is connected" in attempt.error
+    assert not secret_dir.secret_dir_path(attempt.pk).exists()
+    assert not attempt.container_id
+
+
+def test_binary_and_huge_output_is_kept_readable(world, docker_client):
+    script = "head -c 3000 /dev/urandom; printf '\\n\\377\\376 broken utf8\\n'; yes 'a fairly long line of output' | head -n 50000"
+    attempt = world.attempt(plan=[custom("sh", "-c", script)])
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED
+    text = logs(attempt)
+    assert "\ufffd\ufffd broken utf8" in text
+    assert text.count("a fairly long line of output\n") == 50000
+    assert LogRecord.objects.filter(attempt=attempt).count() < 200  # batched, not a row per line

@@ -1,0 +1,85 @@
+"""The seed's "docker exec smoke test": clone with the injected GitHub token and run the real Claude CLI against
+a fake Anthropic API, in the real runtime image on the real engine."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from execution import secret_dir
+from execution.models import AttemptStatus, LogRecord, RunStatus
+from execution.runner import run_attempt
+from secrets_app.models import SecretAccess
+from tests.fakes.anthropic_api import TextReply, ToolUseReply
+from tests.fakes.github import FakeGitHub
+
+pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def repo(world, github: FakeGitHub) -> str:
+    github.add_token(world.github_token, login="alice")
+    return github.add_repo("acme", "widgets", {"README.md": "# widgets\n"})
+
+
+def logs(attempt, stream: str | None = None) -> str:
+    records = LogRecord.objects.filter(attempt=attempt).order_by("seq")
+    if stream:
+        records = records.filter(stream=stream)
+    return "".join(records.values_list("text", flat=True))
+
+
+def test_clone_and_claude_succeed_with_injected_credentials(world, github, repo):
+    attempt = world.attempt(repo_url=repo, prompt="Say pong")
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
+    runs = list(attempt.runs.all())
+    assert [(r.kind, r.status, r.exit_code) for r in runs] == [
+        ("clone", RunStatus.SUCCEEDED, 0),
+        ("custom", RunStatus.SUCCEEDED, 0),
+        ("agent", RunStatus.SUCCEEDED, 0),
+    ]
+    # The real CLI authenticated with exactly the injected token; git used exactly the injected PAT.
+    assert world.api.credentials() == {world.claude_token}
+    git_auth = {r.headers.get("authorization") for r in github.git_requests()}
+    expected = "Basic " + base64.b64encode(f"x-access-token:{world.github_token}".encode()).decode()
+    assert expected in git_auth
+    assert runs[2].session_id  # kept for follow-ups
+    agent = logs(attempt, "agent")
+    assert "🤖 pong" in agent and "✓ done" in agent
+    assert "Cloning into '/workspace'" in logs(attempt, "stderr")
+    assert not secret_dir.secret_dir_path(attempt.pk).exists()
+    purposes = set(SecretAccess.objects.filter(attempt_id=attempt.pk).values_list("provider", "outcome"))
+    assert purposes == {("github", "success"), ("claude", "success")}
+
+
+def test_clone_fails_without_the_token(world, github, repo):
+    github.accounts.clear()  # GitHub no longer accepts the token
+    attempt = world.attempt(repo_url=repo)
+    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    clone = attempt.runs.get()
+    assert clone.kind == "clone" and clone.exit_code == 128
+    assert "Authentication failed" in logs(attempt, "stderr") or "could not read Username" in logs(attempt)
+    assert not secret_dir.secret_dir_path(attempt.pk).exists()
+
+
+def test_agent_output_is_masked_and_a_cli_error_fails_the_run(world, github, repo):
+    world.api.enqueue(
+        ToolUseReply("Bash", {"command": 'echo "token is $CLAUDE_CODE_OAUTH_TOKEN"', "description": "leak"}),
+        TextReply(f"I saw {world.claude_token} and {world.github_token}"),
+    )
+    attempt = world.attempt(repo_url=repo)
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
+    text = logs(attempt)
+    assert world.claude_token not in text and world.github_token not in text
+    assert "🔧 Bash: echo" in text and "token is ***" in text and "I saw *** and ***" in text
+
+
+def test_wrong_claude_credential_fails_the_attempt(world, github, repo):
+    world.api.expected_token = "sk-ant-oat01-" + "n" * 50  # the API rejects what we inject
+    attempt = world.attempt(repo_url=repo)
+    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    attempt.refresh_from_db()
+    agent_run = attempt.runs.get(kind="agent")
+    assert agent_run.status == RunStatus.FAILED
+    assert not secret_dir.secret_dir_path(attempt.pk).exists()
