@@ -178,6 +178,8 @@ DOCKER_HOST = env.str("DOCKER_HOST", default="")
 ANYON_DOCKER_TIMEOUT = env.int("ANYON_DOCKER_TIMEOUT", default=60)
 
 # Containers of attempts
+#: Names this installation on a shared Docker engine: cleanup only ever touches containers with its label.
+ANYON_INSTANCE = env.str("ANYON_INSTANCE", default="default")
 ANYON_CLOUD_NETWORK = env.str("ANYON_CLOUD_NETWORK", default="bridge")
 ANYON_CONTAINER_UID = env.int("ANYON_CONTAINER_UID", default=1000)
 ANYON_CONTAINER_GID = env.int("ANYON_CONTAINER_GID", default=1000)

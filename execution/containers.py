@@ -3,6 +3,7 @@ relies on. The workspace is a named volume, so it outlives the container (follow
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,14 +21,16 @@ def container_name(attempt_id: int) -> str:
     return f"anyon-attempt-{attempt_id}"
 
 
-def workspace_volume(attempt_id: int) -> str:
-    return f"anyon-workspace-{attempt_id}"
+def new_workspace_volume(attempt_id: int) -> str:
+    """A fresh name: attempt ids repeat across databases (a restore, a second installation on the same engine)."""
+    return f"anyon-workspace-{attempt_id}-{secrets.token_hex(4)}"
 
 
 def labels_for(attempt) -> dict[str, str]:
     expires = timezone.now() + timedelta(seconds=settings.RUN_TIMEOUT + 600)
     return {
         "anyon.managed": "1",
+        "anyon.instance": settings.ANYON_INSTANCE,
         "anyon.attempt": str(attempt.pk),
         "anyon.owner": str(attempt.task.owner_id),
         "anyon.expires": str(int(expires.timestamp())),
@@ -42,11 +45,14 @@ class CloudContainerService:
         """Create and start the attempt's container; return its id."""
         self.harness.ensure_image(settings.ANYON_CLOUD_IMAGE)
         labels = labels_for(attempt)
-        volume = workspace_volume(attempt.pk)
+        if not attempt.workspace_volume:
+            attempt.workspace_volume = new_workspace_volume(attempt.pk)
+            type(attempt).objects.filter(pk=attempt.pk).update(workspace_volume=attempt.workspace_volume)
+        volume = attempt.workspace_volume
         self.harness.ensure_volume(volume, {k: v for k, v in labels.items() if k != "anyon.expires"})
         name = container_name(attempt.pk)
         stale = self.harness.inspect(name)
-        if stale:  # a container of a crashed earlier session of this attempt
+        if stale:  # a container of a crashed earlier session of this attempt (or of a restored database)
             self.harness.stop_and_remove(stale["Id"], timeout=1)
         spec = ContainerSpec(
             name=name,

@@ -108,8 +108,9 @@ class DockerHarness:
         with contextlib.suppress(NotFound):
             self.api.remove_container(container_id, force=True, v=False)
 
-    def list_managed(self) -> list[dict]:
-        return self.api.containers(all=True, filters={"label": "anyon.managed=1"})
+    def list_managed(self, instance: str) -> list[dict]:
+        """Containers this installation manages (label ``anyon.instance``); others on the engine are not ours."""
+        return self.api.containers(all=True, filters={"label": ["anyon.managed=1", f"anyon.instance={instance}"]})
 
     # --- volumes ---------------------------------------------------------------------------------------------
     def ensure_volume(self, name: str, labels: dict[str, str]) -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 import time
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db.models import Max
 
+from anyon.live_events import notify_group
 from execution.models import LogRecord
 
 logger = logging.getLogger(__name__)
@@ -28,14 +27,8 @@ def attempt_group(attempt_id: int) -> str:
 
 
 def wake_viewers(attempt_id: int, **event) -> None:
-    """Tell live viewers in this process family that something new is in the database (best effort)."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(attempt_group(attempt_id), {"type": "attempt.changed", **event})
-    except Exception:
-        logger.debug("wake-up for attempt %s not delivered", attempt_id, exc_info=True)
+    """Tell live viewers that something new is in the database (best effort)."""
+    notify_group(attempt_group(attempt_id), {"type": "attempt.changed", **event})
 
 
 class LogWriter:

@@ -47,6 +47,7 @@ class Attempt(models.Model):
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="attempts")
     status = models.CharField(max_length=16, choices=AttemptStatus.choices, default=AttemptStatus.QUEUED)
     container_id = models.CharField(max_length=80, blank=True)
+    workspace_volume = models.CharField(max_length=100, blank=True, help_text="Docker volume holding /workspace")
     branch = models.CharField(max_length=120, blank=True)
     error = models.TextField(blank=True)
     plan = models.JSONField(default=list, help_text="The steps (kind, title, argv) this attempt runs.")

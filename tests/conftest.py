@@ -23,6 +23,14 @@ def docker_client():
     except Exception as exc:
         require_docker(f"no Docker engine reachable ({type(exc).__name__}); start dockerd or set DOCKER_HOST")
     yield client
+    # Whatever this session's attempts left on the engine (workspace volumes outlive containers by design).
+    label = [f"anyon.instance={settings.ANYON_INSTANCE}"]
+    for container in client.containers.list(all=True, filters={"label": label}):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+    for volume in client.volumes.list(filters={"label": label}):
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            volume.remove(force=True)
     client.close()
 
 

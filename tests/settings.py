@@ -11,6 +11,8 @@ os.environ.setdefault("ANYON_SECRET_KEY", "test-secret-key-" + "k" * 40)
 os.environ.setdefault("ANYON_SECURE_COOKIES", "false")
 os.environ.setdefault("ANYON_TEMP_DIR", tempfile.mkdtemp(prefix="anyon-test-"))
 os.environ.setdefault("ANYON_DATA_DIR", tempfile.mkdtemp(prefix="anyon-test-data-"))
+# Containers and volumes of this test session carry this label; the session removes them at the end.
+os.environ.setdefault("ANYON_INSTANCE", f"test-{os.getpid()}")
 
 from anyon.settings import *  # noqa: F403
 

@@ -195,7 +195,10 @@ def test_missing_claude_credential_fails_clearly_without_a_container(world, dock
 
 
 def test_binary_and_huge_output_is_kept_readable(world, docker_client):
-    script = "head -c 3000 /dev/urandom; printf '\\n\\377\\376 broken utf8\\n'; yes 'a fairly long line of output' | head -n 50000"
+    script = (
+        "head -c 3000 /dev/urandom; printf '\\n\\377\\376 broken utf8\\n';"
+        " yes 'a fairly long line of output' | head -n 50000"
+    )
     attempt = world.attempt(plan=[custom("sh", "-c", script)])
     assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED
     text = logs(attempt)

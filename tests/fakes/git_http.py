@@ -20,6 +20,7 @@ import binascii
 import hmac
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -123,6 +124,16 @@ def http_backend(
     return status, reply_headers, payload
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients (the CLI, git) may drop a connection early; that is not an error worth a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @dataclass(frozen=True)
 class GitRequest:
     method: str
@@ -141,8 +152,7 @@ class FakeGitHTTPServer:
         self.token = token
         self._requests: list[GitRequest] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-git-http", daemon=True)
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self.url = f"{self.base_url}/{self.repo_dir.name}"

@@ -1,0 +1,32 @@
+"""Best-effort wake-ups over the channel layer, shared by every app's live views.
+
+A wake-up only makes a consumer look at the database sooner; it is never the only path of the data (consumers poll
+the database too), so failures here are logged at debug level and swallowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+
+def notify_group(group: str, event: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:  # called from inside an event loop's thread: cannot block on it; the consumers' poll covers this
+        logger.debug("skipping wake-up of %s from inside an event loop", group)
+        return
+    try:
+        async_to_sync(layer.group_send)(group, event)
+    except Exception:
+        logger.debug("wake-up of %s not delivered", group, exc_info=True)

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Build and tag the claude-runtime image, then print the versions found inside it.
+#
+# Usage: runtime-image/build.sh [--base IMAGE] [--ca PATH]... [-- DOCKER_BUILD_ARGS...]
+#   --base IMAGE  base image (default: debian:bookworm when it can be pulled, else the offline base
+#                 $ANYON_BASE_IMAGE or anyon/debian-base:bookworm, made by bootstrap-base.sh if absent)
+#   --ca PATH     extra CA certificate file or folder (*.crt / *.pem); repeatable; --ca '' means none.
+#                 Default: $ANYON_EXTRA_CA_DIR if set (empty = none), else /usr/local/share/ca-certificates/.
+#   -- ARGS       passed to `docker build` as they are (e.g. -- --no-cache)
+# Env: ANYON_CLOUD_IMAGE  tag to build (default anyon/claude-runtime:<IMAGE_VERSION of the Dockerfile>)
+#
+# Versions are not repeated here: they are the ARG defaults of runtime-image/Dockerfile.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+dockerfile="$here/Dockerfile"
+offline_base="${ANYON_BASE_IMAGE:-anyon/debian-base:bookworm}"
+registry_base="debian:bookworm"
+
+log() { printf '[build-image] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+usage() { sed -n '2,/^set -euo/{/^#/p}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+# Default of `ARG NAME=value` in the Dockerfile.
+arg_default() { sed -n "s/^ARG $1=\(.*\)$/\1/p" "$dockerfile" | head -n1; }
+
+base=""
+ca_set=0
+ca_paths=()
+docker_args=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --base) [[ $# -ge 2 ]] || die "--base needs a value"; base="$2"; shift 2 ;;
+    --base=*) base="${1#--base=}"; shift ;;
+    --ca) [[ $# -ge 2 ]] || die "--ca needs a value"; ca_set=1; [[ -z "$2" ]] || ca_paths+=("$2"); shift 2 ;;
+    --ca=*) ca_set=1; [[ -z "${1#--ca=}" ]] || ca_paths+=("${1#--ca=}"); shift ;;
+    -h | --help) usage; exit 0 ;;
+    --) shift; docker_args=("$@"); break ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+  esac
+done
+if [[ $ca_set -eq 0 ]]; then
+  if [[ -n "${ANYON_EXTRA_CA_DIR+set}" ]]; then
+    [[ -z "$ANYON_EXTRA_CA_DIR" ]] || ca_paths+=("$ANYON_EXTRA_CA_DIR")
+  elif [[ -d /usr/local/share/ca-certificates ]]; then
+    ca_paths+=(/usr/local/share/ca-certificates)
+  fi
+fi
+
+command -v docker >/dev/null || die "docker CLI not found"
+docker info >/dev/null 2>&1 || die "no Docker engine answers (is dockerd running? DOCKER_HOST?)"
+
+image_version=$(arg_default IMAGE_VERSION)
+[[ -n "$image_version" ]] || die "no 'ARG IMAGE_VERSION=' line in $dockerfile"
+tag="${ANYON_CLOUD_IMAGE:-anyon/claude-runtime:$image_version}"
+
+# --- base image -------------------------------------------------------------------------------------------
+if [[ -n "$base" ]]; then
+  docker image inspect "$base" >/dev/null 2>&1 || docker pull "$base" || die "base image $base unavailable"
+else
+  log "trying to pull $registry_base"
+  if timeout 120 docker pull -q "$registry_base" >/dev/null 2>&1; then
+    base="$registry_base"
+  elif docker image inspect "$registry_base" >/dev/null 2>&1; then
+    log "no registry reachable; using the local copy of $registry_base"
+    base="$registry_base"
+  else
+    log "no registry reachable; using the offline base $offline_base"
+    "$here/bootstrap-base.sh" "$offline_base"
+    base="$offline_base"
+  fi
+fi
+
+# --- temporary build context (extra CA certificates are never committed) -------------------------------------
+context=$(mktemp -d "${TMPDIR:-/tmp}/anyon-image-context.XXXXXX")
+trap 'rm -rf "$context"' EXIT
+cp "$dockerfile" "$context/Dockerfile"
+cp -R "$here/files" "$context/files"
+mkdir "$context/extra-ca"
+n=0
+add_ca() {  # copy one certificate file under a unique name
+  n=$((n + 1))
+  local name
+  name=$(basename "$1")
+  cp "$1" "$context/extra-ca/$(printf '%02d' "$n")-${name%.*}.crt"
+  log "extra CA: $1"
+}
+for path in "${ca_paths[@]}"; do
+  if [[ -d "$path" ]]; then
+    while IFS= read -r -d '' file; do add_ca "$file"; done \
+      < <(find -L "$path" -type f \( -name '*.crt' -o -name '*.pem' \) -print0 | sort -z)
+  elif [[ -f "$path" ]]; then
+    add_ca "$path"
+  else
+    die "extra CA path not found: $path"
+  fi
+done
+
+# --- build ------------------------------------------------------------------------------------------------
+log "building $tag from $base; versions (Dockerfile ARG defaults):"
+grep -E '^ARG [A-Z_]+_VERSION=' "$dockerfile" | sed 's/^ARG /    /' >&2
+build=(docker build --network host --build-arg "BASE_IMAGE=$base" --tag "$tag")
+if docker buildx version >/dev/null 2>&1; then
+  build+=(--progress=plain)  # BuildKit: plain, line-by-line progress
+fi
+start=$SECONDS
+"${build[@]}" "${docker_args[@]}" "$context"
+log "built $tag in $((SECONDS - start)) s; size $(docker image inspect --format '{{.Size}}' "$tag" \
+  | awk '{printf "%.0f MB", $1 / 1000000}')"
+
+# --- versions inside the built image ------------------------------------------------------------------------
+log "versions inside $tag:"
+docker run --rm --network none "$tag" bash -c '
+  echo "    claude-code $(claude --version)"
+  echo "    node        $(node --version)"
+  echo "    npm         $(npm --version)"
+  echo "    git         $(git --version)"
+  echo "    gh          $(gh --version | head -n1)"
+  echo "    user        $(id -un) uid=$(id -u) HOME=$HOME PWD=$PWD"'
