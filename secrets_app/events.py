@@ -6,12 +6,7 @@ re-reads the database on its own poll instead (DESIGN.md, "Log delivery").
 
 from __future__ import annotations
 
-import logging
-
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-
-logger = logging.getLogger(__name__)
+from anyon.live_events import notify_group
 
 
 def settings_group(user_id: int) -> str:
@@ -19,10 +14,4 @@ def settings_group(user_id: int) -> str:
 
 
 def send_settings_changed(*, user_id: int, provider: str) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(settings_group(user_id), {"type": "settings.changed", "provider": provider})
-    except Exception:  # a lost wake-up only delays the card until the next poll; never fail the write
-        logger.warning("could not publish settings change for user %s", user_id, exc_info=True)
+    notify_group(settings_group(user_id), {"type": "settings.changed", "provider": provider})
