@@ -9,6 +9,7 @@ import time
 
 import docker
 import pytest
+from asgiref.sync import async_to_sync
 
 from execution import secret_dir
 from execution.containers import container_name
@@ -133,6 +134,28 @@ def test_masking_end_to_end_plain_split_and_base64(world, docker_client, client)
     client.force_login(world.user)
     page = client.get(f"/attempts/{attempt.pk}/").content.decode()
     assert "plain ***" in page and all(v not in page for v in world.values)
+    streamed = async_to_sync(stream_all)(world.user, attempt.pk)
+    assert "plain ***" in streamed and all(v not in streamed for v in world.values)
+
+
+async def stream_all(user, attempt_id: int) -> str:
+    """Everything a websocket viewer receives for a finished attempt."""
+    from channels.testing import WebsocketCommunicator
+
+    from execution.consumers import AttemptLogConsumer
+
+    comm = WebsocketCommunicator(AttemptLogConsumer.as_asgi(), f"/ws/attempts/{attempt_id}/logs/")
+    comm.scope["user"] = user
+    comm.scope["url_route"] = {"kwargs": {"attempt_id": attempt_id}}
+    assert (await comm.connect())[0]
+    received = []
+    while True:
+        message = json.loads(await comm.receive_from(timeout=10))
+        received.append(json.dumps(message))
+        if message["type"] == "end":
+            break
+    await comm.disconnect()
+    return "".join(record["text"] for m in map(json.loads, received) if m["type"] == "logs" for record in m["records"])
 
 
 def test_docker_inspect_shows_no_secret(world, docker_client):
