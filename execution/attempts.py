@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from execution.log_writer import wake_viewers
-from execution.models import ATTEMPT_TRANSITIONS, Attempt, AttemptStatus, RunKind, Task
+from execution.models import ATTEMPT_TRANSITIONS, Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, RunKind, Task
 from execution.repo_urls import validate_branch, validate_repo_url
 
 logger = logging.getLogger(__name__)
@@ -118,3 +118,82 @@ def do_cancel_attempt(*, attempt: Attempt, by: str) -> None:
 
 def run_timeout() -> int:
     return settings.RUN_TIMEOUT
+
+
+class AttemptBusy(Exception):
+    """The attempt cannot take this action now; the message says why."""
+
+
+def _ensure_idle(attempt: Attempt) -> None:
+    if attempt.is_active or attempt.jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists():
+        raise AttemptBusy("The attempt is still working; wait for it to finish or cancel it.")
+    if not attempt.workspace_volume or not attempt.base_commit:
+        raise AttemptBusy("This attempt has no workspace with a repository (its clone did not succeed).")
+
+
+def _enqueue_job(job: AttemptJob) -> None:
+    from django_q.tasks import async_task
+
+    transaction.on_commit(
+        lambda: async_task("execution.runner.run_job", job.pk, task_name=f"attempt-job-{job.pk}", group="attempts")
+    )
+
+
+def do_start_follow_up(*, attempt: Attempt, prompt: str, enqueue: bool = True) -> AttemptJob:
+    """Another agent run in the same workspace, resuming the Claude session."""
+    prompt = prompt.strip()
+    if not prompt:
+        raise AttemptBusy("Write what Claude should do next.")
+    _ensure_idle(attempt)
+    job = AttemptJob.objects.create(attempt=attempt, kind=JobKind.FOLLOW_UP, prompt=prompt)
+    if enqueue:
+        _enqueue_job(job)
+    wake_viewers(attempt.pk)
+    return job
+
+
+def do_request_pull_request(*, attempt: Attempt, enqueue: bool = True) -> AttemptJob:
+    """Push the attempt's branch and open a pull request against the task's base branch."""
+    _ensure_idle(attempt)
+    if attempt.pr_number:
+        raise AttemptBusy(f"Pull request #{attempt.pr_number} already exists: {attempt.pr_url}")
+    if not attempt.head_commit or attempt.head_commit == attempt.base_commit:
+        raise AttemptBusy("There are no commits on the attempt's branch yet: nothing to propose.")
+    job = AttemptJob.objects.create(attempt=attempt, kind=JobKind.PULL_REQUEST)
+    if enqueue:
+        _enqueue_job(job)
+    wake_viewers(attempt.pk)
+    return job
+
+
+def do_cancel_job(*, job: AttemptJob) -> None:
+    if AttemptJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+        status=JobStatus.CANCELLED, error="Cancelled before it started.", finished_at=timezone.now()
+    ):
+        return
+    AttemptJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True)
+    wake_viewers(job.attempt_id)
+
+
+def do_delete_attempt(*, attempt: Attempt, by: str) -> None:
+    """Remove the attempt's container, workspace volume and any secret dir, then the attempt itself.
+
+    A running attempt is not deleted (its worker still uses the workspace): cancel it first. Raises
+    ``HarnessError`` when the engine cannot be reached, leaving the attempt in place so nothing is orphaned.
+    """
+    from execution import secret_dir
+    from execution.containers import container_name, home_volume
+    from execution.docker_harness import DockerHarness
+
+    if attempt.is_active or attempt.jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists():
+        raise AttemptBusy("The attempt is still working: cancel it first, then delete it.")
+    harness = DockerHarness()
+    info = harness.inspect(container_name(attempt.pk))
+    if info and info["Config"]["Labels"].get("anyon.instance") == settings.ANYON_INSTANCE:
+        harness.stop_and_remove(info["Id"], timeout=1)
+    if attempt.workspace_volume:
+        harness.remove_volume(attempt.workspace_volume)
+        harness.remove_volume(home_volume(attempt.workspace_volume))
+    secret_dir.remove_secret_dir(attempt.pk)
+    logger.info("attempt %s deleted by %s", attempt.pk, by)
+    attempt.delete()

@@ -14,6 +14,7 @@ from django.utils import timezone
 from execution.docker_harness import ContainerSpec, DockerHarness
 
 WORKSPACE = "/workspace"
+HOME = "/home/anyon"
 SECRET_MOUNT = "/run/anyon-secrets"
 
 
@@ -24,6 +25,11 @@ def container_name(attempt_id: int) -> str:
 def new_workspace_volume(attempt_id: int) -> str:
     """A fresh name: attempt ids repeat across databases (a restore, a second installation on the same engine)."""
     return f"anyon-workspace-{attempt_id}-{secrets.token_hex(4)}"
+
+
+def home_volume(workspace_volume: str) -> str:
+    """The container user's home (Claude's sessions for --resume live in ~/.claude) outlives containers too."""
+    return f"{workspace_volume}-home"
 
 
 def labels_for(attempt) -> dict[str, str]:
@@ -49,7 +55,9 @@ class CloudContainerService:
             attempt.workspace_volume = new_workspace_volume(attempt.pk)
             type(attempt).objects.filter(pk=attempt.pk).update(workspace_volume=attempt.workspace_volume)
         volume = attempt.workspace_volume
-        self.harness.ensure_volume(volume, {k: v for k, v in labels.items() if k != "anyon.expires"})
+        volume_labels = {k: v for k, v in labels.items() if k != "anyon.expires"}
+        self.harness.ensure_volume(volume, volume_labels)
+        self.harness.ensure_volume(home_volume(volume), volume_labels)
         name = container_name(attempt.pk)
         stale = self.harness.inspect(name)
         if stale:  # a container of a crashed earlier session of this attempt (or of a restored database)
@@ -60,6 +68,7 @@ class CloudContainerService:
             labels=labels,
             mounts=[
                 docker.types.Mount(WORKSPACE, volume, type="volume"),
+                docker.types.Mount(HOME, home_volume(volume), type="volume"),
                 docker.types.Mount(SECRET_MOUNT, str(secret_dir), type="bind", read_only=True),
             ],
             user=str(settings.ANYON_CONTAINER_UID),

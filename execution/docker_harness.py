@@ -159,6 +159,21 @@ class DockerHarness:
             logger.info("exec stream of %s ended: %s", exec_id[:12], exc)
         result.exit_code = self._exit_code(exec_id)
 
+    def exec_capture(
+        self, container_id: str, argv: list[str], *, limit: int = 2 * 1024 * 1024, **kwargs
+    ) -> tuple[int | None, str, bool]:
+        """Run a short internal command; return (exit code, stdout up to ``limit`` bytes, complete?)."""
+        result = ExecResult()
+        out = bytearray()
+        complete = True
+        for stream, data in self.exec_stream(container_id, argv, result, **kwargs):
+            if stream == "stdout":
+                room = limit - len(out)
+                if len(data) > room:
+                    complete = False
+                out += data[: max(0, room)]
+        return result.exit_code, out.decode("utf-8", errors="replace"), complete
+
     def _exit_code(self, exec_id: str, wait: float = 5.0) -> int | None:
         deadline = time.monotonic() + wait
         while True:

@@ -53,6 +53,14 @@ class Attempt(models.Model):
     plan = models.JSONField(default=list, help_text="The steps (kind, title, argv) this attempt runs.")
     cancel_requested = models.BooleanField(default=False)
     worker = models.CharField(max_length=120, blank=True, help_text="host:pid of the worker running it")
+    base_commit = models.CharField(max_length=64, blank=True, help_text="the base branch's commit it started from")
+    head_commit = models.CharField(max_length=64, blank=True)
+    diff = models.JSONField(default=list, blank=True, help_text="files changed since base_commit (see diffs.py)")
+    diff_truncated = models.BooleanField(default=False)
+    pr_number = models.PositiveIntegerField(null=True, blank=True)
+    pr_url = models.URLField(blank=True)
+    pr_state = models.CharField(max_length=32, blank=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True, help_text="for the workspace idle TTL")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -76,6 +84,42 @@ class Attempt(models.Model):
         return None
 
 
+class JobKind(models.TextChoices):
+    FOLLOW_UP = "follow_up", "Follow-up"
+    PULL_REQUEST = "pull_request", "Pull request"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class AttemptJob(models.Model):
+    """Work on a finished attempt's workspace: a follow-up prompt, or pushing the branch and opening a PR."""
+
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=16, choices=JobKind.choices)
+    prompt = models.TextField(blank=True, max_length=20_000)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of attempt {self.attempt_id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
 class RunKind(models.TextChoices):
     CLONE = "clone", "Clone"
     AGENT = "agent", "Agent"
@@ -94,6 +138,7 @@ class Run(models.Model):
     """One ``docker exec`` within an attempt."""
 
     attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="runs")
+    job = models.ForeignKey(AttemptJob, null=True, blank=True, on_delete=models.CASCADE, related_name="runs")
     kind = models.CharField(max_length=16, choices=RunKind.choices)
     title = models.CharField(max_length=200, blank=True)
     argv = models.JSONField(default=list)
@@ -101,6 +146,8 @@ class Run(models.Model):
     exit_code = models.IntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
     session_id = models.CharField(max_length=80, blank=True, help_text="Claude session of an agent run")
+    commit_before = models.CharField(max_length=64, blank=True)
+    commit_after = models.CharField(max_length=64, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

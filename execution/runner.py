@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
-from execution import secret_dir
+from execution import diffs, secret_dir
 from execution.alerts import AlertKind, do_raise_alert
 from execution.attempts import do_transition
 from execution.claude_events import AgentOutcome, render_event
@@ -29,7 +29,8 @@ from execution.containers import CloudContainerService
 from execution.docker_harness import DockerHarness, ExecResult, HarnessError
 from execution.log_writer import LogWriter, wake_viewers
 from execution.masking import Masker, StreamMasker
-from execution.models import Attempt, AttemptStatus, LogStream, Run, RunKind, RunStatus
+from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, LogStream, Run, RunKind, RunStatus
+from execution.pull_requests import PullRequestError, open_pull_request
 from secrets_app.errors import SecretError
 from secrets_app.models import Kind, Provider
 from secrets_app.secret_store import fetch_secret
@@ -69,9 +70,26 @@ def run_attempt(attempt_id: int) -> str:
     return AttemptRunner(attempt).run()
 
 
+def run_job(job_id: int) -> str:
+    """Entry point of a follow-up or pull-request job on a finished attempt's workspace."""
+    job = AttemptJob.objects.select_related("attempt", "attempt__task", "attempt__task__owner").get(pk=job_id)
+    if not AttemptJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(status=JobStatus.RUNNING):
+        return job.status
+    return AttemptRunner(job.attempt, job=job).run_job()
+
+
+COMMIT_SCRIPT = (
+    'git add -A && if git diff --cached --quiet; then echo "No changes to commit"; '
+    'else git -c user.name="$2" -c user.email="$3" commit -q -m "$1" && git log -1 --format="Committed %h: %s"; fi'
+)
+
+
 class AttemptRunner:
-    def __init__(self, attempt: Attempt, *, harness: DockerHarness | None = None) -> None:
+    def __init__(
+        self, attempt: Attempt, *, job: AttemptJob | None = None, harness: DockerHarness | None = None
+    ) -> None:
         self.attempt = attempt
+        self.job = job
         self.owner = attempt.task.owner
         self._harness = harness
         self.writer = LogWriter(attempt.pk)
@@ -86,7 +104,7 @@ class AttemptRunner:
         self.writer.flush()
 
     # --- secrets -----------------------------------------------------------------------------------------------
-    def collect_secrets(self) -> dict[str, str]:
+    def collect_secrets(self, *, need_claude: bool) -> dict[str, str]:
         """Decrypt the owner's credentials for this attempt (each decrypt audited). GitHub is optional (public
         repositories clone without it); Claude is required for agent steps."""
         files: dict[str, str] = {}
@@ -98,7 +116,7 @@ class AttemptRunner:
         except SecretError as exc:
             self.system(f"GitHub: {exc} Cloning without a token (works for public repositories only).")
             self._alert_lookup(exc)
-        if any(step["kind"] == RunKind.AGENT for step in self.attempt.plan):
+        if need_claude:
             try:
                 claude = fetch_secret(provider=Provider.CLAUDE, kinds=(Kind.OAUTH_TOKEN, Kind.API_KEY), **common)
             except SecretError as exc:
@@ -119,11 +137,78 @@ class AttemptRunner:
 
     # --- the attempt -------------------------------------------------------------------------------------------
     def run(self) -> str:
+        """The attempt's first session: its plan (clone, branch, agent), then commit and diff."""
+        need_claude = any(step["kind"] == RunKind.AGENT for step in self.attempt.plan)
+        final, error = self.session(self.attempt.plan, need_claude=need_claude, initial=True)
+        do_transition(attempt=self.attempt, to=final, error=error)
+        self.writer.flush()
+        wake_viewers(self.attempt.pk, status=final)
+        return final
+
+    def run_job(self) -> str:
+        """A later session on the same workspace: a follow-up prompt, or push + pull request."""
+        job = self.job
+        self.system(f"{job.get_kind_display()} started")
+        if job.kind == JobKind.FOLLOW_UP:
+            steps = [self.follow_up_step(job.prompt)]
+        else:
+            steps = [
+                {
+                    "kind": RunKind.CUSTOM,
+                    "title": "Push branch",
+                    "argv": ["git", "push", "--porcelain", "origin", f"HEAD:refs/heads/{self.attempt.branch}"],
+                }
+            ]
+        final, error = self.session(steps, need_claude=job.kind == JobKind.FOLLOW_UP, initial=False)
+        if final == AttemptStatus.SUCCEEDED and job.kind == JobKind.PULL_REQUEST:
+            error = self.open_pull_request()
+            final = AttemptStatus.FAILED if error else final
+        status = {
+            AttemptStatus.SUCCEEDED: JobStatus.SUCCEEDED,
+            AttemptStatus.CANCELLED: JobStatus.CANCELLED,
+        }.get(final, JobStatus.FAILED)
+        AttemptJob.objects.filter(pk=job.pk).update(status=status, error=error[:4000], finished_at=timezone.now())
+        self.system(f"{job.get_kind_display()} {status}" + (f": {error}" if error else ""))
+        self.writer.flush()
+        wake_viewers(self.attempt.pk, status=status)
+        return status
+
+    def follow_up_step(self, prompt: str) -> dict:
+        argv = ["claude", "-p", prompt, "--output-format", "stream-json", "--verbose", "--dangerously-skip-permissions"]
+        session_id = (
+            Run.objects.filter(attempt=self.attempt, kind=RunKind.AGENT)
+            .exclude(session_id="")
+            .order_by("-id")
+            .values_list("session_id", flat=True)
+            .first()
+        )
+        if session_id:
+            argv += ["--resume", session_id]
+        return {"kind": RunKind.AGENT, "title": "Claude Code (follow-up)", "argv": argv}
+
+    def open_pull_request(self) -> str:
+        task = self.attempt.task
+        try:
+            pr = open_pull_request(
+                attempt=self.attempt,
+                title=task.title,
+                body=f"{task.prompt}\n\n---\nOpened by Anyon Cloud from attempt {self.attempt.pk}.",
+                actor=f"worker:{worker_identity()}",
+            )
+        except (PullRequestError, SecretError) as exc:
+            return str(exc)
+        Attempt.objects.filter(pk=self.attempt.pk).update(pr_number=pr.number, pr_url=pr.url, pr_state=pr.state)
+        self.system(f"Pull request #{pr.number} opened: {pr.url}")
+        return ""
+
+    def session(self, steps: list[dict], *, need_claude: bool, initial: bool) -> tuple[str, str]:
+        """Secrets → container → steps (each agent step followed by a commit) → results; cleanup whatever
+        happened. Returns the outcome as an attempt status and an error message."""
         final, error = AttemptStatus.FAILED, ""
         wrote_secrets = False
         try:
             self.system(f"Provisioning a container from {settings.ANYON_CLOUD_IMAGE}")
-            files = self.collect_secrets()
+            files = self.collect_secrets(need_claude=need_claude)
             self.masker = Masker(files.values())
             try:
                 path = secret_dir.write_secret_dir(self.attempt.pk, files)
@@ -136,12 +221,12 @@ class AttemptRunner:
             service = CloudContainerService(self.harness)
             self.container_id = service.provision(self.attempt, secret_dir=path)
             Attempt.objects.filter(pk=self.attempt.pk).update(container_id=self.container_id)
-            if not do_transition(attempt=self.attempt, to=AttemptStatus.RUNNING):
+            if initial and not do_transition(attempt=self.attempt, to=AttemptStatus.RUNNING):
                 raise _Stop(AttemptStatus.CANCELLED, "Cancelled while provisioning.")
-            self.system(f"Container {self.container_id[:12]} started; {len(self.attempt.plan)} step(s)")
+            self.system(f"Container {self.container_id[:12]} started; {len(steps)} step(s)")
             final = AttemptStatus.SUCCEEDED
-            for step in self.attempt.plan:
-                if Attempt.objects.filter(pk=self.attempt.pk, cancel_requested=True).exists():
+            for step in steps:
+                if self._cancel_requested():
                     raise _Stop(AttemptStatus.CANCELLED, "Cancelled by the user.")
                 outcome = self.run_step(step)
                 if outcome.status != RunStatus.SUCCEEDED:
@@ -151,6 +236,7 @@ class AttemptRunner:
                     }.get(outcome.status, AttemptStatus.FAILED)
                     error = outcome.error
                     break
+            self.record_results()
         except _Stop as stop:
             final, error = stop.status, stop.error
         except SecretError as exc:
@@ -162,14 +248,71 @@ class AttemptRunner:
             final, error = AttemptStatus.FAILED, f"internal error: {type(exc).__name__}"
         finally:
             self.cleanup(wrote_secrets)
-        if error:
-            self.system(f"Attempt {final.replace('_', ' ')}: {error}")
-        else:
-            self.system(f"Attempt {final.replace('_', ' ')}")
-        do_transition(attempt=self.attempt, to=final, error=error)
-        self.writer.flush()
-        wake_viewers(self.attempt.pk, status=final)
-        return final
+            Attempt.objects.filter(pk=self.attempt.pk).update(last_activity_at=timezone.now())
+        if initial:
+            label = final.replace("_", " ")
+            self.system(f"Attempt {label}: {error}" if error else f"Attempt {label}")
+        return final, error
+
+    def _cancel_requested(self) -> bool:
+        if self.job is not None:
+            return AttemptJob.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
+        return Attempt.objects.filter(pk=self.attempt.pk, cancel_requested=True).exists()
+
+    # --- results: commits and the diff ---------------------------------------------------------------------
+    def git(self, *args: str, limit: int = 64 * 1024) -> tuple[int | None, str, bool]:
+        return self.harness.exec_capture(
+            self.container_id, ["git", *args], limit=limit, environment=EXEC_ENV, user=str(settings.ANYON_CONTAINER_UID)
+        )
+
+    def head(self) -> str:
+        code, out, _ = self.git("rev-parse", "--verify", "-q", "HEAD")
+        return out.strip() if code == 0 else ""
+
+    def commit_step(self) -> dict:
+        task = self.attempt.task
+        login = (
+            self.owner.secrets.filter(provider=Provider.GITHUB, state="active")
+            .exclude(account_login="")
+            .values_list("account_login", flat=True)
+            .first()
+        ) or self.owner.get_username()
+        message = task.title if self.job is None else f"{task.title}: follow-up\n\n{self.job.prompt[:2000]}"
+        email = f"{login}@users.noreply.github.com"
+        return {
+            "kind": RunKind.CUSTOM,
+            "title": "Commit changes",
+            "argv": ["sh", "-c", COMMIT_SCRIPT, "commit", message, login, email],
+        }
+
+    def record_results(self) -> None:
+        """Base commit (once), head commit and the diff since base, read from the workspace's git repository."""
+        if not self.harness.is_running(self.container_id):
+            return  # killed (cancel, timeout, from outside): the next session records the results
+        try:
+            self._record_results()
+        except HarnessError:
+            logger.warning("could not read the results of attempt %s", self.attempt.pk, exc_info=True)
+
+    def _record_results(self) -> None:
+        if self.git("rev-parse", "--git-dir")[0] != 0:
+            return  # a plan without a repository (custom steps only)
+        attempt = self.attempt
+        if not attempt.base_commit:
+            code, out, _ = self.git("rev-parse", "--verify", "-q", f"refs/remotes/origin/{attempt.task.base_branch}")
+            attempt.base_commit = out.strip() if code == 0 else ""
+        head = self.head()
+        files, truncated = [], False
+        if attempt.base_commit and head:
+            _, numstat, _ = self.git("diff", "--numstat", "--no-renames", attempt.base_commit, head, limit=512 * 1024)
+            files = diffs.parse_numstat(numstat)
+            _, patch, complete = self.git(
+                "diff", "--no-color", "--no-ext-diff", "--no-renames", attempt.base_commit, head, limit=2 * 1024 * 1024
+            )
+            truncated = diffs.attach_patches(files, self.masker.mask(patch), complete=complete)
+        Attempt.objects.filter(pk=attempt.pk).update(
+            base_commit=attempt.base_commit, head_commit=head, diff=files, diff_truncated=truncated
+        )
 
     @property
     def harness(self) -> DockerHarness:
@@ -198,8 +341,19 @@ class AttemptRunner:
 
     # --- one step --------------------------------------------------------------------------------------------
     def run_step(self, step: dict) -> StepOutcome:
+        agent = step["kind"] == RunKind.AGENT
+        commit_before = self.head() if agent else ""
+        outcome, run = self._exec_step(step)
+        if agent and outcome.status == RunStatus.SUCCEEDED and commit_before:
+            outcome, _ = self._exec_step(self.commit_step())
+            Run.objects.filter(pk=run.pk).update(commit_before=commit_before, commit_after=self.head())
+        return outcome
+
+    def _exec_step(self, step: dict) -> tuple[StepOutcome, Run]:
         argv = ["anyon-exec", *step["argv"]]
-        run = Run.objects.create(attempt=self.attempt, kind=step["kind"], title=step.get("title", ""), argv=argv)
+        run = Run.objects.create(
+            attempt=self.attempt, job=self.job, kind=step["kind"], title=step.get("title", ""), argv=argv
+        )
         wake_viewers(self.attempt.pk)
         self.system(f"$ {' '.join(step['argv'])[:500]}", run)
         outcome = self.exec_and_stream(run, argv, agent=step["kind"] == RunKind.AGENT)
@@ -219,7 +373,7 @@ class AttemptRunner:
                 fingerprint=f"exec_nonzero_exit:{self.attempt.pk}:{run.pk}",
             )
         wake_viewers(self.attempt.pk)
-        return outcome
+        return outcome, run
 
     def exec_and_stream(self, run: Run, argv: list[str], *, agent: bool) -> StepOutcome:
         chunks: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
@@ -340,7 +494,7 @@ class AttemptRunner:
             return "timed_out"
         if now - self._last_cancel_check >= CONTROL_SECONDS:
             self._last_cancel_check = now
-            if Attempt.objects.filter(pk=self.attempt.pk, cancel_requested=True).exists():
+            if self._cancel_requested():
                 return "cancelled"
         return ""
 

@@ -44,11 +44,15 @@ def attempt_snapshot(attempt: Attempt) -> dict:
         }
         for run in attempt.runs.all()
     ]
+    jobs = [{"id": j.pk, "kind": j.kind, "status": j.status, "error": j.error} for j in attempt.jobs.all()]
     return {
         "id": attempt.pk,
         "status": attempt.status,
         "error": attempt.error,
-        "active": attempt.is_active,
+        "active": attempt.is_active or any(j["status"] in ("queued", "running") for j in jobs),
+        "jobs": jobs,
+        "head_commit": attempt.head_commit,
+        "pr_url": attempt.pr_url,
         "duration": attempt.duration.total_seconds() if attempt.duration else None,
         "runs": runs,
     }

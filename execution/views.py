@@ -7,9 +7,19 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from execution import selectors
-from execution.attempts import do_cancel_attempt, do_create_task, do_start_attempt
-from execution.forms import TaskForm
-from execution.models import Attempt, Task
+from execution.attempts import (
+    AttemptBusy,
+    do_cancel_attempt,
+    do_cancel_job,
+    do_create_task,
+    do_delete_attempt,
+    do_request_pull_request,
+    do_start_attempt,
+    do_start_follow_up,
+)
+from execution.docker_harness import HarnessError
+from execution.forms import FollowUpForm, TaskForm
+from execution.models import Attempt, AttemptJob, Task
 
 HISTORY_ON_PAGE = 200  # records rendered into the page; the websocket sends the rest
 
@@ -71,6 +81,10 @@ def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
             "runs": attempt.runs.all(),
             "records": records,
             "after_seq": records[-1].seq if records else 0,
+            "jobs": attempt.jobs.all(),
+            "follow_up_form": FollowUpForm(),
+            "diff_added": sum(f["added"] for f in attempt.diff),
+            "diff_removed": sum(f["removed"] for f in attempt.diff),
         },
     )
 
@@ -83,3 +97,56 @@ def attempt_cancel(request: HttpRequest, attempt_id: int) -> HttpResponse:
         do_cancel_attempt(attempt=attempt, by=request.user.get_username())
         messages.info(request, "Cancelling…")
     return redirect("attempt-detail", attempt_id=attempt.pk)
+
+
+@login_required
+@require_POST
+def attempt_follow_up(request: HttpRequest, attempt_id: int) -> HttpResponse:
+    attempt = _attempt(request, attempt_id)
+    form = FollowUpForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Write what Claude should do next (at most 20,000 characters).")
+    else:
+        try:
+            do_start_follow_up(attempt=attempt, prompt=form.cleaned_data["prompt"])
+        except AttemptBusy as exc:
+            messages.error(request, str(exc))
+    return redirect("attempt-detail", attempt_id=attempt.pk)
+
+
+@login_required
+@require_POST
+def attempt_pull_request(request: HttpRequest, attempt_id: int) -> HttpResponse:
+    attempt = _attempt(request, attempt_id)
+    try:
+        do_request_pull_request(attempt=attempt)
+        messages.info(request, "Pushing the branch and opening a pull request…")
+    except AttemptBusy as exc:
+        messages.error(request, str(exc))
+    return redirect("attempt-detail", attempt_id=attempt.pk)
+
+
+@login_required
+@require_POST
+def job_cancel(request: HttpRequest, attempt_id: int, job_id: int) -> HttpResponse:
+    attempt = _attempt(request, attempt_id)
+    try:
+        job = attempt.jobs.get(pk=job_id)
+    except AttemptJob.DoesNotExist as exc:
+        raise Http404 from exc
+    do_cancel_job(job=job)
+    return redirect("attempt-detail", attempt_id=attempt.pk)
+
+
+@login_required
+@require_POST
+def attempt_delete(request: HttpRequest, attempt_id: int) -> HttpResponse:
+    attempt = _attempt(request, attempt_id)
+    task_id = attempt.task_id
+    try:
+        do_delete_attempt(attempt=attempt, by=request.user.get_username())
+    except (AttemptBusy, HarnessError) as exc:
+        messages.error(request, str(exc))
+        return redirect("attempt-detail", attempt_id=attempt.pk)
+    messages.success(request, f"Attempt {attempt_id} deleted with its container and workspace.")
+    return redirect("task-detail", task_id=task_id)

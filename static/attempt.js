@@ -11,6 +11,7 @@
   // The page rendered the newest records; the socket continues after the last of them.
   let lastSeq = Number(log.dataset.after || 0);
   let ended = false;
+  let sawActive = false;  // the page was rendered before the work ended: reload once at the end for the results
   let retry = 500;
 
   const label = (s) => s.replace("_", " ").replace(/^./, (c) => c.toUpperCase());
@@ -33,6 +34,7 @@
   }
 
   function showStatus(a) {
+    if (a.active) sawActive = true;
     statusBadge.textContent = label(a.status);
     statusBadge.dataset.status = a.status;
     statusBadge.className = `badge status-${a.status}`;
@@ -65,7 +67,12 @@
       const msg = JSON.parse(event.data);
       if (msg.type === "logs") appendRecords(msg.records);
       else if (msg.type === "status") showStatus(msg.attempt);
-      else if (msg.type === "end") { ended = true; state.textContent = "complete"; ws.close(); }
+      else if (msg.type === "end") {
+        ended = true;
+        state.textContent = "complete";
+        ws.close();
+        if (sawActive) setTimeout(() => window.location.reload(), 300);  // diff, follow-up form, PR button
+      }
     };
     ws.onclose = () => {
       if (ended) return;

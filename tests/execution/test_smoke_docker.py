@@ -38,7 +38,9 @@ def test_clone_and_claude_succeed_with_injected_credentials(world, github, repo)
         ("clone", RunStatus.SUCCEEDED, 0),
         ("custom", RunStatus.SUCCEEDED, 0),
         ("agent", RunStatus.SUCCEEDED, 0),
+        ("custom", RunStatus.SUCCEEDED, 0),  # commit changes (none here: "No changes to commit")
     ]
+    assert "No changes to commit" in logs(attempt, "stdout")
     # The real CLI authenticated with exactly the injected token; git used exactly the injected PAT.
     assert world.api.credentials() == {world.claude_token}
     git_auth = {r.headers.get("authorization") for r in github.git_requests()}

@@ -58,6 +58,7 @@ class FakeGitHub(FakeHTTPServer):
         #: The script the next device flow follows.
         self.device_script: list[str] = ["pending", "success"]
         self.device_login = "octocat"
+        self.pulls: list[dict] = []
         self._repos = tempfile.TemporaryDirectory(prefix="fake-github-repos-")
         self.repos_root = Path(self._repos.name)
 
@@ -94,6 +95,9 @@ class FakeGitHub(FakeHTTPServer):
             return self._user(request)
         if _GIT_PATH.match(request.path):
             return self._git(request)
+        pulls = _PULLS_PATH.match(request.path)
+        if pulls and request.method == "POST":
+            return self._create_pull(request, pulls["owner"], pulls["repo"])
         return Reply(404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
 
     def _device_code(self, request: Recorded) -> Reply:
@@ -153,6 +157,46 @@ class FakeGitHub(FakeHTTPServer):
             headers["GitHub-Authentication-Token-Expiration"] = account.expiration
         return Reply(200, {"login": account.login, "id": 1, "type": "User"}, headers)
 
+    def _create_pull(self, request: Recorded, owner: str, repo: str) -> Reply:
+        token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        account = self.accounts.get(token)
+        if account is None:
+            return Reply(401, {"message": "Bad credentials"})
+        if account.scopes is not None and "repo" not in account.scopes:
+            return Reply(403, {"message": "Resource not accessible by personal access token"})
+        path = self.repo_path(owner, repo)
+        if not path.exists():
+            return Reply(404, {"message": "Not Found"})
+        body = request.json()
+        errors = []
+        for name in ("head", "base"):
+            ref = body.get(name, "")
+            if not (path / "refs" / "heads" / ref).exists() and f"refs/heads/{ref}" not in _packed_refs(path):
+                errors.append({"resource": "PullRequest", "field": name, "code": "invalid"})
+        if errors:
+            return Reply(422, {"message": "Validation Failed", "errors": errors})
+        if any(p["head"] == body["head"] and p["repo"] == f"{owner}/{repo}" for p in self.pulls):
+            return Reply(
+                422,
+                {
+                    "message": "Validation Failed",
+                    "errors": [{"message": f"A pull request already exists for {owner}:{body['head']}."}],
+                },
+            )
+        number = len(self.pulls) + 1
+        pull = {**body, "number": number, "repo": f"{owner}/{repo}", "token": token}
+        self.pulls.append(pull)
+        return Reply(
+            201,
+            {
+                "number": number,
+                "state": "open",
+                "html_url": f"{self.url}/{owner}/{repo}/pull/{number}",
+                "head": {"ref": body["head"]},
+                "base": {"ref": body["base"]},
+            },
+        )
+
     def _git(self, request: Recorded) -> Reply:
         username, password = basic_credentials(request.headers.get("authorization"))
         if password is None or password not in self.accounts:
@@ -164,6 +208,7 @@ class FakeGitHub(FakeHTTPServer):
         return Reply(status, body, dict(headers))
 
 
+_PULLS_PATH = re.compile(r"^/api/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/pulls$")
 _GIT_PATH = re.compile(r"^/[A-Za-z0-9._-]+/[A-Za-z0-9._-]+\.git/")
 
 
@@ -172,3 +217,8 @@ class _CgiHeaders(dict):
 
     def get(self, key, default=None):
         return super().get(key.lower(), default)
+
+
+def _packed_refs(path: Path) -> str:
+    packed = path / "packed-refs"
+    return packed.read_text() if packed.exists() else ""
