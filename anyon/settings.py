@@ -197,6 +197,10 @@ if _secretish:
         "in docker inspect. Connect credentials in Settings; they are injected through the secret dir."
     )
 ANYON_ALERT_WINDOW = env.int("ANYON_ALERT_WINDOW", default=3600)
+ANYON_ATTEMPT_IDLE_TTL = env.int("ANYON_ATTEMPT_IDLE_TTL", default=7 * 24 * 3600)
+ANYON_SECRET_DIR_MAX_AGE = env.int("ANYON_SECRET_DIR_MAX_AGE", default=RUN_TIMEOUT + 900)
+ANYON_STALE_ATTEMPT_SECONDS = env.int("ANYON_STALE_ATTEMPT_SECONDS", default=120)
+ANYON_CLEANUP_MINUTES = env.int("ANYON_CLEANUP_MINUTES", default=5)
 
 # GitHub (github.com by default; GitHub Enterprise: https://ghe.example.com and https://ghe.example.com/api/v3)
 ANYON_GITHUB_URL = env.str("ANYON_GITHUB_URL", default="https://github.com")

@@ -42,3 +42,13 @@ def test_every_management_command_is_in_the_runbook():
     assert commands, "no management commands found: the scan is broken"
     missing = {name for name in commands if f"manage.py {name}" not in runbook}
     assert not missing, f"management commands missing from docs/RUNBOOK.md: {sorted(missing)}"
+
+
+def test_every_alert_kind_is_in_the_runbook():
+    from execution.alerts import AlertKind
+
+    runbook = (ROOT / "docs" / "RUNBOOK.md").read_text()
+    kinds = AlertKind.all()
+    assert len(kinds) >= 10
+    missing = [kind for kind in kinds if f"`{kind}`" not in runbook]
+    assert not missing, f"alert kinds missing from docs/RUNBOOK.md: {missing}"

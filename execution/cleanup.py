@@ -1,0 +1,238 @@
+"""Sweeps that keep the host clean when something went wrong (a crashed worker, a killed engine, a lost row).
+
+Each sweep reports what it looked at and what it removed, calls ``progress`` for every action (the management
+command prints it), logs every removal and raises an alert for every failure. They run every few minutes from a
+django-q2 schedule (created by a migration, visible in the admin) and by hand with ``manage.py cleanup``.
+Containers are only ever matched by this installation's labels (``anyon.managed`` + ``anyon.instance``):
+an unlabelled container is never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from execution import secret_dir
+from execution.alerts import AlertKind, do_raise_alert
+from execution.attempts import do_transition
+from execution.containers import home_volume
+from execution.docker_harness import DockerHarness
+from execution.log_writer import LogWriter
+from execution.models import ACTIVE_STATUSES, AlertSeverity, Attempt, AttemptStatus, JobStatus, LogStream
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class SweepReport:
+    name: str
+    examined: int = 0
+    removed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        text = f"{self.name}: examined {self.examined}, removed {len(self.removed)}"
+        return text + (f", FAILED {len(self.failed)}" if self.failed else "")
+
+
+def _noop(message: str) -> None:
+    pass
+
+
+def _busy_attempt_ids() -> set[int]:
+    """Attempts whose worker may be using their secret dir or container right now."""
+    active = set(Attempt.objects.filter(status__in=ACTIVE_STATUSES).values_list("pk", flat=True))
+    jobs = set(
+        Attempt.objects.filter(jobs__status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).values_list("pk", flat=True)
+    )
+    return active | jobs
+
+
+def sweep_secret_dirs(*, progress: Progress = _noop) -> SweepReport:
+    """Remove ``cloud-secrets/<attempt>`` dirs whose attempt is not working, or that are older than the limit."""
+    report = SweepReport("secret dirs")
+    root = secret_dir.secrets_root()
+    if not root.exists():
+        return report
+    busy = _busy_attempt_ids()
+    max_age = settings.ANYON_SECRET_DIR_MAX_AGE
+    for path in sorted(root.iterdir()):
+        report.examined += 1
+        age = time.time() - path.lstat().st_mtime
+        attempt_id = int(path.name) if path.name.isdigit() else None
+        if attempt_id in busy and age <= max_age:
+            continue
+        reason = "its attempt is not running" if attempt_id not in busy else f"older than {max_age} s"
+        removed = secret_dir.remove_secret_dir(attempt_id) if attempt_id is not None else _remove_odd(path)
+        if removed:
+            report.removed.append(str(path))
+            logger.warning("removed orphan secret dir %s (%s)", path, reason)
+            progress(f"removed secret dir {path} ({reason})")
+        else:
+            report.failed.append(str(path))
+            progress(f"FAILED to remove secret dir {path}")
+            do_raise_alert(
+                kind=AlertKind.SECRET_CLEANUP_FAILED,
+                message=f"the cleanup sweep could not remove {path}",
+                fingerprint=f"secret_cleanup_failed:{path}",
+            )
+    if report.removed:
+        do_raise_alert(
+            kind=AlertKind.ORPHAN_REMOVED,
+            severity=AlertSeverity.WARNING,
+            message=f"removed {len(report.removed)} orphan secret dir(s): {', '.join(report.removed)[:1500]}",
+            fingerprint="orphan_removed:secret_dirs",
+        )
+    return report
+
+
+def _remove_odd(path) -> bool:
+    """Something in cloud-secrets that is not an attempt's dir: it has no business there either."""
+    import shutil
+
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except OSError:
+        return False
+    return not path.exists()
+
+
+def sweep_containers(*, harness: DockerHarness | None = None, progress: Progress = _noop) -> SweepReport:
+    """Remove this installation's containers whose attempt is finished, unknown, or past ``anyon.expires``."""
+    report = SweepReport("containers")
+    harness = harness or DockerHarness()
+    busy = _busy_attempt_ids()
+    known = set(Attempt.objects.values_list("pk", flat=True))
+    now = time.time()
+    for info in harness.list_managed(settings.ANYON_INSTANCE):
+        report.examined += 1
+        labels = info.get("Labels") or {}
+        raw_id = labels.get("anyon.attempt", "")
+        attempt_id = int(raw_id) if raw_id.isdigit() else None
+        try:
+            expired = float(labels.get("anyon.expires", "inf")) < now
+        except ValueError:
+            expired = True
+        if attempt_id in busy and not expired:
+            continue
+        reason = "expired" if expired else ("unknown attempt" if attempt_id not in known else "attempt finished")
+        name = (info.get("Names") or ["?"])[0].lstrip("/")
+        try:
+            harness.stop_and_remove(info["Id"], timeout=1)
+        except Exception as exc:
+            report.failed.append(name)
+            progress(f"FAILED to remove container {name}: {exc}")
+            continue
+        report.removed.append(name)
+        logger.warning("removed orphan container %s (%s)", name, reason)
+        progress(f"removed container {name} ({reason})")
+    if report.removed:
+        do_raise_alert(
+            kind=AlertKind.ORPHAN_REMOVED,
+            severity=AlertSeverity.WARNING,
+            message=f"removed {len(report.removed)} orphan container(s): {', '.join(report.removed)[:1500]}",
+            fingerprint="orphan_removed:containers",
+        )
+    return report
+
+
+def sweep_idle_workspaces(*, harness: DockerHarness | None = None, progress: Progress = _noop) -> SweepReport:
+    """Remove the workspace (and home) volumes of attempts idle for longer than ``ANYON_ATTEMPT_IDLE_TTL``.
+
+    The attempt, its logs and its recorded diff stay; follow-ups and pull requests then need a new attempt.
+    """
+    report = SweepReport("idle workspaces")
+    harness = harness or DockerHarness()
+    cutoff = timezone.now() - timedelta(seconds=settings.ANYON_ATTEMPT_IDLE_TTL)
+    busy = _busy_attempt_ids()
+    idle = Attempt.objects.exclude(workspace_volume="").filter(
+        Q(last_activity_at__lt=cutoff) | Q(last_activity_at__isnull=True, created_at__lt=cutoff)
+    )
+    for attempt in idle:
+        report.examined += 1
+        if attempt.pk in busy:
+            continue
+        try:
+            harness.remove_volume(attempt.workspace_volume)
+            harness.remove_volume(home_volume(attempt.workspace_volume))
+        except Exception as exc:
+            report.failed.append(attempt.workspace_volume)
+            progress(f"FAILED to remove workspace {attempt.workspace_volume}: {exc}")
+            continue
+        Attempt.objects.filter(pk=attempt.pk).update(workspace_volume="")
+        report.removed.append(attempt.workspace_volume)
+        progress(f"removed idle workspace {attempt.workspace_volume} of attempt {attempt.pk}")
+    return report
+
+
+def sweep_stale_attempts(*, harness: DockerHarness | None = None, progress: Progress = _noop) -> SweepReport:
+    """End attempts whose worker stopped heartbeating: failed with a reason, secret dir and container removed."""
+    report = SweepReport("stale attempts")
+    cutoff = timezone.now() - timedelta(seconds=settings.ANYON_STALE_ATTEMPT_SECONDS)
+    stale = Attempt.objects.filter(
+        status__in=[AttemptStatus.PROVISIONING, AttemptStatus.RUNNING], heartbeat_at__lt=cutoff
+    ).select_related("task")
+    for attempt in stale:
+        report.examined += 1
+        reason = (
+            f"The worker {attempt.worker or '?'} stopped sending heartbeats (last at "
+            f"{attempt.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); the attempt was ended by the cleanup sweep."
+        )
+        if not do_transition(attempt=attempt, to=AttemptStatus.FAILED, error=reason):
+            continue
+        secret_dir.remove_secret_dir(attempt.pk)
+        if attempt.container_id:
+            try:
+                (harness or DockerHarness()).stop_and_remove(attempt.container_id, timeout=1)
+            except Exception:
+                logger.warning("could not remove container of stale attempt %s", attempt.pk, exc_info=True)
+        writer = LogWriter(attempt.pk)
+        writer.write(None, LogStream.SYSTEM, reason + "\n")
+        writer.flush()
+        report.removed.append(str(attempt.pk))
+        progress(f"ended stale attempt {attempt.pk}")
+        do_raise_alert(
+            kind=AlertKind.STALE_ATTEMPT,
+            message=f"attempt {attempt.pk}: {reason}",
+            attempt=attempt,
+            user=attempt.task.owner,
+        )
+    return report
+
+
+SWEEPS: dict[str, Callable[..., SweepReport]] = {
+    "stale": sweep_stale_attempts,
+    "secret-dirs": sweep_secret_dirs,
+    "containers": sweep_containers,
+    "workspaces": sweep_idle_workspaces,
+}
+
+
+def run_scheduled_cleanup() -> str:
+    """The django-q2 scheduled task: every sweep; one that fails (engine down) does not stop the others."""
+    lines = []
+    for name, sweep in SWEEPS.items():
+        try:
+            lines.append(sweep().line())
+        except Exception as exc:
+            logger.exception("cleanup sweep %s failed", name)
+            lines.append(f"{name}: failed ({type(exc).__name__}: {exc})")
+            if "docker" in type(exc).__module__.lower() or "Harness" in type(exc).__name__:
+                do_raise_alert(
+                    kind=AlertKind.DOCKER_UNREACHABLE,
+                    message=f"cleanup sweep {name}: Docker engine unreachable: {exc}",
+                    fingerprint="docker_unreachable",
+                )
+    return "; ".join(lines)
