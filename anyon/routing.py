@@ -3,7 +3,10 @@
 from django.urls import path
 
 from execution.consumers import AttemptLogConsumer
+from secrets_app.consumers import ClaudeLoginConsumer, SettingsConsumer
 
 websocket_urlpatterns = [
     path("ws/attempts/<int:attempt_id>/logs/", AttemptLogConsumer.as_asgi()),
+    path("ws/settings/", SettingsConsumer.as_asgi()),
+    path("ws/settings/claude-login/", ClaudeLoginConsumer.as_asgi()),
 ]

@@ -209,6 +209,19 @@ ANYON_GITHUB_CLIENT_ID = env.str("ANYON_GITHUB_CLIENT_ID", default="")
 ANYON_GITHUB_OAUTH_SCOPES = env.str("ANYON_GITHUB_OAUTH_SCOPES", default="repo read:user")
 ANYON_HTTP_TIMEOUT = env.float("ANYON_HTTP_TIMEOUT", default=15.0)
 
+# Claude
+ANYON_ANTHROPIC_API_URL = env.str("ANYON_ANTHROPIC_API_URL", default="https://api.anthropic.com")
+ANYON_CLAUDE_LOGIN_COMMAND = env.str(
+    "ANYON_CLAUDE_LOGIN_COMMAND",
+    default=(
+        "docker run --rm -i -t --name {name} --label anyon.managed=1 --label anyon.instance={instance} "
+        "--network {network} --cap-drop ALL --security-opt no-new-privileges {image} anyon-exec claude setup-token"
+    ),
+)
+ANYON_CLAUDE_LOGIN_NETWORK = env.str("ANYON_CLAUDE_LOGIN_NETWORK", default="bridge")
+ANYON_CLAUDE_LOGIN_TIMEOUT = env.int("ANYON_CLAUDE_LOGIN_TIMEOUT", default=600)
+ANYON_CLAUDE_LOGIN_GRACE = env.int("ANYON_CLAUDE_LOGIN_GRACE", default=30)
+
 ANYON_ADMIN_USERNAME = env.str("ANYON_ADMIN_USERNAME", default="admin")
 ANYON_ADMIN_EMAIL = env.str("ANYON_ADMIN_EMAIL", default="admin@localhost")
 

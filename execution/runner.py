@@ -13,6 +13,7 @@ import codecs
 import logging
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -32,8 +33,8 @@ from execution.masking import Masker, StreamMasker
 from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, LogStream, Run, RunKind, RunStatus
 from execution.pull_requests import PullRequestError, open_pull_request
 from secrets_app.errors import SecretError
-from secrets_app.models import Kind, Provider
-from secrets_app.secret_store import fetch_secret
+from secrets_app.models import Kind, Provider, Secret, SecretState
+from secrets_app.secret_store import do_mark_secret_state, fetch_secret
 from secrets_app.selectors import GITHUB_PRECEDENCE
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,11 @@ CONTROL_SECONDS = 0.1  # how often the main loop looks at cancel / timeout when 
 QUEUE_CHUNKS = 64  # bound on output chunks in flight between reader and writer (backpressure)
 IDLE_RELEASE_SECONDS = 0.25  # an incomplete line is shown after output has paused this long
 EXEC_ENV = {"HOME": "/home/anyon"}
+#: What Claude Code says when the credential is refused (e.g. "Invalid API key · Please run /login").
+CLAUDE_AUTH_ERROR = re.compile(
+    r"invalid api key|please run /login|authentication_error|invalid bearer token|oauth token has expired|\b401\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -97,6 +103,7 @@ class AttemptRunner:
         self.container_id = ""
         self._last_heartbeat = 0.0
         self._last_cancel_check = 0.0
+        self.claude_secret_id: int | None = None
 
     # --- logging helpers ---------------------------------------------------------------------------------------
     def system(self, text: str, run: Run | None = None) -> None:
@@ -122,6 +129,7 @@ class AttemptRunner:
             except SecretError as exc:
                 self._alert_lookup(exc)
                 raise
+            self.claude_secret_id = claude.secret_id
             name = secret_dir.CLAUDE_OAUTH_TOKEN if claude.kind == Kind.OAUTH_TOKEN else secret_dir.ANTHROPIC_API_KEY
             files[name] = claude.value
         return files
@@ -449,22 +457,37 @@ class AttemptRunner:
             return StepOutcome(RunStatus.CANCELLED, "Cancelled by the user.")
         if stopped == "timed_out":
             return StepOutcome(RunStatus.TIMED_OUT, f"Stopped after ANYON_RUN_TIMEOUT ({settings.RUN_TIMEOUT} s).")
+        if agent and agent_outcome.is_error:
+            self._agent_error(agent_outcome)
         if result.exit_code is None or self._container_died(result.exit_code):
             return StepOutcome(RunStatus.FAILED, "The container stopped unexpectedly during the step.")
         if result.exit_code != 0:
             return StepOutcome(RunStatus.FAILED, f"{run.title or run.kind} exited with code {result.exit_code}.")
         if agent:
             if agent_outcome.is_error:
-                do_raise_alert(
-                    kind=AlertKind.CLAUDE_CLI_ERROR,
-                    message=f"attempt {self.attempt.pk}: {self.masker.mask('; '.join(agent_outcome.errors))[:500]}",
-                    attempt=self.attempt,
-                    user=self.owner,
-                )
                 return StepOutcome(RunStatus.FAILED, f"Claude reported an error: {agent_outcome.result_text}")
             if not agent_outcome.result_seen:
                 return StepOutcome(RunStatus.FAILED, "Claude Code ended without a result event.")
         return StepOutcome(RunStatus.SUCCEEDED)
+
+    def _agent_error(self, outcome: AgentOutcome) -> None:
+        """An error result of the CLI: alert, and when Claude rejected the credential, mark it expired so the
+        card and the banner tell the user to reconnect."""
+        text = self.masker.mask("; ".join(outcome.errors))[:500]
+        do_raise_alert(
+            kind=AlertKind.CLAUDE_CLI_ERROR,
+            message=f"attempt {self.attempt.pk}: {text}",
+            attempt=self.attempt,
+            user=self.owner,
+        )
+        if self.claude_secret_id and CLAUDE_AUTH_ERROR.search(text):
+            secret = Secret.objects.defer("value").get(pk=self.claude_secret_id)
+            do_mark_secret_state(
+                secret=secret,
+                state=SecretState.EXPIRED,
+                reason=f"Claude rejected it during attempt {self.attempt.pk} ({text[:120]})",
+            )
+            self.system("Claude rejected the credential: it is marked expired. Reconnect Claude in Settings.")
 
     def _container_died(self, exit_code: int) -> bool:
         """Whether the container itself went away (killed from outside, out of memory), not just the step."""

@@ -10,7 +10,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from secrets_app import selectors
+from secrets_app import claude_login, selectors
 from secrets_app.errors import ConnectError, SecretError
 from secrets_app.forms import PersonalAccessTokenForm
 from secrets_app.github_connect import (
@@ -43,6 +43,7 @@ def card_context(request: HttpRequest, *, pat_form: PersonalAccessTokenForm | No
         "github": selectors.github_status(owner=owner),
         "claude": selectors.claude_status(owner=owner),
         "device_flow": flow,
+        "claude_login": claude_login.current_session(owner.pk),
         "pat_form": pat_form or PersonalAccessTokenForm(),
     }
 

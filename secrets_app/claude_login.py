@@ -1,0 +1,328 @@
+"""Connecting Claude: a ``claude setup-token`` login driven through a pseudo-terminal, or a pasted key/token.
+
+Subscription login: the server starts ``ANYON_CLAUDE_LOGIN_COMMAND`` (by default ``claude setup-token`` in a fresh
+container of the runtime image) in a wide PTY, strips ANSI and spinner output, finds the authorize URL and the
+paste prompt, writes the user's ``<code>#<state>`` to it, and stores the printed ``sk-ant-oat01-`` token.
+
+Sessions live in the web process (one per user; a refreshed page re-attaches). Listeners are asyncio queues of
+websocket consumers; the reader thread hands them messages with ``call_soon_threadsafe``. A session with no
+listener is cancelled after ``ANYON_CLAUDE_LOGIN_GRACE`` seconds (tab closed); every session ends after
+``ANYON_CLAUDE_LOGIN_TIMEOUT``. Deploy one web process, or sticky sessions, so a user reaches their session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shlex
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pexpect
+import requests
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from execution.masking import Masker
+from secrets_app.errors import ConnectError
+from secrets_app.events import send_settings_changed
+from secrets_app.models import Kind, Provider
+from secrets_app.secret_store import do_store_secret
+
+logger = logging.getLogger(__name__)
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Za-z0-9]|\x1b[=>]")
+SPINNER = re.compile(r"[\u2800-\u28ff]")
+AUTHORIZE_URL = re.compile(r"https://\S+/oauth/authorize\?\S+(?=\s)")  # complete: followed by the line end
+OAUTH_TOKEN = re.compile(r"sk-ant-oat01-[A-Za-z0-9_-]{20,}")
+API_KEY = re.compile(r"^sk-ant-api03-[A-Za-z0-9_-]{20,}$")
+CODE = re.compile(r"^[A-Za-z0-9_-]{4,}#[A-Za-z0-9_-]{4,}$")
+PROMPT = "Paste code here"
+MAX_TRANSCRIPT = 20_000
+TOKEN_LIFETIME = timedelta(days=365)
+
+
+class State:
+    STARTING = "starting"
+    WAITING_CODE = "waiting_code"
+    EXCHANGING = "exchanging"
+    SAVED = "saved"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    FINAL = ("saved", "error", "cancelled", "timed_out")
+
+
+def clean_terminal_output(text: str) -> str:
+    """What a person would read on the terminal: no colours, cursor moves or spinner frames."""
+    text = ANSI.sub("", text)
+    text = SPINNER.sub("", text)
+    lines = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        # A carriage return redraws the line: only the last drawing counts.
+        lines.append(line.split("\r")[-1].rstrip())
+    return "\n".join(lines)
+
+
+# --- pasted keys and tokens ------------------------------------------------------------------------------------
+
+
+def validate_anthropic_credential(value: str, *, kind: str) -> str:
+    """Check shape, then a minimal authenticated request (``GET /v1/models``). Returns the clean value."""
+    value = (value or "").strip()
+    if not value:
+        raise ConnectError("Paste the key: the field is empty.")
+    if len(value) > 500 or not value.isascii() or any(c.isspace() for c in value):
+        raise ConnectError("That is not a key: keys are one line of letters, digits, '-' and '_'.")
+    if kind == Kind.API_KEY and not API_KEY.match(value):
+        raise ConnectError("An Anthropic API key starts with sk-ant-api03-. Copy it again from the Console.")
+    if kind == Kind.OAUTH_TOKEN and not OAUTH_TOKEN.fullmatch(value):
+        raise ConnectError("A Claude subscription token starts with sk-ant-oat01- (made by `claude setup-token`).")
+    headers = {"anthropic-version": "2023-06-01"}
+    if kind == Kind.API_KEY:
+        headers["x-api-key"] = value
+    else:
+        headers["Authorization"] = f"Bearer {value}"
+        headers["anthropic-beta"] = "oauth-2025-04-20"
+    try:
+        response = requests.get(
+            f"{settings.ANYON_ANTHROPIC_API_URL.rstrip('/')}/v1/models",
+            headers=headers,
+            timeout=settings.ANYON_HTTP_TIMEOUT,
+        )
+    except requests.RequestException as exc:
+        raise ConnectError(f"Anthropic's API could not be reached ({type(exc).__name__}). Try again later.") from exc
+    if response.status_code in (401, 403):
+        raise ConnectError(f"Anthropic rejected it ({response.status_code}): it is wrong, revoked or expired.")
+    if response.status_code >= 400:
+        raise ConnectError(f"Anthropic's API answered {response.status_code}; try again later.")
+    return value
+
+
+def do_connect_anthropic_credential(*, owner, value: str, kind: str):
+    value = validate_anthropic_credential(value, kind=kind)
+    expires = timezone.now() + TOKEN_LIFETIME if kind == Kind.OAUTH_TOKEN else None
+    return do_store_secret(owner=owner, provider=Provider.CLAUDE, kind=kind, value=value, expires_at=expires)
+
+
+# --- subscription login sessions ---------------------------------------------------------------------------------
+
+
+def login_argv(session_id: str) -> list[str]:
+    """The login command, with {name}, {image}, {instance}, {network} filled in (each argv item separately)."""
+    values = {
+        "name": f"anyon-login-{session_id}",
+        "image": settings.ANYON_CLOUD_IMAGE,
+        "instance": settings.ANYON_INSTANCE,
+        "network": settings.ANYON_CLAUDE_LOGIN_NETWORK,
+    }
+    return [part.format(**values) for part in shlex.split(settings.ANYON_CLAUDE_LOGIN_COMMAND)]
+
+
+@dataclass
+class LoginSession:
+    user_id: int
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    state: str = State.STARTING
+    url: str = ""
+    message: str = ""
+    transcript: str = ""
+    started: float = field(default_factory=time.monotonic)
+    listeners: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = field(default_factory=list)
+    orphaned_since: float | None = None
+    child: pexpect.spawn | None = None
+    masker: Masker = field(default_factory=Masker)
+    secrets: tuple[str, ...] = ()  # the pasted code and the token: masked in the transcript
+    _raw: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- what consumers see -------------------------------------------------------------------------------------
+    def snapshot(self) -> list[dict]:
+        """Messages that bring a (re)attaching viewer up to date."""
+        messages = [{"type": "status", "state": self.state, "message": self.message}]
+        if self.transcript:
+            messages.append({"type": "output", "text": self.transcript, "replace": True})
+        if self.url:
+            messages.append({"type": "url", "url": self.url})
+        if self.state == State.WAITING_CODE:
+            messages.append({"type": "need_code"})
+        return messages
+
+    def emit(self, message: dict) -> None:
+        for loop, queue in list(self.listeners):
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, message)
+            except RuntimeError:  # that consumer's loop is gone
+                self.listeners.remove((loop, queue))
+
+    def set_state(self, state: str, message: str = "") -> None:
+        self.state, self.message = state, message
+        self.emit({"type": "status", "state": state, "message": message})
+
+    @property
+    def final(self) -> bool:
+        return self.state in State.FINAL
+
+    # --- the process --------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        argv = login_argv(self.id)
+        try:
+            self.child = pexpect.spawn(
+                argv[0], argv[1:], dimensions=(50, 4000), encoding="utf-8", codec_errors="replace", echo=False
+            )
+        except (pexpect.ExceptionPexpect, OSError) as exc:
+            self.fail(f"The login command could not start: {exc}")
+            return
+        threading.Thread(target=self._read, name=f"claude-login-{self.id}", daemon=True).start()
+
+    def _read(self) -> None:
+        child = self.child
+        while not self.final:
+            try:
+                chunk = child.read_nonblocking(4096, timeout=0.2)
+            except pexpect.TIMEOUT:
+                self._check_deadline()
+                continue
+            except pexpect.EOF:
+                self._on_exit()
+                return
+            self._on_output(chunk)
+
+    def _on_output(self, chunk: str) -> None:
+        with self._lock:
+            self._raw = (self._raw + chunk)[-200_000:]
+            clean = clean_terminal_output(self._raw)
+        token = OAUTH_TOKEN.search(clean) if self.state == State.EXCHANGING else None
+        if token:
+            self.secrets = (*self.secrets, token.group(0))
+            self.masker = Masker(self.secrets)
+        visible = self.masker.mask(clean)[-MAX_TRANSCRIPT:]
+        if visible != self.transcript:
+            self.transcript = visible
+            self.emit({"type": "output", "text": visible, "replace": True})
+        if not self.url:
+            found = AUTHORIZE_URL.search(clean)
+            if found:
+                self.url = found.group(0)
+                self.emit({"type": "url", "url": self.url})
+        if self.state == State.STARTING and self.url and PROMPT in clean:
+            self.set_state(State.WAITING_CODE, "Open the link, approve, and paste the code shown.")
+            self.emit({"type": "need_code"})
+        if token:
+            self._save(token.group(0))
+
+    def send_code(self, code: str) -> None:
+        if self.state != State.WAITING_CODE:
+            raise ConnectError("No code is expected now.")
+        code = code.strip()
+        if not CODE.match(code) or len(code) > 2000:
+            raise ConnectError("Paste the whole code shown by Claude: it looks like abc123…#xyz789….")
+        self.secrets = (*self.secrets, code)
+        self.masker = Masker(self.secrets)
+        self.set_state(State.EXCHANGING, "Exchanging the code for a token…")
+        self.child.sendline(code)
+
+    def _save(self, token: str) -> None:
+        user = get_user_model().objects.get(pk=self.user_id)
+        do_store_secret(
+            owner=user,
+            provider=Provider.CLAUDE,
+            kind=Kind.OAUTH_TOKEN,
+            value=token,
+            expires_at=timezone.now() + TOKEN_LIFETIME,
+        )
+        self.set_state(State.SAVED, "Claude is connected with your subscription.")
+        self.emit({"type": "saved"})
+        self._stop_process()
+
+    def _on_exit(self) -> None:
+        if self.final:
+            return
+        clean = clean_terminal_output(self._raw)
+        errors = [line.strip() for line in clean.splitlines() if "error" in line.lower()]
+        detail = self.masker.mask(errors[-1]) if errors else "the login command ended without a token"
+        self.fail(f"Login failed: {detail}")
+
+    def _check_deadline(self) -> None:
+        now = time.monotonic()
+        if now - self.started > settings.ANYON_CLAUDE_LOGIN_TIMEOUT:
+            self.finish(State.TIMED_OUT, "The login waited too long and was stopped. Start again.")
+        elif self.orphaned_since and now - self.orphaned_since > settings.ANYON_CLAUDE_LOGIN_GRACE:
+            self.finish(State.CANCELLED, "The page was closed; the login was stopped.")
+
+    def fail(self, message: str) -> None:
+        from execution.alerts import AlertKind, do_raise_alert
+
+        if self.final:
+            return
+        do_raise_alert(
+            kind=AlertKind.CLAUDE_LOGIN_FAILED,
+            message=f"user {self.user_id}: {message}"[:1000],
+            fingerprint=f"claude_login_failed:{self.user_id}",
+        )
+        self.finish(State.ERROR, message)
+
+    def finish(self, state: str, message: str) -> None:
+        if self.final:
+            return
+        self.set_state(state, message)
+        self._stop_process()
+
+    def _stop_process(self) -> None:
+        """Kill the CLI and, when it ran in a container, the container (killing the docker client alone would
+        leave it running)."""
+        if self.child is not None and self.child.isalive():
+            try:
+                self.child.terminate(force=True)
+            except Exception:
+                logger.debug("terminating login %s failed", self.id, exc_info=True)
+        try:
+            from execution.docker_harness import DockerHarness
+
+            harness = DockerHarness()
+            info = harness.inspect(f"anyon-login-{self.id}")
+            if info:
+                harness.stop_and_remove(info["Id"], timeout=1)
+        except Exception:
+            logger.debug("no login container to remove for %s", self.id, exc_info=True)
+        send_settings_changed(user_id=self.user_id, provider=Provider.CLAUDE)
+
+
+_sessions: dict[int, LoginSession] = {}
+_registry_lock = threading.Lock()
+
+
+def current_session(user_id: int) -> LoginSession | None:
+    with _registry_lock:
+        session = _sessions.get(user_id)
+    return session if session and not session.final else None
+
+
+def start_subscription_login(user_id: int) -> LoginSession:
+    """One login per user: a running one is replaced (its process and container stopped)."""
+    with _registry_lock:
+        old = _sessions.get(user_id)
+        session = LoginSession(user_id=user_id)
+        _sessions[user_id] = session
+    if old and not old.final:
+        old.finish(State.CANCELLED, "Replaced by a new login.")
+    send_settings_changed(user_id=user_id, provider=Provider.CLAUDE)
+    session.start()
+    return session
+
+
+def attach(session: LoginSession, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+    session.listeners.append((loop, queue))
+    session.orphaned_since = None
+
+
+def detach(session: LoginSession, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+    if (loop, queue) in session.listeners:
+        session.listeners.remove((loop, queue))
+    if not session.listeners:
+        session.orphaned_since = time.monotonic()

@@ -1,0 +1,200 @@
+"""Websockets of the General Settings page: the Claude login session, and live cards.
+
+Both refuse unauthenticated connections. Every client message is JSON with a ``type``; anything malformed,
+oversized or out of order gets an ``error`` message, never a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from http.cookies import SimpleCookie
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.template.loader import render_to_string
+
+from secrets_app import claude_login, selectors
+from secrets_app.errors import ConnectError
+from secrets_app.events import settings_group
+from secrets_app.models import Kind, Secret
+
+MAX_FRAME = 8192
+METHODS = {"subscription", "api_key", "token"}
+
+
+class JsonConsumer(AsyncWebsocketConsumer):
+    async def send_json(self, payload: dict) -> None:
+        await self.send(text_data=json.dumps(payload))
+
+    async def parse(self, text_data: str | None, bytes_data: bytes | None) -> dict | None:
+        if bytes_data is not None or text_data is None:
+            await self.send_json({"type": "error", "error": "binary frames are not accepted"})
+            return None
+        if len(text_data) > MAX_FRAME:
+            await self.send_json({"type": "error", "error": "message too large"})
+            return None
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            await self.send_json({"type": "error", "error": "malformed JSON"})
+            return None
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            await self.send_json({"type": "error", "error": "a message is an object with a type"})
+            return None
+        return message
+
+
+class ClaudeLoginConsumer(JsonConsumer):
+    """client → server: start {method, value?}, code {code}, cancel; server → client: status, url, output,
+    need_code, saved, error."""
+
+    session: claude_login.LoginSession | None = None
+
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        if self.user is None or not self.user.is_authenticated:
+            await self.close(code=4401)
+            return
+        await self.accept()
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.pump = asyncio.create_task(self._pump())
+        session = claude_login.current_session(self.user.pk)
+        if session:  # a refreshed page re-attaches to the running login
+            self._attach(session)
+            for message in session.snapshot():
+                await self.send_json(message)
+        else:
+            await self.send_json({"type": "status", "state": "idle", "message": ""})
+
+    def _attach(self, session: claude_login.LoginSession) -> None:
+        self.session = session
+        claude_login.attach(session, asyncio.get_running_loop(), self.queue)
+
+    async def disconnect(self, code: int) -> None:
+        if self.session is not None:
+            claude_login.detach(self.session, asyncio.get_running_loop(), self.queue)
+        if hasattr(self, "pump"):
+            self.pump.cancel()
+
+    async def _pump(self) -> None:
+        while True:
+            await self.send_json(await self.queue.get())
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        message = await self.parse(text_data, bytes_data)
+        if message is None:
+            return
+        handler = {"start": self.on_start, "code": self.on_code, "cancel": self.on_cancel}.get(message["type"])
+        if handler is None:
+            await self.send_json({"type": "error", "error": f"unknown message type {message['type'][:40]!r}"})
+            return
+        try:
+            await handler(message)
+        except ConnectError as exc:
+            await self.send_json({"type": "error", "error": str(exc)})
+
+    async def on_start(self, message: dict) -> None:
+        method = message.get("method")
+        if method not in METHODS:
+            raise ConnectError("Choose a method: subscription, api_key or token.")
+        if method == "subscription":
+            session = await sync_to_async(claude_login.start_subscription_login, thread_sensitive=False)(self.user.pk)
+            self._attach(session)
+            for update in session.snapshot():
+                await self.send_json(update)
+            return
+        value = message.get("value")
+        if not isinstance(value, str):
+            raise ConnectError("Paste the key or token.")
+        kind = Kind.API_KEY if method == "api_key" else Kind.OAUTH_TOKEN
+        await self.send_json({"type": "status", "state": "validating", "message": "Checking with Anthropic…"})
+        await database_sync_to_async(claude_login.do_connect_anthropic_credential)(
+            owner=self.user, value=value, kind=kind
+        )
+        await self.send_json({"type": "status", "state": "saved", "message": "Claude is connected."})
+        await self.send_json({"type": "saved"})
+
+    async def on_code(self, message: dict) -> None:
+        code = message.get("code")
+        if self.session is None or self.session.final:
+            raise ConnectError("There is no login waiting for a code. Start again.")
+        if not isinstance(code, str):
+            raise ConnectError("Paste the code.")
+        await sync_to_async(self.session.send_code, thread_sensitive=False)(code)
+
+    async def on_cancel(self, message: dict) -> None:
+        if self.session is None or self.session.final:
+            raise ConnectError("There is no login to cancel.")
+        await sync_to_async(self.session.finish, thread_sensitive=False)(
+            claude_login.State.CANCELLED, "Login cancelled."
+        )
+
+
+class SettingsConsumer(JsonConsumer):
+    """Pushes the server-rendered card partials whenever the user's credentials change.
+
+    Wake-ups come over the channel layer from this process family; a short database poll catches changes made
+    elsewhere (the worker marking a token expired, staff revoking in the admin)."""
+
+    POLL_SECONDS = 2.0
+
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        if self.user is None or not self.user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self.group = settings_group(self.user.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.wake = asyncio.Event()
+        await self.accept()
+        self.watcher = asyncio.create_task(self.watch())
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "watcher"):
+            self.watcher.cancel()
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def settings_changed(self, event: dict) -> None:
+        self.wake.set()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        message = await self.parse(text_data, bytes_data)
+        if message is not None:
+            await self.send_json({"type": "error", "error": "this socket only sends"})
+
+    def _version(self) -> tuple:
+        rows = Secret.objects.filter(owner=self.user).values_list("pk", "state", "updated_at", "last_validated_at")
+        login = claude_login.current_session(self.user.pk)
+        return (tuple(rows), login.id if login else None)
+
+    def _cards(self) -> dict[str, str]:
+        cookies = SimpleCookie()
+        for name, value in self.scope.get("headers", []):
+            if name == b"cookie":
+                cookies.load(value.decode("latin-1"))
+        csrf = cookies.get(settings.CSRF_COOKIE_NAME)
+        context = {
+            "github": selectors.github_status(owner=self.user),
+            "claude": selectors.claude_status(owner=self.user),
+            "claude_login": claude_login.current_session(self.user.pk),
+            "csrf_token": csrf.value if csrf else "",
+            "live": True,
+        }
+        return {p: render_to_string(f"secrets_app/cards/{p}.html", context) for p in ("github", "claude")}
+
+    async def watch(self) -> None:
+        version = await database_sync_to_async(self._version)()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=self.POLL_SECONDS)
+            self.wake.clear()
+            current = await database_sync_to_async(self._version)()
+            if current != version:
+                version = current
+                for provider, html in (await database_sync_to_async(self._cards)()).items():
+                    await self.send_json({"type": "card", "provider": provider, "html": html})

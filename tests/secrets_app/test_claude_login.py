@@ -1,0 +1,274 @@
+"""Connecting Claude: the login session over its websocket (with the fake `claude setup-token` in a PTY, on the
+host and inside the real runtime image), pasted keys and tokens validated against a fake Anthropic API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser, User
+
+from secrets_app import claude_login
+from secrets_app.consumers import ClaudeLoginConsumer
+from secrets_app.errors import ConnectError
+from secrets_app.models import Secret
+from secrets_app.secret_store import fetch_secret
+from tests.fakes.anthropic_api import FakeAnthropicAPI
+from tests.fixtures.leaks import track_secret
+from tests.fixtures.processes import FAKE_LOGIN_CLI
+
+API_KEY = track_secret("sk-ant-api03-" + "K" * 40 + "Zz")
+TOKEN = track_secret("sk-ant-oat01-" + "T" * 60 + "Qq")
+
+
+def test_terminal_output_is_cleaned():
+    raw = "\x1b[?25l\r\x1b[2K\x1b[36m⠋\x1b[0m Starting…\r\x1b[2K\x1b[1mBrowser didn't open?\x1b[22m\r\nline\x1b[4mX\x1b[24m"
+    assert claude_login.clean_terminal_output(raw) == "Browser didn't open?\nlineX"
+
+
+@pytest.fixture
+def anthropic(settings):
+    with FakeAnthropicAPI(expected_token=API_KEY) as fake:
+        settings.ANYON_ANTHROPIC_API_URL = fake.url
+        yield fake
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "message"),
+    [
+        ("", "api_key", "empty"),
+        ("sk-ant-api03-short", "api_key", "starts with sk-ant-api03-"),
+        ("hello world", "api_key", "not a key"),
+        ("x" * 10_000, "api_key", "not a key"),
+        ("sk-ant-api03-ü" + "a" * 30, "api_key", "not a key"),
+        (API_KEY, "oauth_token", "starts with sk-ant-oat01-"),
+        ("sk-ant-api03-" + "W" * 40, "api_key", "Anthropic rejected it (401)"),
+    ],
+)
+def test_pasted_credentials_are_checked(anthropic, value, kind, message):
+    with pytest.raises(ConnectError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        claude_login.validate_anthropic_credential(value, kind=kind)
+
+
+def test_valid_api_key_reaches_the_api_with_the_header(anthropic, alice):
+    claude_login.do_connect_anthropic_credential(owner=alice, value=f"  {API_KEY}\n", kind="api_key")
+    assert anthropic.requests[-1].headers["x-api-key"] == API_KEY and anthropic.requests[-1].path == "/v1/models"
+    assert fetch_secret(owner=alice, provider="claude", purpose="t", actor="t").value == API_KEY
+
+
+def test_token_is_sent_as_bearer_and_gets_a_year(anthropic, alice):
+    anthropic.expected_token = TOKEN
+    secret = claude_login.do_connect_anthropic_credential(owner=alice, value=TOKEN, kind="oauth_token")
+    assert anthropic.requests[-1].headers["authorization"] == f"Bearer {TOKEN}"
+    assert 364 <= (secret.expires_at - secret.created_at).days <= 365
+
+
+def test_network_error_is_clear(settings):
+    settings.ANYON_ANTHROPIC_API_URL = "http://127.0.0.1:9"
+    with pytest.raises(ConnectError, match="could not be reached"):
+        claude_login.validate_anthropic_credential(API_KEY, kind="api_key")
+
+
+# --- the login websocket --------------------------------------------------------------------------------------
+
+pytestmark_ws = pytest.mark.django_db(transaction=True)
+
+
+def communicator(user) -> WebsocketCommunicator:
+    comm = WebsocketCommunicator(ClaudeLoginConsumer.as_asgi(), "/ws/settings/claude-login/")
+    comm.scope["user"] = user
+    return comm
+
+
+async def until(comm, predicate, timeout=20.0) -> dict:
+    """Receive messages until one satisfies ``predicate``; return it."""
+
+    async def loop():
+        while True:
+            message = json.loads(await comm.receive_from(timeout=timeout))
+            if predicate(message):
+                return message
+
+    return await asyncio.wait_for(loop(), timeout)
+
+
+def state_of(url: str) -> str:
+    return parse_qs(urlsplit(url).query)["state"][0]
+
+
+@pytest.fixture
+def login_command(settings):
+    settings.ANYON_CLAUDE_LOGIN_COMMAND = f"bash {FAKE_LOGIN_CLI}"
+    yield
+    claude_login._sessions.clear()
+
+
+def make_user(name="lou"):
+    return User.objects.create_user(name, password="lou password 123")
+
+
+async def run_subscription_login(user, *, wrong_first: bool = False) -> str:
+    comm = communicator(user)
+    assert (await comm.connect())[0]
+    assert (await until(comm, lambda m: m["type"] == "status"))["state"] == "idle"
+    await comm.send_to(text_data=json.dumps({"type": "start", "method": "subscription"}))
+    url = (await until(comm, lambda m: m["type"] == "url"))["url"]
+    assert url.startswith("https://claude.ai/oauth/authorize?") and "state=" in url
+    await until(comm, lambda m: m["type"] == "need_code")
+    if wrong_first:
+        await comm.send_to(text_data=json.dumps({"type": "code", "code": "abcd#not-the-state"}))
+        failed = await until(comm, lambda m: m["type"] == "status" and m["state"] == "error")
+        assert "Invalid code" in failed["message"]
+        await comm.disconnect()
+        return failed["message"]
+    await comm.send_to(text_data=json.dumps({"type": "code", "code": f"thecode123#{state_of(url)}"}))
+    outputs: list[str] = []
+
+    def saved(message: dict) -> bool:
+        if message["type"] == "output":
+            outputs.append(message["text"])
+        return message["type"] == "saved"
+
+    await until(comm, saved)
+    await comm.disconnect()
+    assert "token created successfully" in outputs[-1]
+    return outputs[-1]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_subscription_login_saves_the_token(login_command, monkeypatch):
+    token = track_secret("sk-ant-oat01-" + "L" * 70 + "-xyzAA")
+    monkeypatch.setenv("FAKE_LOGIN_TOKEN", token)
+    user = await database_sync_to_async(make_user)()
+    transcript = await run_subscription_login(user)
+    assert token not in transcript and "***" in transcript and "thecode123" not in transcript
+    secret = await database_sync_to_async(Secret.objects.get)(owner=user, provider="claude")
+    assert secret.kind == "oauth_token" and secret.fingerprint == token[-4:]
+    assert 364 <= (secret.expires_at - secret.created_at).days <= 365
+    stored = await database_sync_to_async(fetch_secret)(owner=user, provider="claude", purpose="t", actor="t")
+    assert stored.value == token
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_wrong_code_is_an_error_and_raises_an_alert(login_command):
+    from execution.models import Alert
+
+    user = await database_sync_to_async(make_user)()
+    message = await run_subscription_login(user, wrong_first=True)
+    assert "Invalid code" in message
+    assert await database_sync_to_async(Alert.objects.filter(kind="claude_login_failed").exists)()
+    assert not await database_sync_to_async(Secret.objects.exists)()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_cancel_reattach_and_out_of_order(login_command):
+    user = await database_sync_to_async(make_user)()
+    comm = communicator(user)
+    await comm.connect()
+    await until(comm, lambda m: m["type"] == "status")
+    await comm.send_to(text_data=json.dumps({"type": "code", "code": "a#b"}))
+    assert "no login waiting" in (await until(comm, lambda m: m["type"] == "error"))["error"]
+    await comm.send_to(text_data=json.dumps({"type": "start", "method": "subscription"}))
+    url = (await until(comm, lambda m: m["type"] == "url"))["url"]
+    await until(comm, lambda m: m["type"] == "need_code")
+    # A refreshed page re-attaches and sees the state, including the URL.
+    second = communicator(user)
+    await second.connect()
+    assert (await until(second, lambda m: m["type"] == "status"))["state"] == "waiting_code"
+    assert (await until(second, lambda m: m["type"] == "url"))["url"] == url
+    await second.send_to(text_data=json.dumps({"type": "cancel"}))
+    for c in (comm, second):
+        assert (await until(c, lambda m: m["type"] == "status" and m["state"] != "waiting_code"))[
+            "state"
+        ] == "cancelled"
+    session = claude_login._sessions[user.pk]
+    await asyncio.sleep(0.5)
+    assert not session.child.isalive()
+    await comm.disconnect()
+    await second.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_timeout_and_closed_tab(login_command, settings):
+    user = await database_sync_to_async(make_user)()
+    settings.ANYON_CLAUDE_LOGIN_TIMEOUT = 1
+    comm = communicator(user)
+    await comm.connect()
+    await comm.send_to(text_data=json.dumps({"type": "start", "method": "subscription"}))
+    timed_out = await until(comm, lambda m: m["type"] == "status" and m["state"] == "timed_out")
+    assert "waited too long" in timed_out["message"]
+    settings.ANYON_CLAUDE_LOGIN_TIMEOUT = 600
+    settings.ANYON_CLAUDE_LOGIN_GRACE = 0
+    await comm.send_to(text_data=json.dumps({"type": "start", "method": "subscription"}))
+    await until(comm, lambda m: m["type"] == "need_code")
+    session = claude_login._sessions[user.pk]
+    await comm.disconnect()  # the tab is closed
+    for _ in range(50):
+        if session.final:
+            break
+        await asyncio.sleep(0.1)
+    assert session.state == "cancelled" and not session.child.isalive()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_bad_messages_and_unauthenticated(login_command, anthropic):
+    refused = communicator(AnonymousUser())
+    connected, code = await refused.connect()
+    assert not connected and code == 4401
+    user = await database_sync_to_async(make_user)()
+    comm = communicator(user)
+    await comm.connect()
+    await until(comm, lambda m: m["type"] == "status")
+    for frame, error in (
+        ("{nope", "malformed JSON"),
+        ("[]", "object with a type"),
+        ("x" * 9000, "too large"),
+        (json.dumps({"type": "dance"}), "unknown message type"),
+        (json.dumps({"type": "start", "method": "magic"}), "Choose a method"),
+        (json.dumps({"type": "start", "method": "api_key", "value": 42}), "Paste the key"),
+        (json.dumps({"type": "cancel"}), "no login to cancel"),
+    ):
+        await comm.send_to(text_data=frame)
+        assert error in (await until(comm, lambda m: m["type"] == "error"))["error"], frame
+    await comm.send_to(bytes_data=b"\x00")
+    assert "binary" in (await until(comm, lambda m: m["type"] == "error"))["error"]
+    await comm.send_to(
+        text_data=json.dumps({"type": "start", "method": "api_key", "value": "sk-ant-api03-" + "W" * 30})
+    )
+    assert "rejected" in (await until(comm, lambda m: m["type"] == "error"))["error"]
+    await comm.send_to(text_data=json.dumps({"type": "start", "method": "api_key", "value": API_KEY}))
+    await until(comm, lambda m: m["type"] == "saved")
+    assert await database_sync_to_async(Secret.objects.filter(owner=user, kind="api_key").exists)()
+    await comm.disconnect()
+
+
+@pytest.mark.docker
+@pytest.mark.django_db(transaction=True)
+async def test_fake_login_cli_inside_the_runtime_image(settings, runtime_image, docker_client, monkeypatch):
+    """The production code path (the default `docker run … {image} …` command template, a PTY through the docker
+    client) with the fake CLI mounted into a real container of the runtime image."""
+    import shutil
+
+    if not shutil.which("docker"):
+        pytest.skip("the docker command-line client is not installed")
+    default = settings.ANYON_CLAUDE_LOGIN_COMMAND
+    assert default.startswith("docker run --rm -i -t --name {name}") and default.endswith("claude setup-token")
+    settings.ANYON_CLAUDE_LOGIN_COMMAND = (
+        default.replace("--network {network}", "--network none")
+        .replace("anyon-exec claude setup-token", "bash /fakes/fake_claude_setup_token.sh")
+        .replace("{image}", f"-v {FAKE_LOGIN_CLI.parent}:/fakes:ro {{image}}")
+    )
+    user = await database_sync_to_async(make_user)("cora")
+    try:
+        await run_subscription_login(user)
+        assert await database_sync_to_async(Secret.objects.filter(owner=user, provider="claude").exists)()
+        session = claude_login._sessions[user.pk]
+        await asyncio.sleep(1)
+        leftover = docker_client.containers.list(all=True, filters={"name": f"anyon-login-{session.id}"})
+        assert leftover == []
+    finally:
+        claude_login._sessions.clear()
