@@ -187,8 +187,14 @@ class SettingsConsumer(JsonConsumer):
         }
         return {p: render_to_string(f"secrets_app/cards/{p}.html", context) for p in ("github", "claude")}
 
+    async def push_cards(self) -> None:
+        for provider, html in (await database_sync_to_async(self._cards)()).items():
+            await self.send_json({"type": "card", "provider": provider, "html": html})
+
     async def watch(self) -> None:
         version = await database_sync_to_async(self._version)()
+        # Whatever changed between rendering the page and opening this socket is not lost.
+        await self.push_cards()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=self.POLL_SECONDS)
@@ -196,5 +202,4 @@ class SettingsConsumer(JsonConsumer):
             current = await database_sync_to_async(self._version)()
             if current != version:
                 version = current
-                for provider, html in (await database_sync_to_async(self._cards)()).items():
-                    await self.send_json({"type": "card", "provider": provider, "html": html})
+                await self.push_cards()

@@ -56,6 +56,6 @@ def test_attempt_logs_arrive_live(page, asgi_server, session_github, worker_fact
         assert github_token not in text and claude_token not in text
         assert "Secret directory removed" in text
         assert page.get_by_test_id("live-state").inner_text() == "complete"
-        assert len(page.locator("#runs tr").all()) == 3
+        assert len(page.locator("#runs tr").all()) == 4  # clone, branch, Claude, commit
         page.screenshot(path=str(ARTIFACTS / "attempt-succeeded.png"), full_page=True)
     assert not list((tmp_path / "worker-tmp" / "cloud-secrets").glob("*"))

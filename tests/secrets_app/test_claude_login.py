@@ -26,7 +26,10 @@ TOKEN = track_secret("sk-ant-oat01-" + "T" * 60 + "Qq")
 
 
 def test_terminal_output_is_cleaned():
-    raw = "\x1b[?25l\r\x1b[2K\x1b[36m⠋\x1b[0m Starting…\r\x1b[2K\x1b[1mBrowser didn't open?\x1b[22m\r\nline\x1b[4mX\x1b[24m"
+    raw = (
+        "\x1b[?25l\r\x1b[2K\x1b[36m⠋\x1b[0m Starting…\r\x1b[2K\x1b[1mBrowser didn't open?\x1b[22m"
+        "\r\nline\x1b[4mX\x1b[24m"
+    )
     assert claude_login.clean_terminal_output(raw) == "Browser didn't open?\nlineX"
 
 
