@@ -20,7 +20,7 @@ from django.template.loader import render_to_string
 from secrets_app import claude_login, selectors
 from secrets_app.errors import ConnectError
 from secrets_app.events import settings_group
-from secrets_app.models import Kind, Secret
+from secrets_app.models import GitHubDeviceFlow, Kind, Secret
 
 MAX_FRAME = 8192
 METHODS = {"subscription", "api_key", "token"}
@@ -169,8 +169,9 @@ class SettingsConsumer(JsonConsumer):
 
     def _version(self) -> tuple:
         rows = Secret.objects.filter(owner=self.user).values_list("pk", "state", "updated_at", "last_validated_at")
+        flows = GitHubDeviceFlow.objects.filter(owner=self.user).values_list("pk", "status", "updated_at")
         login = claude_login.current_session(self.user.pk)
-        return (tuple(rows), login.id if login else None)
+        return (tuple(rows), tuple(flows), login.id if login else None)
 
     def _cards(self) -> dict[str, str]:
         cookies = SimpleCookie()
@@ -178,13 +179,11 @@ class SettingsConsumer(JsonConsumer):
             if name == b"cookie":
                 cookies.load(value.decode("latin-1"))
         csrf = cookies.get(settings.CSRF_COOKIE_NAME)
-        context = {
-            "github": selectors.github_status(owner=self.user),
-            "claude": selectors.claude_status(owner=self.user),
-            "claude_login": claude_login.current_session(self.user.pk),
-            "csrf_token": csrf.value if csrf else "",
-            "live": True,
-        }
+        session = self.scope.get("session")
+        context = selectors.settings_cards_context(
+            owner=self.user, session_key=getattr(session, "session_key", None) or ""
+        )
+        context["csrf_token"] = csrf.value if csrf else ""
         return {p: render_to_string(f"secrets_app/cards/{p}.html", context) for p in ("github", "claude")}
 
     async def push_cards(self) -> None:

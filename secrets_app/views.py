@@ -10,7 +10,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from secrets_app import claude_login, selectors
+from secrets_app import selectors
 from secrets_app.errors import ConnectError, SecretError
 from secrets_app.forms import PersonalAccessTokenForm
 from secrets_app.github_connect import (
@@ -31,21 +31,9 @@ def _session_key(request: HttpRequest) -> str:
 
 
 def card_context(request: HttpRequest, *, pat_form: PersonalAccessTokenForm | None = None) -> dict:
-    owner = request.user
-    flow = selectors.latest_device_flow(owner=owner, session_key=_session_key(request))
-    if (
-        flow
-        and flow.status != DeviceFlowStatus.PENDING
-        and flow.updated_at < timezone.now() - timezone.timedelta(minutes=10)
-    ):
-        flow = None  # an old finished flow is not news any more
-    return {
-        "github": selectors.github_status(owner=owner),
-        "claude": selectors.claude_status(owner=owner),
-        "device_flow": flow,
-        "claude_login": claude_login.current_session(owner.pk),
-        "pat_form": pat_form or PersonalAccessTokenForm(),
-    }
+    return selectors.settings_cards_context(
+        owner=request.user, session_key=_session_key(request), pat_form=pat_form or PersonalAccessTokenForm()
+    )
 
 
 @login_required
