@@ -225,6 +225,17 @@ ANYON_CLAUDE_LOGIN_GRACE = env.int("ANYON_CLAUDE_LOGIN_GRACE", default=30)
 ANYON_ADMIN_USERNAME = env.str("ANYON_ADMIN_USERNAME", default="admin")
 ANYON_ADMIN_EMAIL = env.str("ANYON_ADMIN_EMAIL", default="admin@localhost")
 
+# --- alerts ---------------------------------------------------------------------------------------------------
+ANYON_SLACK_WEBHOOK_URL = env.str("ANYON_SLACK_WEBHOOK_URL", default="")
+ANYON_ALERT_EMAILS = env.list("ANYON_ALERT_EMAILS", default=[])
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    import sentry_sdk
+
+    from execution.notifiers import before_send
+
+    sentry_sdk.init(dsn=SENTRY_DSN, before_send=before_send, send_default_pii=False)
+
 # --- logging ------------------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("ANYON_LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -47,10 +47,13 @@ def write_secret_dir(attempt_id: int, files: dict[str, str]) -> Path:
     unknown = set(files) - set(SECRET_FILES)
     if unknown:
         raise SecretDirError(f"unknown secret file names: {sorted(unknown)}")
-    ensure_temp_dir(settings.ANYON_TEMP_DIR)
     root = secrets_root()
-    root.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(root, 0o700)
+    try:
+        ensure_temp_dir(settings.ANYON_TEMP_DIR)
+        root.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(root, 0o700)
+    except OSError as exc:
+        raise SecretDirError(f"could not prepare {root}: {exc.strerror or exc}") from exc
     path = secret_dir_path(attempt_id)
     uid, gid = _owner_ids()
     need_chown = os.geteuid() != uid

@@ -1,0 +1,81 @@
+"""Alerts: recorded, deduplicated within the window, delivered to Slack (a real HTTP server on 127.0.0.1) and
+e-mail (Django's outbox), scrubbed of secrets; a failing channel is recorded and never breaks the caller."""
+
+import pytest
+from django.core import mail
+
+from execution.alerts import AlertKind, do_raise_alert
+from execution.models import Alert
+from execution.notifiers import before_send
+from tests.fakes.github import classic_token
+from tests.fakes.slack import FakeSlack
+
+
+@pytest.fixture
+def slack(settings):
+    with FakeSlack() as fake:
+        settings.ANYON_SLACK_WEBHOOK_URL = fake.webhook_url
+        settings.ANYON_ALERT_EMAILS = ["ops@example.com"]
+        yield fake
+
+
+def test_delivered_scrubbed_and_deduplicated(db, slack):
+    token = classic_token()
+    alert = do_raise_alert(kind=AlertKind.EXEC_NONZERO_EXIT, message=f"step failed near {token}", fingerprint="f1")
+    assert alert.delivery["slack"]["status"] == "sent" and alert.delivery["email"]["status"] == "sent"
+    [text] = slack.texts()
+    assert "exec_nonzero_exit" in text and "***" in text and token not in text
+    [message] = mail.outbox
+    assert message.to == ["ops@example.com"] and token not in message.body and "***" in message.body
+    again = do_raise_alert(kind=AlertKind.EXEC_NONZERO_EXIT, message="again", fingerprint="f1")
+    assert again.pk == alert.pk and again.count == 2
+    assert len(slack.texts()) == 1 and len(mail.outbox) == 1  # counted, not notified again
+    assert Alert.objects.count() == 1
+
+
+def test_failing_channel_is_recorded_not_raised(db, slack, settings):
+    slack.status = 500
+    settings.ANYON_SLACK_WEBHOOK_URL = slack.webhook_url
+    alert = do_raise_alert(kind=AlertKind.DOCKER_UNREACHABLE, message="engine down")
+    assert alert.delivery["slack"]["status"] == "failed" and "500" in alert.delivery["slack"]["error"]
+    assert alert.delivery["email"]["status"] == "sent"
+    settings.ANYON_SLACK_WEBHOOK_URL = "http://127.0.0.1:9/hook"  # nothing listens
+    other = do_raise_alert(kind=AlertKind.DOCKER_UNREACHABLE, message="engine down", fingerprint="other")
+    assert other.delivery["slack"]["status"] == "failed"
+    assert Alert.objects.get(pk=other.pk).delivery["slack"]["status"] == "failed"
+
+
+def test_sentry_events_are_scrubbed():
+    token = classic_token()
+    event = {
+        "message": f"boom {token}",
+        "exception": {"values": [{"value": f"bad token sk-ant-api03-{'z' * 30}", "stacktrace": {"frames": []}}]},
+        "extra": {"nested": [f"x-access-token:{token}@github.com"]},
+        "level": 40,
+    }
+    scrubbed = before_send(event, {})
+    flat = repr(scrubbed)
+    assert token not in flat and "sk-ant-api03-zzz" not in flat and scrubbed["level"] == 40
+
+
+def test_docker_unreachable_is_raised_by_its_real_cause(db, settings, slack):
+    from execution.cleanup import run_scheduled_cleanup
+
+    settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
+    summary = run_scheduled_cleanup()
+    assert "containers: failed" in summary
+    assert Alert.objects.filter(kind="docker_unreachable").exists()
+    assert any("docker_unreachable" in t for t in slack.texts())
+
+
+def test_secret_injection_failure_is_raised_by_its_real_cause(world, settings, tmp_path):
+    from execution.models import AttemptStatus
+    from execution.runner import run_attempt
+    from tests.execution.conftest import custom
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    settings.ANYON_TEMP_DIR = blocker  # the secret dir cannot be created under a file
+    attempt = world.attempt(plan=[custom("true")])
+    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    assert Alert.objects.filter(kind="secret_injection_failed", attempt=attempt).exists()
