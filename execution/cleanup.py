@@ -39,8 +39,11 @@ class SweepReport:
     removed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
 
+    dry_run: bool = False
+
     def line(self) -> str:
-        text = f"{self.name}: examined {self.examined}, removed {len(self.removed)}"
+        verb = "would remove" if self.dry_run else "removed"
+        text = f"{self.name}: examined {self.examined}, {verb} {len(self.removed)}"
         return text + (f", FAILED {len(self.failed)}" if self.failed else "")
 
 
@@ -57,9 +60,9 @@ def _busy_attempt_ids() -> set[int]:
     return active | jobs
 
 
-def sweep_secret_dirs(*, progress: Progress = _noop) -> SweepReport:
+def sweep_secret_dirs(*, progress: Progress = _noop, dry_run: bool = False) -> SweepReport:
     """Remove ``cloud-secrets/<attempt>`` dirs whose attempt is not working, or that are older than the limit."""
-    report = SweepReport("secret dirs")
+    report = SweepReport("secret dirs", dry_run=dry_run)
     root = secret_dir.secrets_root()
     if not root.exists():
         return report
@@ -72,6 +75,10 @@ def sweep_secret_dirs(*, progress: Progress = _noop) -> SweepReport:
         if attempt_id in busy and age <= max_age:
             continue
         reason = "its attempt is not running" if attempt_id not in busy else f"older than {max_age} s"
+        if dry_run:
+            report.removed.append(str(path))
+            progress(f"would remove secret dir {path} ({reason})")
+            continue
         removed = secret_dir.remove_secret_dir(attempt_id) if attempt_id is not None else _remove_odd(path)
         if removed:
             report.removed.append(str(path))
@@ -85,7 +92,7 @@ def sweep_secret_dirs(*, progress: Progress = _noop) -> SweepReport:
                 message=f"the cleanup sweep could not remove {path}",
                 fingerprint=f"secret_cleanup_failed:{path}",
             )
-    if report.removed:
+    if report.removed and not dry_run:
         do_raise_alert(
             kind=AlertKind.ORPHAN_REMOVED,
             severity=AlertSeverity.WARNING,
@@ -109,9 +116,11 @@ def _remove_odd(path) -> bool:
     return not path.exists()
 
 
-def sweep_containers(*, harness: DockerHarness | None = None, progress: Progress = _noop) -> SweepReport:
+def sweep_containers(
+    *, harness: DockerHarness | None = None, progress: Progress = _noop, dry_run: bool = False
+) -> SweepReport:
     """Remove this installation's containers whose attempt is finished, unknown, or past ``anyon.expires``."""
-    report = SweepReport("containers")
+    report = SweepReport("containers", dry_run=dry_run)
     harness = harness or DockerHarness()
     busy = _busy_attempt_ids()
     known = set(Attempt.objects.values_list("pk", flat=True))
@@ -129,6 +138,10 @@ def sweep_containers(*, harness: DockerHarness | None = None, progress: Progress
             continue
         reason = "expired" if expired else ("unknown attempt" if attempt_id not in known else "attempt finished")
         name = (info.get("Names") or ["?"])[0].lstrip("/")
+        if dry_run:
+            report.removed.append(name)
+            progress(f"would remove container {name} ({reason})")
+            continue
         try:
             harness.stop_and_remove(info["Id"], timeout=1)
         except Exception as exc:
@@ -138,7 +151,7 @@ def sweep_containers(*, harness: DockerHarness | None = None, progress: Progress
         report.removed.append(name)
         logger.warning("removed orphan container %s (%s)", name, reason)
         progress(f"removed container {name} ({reason})")
-    if report.removed:
+    if report.removed and not dry_run:
         do_raise_alert(
             kind=AlertKind.ORPHAN_REMOVED,
             severity=AlertSeverity.WARNING,
