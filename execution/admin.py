@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.utils import timezone
+from django.utils.html import format_html
 
-from execution.attempts import AttemptBusy, do_delete_attempt
-from execution.docker_harness import HarnessError
-from execution.models import Alert, Attempt, AttemptJob, Run, Task
+from execution import secret_dir
+from execution.attempts import AttemptBusy, do_cancel_attempt, do_delete_attempt
+from execution.docker_harness import DockerHarness, HarnessError
+from execution.models import Alert, Attempt, AttemptJob, LogRecord, Run, Task
+
+LOG_CHARS_IN_ADMIN = 50_000
 
 
 class RunInline(admin.TabularInline):
@@ -27,17 +32,52 @@ class TaskAdmin(admin.ModelAdmin):
 
 @admin.register(Attempt)
 class AttemptAdmin(admin.ModelAdmin):
-    list_display = ("id", "task", "owner", "status", "worker", "started_at", "finished_at", "pr_number")
-    list_filter = ("status",)
+    list_display = ("id", "task", "owner", "status", "worker", "started_at", "duration_display", "pr_number")
+    list_filter = ("status", "task__owner", "created_at")
+    date_hierarchy = "created_at"
     search_fields = ("task__title", "task__owner__username", "container_id")
     readonly_fields = (
         "task", "status", "container_id", "workspace_volume", "branch", "error", "worker", "heartbeat_at",
         "base_commit", "head_commit", "pr_number", "pr_url", "pr_state", "created_at", "started_at",
-        "finished_at", "last_activity_at",
+        "finished_at", "last_activity_at", "masked_log",
     )  # fmt: skip
     exclude = ("plan", "diff", "cancel_requested", "diff_truncated")
     inlines = [RunInline]
-    actions = ["delete_with_resources"]
+    actions = ["cancel_selected", "cleanup_selected", "delete_with_resources"]
+
+    @admin.display(description="duration")
+    def duration_display(self, obj: Attempt):
+        return obj.duration or "—"
+
+    @admin.display(description="log (masked)")
+    def masked_log(self, obj: Attempt):
+        texts, size = [], 0
+        for text in LogRecord.objects.filter(attempt=obj).order_by("-seq").values_list("text", flat=True):
+            texts.append(text)
+            size += len(text)
+            if size > LOG_CHARS_IN_ADMIN:
+                break
+        body = "".join(reversed(texts))[-LOG_CHARS_IN_ADMIN:]
+        return format_html('<pre style="max-height:420px;overflow:auto;white-space:pre-wrap">{}</pre>', body)
+
+    @admin.action(description="Cancel selected attempts")
+    def cancel_selected(self, request, queryset) -> None:
+        active = [a for a in queryset if a.is_active]
+        for attempt in active:
+            do_cancel_attempt(attempt=attempt, by=f"staff:{request.user.get_username()}")
+        self.message_user(request, f"Cancelling {len(active)} attempt(s).", messages.SUCCESS)
+
+    @admin.action(description="Clean up selected: remove leftover secret dirs and containers of finished attempts")
+    def cleanup_selected(self, request, queryset) -> None:
+        harness = DockerHarness()
+        cleaned = 0
+        for attempt in queryset.exclude(status__in=["queued", "provisioning", "running"]):
+            secret_dir.remove_secret_dir(attempt.pk)
+            info = harness.inspect(f"anyon-attempt-{attempt.pk}")
+            if info:
+                harness.stop_and_remove(info["Id"], timeout=1)
+            cleaned += 1
+        self.message_user(request, f"Cleaned {cleaned} finished attempt(s).", messages.SUCCESS)
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -72,12 +112,38 @@ class AttemptJobAdmin(admin.ModelAdmin):
     readonly_fields = ("attempt", "kind", "prompt", "status", "error", "created_at", "finished_at")
 
 
+class AcknowledgedFilter(admin.SimpleListFilter):
+    title = "acknowledged"
+    parameter_name = "acknowledged"
+
+    def lookups(self, request, model_admin):
+        return [("no", "Open"), ("yes", "Acknowledged")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "no":
+            return queryset.filter(acknowledged_at__isnull=True)
+        if self.value() == "yes":
+            return queryset.filter(acknowledged_at__isnull=False)
+        return queryset
+
+
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
     list_display = ("last_seen", "kind", "severity", "count", "message", "attempt", "user", "acknowledged_at")
-    list_filter = ("kind", "severity")
+    list_filter = (AcknowledgedFilter, "kind", "severity")
+    actions = ["acknowledge"]
     search_fields = ("message", "fingerprint")
     readonly_fields = (
         "kind", "severity", "message", "attempt", "user", "fingerprint", "count", "first_seen", "last_seen",
         "acknowledged_by", "acknowledged_at", "delivery",
     )  # fmt: skip
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Acknowledge selected alerts")
+    def acknowledge(self, request, queryset) -> None:
+        count = queryset.filter(acknowledged_at__isnull=True).update(
+            acknowledged_by=request.user, acknowledged_at=timezone.now()
+        )
+        self.message_user(request, f"Acknowledged {count} alert(s).", messages.SUCCESS)

@@ -1,0 +1,32 @@
+"""The staff dashboard at the top of the admin index: what needs attention right now."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import template
+from django.db.models import Sum
+from django.utils import timezone
+
+from anyon.health import check_docker, check_worker
+from execution.models import ACTIVE_STATUSES, Alert, Attempt, AttemptStatus
+
+register = template.Library()
+
+
+@register.inclusion_tag("anyon/ops_dashboard.html")
+def ops_dashboard() -> dict:
+    day_ago = timezone.now() - timedelta(hours=24)
+    return {
+        "active": Attempt.objects.filter(status__in=ACTIVE_STATUSES).count(),
+        "failed_24h": Attempt.objects.filter(
+            status__in=[AttemptStatus.FAILED, AttemptStatus.TIMED_OUT], finished_at__gte=day_ago
+        ).count(),
+        "open_alerts": Alert.objects.filter(acknowledged_at__isnull=True).count(),
+        "orphans_24h": Alert.objects.filter(kind="orphan_removed", last_seen__gte=day_ago).aggregate(n=Sum("count"))[
+            "n"
+        ]
+        or 0,
+        "docker": check_docker(timeout=2),
+        "worker": check_worker(),
+    }

@@ -1,0 +1,59 @@
+"""The admin as the ops console: dashboard, attempt log and actions, alert acknowledgement; staff only."""
+
+import pytest
+from django.contrib.auth.models import User
+
+from execution.alerts import do_raise_alert
+from execution.attempts import do_create_task, do_start_attempt, do_transition
+from execution.models import Alert, AttemptStatus, LogRecord
+
+
+@pytest.fixture
+def staff_client(client, db, settings):
+    settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
+    staff = User.objects.create_user("ops", password="ops password 123", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def attempt(alice):
+    task = do_create_task(owner=alice, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
+    attempt = do_start_attempt(task=task, enqueue=False)
+    LogRecord.objects.create(attempt=attempt, seq=1, stream="stdout", text="token is ***\n")
+    return attempt
+
+
+def test_dashboard_counts_and_engine_status(staff_client, attempt):
+    do_raise_alert(kind="orphan_removed", message="removed 2", fingerprint="o1")
+    html = staff_client.get("/admin/").content.decode()
+    assert 'data-testid="ops-active"' in html and ">1</a>" in html
+    assert "✗ not reachable" in html and "systemctl start docker" in html
+    assert 'data-testid="ops-alerts"' in html
+
+
+def test_attempt_page_shows_masked_log_and_actions(staff_client, attempt):
+    html = staff_client.get(f"/admin/execution/attempt/{attempt.pk}/change/").content.decode()
+    assert "token is ***" in html
+    changelist = staff_client.get("/admin/execution/attempt/?status__exact=queued").content.decode()
+    assert "cancel_selected" in changelist and "delete_with_resources" in changelist
+    assert "delete_selected" not in changelist  # rows alone would orphan containers
+    staff_client.post("/admin/execution/attempt/", {"action": "cancel_selected", "_selected_action": [attempt.pk]})
+    attempt.refresh_from_db()
+    assert attempt.status == AttemptStatus.CANCELLED
+
+
+def test_acknowledge_alerts(staff_client):
+    alert = do_raise_alert(kind="exec_nonzero_exit", message="x")
+    open_list = staff_client.get("/admin/execution/alert/?acknowledged=no").content.decode()
+    assert "exec_nonzero_exit" in open_list
+    staff_client.post("/admin/execution/alert/", {"action": "acknowledge", "_selected_action": [alert.pk]})
+    alert = Alert.objects.get(pk=alert.pk)
+    assert alert.acknowledged_by.username == "ops" and alert.acknowledged_at
+
+
+def test_non_staff_cannot_use_the_console(alice_client, attempt):
+    for url in ("/admin/", f"/admin/execution/attempt/{attempt.pk}/change/", "/admin/execution/alert/"):
+        response = alice_client.get(url)
+        assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING)
