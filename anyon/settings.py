@@ -107,6 +107,10 @@ else:
     # A cache shared by web and worker processes: the worker's heartbeat (django-q2 cluster stats) lives here.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "anyon_cache"}}
 
+#: Live log viewers look at the database this often when no wake-up arrives over the channel layer. With Redis
+#: every write pushes a wake-up to every web process, so the poll is only a safety net there.
+ANYON_LOG_POLL_SECONDS = env.float("ANYON_LOG_POLL_SECONDS", default=2.0 if REDIS_URL else 0.25)
+
 # --- task queue (django-q2) ---------------------------------------------------------------------------------
 RUN_TIMEOUT = env.int("ANYON_RUN_TIMEOUT", default=3600)
 Q_CLUSTER = {

@@ -1,9 +1,9 @@
 """Live attempt logs over a websocket: history from the database first, then new records as they arrive.
 
 Delivery never depends on the channel layer reaching across processes (DESIGN.md): the layer only wakes the
-consumer early; without a wake-up it looks at the database every ``POLL_SECONDS``. Records are sent strictly in
-``seq`` order from the last one sent, so a viewer sees no duplicates and no gaps; a reconnecting viewer passes
-``?after=<last seq>`` and continues where it stopped.
+consumer early; without a wake-up it looks at the database every ``ANYON_LOG_POLL_SECONDS``. Records are sent
+strictly in ``seq`` order from the last one sent, so a viewer sees no duplicates and no gaps; a reconnecting viewer
+passes ``?after=<last seq>`` and continues where it stopped.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from execution import selectors
 from execution.log_writer import attempt_group
 from execution.models import Attempt
 
-POLL_SECONDS = 0.25
 BATCH_RECORDS = 500
 MAX_MESSAGE_CHARS = 512 * 1024
 MAX_CLIENT_FRAME = 4096
@@ -99,7 +99,7 @@ class AttemptLogConsumer(AsyncWebsocketConsumer):
                 await self.send_json({"type": "end", "last_seq": self.last_seq})
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=POLL_SECONDS)
+                await asyncio.wait_for(self.wake.wait(), timeout=settings.ANYON_LOG_POLL_SECONDS)
             self.wake.clear()
 
     def _snapshot(self) -> dict:

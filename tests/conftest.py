@@ -11,7 +11,12 @@ from django.contrib.auth.models import User
 
 from tests.requirements import require_docker
 
-pytest_plugins = ["tests.fixtures.processes", "tests.fixtures.browser", "tests.fixtures.leaks"]
+pytest_plugins = [
+    "tests.fixtures.processes",
+    "tests.fixtures.browser",
+    "tests.fixtures.leaks",
+    "tests.fixtures.services",
+]
 
 
 @pytest.fixture(scope="session")
