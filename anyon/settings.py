@@ -113,8 +113,14 @@ ANYON_LOG_POLL_SECONDS = env.float("ANYON_LOG_POLL_SECONDS", default=2.0 if REDI
 
 # --- task queue (django-q2) ---------------------------------------------------------------------------------
 RUN_TIMEOUT = env.int("ANYON_RUN_TIMEOUT", default=3600)
+#: The queue (django-q2 cluster name) of this worker: one per Docker host. Every later step of an attempt (follow-ups,
+#: pull requests, deletion, cleanup) runs on a worker of the queue whose engine holds its container and workspace.
+ANYON_WORKER_QUEUE = env.str("ANYON_WORKER_QUEUE", default="anyon")
+#: The queues new attempts are spread over (least busy first); the web processes need the full list.
+ANYON_WORKER_QUEUES = env.list("ANYON_WORKER_QUEUES", default=[ANYON_WORKER_QUEUE])
 Q_CLUSTER = {
     "name": "anyon",
+    "cluster_name": ANYON_WORKER_QUEUE,
     "workers": env.int("ANYON_WORKERS", default=2),
     # An attempt may run for ANYON_RUN_TIMEOUT; the queue timeout sits above it so the attempt's own timeout
     # handling wins, and retry must exceed timeout or django-q2 runs the task twice.

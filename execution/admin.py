@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from execution import secret_dir
-from execution.attempts import AttemptBusy, do_cancel_attempt, do_delete_attempt
+from execution.attempts import AttemptBusy, do_cancel_attempt, do_request_delete_attempt
 from execution.docker_harness import DockerHarness, HarnessError
 from execution.models import Alert, Attempt, AttemptJob, LogRecord, Run, Task
 
@@ -96,11 +96,11 @@ class AttemptAdmin(admin.ModelAdmin):
         deleted, refused = 0, []
         for attempt in queryset.select_related("task"):
             try:
-                do_delete_attempt(attempt=attempt, by=f"staff:{request.user.get_username()}")
+                do_request_delete_attempt(attempt=attempt, by=f"staff:{request.user.get_username()}")
                 deleted += 1
             except (AttemptBusy, HarnessError) as exc:
                 refused.append(f"#{attempt.pk}: {exc}")
-        self.message_user(request, f"Deleted {deleted} attempt(s).", messages.SUCCESS)
+        self.message_user(request, f"Deleted {deleted} attempt(s) (on other hosts: queued).", messages.SUCCESS)
         for line in refused:
             self.message_user(request, line, messages.WARNING)
 

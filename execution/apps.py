@@ -14,8 +14,15 @@ class ExecutionConfig(AppConfig):
 def cleanup_when_worker_starts(sender, proc_name: str, **kwargs) -> None:
     """A worker that starts after a crash first clears what the crash left: once per cluster start (the cache
     lock keeps the cluster's other worker processes from queueing it again)."""
+    from django.conf import settings
     from django.core.cache import cache
     from django_q.tasks import async_task
 
-    if cache.add("anyon:cleanup-on-start", proc_name, timeout=60):
-        async_task("execution.cleanup.run_scheduled_cleanup", task_name="cleanup-on-start", group="maintenance")
+    from execution.schedules import ensure_cleanup_schedule
+
+    queue = settings.ANYON_WORKER_QUEUE
+    if cache.add(f"anyon:cleanup-on-start:{queue}", proc_name, timeout=60):
+        ensure_cleanup_schedule(queue)
+        async_task(
+            "execution.cleanup.run_scheduled_cleanup", task_name="cleanup-on-start", group="maintenance", cluster=queue
+        )

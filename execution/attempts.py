@@ -6,6 +6,7 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from execution.log_writer import wake_viewers
@@ -59,10 +60,29 @@ def default_plan(task: Task, attempt_id: int) -> list[dict]:
     ]
 
 
+def pick_queue() -> str:
+    """The least busy of the worker queues (Docker hosts) that take new attempts."""
+    queues = settings.ANYON_WORKER_QUEUES
+    busy = dict(
+        Attempt.objects.filter(
+            queue__in=queues, status__in=[AttemptStatus.QUEUED, AttemptStatus.PROVISIONING, AttemptStatus.RUNNING]
+        )
+        .values("queue")
+        .annotate(n=Count("pk"))
+        .values_list("queue", "n")
+    )
+    return min(queues, key=lambda q: (busy.get(q, 0), queues.index(q)))
+
+
+def local_queue(attempt: Attempt) -> bool:
+    """Whether this process sits next to the Docker engine that holds the attempt's container and workspace."""
+    return (attempt.queue or settings.ANYON_WORKER_QUEUE) == settings.ANYON_WORKER_QUEUE
+
+
 def do_start_attempt(*, task: Task, plan: list[dict] | None = None, enqueue: bool = True) -> Attempt:
     """Create an attempt and queue it for a worker. ``plan`` overrides the default steps (tests, benchmarks)."""
     with transaction.atomic():
-        attempt = Attempt.objects.create(task=task)
+        attempt = Attempt.objects.create(task=task, queue=pick_queue())
         attempt.branch = branch_name(attempt.pk)
         attempt.plan = plan if plan is not None else default_plan(task, attempt.pk)
         attempt.save(update_fields=["branch", "plan"])
@@ -71,7 +91,11 @@ def do_start_attempt(*, task: Task, plan: list[dict] | None = None, enqueue: boo
 
         transaction.on_commit(
             lambda: async_task(
-                "execution.runner.run_attempt", attempt.pk, task_name=f"attempt-{attempt.pk}", group="attempts"
+                "execution.runner.run_attempt",
+                attempt.pk,
+                task_name=f"attempt-{attempt.pk}",
+                group="attempts",
+                cluster=attempt.queue,
             )
         )
     logger.info("attempt %s of task %s queued", attempt.pk, task.pk)
@@ -135,7 +159,13 @@ def _enqueue_job(job: AttemptJob) -> None:
     from django_q.tasks import async_task
 
     transaction.on_commit(
-        lambda: async_task("execution.runner.run_job", job.pk, task_name=f"attempt-job-{job.pk}", group="attempts")
+        lambda: async_task(
+            "execution.runner.run_job",
+            job.pk,
+            task_name=f"attempt-job-{job.pk}",
+            group="attempts",
+            cluster=job.attempt.queue or settings.ANYON_WORKER_QUEUE,
+        )
     )
 
 
@@ -173,6 +203,28 @@ def do_cancel_job(*, job: AttemptJob) -> None:
         return
     AttemptJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True)
     wake_viewers(job.attempt_id)
+
+
+def do_request_delete_attempt(*, attempt: Attempt, by: str) -> bool:
+    """Delete now when this process is next to the attempt's engine; otherwise queue the deletion on a worker of
+    the attempt's host. Returns True when it was deleted right away."""
+    from django_q.tasks import async_task
+
+    if attempt.is_active or attempt.jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists():
+        raise AttemptBusy("The attempt is still working: cancel it first, then delete it.")
+    if local_queue(attempt):
+        do_delete_attempt(attempt=attempt, by=by)
+        return True
+    async_task("execution.attempts.delete_attempt_task", attempt.pk, by, cluster=attempt.queue, group="maintenance")
+    return False
+
+
+def delete_attempt_task(attempt_id: int, by: str) -> str:
+    attempt = Attempt.objects.filter(pk=attempt_id).first()
+    if attempt is None:
+        return "already gone"
+    do_delete_attempt(attempt=attempt, by=by)
+    return "deleted"
 
 
 def do_delete_attempt(*, attempt: Attempt, by: str) -> None:

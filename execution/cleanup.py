@@ -51,6 +51,12 @@ def _noop(message: str) -> None:
     pass
 
 
+def _local_queue() -> Q:
+    """Attempts whose container and workspace live on this worker's Docker host (its queue)."""
+    local = Q(queue=settings.ANYON_WORKER_QUEUE)
+    return local | Q(queue="") if settings.ANYON_WORKER_QUEUE == "anyon" else local
+
+
 def _busy_attempt_ids() -> set[int]:
     """Attempts whose worker may be using their secret dir or container right now."""
     active = set(Attempt.objects.filter(status__in=ACTIVE_STATUSES).values_list("pk", flat=True))
@@ -126,8 +132,10 @@ def sweep_containers(
     known = set(Attempt.objects.values_list("pk", flat=True))
     now = time.time()
     for info in harness.list_managed(settings.ANYON_INSTANCE):
-        report.examined += 1
         labels = info.get("Labels") or {}
+        if labels.get("anyon.queue", settings.ANYON_WORKER_QUEUE) != settings.ANYON_WORKER_QUEUE:
+            continue  # another host's container (on an engine shared by several queues): not ours to judge
+        report.examined += 1
         raw_id = labels.get("anyon.attempt", "")
         attempt_id = int(raw_id) if raw_id.isdigit() else None
         try:
@@ -171,7 +179,7 @@ def sweep_idle_workspaces(*, harness: DockerHarness | None = None, progress: Pro
     cutoff = timezone.now() - timedelta(seconds=settings.ANYON_ATTEMPT_IDLE_TTL)
     busy = _busy_attempt_ids()
     idle = Attempt.objects.exclude(workspace_volume="").filter(
-        Q(last_activity_at__lt=cutoff) | Q(last_activity_at__isnull=True, created_at__lt=cutoff)
+        _local_queue(), Q(last_activity_at__lt=cutoff) | Q(last_activity_at__isnull=True, created_at__lt=cutoff)
     )
     for attempt in idle:
         report.examined += 1
@@ -195,7 +203,7 @@ def sweep_stale_attempts(*, harness: DockerHarness | None = None, progress: Prog
     report = SweepReport("stale attempts")
     cutoff = timezone.now() - timedelta(seconds=settings.ANYON_STALE_ATTEMPT_SECONDS)
     stale = Attempt.objects.filter(
-        status__in=[AttemptStatus.PROVISIONING, AttemptStatus.RUNNING], heartbeat_at__lt=cutoff
+        _local_queue(), status__in=[AttemptStatus.PROVISIONING, AttemptStatus.RUNNING], heartbeat_at__lt=cutoff
     ).select_related("task")
     for attempt in stale:
         report.examined += 1

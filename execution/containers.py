@@ -37,6 +37,7 @@ def labels_for(attempt) -> dict[str, str]:
     return {
         "anyon.managed": "1",
         "anyon.instance": settings.ANYON_INSTANCE,
+        "anyon.queue": attempt.queue or settings.ANYON_WORKER_QUEUE,
         "anyon.attempt": str(attempt.pk),
         "anyon.owner": str(attempt.task.owner_id),
         "anyon.expires": str(int(expires.timestamp())),

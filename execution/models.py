@@ -52,6 +52,7 @@ class Attempt(models.Model):
     error = models.TextField(blank=True)
     plan = models.JSONField(default=list, help_text="The steps (kind, title, argv) this attempt runs.")
     cancel_requested = models.BooleanField(default=False)
+    queue = models.CharField(max_length=64, blank=True, help_text="worker queue (Docker host) that owns it")
     worker = models.CharField(max_length=120, blank=True, help_text="host:pid of the worker running it")
     base_commit = models.CharField(max_length=64, blank=True, help_text="the base branch's commit it started from")
     head_commit = models.CharField(max_length=64, blank=True)

@@ -12,7 +12,7 @@ from execution.attempts import (
     do_cancel_attempt,
     do_cancel_job,
     do_create_task,
-    do_delete_attempt,
+    do_request_delete_attempt,
     do_request_pull_request,
     do_start_attempt,
     do_start_follow_up,
@@ -144,9 +144,12 @@ def attempt_delete(request: HttpRequest, attempt_id: int) -> HttpResponse:
     attempt = _attempt(request, attempt_id)
     task_id = attempt.task_id
     try:
-        do_delete_attempt(attempt=attempt, by=request.user.get_username())
+        deleted = do_request_delete_attempt(attempt=attempt, by=request.user.get_username())
     except (AttemptBusy, HarnessError) as exc:
         messages.error(request, str(exc))
         return redirect("attempt-detail", attempt_id=attempt.pk)
-    messages.success(request, f"Attempt {attempt_id} deleted with its container and workspace.")
+    if deleted:
+        messages.success(request, f"Attempt {attempt_id} deleted with its container and workspace.")
+    else:
+        messages.info(request, f"Attempt {attempt_id} will be deleted by a worker of its Docker host.")
     return redirect("task-detail", task_id=task_id)

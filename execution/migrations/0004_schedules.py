@@ -3,17 +3,18 @@
 from django.conf import settings
 from django.db import migrations
 
-# (name, function, django-q2 schedule type: "I" every N minutes, "D" daily)
+# (name, function, django-q2 schedule type: "I" every N minutes, "D" daily, queue). The cleanup schedule of the
+# default queue is created here; a worker of another queue (Docker host) creates its own when it starts.
 SCHEDULES = [
-    ("anyon: cleanup sweeps", "execution.cleanup.run_scheduled_cleanup", "I"),
-    ("anyon: token expiry check", "secrets_app.expiry.check_token_expiry", "D"),
+    ("anyon: cleanup sweeps [anyon]", "execution.cleanup.run_scheduled_cleanup", "I", "anyon"),
+    ("anyon: token expiry check", "secrets_app.expiry.check_token_expiry", "D", None),
 ]
 
 
 def create(apps, schema_editor):
     Schedule = apps.get_model("django_q", "Schedule")
-    for name, func, kind in SCHEDULES:
-        fields = {"func": func, "schedule_type": kind, "repeats": -1}
+    for name, func, kind, queue in SCHEDULES:
+        fields = {"func": func, "schedule_type": kind, "repeats": -1, "cluster": queue}
         if kind == "I":
             fields["minutes"] = settings.ANYON_CLEANUP_MINUTES
         Schedule.objects.update_or_create(name=name, defaults=fields)

@@ -14,9 +14,22 @@ pytestmark = pytest.mark.django_db(serialized_rollback=True)
 def test_schedules_exist_after_migrate():
     from django_q.models import Schedule
 
-    funcs = dict(Schedule.objects.values_list("func", "schedule_type"))
-    assert funcs["execution.cleanup.run_scheduled_cleanup"] == "I"
-    assert funcs["secrets_app.expiry.check_token_expiry"] == "D"
+    rows = {
+        func: (kind, cluster)
+        for func, kind, cluster in Schedule.objects.values_list("func", "schedule_type", "cluster")
+    }
+    assert rows["execution.cleanup.run_scheduled_cleanup"] == ("I", "anyon")
+    assert rows["secrets_app.expiry.check_token_expiry"] == ("D", None)
+
+
+def test_a_worker_queue_gets_its_own_cleanup_schedule():
+    from django_q.models import Schedule
+
+    from execution.schedules import ensure_cleanup_schedule
+
+    ensure_cleanup_schedule("host-b")
+    ensure_cleanup_schedule("host-b")  # idempotent
+    assert Schedule.objects.filter(func="execution.cleanup.run_scheduled_cleanup", cluster="host-b").count() == 1
 
 
 @pytest.mark.docker
@@ -35,4 +48,5 @@ def test_scheduled_cleanup_runs_through_the_django_q_scheduler(docker_client, mo
     (secret_dir.secrets_root() / "777777").mkdir()
     scheduler(broker=get_broker())
     assert not (secret_dir.secrets_root() / "777777").exists()
-    assert "secret dirs: examined 1, removed 1" in Success.objects.get().result
+    results = Success.objects.filter(func="execution.cleanup.run_scheduled_cleanup").values_list("result", flat=True)
+    assert any("secret dirs: examined 1, removed 1" in r for r in results), list(results)
