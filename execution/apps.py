@@ -1,3 +1,5 @@
+import os
+
 from django.apps import AppConfig
 
 
@@ -21,7 +23,8 @@ def cleanup_when_worker_starts(sender, proc_name: str, **kwargs) -> None:
     from execution.schedules import ensure_cleanup_schedule
 
     queue = settings.ANYON_WORKER_QUEUE
-    if cache.add(f"anyon:cleanup-on-start:{queue}", proc_name, timeout=60):
+    # The worker processes of one cluster share its sentinel as parent: one cleanup per cluster start.
+    if cache.add(f"anyon:cleanup-on-start:{queue}:{os.getppid()}", proc_name, timeout=3600):
         ensure_cleanup_schedule(queue)
         async_task(
             "execution.cleanup.run_scheduled_cleanup", task_name="cleanup-on-start", group="maintenance", cluster=queue

@@ -159,7 +159,7 @@ async def stream_all(user, attempt_id: int) -> str:
 
 
 def test_docker_inspect_shows_no_secret(world, docker_client):
-    attempt = world.attempt(plan=[custom("sh", "-c", "env > /dev/null; sleep 2")])
+    attempt = world.attempt(plan=[custom("sh", "-c", "env > /dev/null; sleep 5")])
     dumps: list[str] = []
 
     def inspect():
