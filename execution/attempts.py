@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
 from execution.log_writer import wake_viewers
 from execution.models import ATTEMPT_TRANSITIONS, Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, RunKind, Task
+from execution.prompts import validate_prompt
 from execution.repo_urls import validate_branch, validate_repo_url
 
 logger = logging.getLogger(__name__)
@@ -23,7 +25,7 @@ def do_create_task(*, owner, title: str, repo_url: str, base_branch: str, prompt
         title=title.strip()[:200],
         repo_url=validate_repo_url(repo_url),
         base_branch=validate_branch(base_branch or "main"),
-        prompt=prompt,
+        prompt=validate_prompt(prompt),
     )
 
 
@@ -171,9 +173,10 @@ def _enqueue_job(job: AttemptJob) -> None:
 
 def do_start_follow_up(*, attempt: Attempt, prompt: str, enqueue: bool = True) -> AttemptJob:
     """Another agent run in the same workspace, resuming the Claude session."""
-    prompt = prompt.strip()
-    if not prompt:
-        raise AttemptBusy("Write what Claude should do next.")
+    try:
+        prompt = validate_prompt(prompt)
+    except ValidationError as exc:
+        raise AttemptBusy(" ".join(exc.messages)) from exc
     _ensure_idle(attempt)
     job = AttemptJob.objects.create(attempt=attempt, kind=JobKind.FOLLOW_UP, prompt=prompt)
     if enqueue:

@@ -130,3 +130,28 @@ async def test_routing_requires_session_auth():
     )
     connected, _code = await comm.connect()
     assert not connected
+
+
+async def test_huge_frames_and_floods_leave_other_viewers_unaffected():
+    user, attempt = await database_sync_to_async(make_attempt)()
+    await database_sync_to_async(do_transition)(attempt=attempt, to=AttemptStatus.PROVISIONING)
+    attacker, viewer = communicator(user, attempt.pk), communicator(user, attempt.pk)
+    await attacker.connect()
+    await viewer.connect()
+    for comm in (attacker, viewer):
+        assert json.loads(await comm.receive_from())["type"] == "status"
+    await attacker.send_to(text_data="x" * 1_000_000)
+    assert "too large" in json.loads(await attacker.receive_from())["error"]
+    for _ in range(1000):  # a burst of a thousand messages
+        await attacker.send_to(text_data='{"type": "ping"}')
+    pongs = 0
+    while pongs < 1000:
+        message = json.loads(await attacker.receive_from(timeout=10))
+        pongs += message["type"] == "pong"
+    writer = await database_sync_to_async(LogWriter)(attempt.pk)
+    writer.write(None, "stdout", "still flowing\n")
+    await database_sync_to_async(writer.flush)()
+    got = json.loads(await viewer.receive_from(timeout=10))
+    assert got["type"] == "logs" and got["records"][0]["text"] == "still flowing\n"
+    await attacker.disconnect()
+    await viewer.disconnect()

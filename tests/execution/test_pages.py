@@ -89,3 +89,28 @@ def test_status_only_moves_forward(task):
         assert not do_transition(attempt=attempt, to=later)
     attempt.refresh_from_db()
     assert attempt.status == AttemptStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [
+        ("fix\x00it", "Null characters are not allowed"),  # Django's form check comes first
+        ("x" * 100_001, "the limit is 100,000"),
+        ("é" * 60_000, "120,000 bytes"),
+        ("   ", "Write what Claude should do"),
+    ],
+)
+def test_prompts_that_cannot_be_one_argument_are_refused(alice_client, prompt, message):
+    response = alice_client.post(
+        "/tasks/new/",
+        {"title": "t", "repo_url": "https://github.com/acme/widgets", "base_branch": "main", "prompt": prompt},
+    )
+    assert response.status_code == 400 and not Task.objects.exists()
+    assert message in response.content.decode()
+
+
+def test_service_refuses_nul_in_prompts_too(alice):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="NUL character"):
+        do_create_task(owner=alice, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="a\x00b")

@@ -4,6 +4,7 @@ a fake Anthropic API, in the real runtime image on the real engine."""
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
@@ -95,3 +96,26 @@ def test_wrong_claude_credential_fails_the_attempt_and_marks_it_expired(world, g
     html = client.get("/settings/").content.decode()
     assert 'data-testid="claude-card" data-state="expired"' in html
     assert "Your Claude credential has expired" in html and "Reconnect Claude" in html
+
+
+HOSTILE_PROMPT = (
+    "$(touch /tmp/pwned) `touch /tmp/pwned2`; rm -rf / --no-preserve-root && echo \"quoted\" 'single' | cat > /tmp/x "
+    "\\ backslash\nsecond line\twith tab ${HOME} %s %n {{template}} <script>alert(1)</script> " + "ü" * 30_000
+)
+
+
+def test_prompt_reaches_the_cli_verbatim_and_no_shell_runs_it(world, github, repo):
+    from execution.attempts import default_plan
+
+    task = world.task(repo_url=repo, prompt=HOSTILE_PROMPT)
+    check = {"kind": "custom", "title": "nothing ran", "argv": ["sh", "-c", "test ! -e /tmp/pwned -a ! -e /tmp/pwned2"]}
+    from execution.attempts import do_start_attempt
+
+    attempt = do_start_attempt(task=task, plan=None, enqueue=False)
+    attempt.plan = [*default_plan(task, attempt.pk), check]
+    attempt.save(update_fields=["plan"])
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)[-3000:]
+    first_turn = next(r for r in world.api.messages_requests() if r.is_agent_turn)
+    user_text = json.dumps(first_turn.json["messages"][0]["content"], ensure_ascii=False)
+    assert json.dumps(HOSTILE_PROMPT, ensure_ascii=False)[1:-1] in user_text
+    assert attempt.runs.get(title="nothing ran").exit_code == 0

@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from secrets_app.errors import SecretExpired, SecretMissing, SecretUndecryptable
@@ -45,7 +45,7 @@ def test_one_active_secret_per_kind_new_one_revokes_old(alice):
     first.refresh_from_db()
     assert first.state == SecretState.REVOKED and second.state == SecretState.ACTIVE
     assert fetch_secret(owner=alice, provider="github", purpose="t", actor="a").value == second_value
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError), transaction.atomic():
         Secret.objects.create(owner=alice, provider="github", kind="pat", value="x", fingerprint="")
 
 

@@ -1,0 +1,130 @@
+"""Every URL route tried as anonymous, as another user and as staff; CSRF enforced on every state change.
+
+The matrix must name every route: a new view without an entry here fails the test.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
+
+from execution.attempts import do_create_task, do_start_attempt
+from execution.models import AttemptJob
+from secrets_app.models import GitHubDeviceFlow
+from secrets_app.secret_store import do_store_secret
+from tests.fakes.github import classic_token
+
+LOGIN = "login"  # a redirect to the login page
+# route name -> (method, expected for anonymous, for another user, for staff)
+MATRIX = {
+    "home": ("GET", LOGIN, 200, 200),
+    "healthz": ("GET", 503, 503, 503),
+    "login": ("GET", 200, 302, 302),
+    "logout": ("POST", 302, 302, 302),
+    "settings": ("GET", LOGIN, 200, 200),
+    "settings-card": ("GET", LOGIN, 200, 200),
+    "github-pat": ("POST", LOGIN, 400, 400),
+    "github-device-start": ("POST", LOGIN, 302, 302),
+    "github-device-poll": ("POST", LOGIN, 404, 404),
+    "github-device-cancel": ("POST", LOGIN, 404, 404),
+    "secret-check": ("POST", LOGIN, 404, 404),
+    "secret-revoke": ("POST", LOGIN, 404, 404),
+    "task-list": ("GET", LOGIN, 200, 200),
+    "task-create": ("GET", LOGIN, 200, 200),
+    "task-detail": ("GET", LOGIN, 404, 404),  # tasks are private, also to staff (they use the admin)
+    "attempt-start": ("POST", LOGIN, 404, 404),
+    "attempt-detail": ("GET", LOGIN, 404, 200),  # staff may look at any attempt (ops)
+    "attempt-cancel": ("POST", LOGIN, 404, 302),
+    "attempt-follow-up": ("POST", LOGIN, 404, 302),
+    "attempt-pull-request": ("POST", LOGIN, 404, 302),
+    "job-cancel": ("POST", LOGIN, 404, 302),
+    "attempt-delete": ("POST", LOGIN, 404, 302),
+}
+
+
+def routes(patterns=None, prefix=""):
+    for p in patterns if patterns is not None else get_resolver().url_patterns:
+        if isinstance(p, URLResolver):
+            if str(p.pattern).startswith("admin"):
+                continue
+            yield from routes(p.url_patterns, prefix + str(p.pattern))
+        elif isinstance(p, URLPattern):
+            yield p.name, prefix + str(p.pattern)
+
+
+@pytest.fixture
+def objects(db, settings):
+    settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
+    owner = User.objects.create_user("owner", password="owner password 1")
+    task = do_create_task(
+        owner=owner, title="Owner-only plan", repo_url="https://github.com/a/b", base_branch="main", prompt="p"
+    )
+    attempt = do_start_attempt(task=task, enqueue=False)
+    job = AttemptJob.objects.create(attempt=attempt, kind="follow_up", prompt="x", status="succeeded")
+    secret = do_store_secret(owner=owner, provider="github", kind="pat", value=classic_token())
+    flow = GitHubDeviceFlow.objects.create(
+        owner=owner,
+        session_key="owner-session",
+        device_code="dc",
+        user_code="AAAA-BBBB",
+        verification_uri="https://github.com/login/device",
+        expires_at=timezone.now() + timedelta(minutes=5),
+        next_poll_at=timezone.now(),
+    )
+    return {
+        "provider": "github", "task_id": task.pk, "attempt_id": attempt.pk, "job_id": job.pk,
+        "secret_id": secret.pk, "flow_id": flow.pk,
+    }  # fmt: skip
+
+
+def url_for(pattern: str, ids: dict) -> str:
+    import re
+
+    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(ids[m.group(1)]), pattern)
+
+
+def test_every_route_is_in_the_matrix():
+    names = {name for name, _ in routes()}
+    assert names == set(MATRIX), f"add to MATRIX: {sorted(names - set(MATRIX))}; stale: {sorted(set(MATRIX) - names)}"
+
+
+@pytest.mark.parametrize("who", ["anonymous", "other", "staff"])
+def test_matrix(objects, who):
+    client = Client()
+    if who != "anonymous":
+        user = User.objects.create_user(who, password="x password 123", is_staff=who == "staff")
+        client.force_login(user)
+    column = {"anonymous": 1, "other": 2, "staff": 3}[who]
+    failures = []
+    # logout last: it ends the session the other requests need
+    for name, pattern in sorted(routes(), key=lambda r: r[0] == "logout"):
+        method, *expected = MATRIX[name]
+        url = url_for(pattern, objects)
+        response = client.get(url) if method == "GET" else client.post(url, {"prompt": "x"})
+        want = expected[column - 1]
+        if want == LOGIN:
+            ok = response.status_code == 302 and response["Location"].startswith("/login/")
+        else:
+            ok = response.status_code == want
+        if not ok:
+            failures.append(f"{who} {method} {url}: {response.status_code}, expected {want}")
+        if who == "other" and response.status_code == 200:  # pages another user may see show nothing of owner's
+            assert b"AAAA-BBBB" not in response.content and b"Owner-only plan" not in response.content, url
+    assert not failures, "\n".join(failures)
+
+
+def test_csrf_is_enforced_on_every_state_change(objects):
+    user = User.objects.get(username="owner")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    also_post = {"task-create", "login"}  # GET pages whose form posts back to them
+    posts = [(name, pattern) for name, pattern in routes() if MATRIX[name][0] == "POST" or name in also_post]
+    assert len(posts) == 15
+    for name, pattern in posts:
+        response = client.post(url_for(pattern, objects), {"prompt": "x"})
+        assert response.status_code == 403, f"{name} accepted a POST without a CSRF token"
