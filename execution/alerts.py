@@ -46,6 +46,9 @@ def do_raise_alert(
     fingerprint: str = "",
 ) -> Alert | None:
     """Record an alert (or count up a recent one with the same fingerprint). Returns None if even that failed."""
+    from execution.notifiers import scrub
+
+    message = scrub(message)  # callers pass masked text; token patterns are masked here once more, before storage
     fingerprint = (fingerprint or f"{kind}:{getattr(attempt, 'pk', '')}:{getattr(user, 'pk', '')}")[:200]
     now = timezone.now()
     window = timedelta(seconds=settings.ANYON_ALERT_WINDOW)

@@ -1,0 +1,343 @@
+"""``make bench``: what the platform costs on top of Docker itself, measured on the embedded default (SQLite, ORM
+broker, in-memory channel layer, no Redis) against the real engine and runtime image.
+
+Each figure is printed as one JSON line (``{"metric": ..., ...}``) and a human summary at the end. The baseline
+runs in the same process: the same image and command driven directly through the docker SDK, no Django.
+
+Deviation, stated: attempts are started with ``execution.attempts.do_start_attempt`` (what the start view calls)
+because the UI has no form for a custom command; the HTTP round trip of such a POST is measured separately and
+added to the start-latency figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+WORK = Path(tempfile.mkdtemp(prefix="anyon-bench-"))
+os.environ.update(
+    DJANGO_SETTINGS_MODULE="tests.settings",
+    DATABASE_URL=f"sqlite:///{WORK / 'bench.sqlite3'}",
+    ANYON_TEMP_DIR=str(WORK / "tmp"),
+    ANYON_CLOUD_NETWORK="none",
+    ANYON_WORKERS=os.environ.get("ANYON_WORKERS", "4"),
+    ANYON_INSTANCE=f"bench-{os.getpid()}",
+    ALLOWED_HOSTS="127.0.0.1,localhost",
+    DEBUG="false",
+)
+os.environ.setdefault("ANYON_SECRET_KEY", "bench-secret-key-" + "b" * 40)
+os.environ.setdefault("ANYON_SECURE_COOKIES", "false")
+
+import django  # noqa: E402
+
+django.setup()
+
+import docker  # noqa: E402
+import requests  # noqa: E402
+import websockets  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.auth.models import User  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+
+from execution import secret_dir  # noqa: E402
+from execution.attempts import do_create_task, do_start_attempt  # noqa: E402
+from execution.masking import Masker  # noqa: E402
+from execution.models import Attempt  # noqa: E402
+from secrets_app.secret_store import do_store_secret  # noqa: E402
+from tests.fixtures.processes import free_port, start_process, wait_for_port  # noqa: E402
+
+RESULTS: list[dict] = []
+IMAGE = settings.ANYON_CLOUD_IMAGE
+GH_TOKEN = "ghp_" + "B" * 30 + "enchT0ken1"
+RUNS = int(os.environ.get("ANYON_BENCH_RUNS", "20"))
+
+
+def emit(metric: str, **values) -> None:
+    line = {"metric": metric, **values}
+    RESULTS.append(line)
+    print(json.dumps(line), flush=True)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+# --- baseline: the docker SDK alone --------------------------------------------------------------------------
+def baseline_run(client: docker.DockerClient, argv: list[str]) -> tuple[float, int]:
+    started = time.perf_counter()
+    container = client.containers.run(IMAGE, ["sleep", "infinity"], detach=True, network_mode="none", init=True)
+    try:
+        exec_id = client.api.exec_create(container.id, argv)["Id"]
+        size = 0
+        for out, err in client.api.exec_start(exec_id, stream=True, demux=True):
+            size += len(out or b"") + len(err or b"")
+        return time.perf_counter() - started, size
+    finally:
+        container.remove(force=True)
+
+
+# --- the platform ----------------------------------------------------------------------------------------------
+class Platform:
+    def __init__(self) -> None:
+        call_command("migrate", verbosity=0)
+        call_command("createcachetable", verbosity=0)
+        self.user = User.objects.create_user("bench", password="bench password 123")
+        do_store_secret(owner=self.user, provider="github", kind="pat", value=GH_TOKEN)
+        self.task = do_create_task(
+            owner=self.user, title="bench", repo_url="https://github.com/acme/bench", base_branch="main", prompt="x"
+        )
+        port = free_port()
+        env = dict(os.environ)
+        self.web = start_process(
+            "bench-web",
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "anyon.asgi:application"],
+            env,
+        )
+        wait_for_port(port, self.web.proc, self.web.log)
+        self.worker = start_process("bench-worker", [sys.executable, "manage.py", "qcluster"], env)
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}"
+        self.session = requests.Session()
+        self.session.get(f"{self.url}/login/")
+        self.session.post(
+            f"{self.url}/login/",
+            data={
+                "username": "bench",
+                "password": "bench password 123",
+                "csrfmiddlewaretoken": self.session.cookies["csrftoken"],
+            },
+            headers={"Referer": f"{self.url}/login/"},
+        )
+        self.cookie = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
+        time.sleep(3)  # the worker cluster starts
+
+    def stop(self) -> None:
+        self.web.stop()
+        self.worker.stop()
+
+    def start(self, argv: list[str]) -> Attempt:
+        return do_start_attempt(task=self.task, plan=[{"kind": "custom", "title": "bench", "argv": argv}])
+
+    async def watch(self, attempt_id: int, until: str, stamps: dict | None = None) -> float:
+        """Connect a viewer; return the time at which a record containing ``until`` arrived."""
+        async with websockets.connect(
+            f"{self.ws_url}/ws/attempts/{attempt_id}/logs/",
+            additional_headers={"Cookie": self.cookie, "Origin": self.url},
+            max_size=None,
+        ) as ws:
+            async for raw in ws:
+                message = json.loads(raw)
+                if message["type"] == "logs":
+                    now = time.time()
+                    for record in message["records"]:
+                        if stamps is not None:
+                            for stamp in re.findall(r"^T(\d+\.\d+) (\d+)$", record["text"], re.MULTILINE):
+                                stamps.setdefault(int(stamp[1]), []).append(now - float(stamp[0]))
+                        if until in record["text"]:
+                            return time.perf_counter()
+                if message["type"] == "end":
+                    raise RuntimeError(f"attempt {attempt_id} ended without {until!r}")
+        raise RuntimeError("socket closed")
+
+    def http_overhead(self) -> float:
+        """One authenticated POST through the full stack (session, CSRF, view, redirect), the part the start
+        figures do not include: cancelling an already finished attempt does the same work minus the insert."""
+        attempt = (
+            Attempt.objects.filter(task=self.task).exclude(status__in=["queued", "provisioning", "running"]).first()
+        )
+        samples = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            self.session.post(
+                f"{self.url}/attempts/{attempt.pk}/cancel/",
+                data={"csrfmiddlewaretoken": self.session.cookies["csrftoken"]},
+                headers={"Referer": self.url},
+                allow_redirects=False,
+            )
+            samples.append(time.perf_counter() - t0)
+        return statistics.median(samples)
+
+
+def start_latency(platform: Platform, client) -> float:
+    base = [baseline_run(client, ["echo", "ready"])[0] for _ in range(RUNS)]
+    ours = []
+    for _ in range(RUNS):
+        t0 = time.perf_counter()
+        attempt = platform.start(["echo", "ready"])
+        ours.append(asyncio.run(platform.watch(attempt.pk, "ready\n")) - t0)
+        while Attempt.objects.filter(pk=attempt.pk, status__in=["queued", "provisioning", "running"]).exists():
+            time.sleep(0.05)
+    http = platform.http_overhead()
+    ours = [x + http for x in ours]
+    emit(
+        "start_latency",
+        runs=RUNS,
+        baseline_p50_s=round(statistics.median(base), 3),
+        baseline_p95_s=round(percentile(base, 95), 3),
+        platform_p50_s=round(statistics.median(ours), 3),
+        platform_p95_s=round(percentile(ours, 95), 3),
+        http_post_s=round(http, 4),
+        ratio_p50=round(statistics.median(ours) / statistics.median(base), 2),
+        target_ratio_p50=1.5,
+    )
+    return statistics.median(ours)
+
+
+LINE = "0123456789" * 9 + "abcdefghi"  # 99 characters + newline = 100 bytes
+
+
+def throughput(platform: Platform, client) -> None:
+    argv = ["sh", "-c", f"yes '{LINE}' | head -n 100000; echo LAST-LINE"]
+    base_time, size = baseline_run(client, argv)
+    t0 = time.perf_counter()
+    attempt = platform.start(argv)
+    done = asyncio.run(platform.watch(attempt.pk, "LAST-LINE"))
+    ours = done - t0
+    text = "".join(LINE + "\n" for _ in range(100_000))
+    masker = Masker([GH_TOKEN, "sk-ant-oat01-" + "m" * 60, "hunter2-correct-horse"])
+    t1 = time.perf_counter()
+    rounds = 5
+    for _ in range(rounds):
+        masker.mask(text)
+    mask_mb_s = rounds * len(text) / (time.perf_counter() - t1) / 1e6
+    emit(
+        "log_throughput",
+        megabytes=round(size / 1e6, 2),
+        baseline_s=round(base_time, 3),
+        platform_s=round(ours, 3),
+        platform_mb_s=round(size / 1e6 / ours, 2),
+        ratio=round(ours / base_time, 2),
+        target_ratio=2.0,
+        masker_alone_mb_s_3_secrets=round(mask_mb_s, 1),
+        target_masker_mb_s=50,
+    )
+
+
+def rss_of_group(pgid: int) -> int:
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != pgid:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except (OSError, ProcessLookupError):
+            continue
+    return total
+
+
+def memory(platform: Platform) -> None:
+    pgid = platform.worker.proc.pid
+    idle = rss_of_group(pgid)
+    peak = idle
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, rss_of_group(pgid))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    attempt = platform.start(["sh", "-c", f"yes '{LINE}' | head -n 2000000; echo LAST-LINE"])  # 200 MB
+    asyncio.run(platform.watch(attempt.pk, "LAST-LINE"))
+    stop.set()
+    sampler.join()
+    emit(
+        "worker_memory",
+        output_mb=200,
+        worker_rss_idle_mb=round(idle / 1e6, 1),
+        worker_rss_peak_mb=round(peak / 1e6, 1),
+        growth_mb=round((peak - idle) / 1e6, 1),
+        target_growth_mb=50,
+        note="all processes of the worker cluster (sentinel, pusher, monitor, workers)",
+    )
+
+
+def concurrency(platform: Platform, single_p50: float) -> None:
+    async def one() -> float:
+        t0 = time.perf_counter()
+        attempt = await asyncio.to_thread(platform.start, ["echo", "ready"])
+        return await platform.watch(attempt.pk, "ready\n") - t0
+
+    async def all_at_once() -> list[float]:
+        return await asyncio.gather(*(one() for _ in range(10)))
+
+    latencies = asyncio.run(all_at_once())
+    deadline = time.time() + 120
+    while Attempt.objects.filter(status__in=["queued", "provisioning", "running"]).exists() and time.time() < deadline:
+        time.sleep(0.2)
+    recent = Attempt.objects.order_by("-id")[:10]
+    left = list(secret_dir.secrets_root().glob("*")) if secret_dir.secrets_root().exists() else []
+    emit(
+        "concurrency_10",
+        all_succeeded=all(a.status == "succeeded" for a in recent),
+        secret_dirs_left=len(left),
+        p50_s=round(statistics.median(latencies), 3),
+        max_s=round(max(latencies), 3),
+        single_p50_s=round(single_p50, 3),
+        workers=int(os.environ["ANYON_WORKERS"]),
+    )
+
+
+def fan_out(platform: Platform) -> None:
+    script = 'for i in $(seq 1 400); do echo "T$(date +%s.%N) $i"; sleep 0.01; done; echo LAST-LINE'
+    attempt = platform.start(["sh", "-c", script])
+    stamps: list[dict] = [{} for _ in range(50)]
+
+    async def viewers() -> None:
+        await asyncio.gather(*(platform.watch(attempt.pk, "LAST-LINE", stamps[i]) for i in range(50)))
+
+    asyncio.run(viewers())
+    complete = all(list(s) == list(range(1, 401)) and all(len(v) == 1 for v in s.values()) for s in stamps)
+    delays = [d for s in stamps for v in s.values() for d in v]
+    emit(
+        "fan_out_50",
+        viewers=50,
+        lines=400,
+        every_viewer_every_line_once_in_order=complete,
+        p50_delay_ms=round(statistics.median(delays) * 1000, 1),
+        p99_delay_ms=round(percentile(delays, 99) * 1000, 1),
+    )
+
+
+def main() -> None:
+    client = docker.from_env(timeout=120)
+    client.images.get(IMAGE)
+    platform = Platform()
+    try:
+        single = start_latency(platform, client)
+        throughput(platform, client)
+        memory(platform)
+        concurrency(platform, single)
+        fan_out(platform)
+    finally:
+        platform.stop()
+        for container in client.containers.list(
+            all=True, filters={"label": f"anyon.instance={settings.ANYON_INSTANCE}"}
+        ):
+            container.remove(force=True)
+        for volume in client.volumes.list(filters={"label": f"anyon.instance={settings.ANYON_INSTANCE}"}):
+            volume.remove(force=True)
+    print("\nsummary:")
+    for line in RESULTS:
+        print(" ", json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()
