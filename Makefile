@@ -35,6 +35,9 @@ lint: $(VENV)/.installed-test
 doctor: $(VENV)/.installed
 	$(PY) manage.py doctor
 
+bench: $(VENV)/.installed-test
+	$(PY) -m tests.bench.run
+
 base-image:
 	runtime-image/bootstrap-base.sh
 
