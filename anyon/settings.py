@@ -109,7 +109,7 @@ else:
 
 #: Live log viewers look at the database this often when no wake-up arrives over the channel layer. With Redis
 #: every write pushes a wake-up to every web process, so the poll is only a safety net there.
-ANYON_LOG_POLL_SECONDS = env.float("ANYON_LOG_POLL_SECONDS", default=2.0 if REDIS_URL else 0.25)
+ANYON_LOG_POLL_SECONDS = env.float("ANYON_LOG_POLL_SECONDS", default=2.0 if REDIS_URL else 0.1)
 
 # --- task queue (django-q2) ---------------------------------------------------------------------------------
 RUN_TIMEOUT = env.int("ANYON_RUN_TIMEOUT", default=3600)
@@ -136,7 +136,8 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
-    Q_CLUSTER["poll"] = 0.2
+    # How often idle workers ask the database for queued tasks: part of every attempt's start latency.
+    Q_CLUSTER["poll"] = env.float("ANYON_QUEUE_POLL_SECONDS", default=0.05)
 
 # --- auth, sessions -----------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -18,7 +18,7 @@ from execution.models import LogRecord
 logger = logging.getLogger(__name__)
 
 MAX_RECORD_CHARS = 16 * 1024
-FLUSH_CHARS = 256 * 1024
+FLUSH_CHARS = 1024 * 1024  # fewer, larger transactions: the time bound below keeps the log live
 FLUSH_SECONDS = 0.1
 
 

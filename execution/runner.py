@@ -107,8 +107,9 @@ class AttemptRunner:
 
     # --- logging helpers ---------------------------------------------------------------------------------------
     def system(self, text: str, run: Run | None = None) -> None:
+        """A line of Anyon's own; it goes out with the next batch (at most FLUSH_SECONDS later)."""
         self.writer.write(run.pk if run else None, LogStream.SYSTEM, self.masker.mask(text.rstrip("\n") + "\n"))
-        self.writer.flush()
+        self.writer.flush_if_due()
 
     # --- secrets -----------------------------------------------------------------------------------------------
     def collect_secrets(self, *, need_claude: bool) -> dict[str, str]:
@@ -492,10 +493,11 @@ class AttemptRunner:
     def _container_died(self, exit_code: int) -> bool:
         """Whether the container itself went away (killed from outside, out of memory), not just the step."""
         checks = 10 if exit_code == 137 else 1  # SIGKILL: the engine may need a moment to report the container
-        for _ in range(checks):
+        for check in range(checks):
+            if check:
+                time.sleep(0.1)
             if not self.harness.is_running(self.container_id):
                 return True
-            time.sleep(0.1)
         return False
 
     def _write_agent_lines(self, run: Run, lines: list[str], masker: StreamMasker, outcome: AgentOutcome) -> None:
