@@ -38,6 +38,9 @@ doctor: $(VENV)/.installed
 bench: $(VENV)/.installed-test
 	$(PY) -m tests.bench.run
 
+screenshots: $(VENV)/.installed-test
+	$(PY) -m tests.screenshots
+
 base-image:
 	runtime-image/bootstrap-base.sh
 

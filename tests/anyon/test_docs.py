@@ -52,3 +52,16 @@ def test_every_alert_kind_is_in_the_runbook():
     assert len(kinds) >= 10
     missing = [kind for kind in kinds if f"`{kind}`" not in runbook]
     assert not missing, f"alert kinds missing from docs/RUNBOOK.md: {missing}"
+
+
+def test_screenshots_exist_and_show_the_current_ui():
+    from tests.live_stack import ui_source_hash
+
+    referenced = set()
+    for doc in ("USER_GUIDE.md", "RUNBOOK.md"):
+        referenced.update(re.findall(r"\]\((screenshots/[\w.-]+\.png)\)", (ROOT / "docs" / doc).read_text()))
+    assert len(referenced) >= 10
+    missing = [name for name in referenced if not (ROOT / "docs" / name).exists()]
+    assert not missing, f"run make screenshots: missing {missing}"
+    recorded = (ROOT / "docs" / "screenshots" / "SOURCE.sha256").read_text().strip()
+    assert recorded == ui_source_hash(), "templates or static files changed since the screenshots: make screenshots"

@@ -17,44 +17,30 @@ import os
 import re
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-WORK = Path(tempfile.mkdtemp(prefix="anyon-bench-"))
-os.environ.update(
-    DJANGO_SETTINGS_MODULE="tests.settings",
-    DATABASE_URL=f"sqlite:///{WORK / 'bench.sqlite3'}",
-    ANYON_TEMP_DIR=str(WORK / "tmp"),
-    ANYON_CLOUD_NETWORK="none",
-    ANYON_WORKERS=os.environ.get("ANYON_WORKERS", "4"),
-    ANYON_INSTANCE=f"bench-{os.getpid()}",
-    ALLOWED_HOSTS="127.0.0.1,localhost",
-    DEBUG="false",
-)
-os.environ.setdefault("ANYON_SECRET_KEY", "bench-secret-key-" + "b" * 40)
-os.environ.setdefault("ANYON_SECURE_COOKIES", "false")
+from tests.live_stack import LiveStack, configure  # noqa: E402
+
+configure("bench", ANYON_CLOUD_NETWORK="none", ANYON_WORKERS=os.environ.get("ANYON_WORKERS", "4"))
 
 import django  # noqa: E402
 
 django.setup()
 
 import docker  # noqa: E402
-import requests  # noqa: E402
 import websockets  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 
 from execution import secret_dir  # noqa: E402
 from execution.attempts import do_create_task, do_start_attempt  # noqa: E402
 from execution.masking import Masker  # noqa: E402
 from execution.models import Attempt, LogRecord  # noqa: E402
 from secrets_app.secret_store import do_store_secret  # noqa: E402
-from tests.fixtures.processes import free_port, start_process, wait_for_port  # noqa: E402
 
 RESULTS: list[dict] = []
 IMAGE = settings.ANYON_CLOUD_IMAGE
@@ -90,41 +76,19 @@ def baseline_run(client: docker.DockerClient, argv: list[str]) -> tuple[float, i
 # --- the platform ----------------------------------------------------------------------------------------------
 class Platform:
     def __init__(self) -> None:
-        call_command("migrate", verbosity=0)
-        call_command("createcachetable", verbosity=0)
+        self.stack = LiveStack("bench")
         self.user = User.objects.create_user("bench", password="bench password 123")
         do_store_secret(owner=self.user, provider="github", kind="pat", value=GH_TOKEN)
         self.task = do_create_task(
             owner=self.user, title="bench", repo_url="https://github.com/acme/bench", base_branch="main", prompt="x"
         )
-        port = free_port()
-        env = dict(os.environ)
-        self.web = start_process(
-            "bench-web",
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "anyon.asgi:application"],
-            env,
-        )
-        wait_for_port(port, self.web.proc, self.web.log)
-        self.worker = start_process("bench-worker", [sys.executable, "manage.py", "qcluster"], env)
-        self.url = f"http://127.0.0.1:{port}"
-        self.ws_url = f"ws://127.0.0.1:{port}"
-        self.session = requests.Session()
-        self.session.get(f"{self.url}/login/")
-        self.session.post(
-            f"{self.url}/login/",
-            data={
-                "username": "bench",
-                "password": "bench password 123",
-                "csrfmiddlewaretoken": self.session.cookies["csrftoken"],
-            },
-            headers={"Referer": f"{self.url}/login/"},
-        )
+        self.url, self.ws_url = self.stack.url, self.stack.ws_url
+        self.session = self.stack.login_session("bench", "bench password 123")
         self.cookie = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
-        time.sleep(3)  # the worker cluster starts
+        self.worker = self.stack.worker
 
     def stop(self) -> None:
-        self.web.stop()
-        self.worker.stop()
+        self.stack.stop()
 
     def start(self, argv: list[str]) -> Attempt:
         return do_start_attempt(task=self.task, plan=[{"kind": "custom", "title": "bench", "argv": argv}])

@@ -164,7 +164,7 @@ def test_docker_inspect_shows_no_secret(world, docker_client):
 
     def inspect():
         container = wait_for(lambda: docker_client.containers.list(filters={"name": container_name(attempt.pk)}))[0]
-        container.reload()
+        wait_for(lambda: container.reload() or container.attrs.get("ExecIDs"))  # the step's exec has started
         dumps.append(json.dumps(container.attrs))
         for exec_id in container.attrs.get("ExecIDs") or []:
             dumps.append(json.dumps(docker_client.api.exec_inspect(exec_id)))

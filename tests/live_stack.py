@@ -1,0 +1,84 @@
+"""A whole Anyon stack for standalone scripts (``make bench``, ``make screenshots``): a temp SQLite database,
+a daphne web process and a worker, with the environment set before Django starts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def configure(prefix: str, **env: str) -> Path:
+    """Set the environment of a standalone script (call before ``django.setup()``); returns its work dir."""
+    work = Path(tempfile.mkdtemp(prefix=f"anyon-{prefix}-"))
+    defaults = {
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"sqlite:///{work / 'db.sqlite3'}",
+        "ANYON_TEMP_DIR": str(work / "tmp"),
+        "ANYON_INSTANCE": f"{prefix}-{os.getpid()}",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DEBUG": "false",
+        "ANYON_SECRET_KEY": f"{prefix}-secret-key-" + "s" * 40,
+        "ANYON_SECURE_COOKIES": "false",
+    }
+    os.environ.update({**defaults, **env})
+    sys.path.insert(0, str(ROOT))
+    return work
+
+
+class LiveStack:
+    def __init__(self, name: str, *, worker: bool = True) -> None:
+        from django.core.management import call_command
+
+        from tests.fixtures.processes import free_port, start_process, wait_for_port
+
+        call_command("migrate", verbosity=0)
+        call_command("createcachetable", verbosity=0)
+        port = free_port()
+        env = dict(os.environ)
+        self.web = start_process(
+            f"{name}-web",
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "anyon.asgi:application"],
+            env,
+        )
+        wait_for_port(port, self.web.proc, self.web.log)
+        self.worker = (
+            start_process(f"{name}-worker", [sys.executable, "manage.py", "qcluster"], env) if worker else None
+        )
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}"
+        if worker:
+            time.sleep(3)  # the worker cluster starts
+
+    def login_session(self, username: str, password: str):
+        import requests
+
+        session = requests.Session()
+        session.get(f"{self.url}/login/")
+        session.post(
+            f"{self.url}/login/",
+            data={"username": username, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+            headers={"Referer": f"{self.url}/login/"},
+        )
+        return session
+
+    def stop(self) -> None:
+        self.web.stop()
+        if self.worker:
+            self.worker.stop()
+
+
+def ui_source_hash() -> str:
+    """A hash of everything that decides how pages look (templates and static files)."""
+    digest = hashlib.sha256()
+    for folder in ("templates", "static"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(ROOT)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()

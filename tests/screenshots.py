@@ -1,0 +1,128 @@
+"""``make screenshots``: drive the real UI with Playwright against a live stack with fake outside services and save
+the pictures of docs/USER_GUIDE.md into docs/screenshots/, plus the hash of the UI sources they show
+(tests/anyon/test_docs.py fails when templates or static files change without new screenshots).
+
+Needs the Docker engine and the runtime image (the attempt pictures come from a real run) and Chromium.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.fakes.anthropic_api import FakeAnthropicAPI, TextReply, ToolUseReply  # noqa: E402
+from tests.fakes.github import CLIENT_ID, FakeGitHub  # noqa: E402
+from tests.live_stack import LiveStack, configure, ui_source_hash  # noqa: E402
+
+OUT = ROOT / "docs" / "screenshots"
+FAKE_LOGIN_CLI = ROOT / "tests" / "fakes" / "fake_claude_setup_token.sh"
+
+
+def main() -> None:
+    github = FakeGitHub(interval=1).__enter__()
+    api = FakeAnthropicAPI().__enter__()
+    configure(
+        "screens",
+        ANYON_GITHUB_URL=github.url,
+        ANYON_GITHUB_API_URL=github.api_url,
+        ANYON_GITHUB_CLIENT_ID=CLIENT_ID,
+        ANYON_ANTHROPIC_API_URL=api.url,
+        ANYON_CLAUDE_LOGIN_COMMAND=f"bash {FAKE_LOGIN_CLI}",
+        ANYON_CLOUD_NETWORK="host",
+        ANYON_CONTAINER_ENV=f"ANTHROPIC_BASE_URL={api.url}",
+    )
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from playwright.sync_api import sync_playwright
+
+    from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS, login
+
+    stack = LiveStack("screens")
+    User.objects.create_user("ada", email="ada@example.com", password="ada password 123")
+    User.objects.create_superuser("ops", "ops@example.com", "ops password 123")
+    github.device_script = ["pending", "success"]
+    github.device_login = "ada-lovelace"
+    repo = github.add_repo("ada-lovelace", "analytical-engine", {"README.md": "# Analytical Engine\n"})
+    OUT.mkdir(parents=True, exist_ok=True)
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1200, "height": 780})
+        page.set_default_timeout(30_000)
+
+        def shot(name: str, full: bool = False) -> None:
+            page.screenshot(path=str(OUT / f"{name}.png"), full_page=full)
+            print(f"saved docs/screenshots/{name}.png")
+
+        page.goto(f"{stack.url}/login/")
+        shot("login")
+        login(page, stack.url, "ada", "ada password 123")
+        page.goto(f"{stack.url}/settings/")
+        shot("settings-not-connected")
+        page.get_by_role("button", name="Sign in with GitHub").click()
+        page.get_by_test_id("user-code").wait_for()
+        shot("github-device-code")
+        page.wait_for_selector('[data-testid="github-card"][data-state="connected"]')
+        shot("github-connected")
+        page.get_by_test_id("claude-connect").click()
+        page.get_by_test_id("claude-login-modal").wait_for()
+        shot("claude-choose-method")
+        page.get_by_test_id("method-subscription").click()
+        page.get_by_test_id("code-form").wait_for(state="visible")
+        shot("claude-paste-code")
+        url = page.get_by_test_id("login-url").get_attribute("href")
+        page.fill("#login-code", f"code-from-claude#{parse_qs(urlsplit(url).query)['state'][0]}")
+        page.get_by_role("button", name="Submit code").click()
+        page.wait_for_selector('[data-testid="claude-card"][data-state="connected"]')
+        page.wait_for_timeout(1500)  # the window closes itself
+        shot("claude-connected")
+
+        api.enqueue(
+            ToolUseReply("Write", {"file_path": "/workspace/notes.md", "content": "# Notes\n\nBernoulli numbers.\n"}),
+            ToolUseReply("Bash", {"command": "for i in 1 2 3; do echo step $i; sleep 1; done", "description": "work"}),
+            TextReply("Added notes.md with the Bernoulli numbers note."),
+        )
+        page.goto(f"{stack.url}/tasks/new/")
+        page.fill("#id_title", "Write the notes")
+        page.fill("#id_repo_url", repo)
+        page.fill("#id_prompt", "Add notes.md about Bernoulli numbers.")
+        shot("task-new")
+        page.get_by_role("button", name="Create task").click()
+        page.get_by_role("button", name="Start attempt").click()
+        page.wait_for_url(re.compile(r".*/attempts/\d+/$"))
+        page.wait_for_function("() => document.getElementById('log').textContent.includes('🔧 Bash')", timeout=90_000)
+        shot("attempt-running", full=True)
+        page.wait_for_selector('[data-testid="diff-file"]', timeout=90_000)
+        shot("attempt-finished-diff", full=True)
+
+        page.get_by_test_id("current-user").wait_for()
+        page.context.clear_cookies()
+        login(page, stack.url, "ops", "ops password 123")
+        page.goto(f"{stack.url}/admin/")
+        shot("admin-dashboard")
+        browser.close()
+    (OUT / "SOURCE.sha256").write_text(ui_source_hash() + "\n")
+    stack.stop()
+    github.__exit__(None, None, None)
+    api.__exit__(None, None, None)
+    import docker
+    from django.conf import settings
+
+    client = docker.from_env()
+    label = f"anyon.instance={settings.ANYON_INSTANCE}"
+    for container in client.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True)
+    for volume in client.volumes.list(filters={"label": label}):
+        volume.remove(force=True)
+
+
+if __name__ == "__main__":
+    main()
