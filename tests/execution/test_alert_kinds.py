@@ -1,0 +1,152 @@
+"""Every alert kind raised by its real cause, delivered to the fake Slack endpoint and the mail outbox,
+deduplicated when the cause repeats, and scrubbed of the secrets involved."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from execution import secret_dir
+from execution.alerts import AlertKind
+from execution.attempts import do_transition
+from execution.models import Alert, AttemptStatus
+from execution.runner import run_attempt
+from secrets_app.models import Secret
+from secrets_app.secret_store import do_store_secret
+from tests.execution.conftest import custom
+from tests.fakes.github import classic_token
+from tests.fakes.slack import FakeSlack
+
+pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def slack(settings):
+    with FakeSlack() as fake:
+        settings.ANYON_SLACK_WEBHOOK_URL = fake.webhook_url
+        settings.ANYON_ALERT_EMAILS = ["ops@example.com"]
+        yield fake
+
+
+def delivered(slack, kind: str) -> Alert:
+    alert = Alert.objects.filter(kind=kind).latest("last_seen")
+    assert alert.delivery["slack"]["status"] == "sent" and alert.delivery["email"]["status"] == "sent", alert.delivery
+    assert any(kind in text for text in slack.texts()), kind
+    assert any(kind in message.subject for message in mail.outbox), kind
+    return alert
+
+
+def all_outgoing(slack) -> str:
+    return "\n".join(slack.texts() + [m.subject + m.body for m in mail.outbox])
+
+
+def test_secret_kinds_orphans_stale_and_tokens(world, slack, settings, tmp_path):
+    # secret_lookup_failed: the GitHub token expired before the run
+    Secret.objects.filter(provider="github").update(expires_at=timezone.now() - timedelta(days=1))
+    attempt = world.attempt(plan=[custom("true")])
+    run_attempt(attempt.pk)
+    delivered(slack, AlertKind.SECRET_LOOKUP_FAILED)
+    # token_expired / token_expiring: the daily check
+    do_store_secret(
+        owner=world.user, provider="github", kind="oauth_token", value=classic_token("gho"),
+        expires_at=timezone.now() + timedelta(days=2),
+    )  # fmt: skip
+    Secret.objects.filter(provider="claude").update(expires_at=timezone.now() - timedelta(hours=1))
+    from secrets_app.expiry import check_token_expiry
+
+    check_token_expiry()
+    delivered(slack, AlertKind.TOKEN_EXPIRED)
+    delivered(slack, AlertKind.TOKEN_EXPIRING)
+    # orphan_removed: a secret dir left behind by a finished attempt
+    secret_dir.write_secret_dir(attempt.pk, {"github_token": world.github_token})
+    from execution.cleanup import sweep_secret_dirs, sweep_stale_attempts
+
+    sweep_secret_dirs()
+    delivered(slack, AlertKind.ORPHAN_REMOVED)
+    # stale_attempt: a worker that stopped heartbeating
+    stale = world.attempt(plan=[custom("true")])
+    do_transition(attempt=stale, to=AttemptStatus.PROVISIONING, heartbeat_at=timezone.now() - timedelta(hours=1))
+    sweep_stale_attempts()
+    delivered(slack, AlertKind.STALE_ATTEMPT)
+    # secret_injection_failed: the temp dir is not writable as a directory
+    blocker = tmp_path / "blocked"
+    blocker.write_text("")
+    settings.ANYON_TEMP_DIR = blocker
+    run_attempt(world.attempt(plan=[custom("true")]).pk)
+    delivered(slack, AlertKind.SECRET_INJECTION_FAILED)
+    outgoing = all_outgoing(slack)
+    for value in world.values:
+        assert value not in outgoing
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_secret_cleanup_failed_when_the_dir_cannot_go(world, slack, settings):
+    """A secret dir that is a mount point (someone mounted over it) cannot be removed: alerted."""
+    attempt = world.attempt(plan=[custom("true")])
+    do_transition(attempt=attempt, to=AttemptStatus.CANCELLED)  # finished: its dir is an orphan
+    path = secret_dir.write_secret_dir(attempt.pk, {"github_token": world.github_token})
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(path)], check=True)
+    try:
+        assert not secret_dir.remove_secret_dir(attempt.pk, retries=2, delay=0.05)
+        from execution.cleanup import sweep_secret_dirs
+
+        report = sweep_secret_dirs()
+        assert report.failed == [str(path)]
+        delivered(slack, AlertKind.SECRET_CLEANUP_FAILED)
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
+        secret_dir.remove_secret_dir(attempt.pk)
+
+
+def test_exec_and_claude_errors_from_real_runs(world, slack, github):
+    github.add_token(world.github_token, login="alice")
+    repo = github.add_repo("acme", "alerts")
+    run_attempt(world.attempt(plan=[custom("sh", "-c", "exit 4")], repo_url=repo).pk)
+    delivered(slack, AlertKind.EXEC_NONZERO_EXIT)
+    world.api.expected_token = "sk-ant-oat01-" + "r" * 50  # Claude refuses the injected token
+    run_attempt(world.attempt(repo_url=repo).pk)
+    alert = delivered(slack, AlertKind.CLAUDE_CLI_ERROR)
+    assert "Invalid API key" in alert.message
+    assert world.claude_token not in all_outgoing(slack)
+
+
+def test_docker_unreachable(db, slack, settings):
+    settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
+    from execution.cleanup import run_scheduled_cleanup
+
+    run_scheduled_cleanup()
+    run_scheduled_cleanup()
+    alert = delivered(slack, AlertKind.DOCKER_UNREACHABLE)
+    assert alert.count >= 2 and sum("docker_unreachable" in t for t in slack.texts()) == 1  # deduplicated
+
+
+def test_claude_login_failed(db, slack, settings, alice):
+    from secrets_app import claude_login
+    from tests.fixtures.processes import FAKE_LOGIN_CLI
+
+    settings.ANYON_CLAUDE_LOGIN_COMMAND = f"bash {FAKE_LOGIN_CLI}"
+    session = claude_login.start_subscription_login(alice.pk)
+    deadline = time.monotonic() + 20
+    while session.state != claude_login.State.WAITING_CODE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    session.send_code("wrongcode#wrongstate")
+    while not session.final and time.monotonic() < deadline:
+        time.sleep(0.05)
+    claude_login._sessions.clear()
+    alert = delivered(slack, AlertKind.CLAUDE_LOGIN_FAILED)
+    assert "Invalid code" in alert.message and "wrongcode" not in all_outgoing(slack)
+
+
+def test_every_kind_has_a_real_cause_here():
+    import inspect
+    import sys
+
+    source = inspect.getsource(sys.modules[__name__])
+    missing = [name for name in vars(AlertKind) if name.isupper() and f"AlertKind.{name})" not in source]
+    assert not missing, f"alert kinds without a test of their real cause: {missing}"
