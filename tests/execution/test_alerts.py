@@ -79,3 +79,37 @@ def test_secret_injection_failure_is_raised_by_its_real_cause(world, settings, t
     attempt = world.attempt(plan=[custom("true")])
     assert run_attempt(attempt.pk) == AttemptStatus.FAILED
     assert Alert.objects.filter(kind="secret_injection_failed", attempt=attempt).exists()
+
+
+def test_sentry_receives_scrubbed_events(db, settings):
+    """A real sentry_sdk client sends to a fake Sentry ingest endpoint on 127.0.0.1; the event is scrubbed."""
+    import gzip
+
+    import sentry_sdk
+
+    from execution.notifiers import before_send
+    from tests.fakes.http_server import FakeHTTPServer, Reply
+
+    class FakeSentry(FakeHTTPServer):
+        def handle(self, request):
+            return Reply(200, {"id": "0" * 32})
+
+    token = classic_token()
+    with FakeSentry() as sentry:
+        dsn = f"http://publickey@{sentry.url.removeprefix('http://')}/1"
+        settings.SENTRY_DSN = dsn
+        sentry_sdk.init(dsn=dsn, before_send=before_send, send_default_pii=False, default_integrations=False)
+        try:
+            alert = do_raise_alert(kind=AlertKind.CLAUDE_CLI_ERROR, message=f"boom near {token}", fingerprint="s1")
+            sentry_sdk.flush(timeout=5)
+        finally:
+            sentry_sdk.init(dsn=None)
+        assert alert.delivery["sentry"]["status"] == "sent"
+        bodies = []
+        for request in sentry.requests:
+            body = request.body
+            if request.headers.get("content-encoding") == "gzip":
+                body = gzip.decompress(body)
+            bodies.append(body.decode(errors="replace"))
+        joined = "\n".join(bodies)
+        assert "claude_cli_error" in joined and token not in joined and "***" in joined
