@@ -33,6 +33,10 @@ def branch_name(attempt_id: int) -> str:
     return f"anyon/attempt-{attempt_id}"
 
 
+#: ``claude -p`` without a prompt argument reads the prompt from standard input.
+AGENT_ARGV = ["claude", "-p", "--output-format", "stream-json", "--verbose", "--dangerously-skip-permissions"]
+
+
 def default_plan(task: Task, attempt_id: int) -> list[dict]:
     """The steps of an attempt: clone with the injected token, create the branch, run Claude Code."""
     return [
@@ -49,15 +53,8 @@ def default_plan(task: Task, attempt_id: int) -> list[dict]:
         {
             "kind": RunKind.AGENT,
             "title": "Claude Code",
-            "argv": [
-                "claude",
-                "-p",
-                task.prompt,
-                "--output-format",
-                "stream-json",
-                "--verbose",
-                "--dangerously-skip-permissions",  # the container is the sandbox
-            ],
+            "argv": AGENT_ARGV,
+            "stdin": task.prompt,  # the prompt goes to standard input, never into a command line
         },
     ]
 

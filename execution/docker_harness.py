@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.utils.socket import STDERR, frames_iter
 
 from execution.docker_client import get_docker_client
 
@@ -133,8 +136,12 @@ class DockerHarness:
         user: str = "anyon",
         workdir: str = "/workspace",
         environment: dict[str, str] | None = None,
+        stdin: bytes | None = None,
     ) -> Iterator[tuple[str, bytes]]:
         """Run ``argv`` in the container; yield ``("stdout"|"stderr", bytes)`` chunks as they come.
+
+        ``stdin`` is written to the process's standard input, which is then closed (the prompt of an agent step
+        travels this way: no size limit of one argument, and it stays out of ``docker inspect``).
 
         When the generator is exhausted, ``result.exit_code`` holds the exit code (None if the container died
         before the exec could report one).
@@ -143,21 +150,56 @@ class DockerHarness:
             raise TypeError("argv must be a list of strings")
         try:
             exec_id = self.api.exec_create(
-                container_id, argv, stdout=True, stderr=True, user=user, workdir=workdir, environment=environment
+                container_id,
+                argv,
+                stdout=True,
+                stderr=True,
+                stdin=stdin is not None,
+                user=user,
+                workdir=workdir,
+                environment=environment,
             )["Id"]
             result.exec_id = exec_id
-            stream = self.api.exec_start(exec_id, stream=True, demux=True)
+            if stdin is None:
+                chunks = self._demuxed(self.api.exec_start(exec_id, stream=True, demux=True))
+            else:
+                chunks = self._with_stdin(self.api.exec_start(exec_id, socket=True), stdin)
         except (APIError, DockerException) as exc:
             raise HarnessError(f"could not exec in {container_id[:12]}: {exc}") from exc
         try:
-            for out, err in stream:
-                if out:
-                    yield "stdout", out
-                if err:
-                    yield "stderr", err
+            yield from chunks
         except (APIError, DockerException, OSError) as exc:
             logger.info("exec stream of %s ended: %s", exec_id[:12], exc)
         result.exit_code = self._exit_code(exec_id)
+
+    @staticmethod
+    def _demuxed(stream) -> Iterator[tuple[str, bytes]]:
+        for out, err in stream:
+            if out:
+                yield "stdout", out
+            if err:
+                yield "stderr", err
+
+    @staticmethod
+    def _with_stdin(sock, data: bytes) -> Iterator[tuple[str, bytes]]:
+        """Feed ``data`` to the exec's stdin from a thread, half-close it (EOF), and read the multiplexed output."""
+        raw = getattr(sock, "_sock", sock)
+
+        def feed() -> None:
+            try:
+                raw.sendall(data)
+                raw.shutdown(socket.SHUT_WR)
+            except OSError as exc:
+                logger.info("writing stdin failed: %s", exc)
+
+        writer = threading.Thread(target=feed, name="exec-stdin", daemon=True)
+        writer.start()
+        try:
+            for stream_id, payload in frames_iter(sock, tty=False):
+                yield ("stderr" if stream_id == STDERR else "stdout"), payload
+        finally:
+            writer.join(timeout=5)
+            sock.close()
 
     def exec_capture(
         self, container_id: str, argv: list[str], *, limit: int = 2 * 1024 * 1024, **kwargs

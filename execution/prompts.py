@@ -1,14 +1,14 @@
-"""Prompts are passed to the Claude CLI verbatim as one argv element (never through a shell).
+"""Prompts reach the Claude CLI verbatim on its standard input (never through a shell or a command line).
 
-That puts two hard limits on them: an argument cannot contain a NUL byte, and Linux caps one argument at 128 KiB
-(MAX_ARG_STRLEN). Prompts are checked here, with a clear message, instead of failing inside the container.
+Limits, checked here with a clear message: at most 1 MB (the CLI reads it whole; the form and the database keep it),
+and no NUL character (text prompts never need one, and some tools in the path stop at it).
 """
 
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 
-MAX_PROMPT_BYTES = 100_000
+MAX_PROMPT_BYTES = 1_000_000
 
 
 def validate_prompt(raw: str) -> str:
@@ -20,8 +20,8 @@ def validate_prompt(raw: str) -> str:
     size = len(prompt.encode("utf-8"))
     if size > MAX_PROMPT_BYTES:
         raise ValidationError(
-            "The prompt is %(size)s bytes; the limit is %(limit)s (one program argument). Put long material in "
-            "the repository and point Claude at it.",
+            "The prompt is %(size)s bytes; the limit is %(limit)s. Put long material in the repository and point "
+            "Claude at it.",
             params={"size": f"{size:,}", "limit": f"{MAX_PROMPT_BYTES:,}"},
         )
     return prompt

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from execution import diffs, secret_dir
 from execution.alerts import AlertKind, do_raise_alert
-from execution.attempts import do_transition
+from execution.attempts import AGENT_ARGV, do_transition
 from execution.claude_events import AgentOutcome, render_event
 from execution.containers import CloudContainerService
 from execution.docker_harness import DockerHarness, ExecResult, HarnessError
@@ -183,7 +183,7 @@ class AttemptRunner:
         return status
 
     def follow_up_step(self, prompt: str) -> dict:
-        argv = ["claude", "-p", prompt, "--output-format", "stream-json", "--verbose", "--dangerously-skip-permissions"]
+        argv = list(AGENT_ARGV)
         session_id = (
             Run.objects.filter(attempt=self.attempt, kind=RunKind.AGENT)
             .exclude(session_id="")
@@ -193,7 +193,7 @@ class AttemptRunner:
         )
         if session_id:
             argv += ["--resume", session_id]
-        return {"kind": RunKind.AGENT, "title": "Claude Code (follow-up)", "argv": argv}
+        return {"kind": RunKind.AGENT, "title": "Claude Code (follow-up)", "argv": argv, "stdin": prompt}
 
     def open_pull_request(self) -> str:
         task = self.attempt.task
@@ -364,8 +364,14 @@ class AttemptRunner:
             attempt=self.attempt, job=self.job, kind=step["kind"], title=step.get("title", ""), argv=argv
         )
         wake_viewers(self.attempt.pk)
-        self.system(f"$ {' '.join(step['argv'])[:500]}", run)
-        outcome = self.exec_and_stream(run, argv, agent=step["kind"] == RunKind.AGENT)
+        stdin = step.get("stdin")
+        shown = f"$ {' '.join(step['argv'])[:500]}"
+        if stdin is not None:
+            shown += f"  (prompt on stdin, {len(stdin.encode()):,} bytes)"
+        self.system(shown, run)
+        outcome = self.exec_and_stream(
+            run, argv, agent=step["kind"] == RunKind.AGENT, stdin=stdin.encode() if stdin is not None else None
+        )
         Run.objects.filter(pk=run.pk).update(
             status=outcome.status,
             exit_code=run.exit_code,
@@ -384,7 +390,7 @@ class AttemptRunner:
         wake_viewers(self.attempt.pk)
         return outcome, run
 
-    def exec_and_stream(self, run: Run, argv: list[str], *, agent: bool) -> StepOutcome:
+    def exec_and_stream(self, run: Run, argv: list[str], *, agent: bool, stdin: bytes | None = None) -> StepOutcome:
         chunks: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
         result = ExecResult()
         failure: list[BaseException] = []
@@ -392,7 +398,12 @@ class AttemptRunner:
         def reader() -> None:
             try:
                 for item in self.harness.exec_stream(
-                    self.container_id, argv, result, environment=EXEC_ENV, user=str(settings.ANYON_CONTAINER_UID)
+                    self.container_id,
+                    argv,
+                    result,
+                    environment=EXEC_ENV,
+                    user=str(settings.ANYON_CONTAINER_UID),
+                    stdin=stdin,
                 ):
                     chunks.put(item)
             except BaseException as exc:  # reported to the main thread

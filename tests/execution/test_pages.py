@@ -95,8 +95,8 @@ def test_status_only_moves_forward(task):
     ("prompt", "message"),
     [
         ("fix\x00it", "Null characters are not allowed"),  # Django's form check comes first
-        ("x" * 100_001, "the limit is 100,000"),
-        ("é" * 60_000, "120,000 bytes"),
+        ("x" * 1_000_001, "the limit is 1,000,000"),
+        ("é" * 600_000, "1,200,000 bytes"),
         ("   ", "Write what Claude should do"),
     ],
 )

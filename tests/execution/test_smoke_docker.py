@@ -100,11 +100,17 @@ def test_wrong_claude_credential_fails_the_attempt_and_marks_it_expired(world, g
 
 HOSTILE_PROMPT = (
     "$(touch /tmp/pwned) `touch /tmp/pwned2`; rm -rf / --no-preserve-root && echo \"quoted\" 'single' | cat > /tmp/x "
-    "\\ backslash\nsecond line\twith tab ${HOME} %s %n {{template}} <script>alert(1)</script> " + "ü" * 30_000
+    "\\ backslash\nsecond line\twith tab ${HOME} %s %n {{template}} <script>alert(1)</script> "
+    + "ü" * 30_000
+    + "\n"
+    + "a line of a long specification. " * 29_000  # about 1 MB in all
 )
 
 
-def test_prompt_reaches_the_cli_verbatim_and_no_shell_runs_it(world, github, repo):
+def test_prompt_reaches_the_cli_verbatim_and_no_shell_runs_it(world, github, repo, docker_client):
+    """A 1 MB prompt full of shell syntax goes to the CLI on stdin: the fake API sees the exact text, nothing ran,
+    and the prompt is not in ``docker inspect`` of the exec."""
+    assert 950_000 < len(HOSTILE_PROMPT.encode()) < 1_000_000
     from execution.attempts import default_plan
 
     task = world.task(repo_url=repo, prompt=HOSTILE_PROMPT)
@@ -119,3 +125,5 @@ def test_prompt_reaches_the_cli_verbatim_and_no_shell_runs_it(world, github, rep
     user_text = json.dumps(first_turn.json["messages"][0]["content"], ensure_ascii=False)
     assert json.dumps(HOSTILE_PROMPT, ensure_ascii=False)[1:-1] in user_text
     assert attempt.runs.get(title="nothing ran").exit_code == 0
+    agent = attempt.runs.get(kind="agent")
+    assert HOSTILE_PROMPT[:40] not in json.dumps(agent.argv)
