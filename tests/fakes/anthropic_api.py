@@ -26,27 +26,18 @@ Usage::
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.fakes.http_server import QuietServer
+
 DEFAULT_MODEL = "claude-sonnet-4-5-20250929"
-
-
-class _QuietServer(ThreadingHTTPServer):
-    """Clients (the CLI, git) may drop a connection early; that is not an error worth a traceback."""
-
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
 
 @dataclass(frozen=True)
@@ -128,7 +119,7 @@ class FakeAnthropicAPI:
         self._queue: deque[Reply] = deque(replies)
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
+        self._server = QuietServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-anthropic", daemon=True)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 

@@ -20,14 +20,12 @@ import binascii
 import hmac
 import os
 import subprocess
-import sys
 import tempfile
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+from tests.fakes.http_server import FakeHTTPServer, Recorded, Reply
 
 _GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Anyon Test",
@@ -124,16 +122,6 @@ def http_backend(
     return status, reply_headers, payload
 
 
-class _QuietServer(ThreadingHTTPServer):
-    """Clients (the CLI, git) may drop a connection early; that is not an error worth a traceback."""
-
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
 @dataclass(frozen=True)
 class GitRequest:
     method: str
@@ -144,86 +132,46 @@ class GitRequest:
     status: int
 
 
-class FakeGitHTTPServer:
+class FakeGitHTTPServer(FakeHTTPServer):
     """Serve the bare repository ``repo_dir`` at ``url`` (``http://127.0.0.1:<port>/<repo name>``)."""
 
     def __init__(self, repo_dir: Path | str, token: str) -> None:
+        super().__init__()
         self.repo_dir = Path(repo_dir).resolve()
         self.token = token
-        self._requests: list[GitRequest] = []
-        self._lock = threading.Lock()
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-git-http", daemon=True)
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._git: list[GitRequest] = []
+        self.base_url = self.url
         self.url = f"{self.base_url}/{self.repo_dir.name}"
 
-    def __enter__(self) -> FakeGitHTTPServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
     @property
-    def requests(self) -> list[GitRequest]:
-        with self._lock:
-            return list(self._requests)
+    def requests(self) -> list[GitRequest]:  # type: ignore[override]
+        with self.lock:
+            return list(self._git)
 
     def _check(self, authorization: str | None) -> tuple[str | None, bool]:
         """(username, ok) of a Basic ``Authorization`` header; the password must equal the token."""
         username, password = basic_credentials(authorization)
         return username, password is not None and hmac.compare_digest(password.encode(), self.token.encode())
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
+    def handle(self, request: Recorded) -> Reply:
+        username, ok = self._check(request.headers.get("authorization"))
+        if not ok:
+            reply = Reply(401, b"auth required\n", {"WWW-Authenticate": 'Basic realm="anyon-test-git"'})
+        elif not request.path.startswith(f"/{self.repo_dir.name}/"):
+            reply = Reply(404, b"no such repository\n", {"Content-Type": "text/plain"})
+        else:
+            status, headers, payload = http_backend(
+                self.repo_dir.parent, request.method, request.path, request.raw_query, CgiHeaders(request.headers),
+                request.body, username or "",
+            )  # fmt: skip
+            reply = Reply(status, payload, dict(headers))
+        with self.lock:
+            self._git.append(GitRequest(request.method, request.path, request.raw_query, username, ok, reply.status))
+        return reply
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-                pass
+class CgiHeaders(dict):
+    """Case-insensitive ``get`` over recorded (lower-cased) headers, as ``http_backend`` expects."""
 
-            def _body(self) -> bytes:
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":  # large pushes
-                    chunks = []
-                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
-                        pass
-                    return b"".join(chunks)
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
-
-            def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-                self.send_response(status)
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _serve(self) -> None:
-                body = self._body()
-                parts = urlsplit(self.path)
-                username, ok = fake._check(self.headers.get("Authorization"))
-                status = 401
-                prefix = f"/{fake.repo_dir.name}/"
-                if not ok:
-                    self._reply(401, [("WWW-Authenticate", 'Basic realm="anyon-test-git"')], b"auth required\n")
-                elif not parts.path.startswith(prefix):
-                    status = 404
-                    self._reply(404, [("Content-Type", "text/plain")], b"no such repository\n")
-                else:
-                    status, headers, payload = http_backend(
-                        fake.repo_dir.parent, self.command, parts.path, parts.query, self.headers, body, username or ""
-                    )
-                    self._reply(status, headers, payload)
-                with fake._lock:
-                    fake._requests.append(GitRequest(self.command, parts.path, parts.query, username, ok, status))
-
-            do_GET = do_POST = _serve
-
-        return Handler
+    def get(self, key, default=None):
+        return super().get(key.lower(), default)

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.fakes.git_http import basic_credentials, http_backend, make_bare_repo
+from tests.fakes.git_http import CgiHeaders, basic_credentials, http_backend, make_bare_repo
 from tests.fakes.http_server import FakeHTTPServer, Recorded, Reply
 from tests.fixtures.leaks import track_secret
 
@@ -75,8 +75,7 @@ class FakeGitHub(FakeHTTPServer):
         return self.repos_root / owner / f"{name}.git"
 
     def git_requests(self) -> list[Recorded]:
-        with self.lock:
-            return [r for r in self.requests if _GIT_PATH.match(r.path)]
+        return [r for r in self.requests if _GIT_PATH.match(r.path)]
 
     @property
     def api_url(self) -> str:
@@ -202,7 +201,7 @@ class FakeGitHub(FakeHTTPServer):
         if password is None or password not in self.accounts:
             return Reply(401, b"auth required\n", {"WWW-Authenticate": 'Basic realm="GitHub"'})
         status, headers, body = http_backend(
-            self.repos_root, request.method, request.path, request.raw_query, _CgiHeaders(request.headers),
+            self.repos_root, request.method, request.path, request.raw_query, CgiHeaders(request.headers),
             request.body, username or "",
         )  # fmt: skip
         return Reply(status, body, dict(headers))
@@ -210,13 +209,6 @@ class FakeGitHub(FakeHTTPServer):
 
 _PULLS_PATH = re.compile(r"^/api/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/pulls$")
 _GIT_PATH = re.compile(r"^/[A-Za-z0-9._-]+/[A-Za-z0-9._-]+\.git/")
-
-
-class _CgiHeaders(dict):
-    """Case-insensitive ``get`` over the recorded (lower-cased) headers, as http_backend expects."""
-
-    def get(self, key, default=None):
-        return super().get(key.lower(), default)
 
 
 def _packed_refs(path: Path) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,11 +35,21 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class QuietServer(ThreadingHTTPServer):
+    """Clients (the CLI, git) may drop a connection early; that is not an error worth a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FakeHTTPServer:
     """Start with ``with Fake() as fake:``; ``fake.url`` is ``http://127.0.0.1:<port>``."""
 
     def __init__(self) -> None:
-        self.requests: list[Recorded] = []
+        self._records: list[Recorded] = []
         self.lock = threading.Lock()
         fake = self
 
@@ -71,7 +82,7 @@ class FakeHTTPServer:
                     body=self._body(),
                 )
                 with fake.lock:
-                    fake.requests.append(recorded)
+                    fake._records.append(recorded)
                 reply = fake.handle(recorded)
                 body = reply.body
                 headers = dict(reply.headers)
@@ -89,17 +100,21 @@ class FakeHTTPServer:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def handle(self, request: Recorded) -> Reply:
         return Reply(404, {"message": "Not Found"})
 
-    def requests_to(self, path: str, method: str | None = None) -> list[Recorded]:
+    @property
+    def requests(self) -> list[Recorded]:
+        """Every request so far, in arrival order (a copy)."""
         with self.lock:
-            return [r for r in self.requests if r.path == path and (method is None or r.method == method)]
+            return list(self._records)
+
+    def requests_to(self, path: str, method: str | None = None) -> list[Recorded]:
+        return [r for r in self.requests if r.path == path and (method is None or r.method == method)]
 
     def __enter__(self):
         self.thread.start()
