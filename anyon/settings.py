@@ -103,13 +103,15 @@ if REDIS_URL:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # In-memory groups, plus group messages between this host's processes over UNIX sockets (anyon/wakeups.py).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "anyon.host_channel_layer.HostChannelLayer"}}
     # A cache shared by web and worker processes: the worker's heartbeat (django-q2 cluster stats) lives here.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "anyon_cache"}}
 
-#: Live log viewers look at the database this often when no wake-up arrives over the channel layer. With Redis
-#: every write pushes a wake-up to every web process, so the poll is only a safety net there.
-ANYON_LOG_POLL_SECONDS = env.float("ANYON_LOG_POLL_SECONDS", default=2.0 if REDIS_URL else 0.1)
+#: Live log viewers look at the database this often when no wake-up arrives. Wake-ups come over the channel layer:
+#: through Redis with REDIS_URL, else between the processes of one host (ANYON_WAKEUP_DIR), so the poll is only a
+#: safety net (and the delay for a worker on another host sharing PostgreSQL without Redis).
+ANYON_LOG_POLL_SECONDS = env.float("ANYON_LOG_POLL_SECONDS", default=2.0 if REDIS_URL else 0.5)
 
 # --- task queue (django-q2) ---------------------------------------------------------------------------------
 RUN_TIMEOUT = env.int("ANYON_RUN_TIMEOUT", default=3600)
@@ -136,8 +138,10 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
-    # How often idle workers ask the database for queued tasks: part of every attempt's start latency.
-    Q_CLUSTER["poll"] = env.float("ANYON_QUEUE_POLL_SECONDS", default=0.05)
+    Q_CLUSTER["broker_class"] = "anyon.queue_broker.WakingORMBroker"  # queueing wakes this host's idle worker
+    # How often idle workers ask the database for queued tasks when no wake-up arrives (a task queued on this host
+    # wakes them at once; one queued from another host waits for this poll).
+    Q_CLUSTER["poll"] = env.float("ANYON_QUEUE_POLL_SECONDS", default=0.5)
 
 # --- auth, sessions -----------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -170,6 +174,9 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Anyon ------------------------------------------------------------------------------------------------
 ANYON_TEMP_DIR = Path(env.str("ANYON_TEMP_DIR", default="/tmp/anyon"))
+#: Without Redis, the web server and the worker wake each other through UNIX sockets in this private directory
+#: (anyon/wakeups.py); empty turns the wake-ups off, leaving only the polls.
+ANYON_WAKEUP_DIR = env.str("ANYON_WAKEUP_DIR", default=str(ANYON_TEMP_DIR / "wakeups"))
 
 
 def _runtime_image_version() -> str:

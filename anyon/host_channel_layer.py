@@ -1,0 +1,79 @@
+"""The channel layer of the embedded default: Channels' in-memory layer, plus group messages between the
+processes of this host (the web server and the worker cluster) over :mod:`anyon.wakeups`.
+
+With it, a log batch written by a worker wakes the web process's live viewers at once instead of at their next
+database poll. Only group messages cross processes (what :func:`anyon.live_events.notify_group` sends); a message
+that does not fit a datagram or is not JSON stays local, and the receivers' poll covers it. With ``REDIS_URL``
+set, ``channels_redis`` is used instead and this module is not involved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import logging
+import os
+
+from channels.layers import InMemoryChannelLayer
+
+from anyon import wakeups
+
+logger = logging.getLogger(__name__)
+
+TOPIC = "layer"
+
+
+class HostChannelLayer(InMemoryChannelLayer):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._listener: wakeups.Listener | None = None
+        self._reader_loop: asyncio.AbstractEventLoop | None = None
+        self._deliveries: set[asyncio.Task] = set()
+
+    async def group_add(self, group: str, channel: str) -> None:
+        await super().group_add(group, channel)
+        self._listen(asyncio.get_running_loop())
+
+    async def group_send(self, group: str, message: dict) -> None:
+        await super().group_send(group, message)
+        try:
+            payload = json.dumps([group, message]).encode()
+        except (TypeError, ValueError):
+            logger.debug("group message to %s is not JSON: kept in this process", group)
+            return
+        own = self._listener.path if self._listener is not None and self._listener.pid == os.getpid() else None
+        wakeups.send(TOPIC, payload, skip=own)
+
+    # --- receiving ---------------------------------------------------------------------------------------------
+    def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Receive other processes' group messages on ``loop`` (bound on the first group_add of a process;
+        moved when a later event loop takes over, as in tests that run one loop per test)."""
+        if self._listener is None or self._listener.pid != os.getpid():
+            try:
+                self._listener = wakeups.Listener(TOPIC)
+            except OSError as exc:
+                logger.debug("not receiving wake-ups from other processes: %s", exc)
+                return
+            atexit.register(self._listener.close)
+            self._reader_loop = None
+        if self._reader_loop is loop:
+            return
+        if self._reader_loop is not None and not self._reader_loop.is_closed():
+            self._reader_loop.remove_reader(self._listener.fileno())
+        loop.add_reader(self._listener.fileno(), self._on_readable)
+        self._reader_loop = loop
+
+    def _on_readable(self) -> None:
+        for data in self._listener.receive_all():
+            try:
+                group, message = json.loads(data)
+                self.require_valid_group_name(group)
+                if not isinstance(message, dict):
+                    raise TypeError("not a dict")
+            except (ValueError, TypeError) as exc:
+                logger.debug("ignoring a malformed wake-up: %s", exc)
+                continue
+            task = self._reader_loop.create_task(InMemoryChannelLayer.group_send(self, group, message))
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)

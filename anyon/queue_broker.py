@@ -1,0 +1,68 @@
+"""django-q2's ORM broker with wake-ups: queueing a task wakes this host's idle worker of that queue at once.
+
+The stock ORM broker's pusher sleeps ``poll`` seconds whenever the queue is empty, so every attempt waited half a
+poll interval on average before a worker looked. Here the pusher waits on a wake-up socket (:mod:`anyon.wakeups`)
+for at most that long, and :meth:`enqueue` wakes it. Workers on other hosts (PostgreSQL without Redis) still find
+the task by polling. Used when ``REDIS_URL`` is unset (with Redis, django-q2's Redis broker blocks on the list).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import time
+
+from django.utils import timezone
+from django_q.brokers.orm import ORM
+from django_q.conf import Conf
+
+from anyon import wakeups
+
+logger = logging.getLogger(__name__)
+
+
+def queue_topic(list_key: str) -> str:
+    return "queue-" + wakeups.topic_name(list_key)
+
+
+class WakingORMBroker(ORM):
+    _listener: wakeups.Listener | None = None
+    _listener_failed = False
+
+    def enqueue(self, task):
+        task_id = super().enqueue(task)
+        wakeups.send(queue_topic(self.list_key or Conf.CLUSTER_NAME), b"task")
+        return task_id
+
+    def dequeue(self):
+        """Claim up to ``bulk`` tasks whose lock has passed; with none, wait for a wake-up (at most ``poll``)."""
+        tasks = list(self.get_connection().filter(key=self.list_key, lock__lt=timezone.now())[: Conf.BULK])
+        claimed = [
+            (task.pk, task.payload)
+            for task in tasks
+            # a conditional update: when another cluster claimed the task first, it changes no row
+            if self.get_connection().filter(id=task.pk, lock=task.lock).update(lock=self.timeout(task))
+        ]
+        if claimed:
+            return claimed
+        listener = self._wake_listener()
+        if listener is None:
+            time.sleep(Conf.POLL)
+        else:
+            listener.wait(Conf.POLL)
+        return None
+
+    def _wake_listener(self) -> wakeups.Listener | None:
+        """Bound in the process that dequeues (the cluster's pusher), on first use."""
+        if self._listener_failed:
+            return None
+        if self._listener is None or self._listener.pid != os.getpid():
+            try:
+                self._listener = wakeups.Listener(queue_topic(self.list_key))
+            except OSError as exc:
+                logger.info("queue %s: no wake-ups, polling every %s s (%s)", self.list_key, Conf.POLL, exc)
+                self._listener_failed = True
+                return None
+            atexit.register(self._listener.close)
+        return self._listener

@@ -1,0 +1,216 @@
+"""Wake-ups between processes of one host without Redis (anyon/wakeups.py): the socket bus itself, the channel layer
+that carries group messages across processes, the queue broker that wakes an idle worker, and a live viewer woken
+by a write made in another process. The polls are set to 30 s in the end-to-end tests: only a wake-up can deliver
+within the few seconds they allow."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+import websockets
+from django.test import Client
+
+from anyon import wakeups
+from anyon.host_channel_layer import TOPIC, HostChannelLayer
+from tests.fixtures.processes import ROOT, free_port, start_process, subprocess_env, wait_for_port
+
+
+@pytest.fixture
+def wake_dir(settings, tmp_path):
+    settings.ANYON_WAKEUP_DIR = str(tmp_path / "wake")
+    return tmp_path / "wake"
+
+
+def received_within(listener: wakeups.Listener, timeout: float = 2) -> list[bytes]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = listener.receive_all()
+        if got:
+            return got
+        time.sleep(0.01)
+    return []
+
+
+# --- the socket bus -----------------------------------------------------------------------------------------
+def test_send_reaches_every_listener_of_the_topic_and_no_other(wake_dir):
+    first, second, other = wakeups.Listener("web"), wakeups.Listener("web"), wakeups.Listener("queue-anyon")
+    try:
+        assert wakeups.send("web", b"hello") == 2
+        assert received_within(first) == [b"hello"] and received_within(second) == [b"hello"]
+        assert other.receive_all() == []
+        assert wakeups.send("web", b"again", skip=first.path) == 1
+        assert received_within(second) == [b"again"] and first.receive_all() == []
+    finally:
+        for listener in (first, second, other):
+            listener.close()
+    assert list(wake_dir.glob("*.sock")) == []  # closing removes the socket file
+
+
+def test_directory_and_sockets_are_private(wake_dir):
+    listener = wakeups.Listener("web")
+    try:
+        assert stat.S_IMODE(wake_dir.stat().st_mode) == 0o700
+        assert stat.S_IMODE(listener.path.stat().st_mode) == 0o600
+    finally:
+        listener.close()
+
+
+def test_a_dead_listeners_socket_file_is_removed_by_the_next_sender(wake_dir):
+    listener = wakeups.Listener("web")
+    listener.sock.close()  # the process died: its file stays, nobody is bound to it
+    assert listener.path.exists()
+    assert wakeups.send("web", b"x") == 0
+    assert not listener.path.exists()
+
+
+def test_a_full_receiver_or_an_oversized_message_loses_only_the_wakeup(wake_dir):
+    listener = wakeups.Listener("web")
+    try:
+        assert wakeups.send("web", b"x" * (wakeups.MAX_DATAGRAM + 1)) == 0
+        sent = sum(wakeups.send("web", b"y" * 4096) for _ in range(2000))  # nobody reads: the buffer fills up
+        assert 0 < sent < 2000
+        assert listener.path.exists()  # a full buffer is not a dead process
+        assert listener.wait(0) is True and listener.receive_all() == []  # wait() consumed everything pending
+    finally:
+        listener.close()
+
+
+def test_wait_returns_at_the_wakeup_not_at_the_timeout(wake_dir):
+    listener = wakeups.Listener("queue-anyon")
+    try:
+        started = time.monotonic()
+        assert listener.wait(0.2) is False
+        assert 0.15 < time.monotonic() - started < 2
+        wakeups.send("queue-anyon", b"task")
+        started = time.monotonic()
+        assert listener.wait(30) is True
+        assert time.monotonic() - started < 1
+    finally:
+        listener.close()
+
+
+def test_turned_off_or_unusable_directory_means_polling_only(settings, tmp_path):
+    settings.ANYON_WAKEUP_DIR = ""
+    assert wakeups.send("web", b"x") == 0
+    with pytest.raises(OSError, match="turned off"):
+        wakeups.Listener("web")
+    settings.ANYON_WAKEUP_DIR = str(tmp_path / ("d" * 100))
+    with pytest.raises(OSError, match="longer than 107 bytes"):
+        wakeups.Listener("web")
+
+
+def test_topic_names_from_the_environment_are_file_name_safe():
+    assert wakeups.topic_name("../../etc/passwd") == "______etc_passwd"
+    assert wakeups.topic_name("gpu-host_2") == "gpu-host_2"
+
+
+# --- the channel layer across processes ----------------------------------------------------------------------
+NOTIFY = (
+    "import django; django.setup(); from anyon.live_events import notify_group; "
+    "notify_group('attempt.41', {'type': 'attempt.changed', 'seq': 7})"
+)
+
+
+def notify_from_another_process(wake_dir) -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "ANYON_WAKEUP_DIR": str(wake_dir)}
+    env.pop("REDIS_URL", None)
+    subprocess.run([sys.executable, "-c", NOTIFY], cwd=ROOT, env=env, check=True, timeout=60)
+
+
+def test_group_message_from_another_process_reaches_this_process_consumers(wake_dir):
+    async def scenario() -> dict:
+        layer = HostChannelLayer()
+        channel = await layer.new_channel()
+        await layer.group_add("attempt.41", channel)
+        # Hostile or broken datagrams first: ignored, and the layer keeps working.
+        junk = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        for payload in (b"\xff\xfe not json", b'{"a": 1}', b'["bad group name!", {}]', b'["attempt.41", "x"]'):
+            junk.sendto(payload, str(layer._listener.path))
+        junk.close()
+        await asyncio.to_thread(notify_from_another_process, wake_dir)
+        return await asyncio.wait_for(layer.receive(channel), timeout=10)
+
+    assert asyncio.run(scenario()) == {"type": "attempt.changed", "seq": 7}
+
+
+def test_group_send_is_delivered_locally_once_not_echoed_back(wake_dir):
+    async def scenario() -> list[dict]:
+        layer = HostChannelLayer()
+        channel = await layer.new_channel()
+        await layer.group_add("settings.3", channel)
+        await layer.group_send("settings.3", {"type": "settings.changed"})
+        got = [await asyncio.wait_for(layer.receive(channel), timeout=2)]
+        with pytest.raises(TimeoutError):
+            got.append(await asyncio.wait_for(layer.receive(channel), timeout=0.5))
+        return got
+
+    assert asyncio.run(scenario()) == [{"type": "settings.changed"}]
+    assert list(wake_dir.glob(f"{TOPIC}.*.sock"))  # it listens (and skipped its own socket when sending)
+
+
+# --- end to end: a queued task and a live viewer, with 30 s polls ---------------------------------------------
+def test_queueing_a_task_wakes_the_idle_worker_at_once(worker_factory, wake_dir):
+    from django_q.tasks import async_task, result
+
+    worker_factory(ANYON_QUEUE_POLL_SECONDS="30", ANYON_WAKEUP_DIR=str(wake_dir))
+    deadline = time.monotonic() + 30
+    while not list(wake_dir.glob("queue-*.sock")) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the pusher binds its socket when it first finds the queue empty, then waits 30 s
+    assert list(wake_dir.glob("queue-*.sock")), "the worker's pusher never waited for wake-ups"
+    started = time.monotonic()
+    task_id = async_task("math.floor", 2.5)
+    assert result(task_id, wait=15_000) == 2
+    assert time.monotonic() - started < 15
+
+
+def test_a_write_in_another_process_reaches_a_live_viewer_at_once(transactional_db, alice, wake_dir):
+    from execution.attempts import do_create_task, do_start_attempt
+    from execution.log_writer import LogWriter
+
+    port = free_port()
+    server = start_process(
+        "wakeup-web",
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "anyon.asgi:application"],
+        subprocess_env(ANYON_LOG_POLL_SECONDS="30", ANYON_WAKEUP_DIR=str(wake_dir)),
+    )
+    try:
+        wait_for_port(port, server.proc, server.log)
+        task = do_create_task(
+            owner=alice, title="t", repo_url="https://github.com/acme/w", base_branch="main", prompt="p"
+        )
+        attempt = do_start_attempt(task=task, plan=[], enqueue=False)
+        client = Client()
+        client.force_login(alice)
+        cookie = f"sessionid={client.cookies['sessionid'].value}"
+
+        def write_as_the_worker_does() -> None:
+            writer = LogWriter(attempt.pk)
+            writer.write(None, "stdout", "from the worker\n")
+            writer.close()
+
+        async def view() -> float:
+            async with websockets.connect(
+                f"ws://127.0.0.1:{port}/ws/attempts/{attempt.pk}/logs/",
+                additional_headers={"Cookie": cookie, "Origin": f"http://127.0.0.1:{port}"},
+            ) as ws:
+                assert json.loads(await ws.recv())["type"] == "status"  # history (none), then the first status
+                await asyncio.sleep(0.5)  # the consumer is now in its 30 s wait
+                started = time.monotonic()
+                await asyncio.to_thread(write_as_the_worker_does)
+                while True:
+                    message = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+                    if message["type"] == "logs":
+                        assert message["records"][0]["text"] == "from the worker\n"
+                        return time.monotonic() - started
+
+        assert asyncio.run(view()) < 5
+    finally:
+        server.stop()
