@@ -88,11 +88,16 @@ if "DATABASE_URL" not in env.ENVIRON:
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web and worker write at the same time: WAL lets readers run beside the writer, the busy timeout makes a
     # writer wait instead of failing with "database is locked", and IMMEDIATE transactions take the write lock
-    # up front so two transactions never deadlock upgrading a read lock.
+    # up front so two transactions never deadlock upgrading a read lock. A checkpoint (WAL → database file) costs
+    # an fsync of ~50 ms: every 40 MB of writes instead of SQLite's default 4 MB, so a run streaming output does
+    # not stall every few megabytes; the WAL file is cut back to 64 MB after a checkpoint.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 30,
         "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+        "init_command": (
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000; "
+            "PRAGMA wal_autocheckpoint=10000; PRAGMA journal_size_limit=67108864;"
+        ),
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -221,7 +221,7 @@ def sweep_stale_attempts(*, harness: DockerHarness | None = None, progress: Prog
                 logger.warning("could not remove container of stale attempt %s", attempt.pk, exc_info=True)
         writer = LogWriter(attempt.pk)
         writer.write(None, LogStream.SYSTEM, reason + "\n")
-        writer.flush()
+        writer.close()
         report.removed.append(str(attempt.pk))
         progress(f"ended stale attempt {attempt.pk}")
         do_raise_alert(

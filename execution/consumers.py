@@ -108,16 +108,11 @@ class AttemptLogConsumer(AsyncWebsocketConsumer):
 
     async def send_new_records(self) -> bool:
         records = await database_sync_to_async(selectors.log_records_after)(
-            attempt_id=self.attempt_id, after_seq=self.last_seq, limit=BATCH_RECORDS
+            attempt_id=self.attempt_id, after_seq=self.last_seq, limit=BATCH_RECORDS, max_chars=MAX_MESSAGE_CHARS
         )
         if not records:
             return False
-        batch, size = [], 0
-        for record in records:
-            batch.append({"seq": record.seq, "run": record.run_id, "stream": record.stream, "text": record.text})
-            size += len(record.text)
-            if size >= MAX_MESSAGE_CHARS:
-                break
+        batch = [{"seq": seq, "run": run, "stream": stream, "text": text} for seq, run, stream, text in records]
         await self.send_json({"type": "logs", "records": batch})
         self.last_seq = batch[-1]["seq"]
         return True

@@ -73,7 +73,11 @@ def run_attempt(attempt_id: int) -> str:
     ):
         logger.info("attempt %s is %s, not queued: not running it", attempt_id, attempt.status)
         return attempt.status
-    return AttemptRunner(attempt).run()
+    runner = AttemptRunner(attempt)
+    try:
+        return runner.run()
+    finally:
+        runner.writer.close()  # idempotent; stops the writer's thread whatever happened
 
 
 def run_job(job_id: int) -> str:
@@ -81,7 +85,11 @@ def run_job(job_id: int) -> str:
     job = AttemptJob.objects.select_related("attempt", "attempt__task", "attempt__task__owner").get(pk=job_id)
     if not AttemptJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(status=JobStatus.RUNNING):
         return job.status
-    return AttemptRunner(job.attempt, job=job).run_job()
+    runner = AttemptRunner(job.attempt, job=job)
+    try:
+        return runner.run_job()
+    finally:
+        runner.writer.close()
 
 
 COMMIT_SCRIPT = (
@@ -148,9 +156,11 @@ class AttemptRunner:
     def run(self) -> str:
         """The attempt's first session: its plan (clone, branch, agent), then commit and diff."""
         need_claude = any(step["kind"] == RunKind.AGENT for step in self.attempt.plan)
-        final, error = self.session(self.attempt.plan, need_claude=need_claude, initial=True)
+        try:
+            final, error = self.session(self.attempt.plan, need_claude=need_claude, initial=True)
+        finally:
+            self.writer.close()  # every record is stored before the final status: a viewer's last look sees them
         do_transition(attempt=self.attempt, to=final, error=error)
-        self.writer.flush()
         wake_viewers(self.attempt.pk, status=final)
         return final
 
@@ -176,9 +186,9 @@ class AttemptRunner:
             AttemptStatus.SUCCEEDED: JobStatus.SUCCEEDED,
             AttemptStatus.CANCELLED: JobStatus.CANCELLED,
         }.get(final, JobStatus.FAILED)
-        AttemptJob.objects.filter(pk=job.pk).update(status=status, error=error[:4000], finished_at=timezone.now())
         self.system(f"{job.get_kind_display()} {status}" + (f": {error}" if error else ""))
-        self.writer.flush()
+        self.writer.close()
+        AttemptJob.objects.filter(pk=job.pk).update(status=status, error=error[:4000], finished_at=timezone.now())
         wake_viewers(self.attempt.pk, status=status)
         return status
 
@@ -446,7 +456,7 @@ class AttemptRunner:
                 for stream, masker in maskers.items():
                     if masker.pending:
                         self.writer.write(run.pk, stream, masker.release())
-            self.writer.flush_if_due()
+            self.writer.flush_if_due(quiet=chunks.empty())
             if not stopped:
                 stopped = self._control(now, deadline)
                 if stopped:

@@ -23,12 +23,22 @@ def attempt_for(*, user, attempt_id: int) -> Attempt:
     return attempts.get(pk=attempt_id)
 
 
-def log_records_after(*, attempt_id: int, after_seq: int, limit: int = 500) -> list[LogRecord]:
-    return list(
+def log_records_after(*, attempt_id: int, after_seq: int, limit: int = 500, max_chars: int | None = None) -> list:
+    """The attempt's records after ``after_seq`` in order: at most ``limit`` of them, and no more than needed to
+    reach ``max_chars`` of text (records are read one small batch at a time, so a backlog of large records is not
+    loaded whole to fill one message)."""
+    rows = (
         LogRecord.objects.filter(attempt_id=attempt_id, seq__gt=after_seq)
         .order_by("seq")
-        .only("seq", "run_id", "stream", "text")[:limit]
+        .values_list("seq", "run_id", "stream", "text")[:limit]
     )
+    records, size = [], 0
+    for row in rows.iterator(chunk_size=16):
+        records.append(row)
+        size += len(row[3])
+        if max_chars is not None and size >= max_chars:
+            break
+    return records
 
 
 def attempt_snapshot(attempt: Attempt) -> dict:

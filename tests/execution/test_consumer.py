@@ -49,7 +49,7 @@ async def test_history_then_live_then_end_without_gaps_or_duplicates():
     writer = await database_sync_to_async(LogWriter)(attempt.pk)
     for i in range(5):
         writer.write(None, "stdout", f"old {i}\n" + "x" * 20_000)  # several records per write
-    await database_sync_to_async(writer.flush)()
+    await database_sync_to_async(writer.close)()
     await database_sync_to_async(do_transition)(attempt=attempt, to=AttemptStatus.PROVISIONING)
     comm = communicator(user, attempt.pk)
     connected, _ = await comm.connect()
@@ -77,7 +77,7 @@ async def test_two_viewers_and_resume_after():
     writer = await database_sync_to_async(LogWriter)(attempt.pk)
     for i in range(10):
         writer.write(None, "stdout", f"line {i}\n")
-        await database_sync_to_async(writer.flush)()
+        await database_sync_to_async(writer.close)()
     await database_sync_to_async(do_transition)(attempt=attempt, to=AttemptStatus.CANCELLED)
     full = communicator(user, attempt.pk)
     resumed = communicator(user, attempt.pk, "?after=7")
@@ -150,7 +150,7 @@ async def test_huge_frames_and_floods_leave_other_viewers_unaffected():
         pongs += message["type"] == "pong"
     writer = await database_sync_to_async(LogWriter)(attempt.pk)
     writer.write(None, "stdout", "still flowing\n")
-    await database_sync_to_async(writer.flush)()
+    await database_sync_to_async(writer.close)()
     got = json.loads(await viewer.receive_from(timeout=10))
     assert got["type"] == "logs" and got["records"][0]["text"] == "still flowing\n"
     await attacker.disconnect()

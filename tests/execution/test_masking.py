@@ -113,3 +113,16 @@ def test_no_secret_survives_any_chunking(case):
     # Nothing but secrets was lost: removing the masks from both sides leaves the same non-secret text.
     original = "".join(chunks)
     assert original.count("\n") == out.count("\n")
+
+
+TOKENISH = ["gh", "p_", "ghp_", "gho_", "ghx_", "github_pat_", "sk-ant-", "oat01-", "x-access-token:", "@", "_", "-"]
+TOKENISH += ["A" * 36, "b" * 22, "z9" * 11, " ", "\n", "high"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(TOKENISH), max_size=40).map("".join))
+def test_the_prefix_fast_path_never_skips_a_token(text):
+    """The fast path only decides whether the token regex runs; running it always must give the same text."""
+    from execution.masking import _PATTERN_RE
+
+    assert Masker().mask(text) == _PATTERN_RE.sub(MASK, text)
