@@ -7,6 +7,7 @@ tool calls), ``user`` (tool results), ``result`` (the end, ``is_error`` when it 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 MAX_FIELD = 2000
@@ -33,12 +34,21 @@ def _tool_summary(name: str, tool_input: dict) -> str:
     return f"{name} {_clip(tool_input, 300)}"
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def render_event(line: str, outcome: AgentOutcome) -> str | None:
-    """A readable rendering of one stream-json line (None: not an event, show the line as it is)."""
+    """A readable rendering of one stream-json line (None: not an event, show the line as it is).
+
+    JSON may escape lone surrogates (``"\\ud800"``), which no database or websocket can carry as text: they become
+    U+FFFD here, in the rendering and in the result text alike.
+    """
     try:
         event = json.loads(line)
     except ValueError:
         return None
+    if "\\u" in line:  # only an escape can produce a lone surrogate
+        event = json.loads(_LONE_SURROGATE.sub("\ufffd", json.dumps(event, ensure_ascii=False)))
     if not isinstance(event, dict) or "type" not in event:
         return None
     kind = event.get("type")
