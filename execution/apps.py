@@ -15,11 +15,13 @@ class ExecutionConfig(AppConfig):
 
 def cleanup_when_worker_starts(sender, proc_name: str, **kwargs) -> None:
     """A worker that starts after a crash first clears what the crash left: once per cluster start (the cache
-    lock keeps the cluster's other worker processes from queueing it again)."""
+    lock keeps the cluster's other worker processes from queueing it again). Each worker process also imports the
+    runner now, so that its first attempt does not wait for the imports."""
     from django.conf import settings
     from django.core.cache import cache
     from django_q.tasks import async_task
 
+    import execution.runner  # noqa: F401
     from execution.schedules import ensure_cleanup_schedule
 
     queue = settings.ANYON_WORKER_QUEUE

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
 import docker
 from django.conf import settings
+
+_shared: dict[tuple[int, str, int], docker.DockerClient] = {}
+_shared_lock = threading.Lock()
 
 
 def get_docker_client(*, timeout: int | None = None) -> docker.DockerClient:
@@ -16,3 +22,14 @@ def get_docker_client(*, timeout: int | None = None) -> docker.DockerClient:
         kwargs["base_url"] = settings.DOCKER_HOST
         return docker.DockerClient(**kwargs)
     return docker.from_env(**kwargs)
+
+
+def shared_docker_client() -> docker.DockerClient:
+    """This process's client for the runner: creating one asks the engine for its API version (an HTTP round trip),
+    which every attempt paid. One per process (worker processes are forked) and per engine address."""
+    key = (os.getpid(), settings.DOCKER_HOST, settings.ANYON_DOCKER_TIMEOUT)
+    with _shared_lock:
+        client = _shared.get(key)
+        if client is None:
+            client = _shared[key] = get_docker_client()
+        return client

@@ -18,7 +18,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.utils.socket import STDERR, frames_iter
 
-from execution.docker_client import get_docker_client
+from execution.docker_client import shared_docker_client
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class ContainerSpec:
 class DockerHarness:
     def __init__(self, client: docker.DockerClient | None = None) -> None:
         try:
-            self.client = client or get_docker_client()
+            self.client = client or shared_docker_client()
         except DockerException as exc:
             raise HarnessError(f"Docker engine not reachable: {exc}") from exc
         self.api = self.client.api

@@ -23,3 +23,14 @@ def test_container_has_no_network_but_loopback(docker_client, base_image, contai
     code, output = container.exec_run(["cat", "/proc/net/dev"])
     interfaces = {line.split(":")[0].strip() for line in output.decode().splitlines()[2:]}
     assert code == 0 and interfaces == {"lo"}
+
+
+def test_the_runner_reuses_one_client_per_process_and_engine(docker_client, settings):
+    from execution.docker_client import shared_docker_client
+    from execution.docker_harness import DockerHarness
+
+    first = shared_docker_client()
+    assert DockerHarness().client is first and shared_docker_client() is first
+    assert first.ping()
+    settings.ANYON_DOCKER_TIMEOUT = settings.ANYON_DOCKER_TIMEOUT + 1  # another configuration: another client
+    assert shared_docker_client() is not first
