@@ -99,6 +99,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "PRAGMA wal_autocheckpoint=10000; PRAGMA journal_size_limit=67108864;"
         ),
     }
+# Keep a process's (or thread's) connection between requests and websocket queries instead of opening one per
+# query: a live log viewer asks the database after every wake-up, and a new SQLite connection with the pragmas above
+# costs more than the query itself. Health checks drop a connection the database has closed.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("ANYON_DB_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis (optional scale-out) -----------------------------------------------------------------------------
