@@ -101,6 +101,12 @@ class DockerHarness:
         info = self.inspect(container_id)
         return bool(info and info["State"]["Running"])
 
+    def start(self, container_id: str) -> None:
+        try:
+            self.api.start(container_id)
+        except (APIError, DockerException) as exc:
+            raise HarnessError(f"could not start container {container_id[:12]}: {exc}") from exc
+
     def kill(self, container_id: str) -> None:
         with contextlib.suppress(NotFound, APIError):  # already gone or not running: the goal is reached
             self.api.kill(container_id)

@@ -26,7 +26,7 @@ from execution import diffs, secret_dir
 from execution.alerts import AlertKind, do_raise_alert
 from execution.attempts import AGENT_ARGV, do_transition
 from execution.claude_events import AgentOutcome, render_event
-from execution.containers import CloudContainerService
+from execution.containers import HOME, CloudContainerService
 from execution.docker_harness import DockerHarness, ExecResult, HarnessError
 from execution.log_writer import LogWriter, wake_viewers
 from execution.masking import Masker, StreamMasker
@@ -96,6 +96,25 @@ COMMIT_SCRIPT = (
     'git add -A && if git diff --cached --quiet; then echo "No changes to commit"; '
     'else git -c user.name="$2" -c user.email="$3" commit -q -m "$1" && git log -1 --format="Committed %h: %s"; fi'
 )
+
+
+#: Replaces every line of standard input (the secrets' masked forms) in the files under $ARGV[0]; prints how many
+#: files changed. Perl is in every Debian image (perl-base is essential); the values travel on stdin, never in argv.
+SCRUB_SCRIPT = r"""
+use strict; use warnings; use File::Find;
+my @values = grep { length } map { s/\r?\n\z//r } <STDIN>;
+my $changed = 0;
+if (@values) {
+  my $any = join "|", map { quotemeta } sort { length $b <=> length $a } @values;
+  find({ no_chdir => 1, wanted => sub {
+    return unless -f $_ && !-l $_ && -s _ < 64 * 1024 * 1024;
+    open(my $in, "<:raw", $_) or return; local $/; my $text = <$in>; close $in;
+    return unless defined $text && $text =~ s/$any/***/g;
+    open(my $out, ">:raw", $_) or return; print $out $text; close $out; $changed++;
+  }}, $ARGV[0]);
+}
+print "$changed\n";
+"""
 
 
 class AttemptRunner:
@@ -266,6 +285,8 @@ class AttemptRunner:
             logger.exception("attempt %s crashed", self.attempt.pk)
             final, error = AttemptStatus.FAILED, f"internal error: {type(exc).__name__}"
         finally:
+            if need_claude:
+                self.scrub_home()
             self.cleanup(wrote_secrets)
             Attempt.objects.filter(pk=self.attempt.pk).update(last_activity_at=timezone.now())
         if initial:
@@ -338,6 +359,29 @@ class AttemptRunner:
         if self._harness is None:
             self._harness = DockerHarness()
         return self._harness
+
+    def scrub_home(self) -> None:
+        """The Claude CLI keeps each session's history, tool output included, under ~/.claude in the home volume,
+        which outlives the container (for --resume). Every injected secret there is masked, as in the log."""
+        if not self.container_id or not self.masker.variants:
+            return
+        values = ("\n".join(self.masker.variants) + "\n").encode()
+        try:
+            if not self.harness.is_running(self.container_id):
+                self.harness.start(self.container_id)  # stopped by a cancel or a timeout; its volumes are intact
+            code, out, _ = self.harness.exec_capture(
+                self.container_id,
+                ["perl", "-e", SCRUB_SCRIPT, HOME],
+                user=str(settings.ANYON_CONTAINER_UID),
+                stdin=values,
+            )
+        except HarnessError as exc:
+            code, out = None, str(exc)
+        if code != 0:
+            logger.warning("attempt %s: session history not checked for secrets: %s", self.attempt.pk, out[-300:])
+            self.system("WARNING: the agent's session history could not be checked for secrets.")
+        elif out.strip() not in ("", "0"):
+            self.system(f"Masked secrets in {out.strip()} file(s) of the agent's session history")
 
     def cleanup(self, wrote_secrets: bool) -> None:
         """Whatever happened: the secret dir goes first (verified), then the container."""

@@ -7,13 +7,16 @@ import base64
 import json
 
 import pytest
+from django.conf import settings
 
 from execution import secret_dir
+from execution.containers import home_volume
 from execution.models import AttemptStatus, LogRecord, RunStatus
 from execution.runner import run_attempt
 from secrets_app.models import SecretAccess
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fakes.github import FakeGitHub
+from tests.fixtures.engine_files import volume_files
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -66,7 +69,7 @@ def test_clone_fails_without_the_token(world, github, repo):
     assert not secret_dir.secret_dir_path(attempt.pk).exists()
 
 
-def test_agent_output_is_masked_and_a_cli_error_fails_the_run(world, github, repo):
+def test_agent_output_is_masked_and_a_cli_error_fails_the_run(world, github, repo, docker_client):
     world.api.enqueue(
         ToolUseReply("Bash", {"command": 'echo "token is $CLAUDE_CODE_OAUTH_TOKEN"', "description": "leak"}),
         TextReply(f"I saw {world.claude_token} and {world.github_token}"),
@@ -76,26 +79,14 @@ def test_agent_output_is_masked_and_a_cli_error_fails_the_run(world, github, rep
     text = logs(attempt)
     assert world.claude_token not in text and world.github_token not in text
     assert "🔧 Bash: echo" in text and "token is ***" in text and "I saw *** and ***" in text
-
-
-def test_wrong_claude_credential_fails_the_attempt_and_marks_it_expired(world, github, repo, client):
-    world.api.expected_token = "sk-ant-oat01-" + "n" * 50  # the API rejects what we inject
-    attempt = world.attempt(repo_url=repo)
-    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    # The CLI's own session history (kept in the home volume for --resume) held both values: masked there too.
+    assert "Masked secrets in 1 file(s) of the agent's session history" in text
     attempt.refresh_from_db()
-    agent_run = attempt.runs.get(kind="agent")
-    assert agent_run.status == RunStatus.FAILED, logs(attempt)
-    assert not secret_dir.secret_dir_path(attempt.pk).exists()
-    # The seed's "token expiry → UI banner" loop: the rejected credential is marked, the card and banner say so.
-    from secrets_app.models import Secret
-
-    claude = Secret.objects.get(provider="claude")
-    assert claude.state == "expired" and "Claude rejected it" in claude.state_reason
-    assert attempt.alerts.filter(kind="claude_cli_error").exists()
-    client.force_login(world.user)
-    html = client.get("/settings/").content.decode()
-    assert 'data-testid="claude-card" data-state="expired"' in html
-    assert "Your Claude credential has expired" in html and "Reconnect Claude" in html
+    files = volume_files(docker_client, [home_volume(attempt.workspace_volume)], settings.ANYON_BASE_IMAGE)
+    history = {name: raw.decode(errors="replace") for name, raw in files.items()}
+    assert any(".claude/projects/" in name for name in history)
+    assert not [name for name, text in history.items() if world.claude_token in text or world.github_token in text]
+    assert any("token is ***" in text for text in history.values())
 
 
 HOSTILE_PROMPT = (
