@@ -27,8 +27,14 @@ def docker_client():
         client.ping()
     except Exception as exc:
         require_docker(f"no Docker engine reachable ({type(exc).__name__}); start dockerd or set DOCKER_HOST")
+    from tests.fixtures.leaks import EngineRecorder, sweep_engine
+
+    recorder = EngineRecorder(client)
     yield client
-    # Whatever this session's attempts left on the engine (workspace volumes outlive containers by design).
+    recorder.stop()
+    # Whatever this session's attempts left on the engine (workspace volumes outlive containers by design): searched
+    # for leaked secrets, then removed.
+    sweep_engine(client, label=f"anyon.instance={settings.ANYON_INSTANCE}", image=settings.ANYON_BASE_IMAGE)
     label = [f"anyon.instance={settings.ANYON_INSTANCE}"]
     for container in client.containers.list(all=True, filters={"label": label}):
         with contextlib.suppress(docker.errors.NotFound):

@@ -18,3 +18,6 @@ from anyon.settings import *  # noqa: F403
 
 # Fast password hashing: the suite creates many users; production keeps Django's default PBKDF2.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Every admin page rendered in the suite (here or in a live server) is kept for the end-of-session leak check.
+MIDDLEWARE = [*MIDDLEWARE, "tests.fixtures.leaks.AdminPageRecorder"]  # noqa: F405
