@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from tests.live_stack import LiveStack, configure  # noqa: E402
 
-configure("bench", ANYON_CLOUD_NETWORK="none", ANYON_WORKERS=os.environ.get("ANYON_WORKERS", "4"))
+WORK = configure("bench", ANYON_CLOUD_NETWORK="none", ANYON_WORKERS=os.environ.get("ANYON_WORKERS", "4"))
 
 import django  # noqa: E402
 
@@ -202,6 +202,18 @@ def throughput(platform: Platform, client) -> None:
     )
 
 
+def throughput_profiled(platform: Platform, client) -> None:
+    """Item 2 with py-spy sampling the web server and the worker cluster (ANYON_BENCH_PROFILE=1). Sampling slows the
+    processes down: the figures of a profiled run are not the benchmark's."""
+    from tests.bench.profile import profiled
+
+    pids = {"web": platform.stack.web.proc.pid, "worker": platform.worker.proc.pid}
+    with profiled(pids, WORK / "profile") as summaries:
+        throughput(platform, client)
+    for name, summary in summaries.items():
+        emit("profile", process=name, item="log_throughput", **summary)
+
+
 def rss_of_group(pgid: int) -> int:
     total = 0
     for entry in Path("/proc").iterdir():
@@ -305,7 +317,10 @@ def main() -> None:
     try:
         single = start_latency(platform, client) if not only or "start" in only else 0.0
         if not only or "throughput" in only:
-            throughput(platform, client)
+            if os.environ.get("ANYON_BENCH_PROFILE"):
+                throughput_profiled(platform, client)
+            else:
+                throughput(platform, client)
         if not only or "memory" in only:
             memory(platform)
         if not only or "concurrency" in only:
