@@ -163,6 +163,29 @@ def check_worker() -> Check:
     return Check("worker", OK, f"{len(running)} cluster(s), {workers} worker process(es), heartbeat live")
 
 
+def check_wakeups() -> Check:
+    """Whether the web server and the worker can wake each other (else new work waits for a poll)."""
+    from anyon import wakeups
+
+    name = "wake-ups"
+    if settings.REDIS_URL:
+        return Check(name, OK, "carried by Redis", required=False)
+    slow = f"a queued task or a new log batch waits for the polls ({settings.ANYON_LOG_POLL_SECONDS} s)"
+    if not settings.ANYON_WAKEUP_DIR:
+        return Check(name, WARN, f"turned off: {slow}", "unset ANYON_WAKEUP_DIR (or set it to a local folder)", False)
+    topic = max("layer", "queue-" + wakeups.topic_name(settings.ANYON_WORKER_QUEUE), key=len)
+    longest = len(f"{settings.ANYON_WAKEUP_DIR}/{topic}.4194304.0123abcd.sock")
+    if longest > wakeups.MAX_SOCKET_PATH:
+        return Check(
+            name, WARN, f"ANYON_WAKEUP_DIR is too long for socket paths: {slow}", "choose a shorter path", False
+        )
+    folder = wakeups.wakeup_dir()
+    if folder is None:
+        return Check(name, WARN, f"cannot use {settings.ANYON_WAKEUP_DIR}: {slow}", "make it writable (0700)", False)
+    listening = len(list(folder.glob("*.sock")))
+    return Check(name, OK, f"{folder}: {listening} process(es) listening", required=False)
+
+
 #: Checks in the order ``doctor`` prints them.
 DOCTOR_CHECKS: list[Callable[[], Check]] = [
     check_database,
@@ -172,6 +195,7 @@ DOCTOR_CHECKS: list[Callable[[], Check]] = [
     check_docker,
     check_runtime_image,
     check_worker,
+    check_wakeups,
 ]
 
 #: The parts ``/healthz`` reports; any failure answers HTTP 503.

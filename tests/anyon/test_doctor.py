@@ -36,6 +36,7 @@ def test_doctor_json_lists_every_check(settings, tmp_path, capsys):
         "docker engine",
         "runtime image",
         "worker",
+        "wake-ups",
     }
     assert checks["temp dir"]["status"] == "fail" and "mkdir -p" in checks["temp dir"]["fix"]
 
@@ -57,3 +58,27 @@ def test_doctor_exits_nonzero_as_a_process(tmp_path):
     assert proc.returncode == 1
     assert "✗ docker engine" in proc.stdout
     assert "✗ migrations" in proc.stdout  # a fresh database has not been migrated
+
+
+def test_wakeups_check_says_what_is_slower_and_how_to_fix_it(settings, tmp_path):
+    from anyon.health import FAIL, OK, WARN, check_wakeups
+    from anyon.wakeups import Listener
+
+    settings.REDIS_URL = ""
+    settings.ANYON_WAKEUP_DIR = str(tmp_path / "wake")
+    listener = Listener("layer")
+    try:
+        check = check_wakeups()
+        assert check.status == OK and "1 process(es) listening" in check.detail
+    finally:
+        listener.close()
+    settings.ANYON_WAKEUP_DIR = ""
+    check = check_wakeups()
+    assert check.status == WARN and "waits for the polls" in check.detail and "unset ANYON_WAKEUP_DIR" in check.fix
+    settings.ANYON_WAKEUP_DIR = str(tmp_path / ("long" * 25))
+    assert "too long" in check_wakeups().detail
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    settings.ANYON_WAKEUP_DIR = str(blocker / "wake")
+    check = check_wakeups()
+    assert check.status == WARN and check.status != FAIL and "cannot use" in check.detail
