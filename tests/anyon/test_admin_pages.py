@@ -1,0 +1,91 @@
+"""Every admin page of every registered model, with credentials stored, decrypted and used, renders for staff and
+shows none of the credential values (nor their encrypted form). The pages are also kept for the end-of-session leak
+sweep (tests/fixtures/leaks.py)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import User
+from django.db import connection
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from execution.alerts import AlertKind, do_raise_alert
+from execution.attempts import do_create_task, do_start_attempt
+from execution.log_writer import LogWriter
+from execution.models import AttemptJob, JobKind, Run, RunKind
+from secrets_app.models import GitHubDeviceFlow
+from secrets_app.secret_store import do_store_secret, fetch_secret
+from tests.fakes.github import classic_token
+from tests.fixtures.leaks import track_secret
+
+pytestmark = pytest.mark.django_db
+
+
+def populate(owner: User) -> list[str]:
+    """One of everything the admin shows, made through the service functions where one exists."""
+    values = [classic_token(), track_secret("sk-ant-oat01-" + "A" * 50 + "dminPg"), track_secret("device-" + "d" * 30)]
+    do_store_secret(owner=owner, provider="github", kind="pat", value=values[0])
+    do_store_secret(owner=owner, provider="claude", kind="oauth_token", value=values[1])
+    fetch_secret(owner=owner, provider="github", purpose="clone", actor="worker", attempt_id=1)
+    fetch_secret(owner=owner, provider="claude", purpose="agent", actor="worker", attempt_id=1)
+    now = timezone.now()
+    GitHubDeviceFlow.objects.create(
+        owner=owner,
+        session_key="s",
+        device_code=values[2],
+        user_code="ABCD-1234",
+        verification_uri="https://github.com/login/device",
+        expires_at=now + timedelta(minutes=15),
+        next_poll_at=now,
+    )
+    task = do_create_task(owner=owner, title="t", repo_url="https://github.com/acme/a", base_branch="main", prompt="p")
+    attempt = do_start_attempt(task=task, enqueue=False)
+    run = Run.objects.create(attempt=attempt, kind=RunKind.AGENT, title="Claude Code", argv=["anyon-exec", "claude"])
+    writer = LogWriter(attempt.pk)
+    writer.write(run.pk, "stdout", "token is ***\n")
+    writer.close()
+    AttemptJob.objects.create(attempt=attempt, kind=JobKind.FOLLOW_UP, prompt="more")
+    do_raise_alert(kind=AlertKind.SECRET_LOOKUP_FAILED, message="lookup failed", attempt=attempt, user=owner)
+    return values
+
+
+def admin_urls() -> list[str]:
+    urls = [reverse("admin:index")]
+    for model in admin.site._registry:
+        meta = model._meta
+        urls.append(reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist"))
+        urls.append(reverse("admin:app_list", args=[meta.app_label]))
+        for pk in model.objects.values_list("pk", flat=True)[:3]:
+            for view in ("change", "history", "delete"):
+                try:
+                    urls.append(reverse(f"admin:{meta.app_label}_{meta.model_name}_{view}", args=[pk]))
+                except NoReverseMatch:
+                    continue
+    return list(dict.fromkeys(urls))
+
+
+def test_every_admin_page_renders_without_any_credential(client, settings):
+    settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
+    staff = User.objects.create_superuser("root", "root@example.com", "root password 123")
+    owner = User.objects.create_user("owner", password="owner password 123")
+    values = populate(owner)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT value FROM secrets_app_secret")
+        raws = [bytes(row[0]) for row in cursor.fetchall()]
+    ciphertexts = [form for raw in raws for form in (base64.b64encode(raw)[:40].decode(), raw.hex()[:40])]
+    client.force_login(staff)
+    urls = admin_urls()
+    assert len(urls) >= 25, urls
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code in (200, 403), (url, response.status_code)  # 403: deleting is not allowed there
+        html = response.content.decode()
+        for value in values:
+            assert value not in html, url
+        for form in ciphertexts:
+            assert form not in html, url
