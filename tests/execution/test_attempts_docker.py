@@ -90,6 +90,38 @@ def test_cleanup_after_cancel(world, docker_client):
     assert_cleaned(attempt, docker_client)
 
 
+def test_a_cancelled_agent_session_still_has_its_history_masked(world, docker_client):
+    """Cancel kills the container mid-agent; it is started again to mask the CLI's session history, then removed."""
+    from django.conf import settings as django_settings
+
+    from execution.attempts import AGENT_ARGV, do_cancel_attempt
+    from execution.containers import home_volume
+    from tests.fakes.anthropic_api import TextReply, ToolUseReply
+    from tests.fixtures.engine_files import volume_files
+
+    world.api.enqueue(
+        ToolUseReply("Bash", {"command": 'echo "token is $GH_TOKEN"', "description": "leak"}),
+        ToolUseReply("Bash", {"command": "sleep 60", "description": "wait"}),
+        TextReply("never reached"),
+    )
+    attempt = world.attempt(plan=[{"kind": "agent", "title": "Claude Code", "argv": AGENT_ARGV, "stdin": "go"}])
+    in_background(
+        0,
+        lambda: (
+            wait_for(lambda: "sleep 60" in logs(attempt), timeout=60) and do_cancel_attempt(attempt=attempt, by="a")
+        ),
+    )
+    assert run_attempt(attempt.pk) == AttemptStatus.CANCELLED, logs(attempt)
+    text = logs(attempt)
+    assert "token is ***" in text and "Masked secrets in 1 file(s) of the agent's session history" in text
+    attempt.refresh_from_db()
+    files = volume_files(docker_client, [home_volume(attempt.workspace_volume)], django_settings.ANYON_BASE_IMAGE)
+    history = [raw.decode(errors="replace") for name, raw in files.items() if ".claude/projects/" in name]
+    assert history and any("token is ***" in h for h in history)
+    assert not any(value in h for h in history for value in world.values)
+    assert_cleaned(attempt, docker_client)
+
+
 def test_cleanup_after_timeout(world, docker_client, settings):
     settings.RUN_TIMEOUT = 2
     attempt = world.attempt(plan=[custom("sleep", "60")])
