@@ -75,6 +75,26 @@ def secret_variants(value: str) -> set[str]:
     return {v for v in variants if len(v) >= MIN_SECRET_LENGTH}
 
 
+#: Above this many candidate positions in one text, masking runs over the whole text at once.
+MAX_CANDIDATE_LINES = 4096
+
+
+def _line_spans(text: str, positions: list[int]) -> list[tuple[int, int]]:
+    """The lines (with their line break) holding ``positions`` (sorted), neighbouring lines merged."""
+    spans: list[tuple[int, int]] = []
+    for position in positions:
+        if spans and position < spans[-1][1]:
+            continue
+        start = text.rfind("\n", 0, position) + 1
+        end = text.find("\n", position)
+        end = len(text) if end < 0 else end + 1
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    return spans
+
+
 class Masker:
     """Masks complete text (no state). Build one per run with the secrets injected into it."""
 
@@ -89,11 +109,34 @@ class Masker:
         self._literal_re = re.compile("|".join(map(re.escape, self.variants))) if self.variants else None
 
     def mask(self, text: str) -> str:
-        if self._literal_re is not None and any(v in text for v in self.variants):
+        """Mask ``text``. The regular expressions are slow on megabytes, and no secret spans a line break, so they
+        run only on the lines where a substring search (at C speed) found a variant or a token prefix."""
+        starts = self._candidates(text)
+        if not starts:
+            return text
+        if len(starts) > MAX_CANDIDATE_LINES:  # output full of candidates: one pass over everything
+            return self._mask_all(text)
+        pieces, done = [], 0
+        for start, end in _line_spans(text, sorted(starts)):
+            pieces += [text[done:start], self._mask_all(text[start:end])]
+            done = end
+        pieces.append(text[done:])
+        return "".join(pieces)
+
+    def _mask_all(self, text: str) -> str:
+        if self._literal_re is not None:
             text = self._literal_re.sub(MASK, text)
-        if _GH_PREFIX_RE.search(text) or any(p in text for p in _OTHER_PREFIXES):
-            text = _PATTERN_RE.sub(MASK, text)
-        return text
+        return _PATTERN_RE.sub(MASK, text)
+
+    def _candidates(self, text: str) -> list[int]:
+        """Where a known variant or a token prefix occurs (every token pattern starts with a prefix)."""
+        found = [m.start() for m in _GH_PREFIX_RE.finditer(text)]
+        for needle in (*self.variants, *_OTHER_PREFIXES):
+            at = text.find(needle)
+            while at >= 0 and len(found) <= MAX_CANDIDATE_LINES:
+                found.append(at)
+                at = text.find(needle, at + 1)
+        return found
 
     def safe_prefix_length(self, partial: str) -> int:
         """How much of an incomplete line may be released now: everything before a tail that could be the start

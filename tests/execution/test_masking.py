@@ -126,3 +126,24 @@ def test_the_prefix_fast_path_never_skips_a_token(text):
     from execution.masking import _PATTERN_RE
 
     assert Masker().mask(text) == _PATTERN_RE.sub(MASK, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([GH, OAT, PLAIN, base64.b64encode(GH.encode()).decode(), "\n", " ", "x" * 50, *TOKENISH]),
+        max_size=60,
+    ).map("".join)
+)
+def test_masking_only_the_candidate_lines_equals_masking_everything(text):
+    """mask() runs the regular expressions on the lines where a substring search found something; the result must
+    be what running them over the whole text gives."""
+    masker = Masker([GH, OAT, PLAIN])
+    assert masker.mask(text) == masker._mask_all(text)
+
+
+def test_output_full_of_candidates_is_masked_in_one_pass_with_the_same_result():
+    masker = Masker([GH])
+    text = ("ghp_short " + GH + " gh" + "\n") * 3000  # thousands of candidate positions
+    assert masker.mask(text) == masker._mask_all(text)
+    assert GH not in masker.mask(text)
