@@ -12,6 +12,7 @@ added to the start-latency figures.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -38,7 +39,7 @@ from django.contrib.auth.models import User  # noqa: E402
 
 from execution import secret_dir  # noqa: E402
 from execution.attempts import do_create_task, do_start_attempt  # noqa: E402
-from execution.masking import Masker  # noqa: E402
+from execution.masking import MASK, Masker  # noqa: E402
 from execution.models import Attempt, LogRecord  # noqa: E402
 from secrets_app.secret_store import do_store_secret  # noqa: E402
 
@@ -61,11 +62,11 @@ def percentile(values: list[float], p: float) -> float:
 
 
 # --- baseline: the docker SDK alone --------------------------------------------------------------------------
-def baseline_run(client: docker.DockerClient, argv: list[str]) -> tuple[float, int]:
+def baseline_run(client: docker.DockerClient, argv: list[str], environment: dict | None = None) -> tuple[float, int]:
     started = time.perf_counter()
     container = client.containers.run(IMAGE, ["sleep", "infinity"], detach=True, network_mode="none", init=True)
     try:
-        exec_id = client.api.exec_create(container.id, argv)["Id"]
+        exec_id = client.api.exec_create(container.id, argv, environment=environment)["Id"]
         size = 0
         for out, err in client.api.exec_start(exec_id, stream=True, demux=True):
             size += len(out or b"") + len(err or b"")
@@ -87,6 +88,7 @@ class Platform:
         self.session = self.stack.login_session("bench", "bench password 123")
         self.cookie = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
         self.worker = self.stack.worker
+        self.masks_seen = 0
 
     def stop(self) -> None:
         self.stack.stop()
@@ -94,14 +96,18 @@ class Platform:
     def start(self, argv: list[str]) -> Attempt:
         return do_start_attempt(task=self.task, plan=[{"kind": "custom", "title": "bench", "argv": argv}])
 
-    async def watch(self, attempt_id: int, until: str, stamps: dict | None = None) -> float:
+    async def watch(
+        self, attempt_id: int, until: str, stamps: dict | None = None, check: list[str] | None = None
+    ) -> float:
         """Connect a viewer; return the time at which a stdout record containing ``until`` arrived (the system
-        line that echoes the command does not count)."""
+        line that echoes the command does not count). With ``check``, count the masks in the output it receives
+        and raise if any of those values arrives unmasked."""
         async with websockets.connect(
             f"{self.ws_url}/ws/attempts/{attempt_id}/logs/",
             additional_headers={"Cookie": self.cookie, "Origin": self.url},
             max_size=None,
         ) as ws:
+            received: list[str] = []
             async for raw in ws:
                 message = json.loads(raw)
                 if message["type"] == "logs":
@@ -110,11 +116,21 @@ class Platform:
                         if stamps is not None:
                             for stamp in re.findall(r"^T(\d+\.\d+) (\d+)$", record["text"], re.MULTILINE):
                                 stamps.setdefault(int(stamp[1]), []).append(now - float(stamp[0]))
+                        if check is not None and record["stream"] == "stdout":
+                            received.append(record["text"])  # records may split a value: checked joined
                         if record["stream"] == "stdout" and until in record["text"]:
-                            return time.perf_counter()
+                            done = time.perf_counter()
+                            if check is not None:
+                                self.check_masked("".join(received), check)
+                            return done
                 if message["type"] == "end":
                     raise RuntimeError(f"attempt {attempt_id} ended without {until!r}")
         raise RuntimeError("socket closed")
+
+    def check_masked(self, text: str, values: list[str]) -> None:
+        if any(value in text for value in values):
+            raise RuntimeError("a secret reached the viewer unmasked")
+        self.masks_seen = text.count(MASK)
 
     def http_overhead(self) -> float:
         """One authenticated POST through the full stack (session, CSRF, view, redirect), the part the start
@@ -166,19 +182,37 @@ def start_latency(platform: Platform, client) -> float:
 
 
 LINE = "0123456789" * 9 + "abcdefghi"  # 99 characters + newline = 100 bytes
+GH_BASE64 = base64.b64encode(GH_TOKEN.encode()).decode()
+#: A token nobody told the platform about: masked by its pattern.
+UNKNOWN_TOKEN = "sk-ant-oat01-" + "u" * 50 + "nknown"
+#: 100,000 lines; every 100th carries three secrets to mask: the injected GitHub token (read from the environment
+#: the step gets, so it is on no command line), its base64 form, and the unknown token.
+THROUGHPUT_SCRIPT = (
+    'export B64="$(printf %s "$GH_TOKEN" | base64 -w0)"; '
+    f"yes '{LINE}' | head -n 100000 | "
+    'awk \'NR % 100 == 0 { print "secrets: " ENVIRON["GH_TOKEN"] " " ENVIRON["B64"] " '
+    f"{UNKNOWN_TOKEN}\"; next }} {{ print }}'; echo LAST-LINE"
+)
 
 
 def throughput(platform: Platform, client) -> None:
-    """Baseline and platform alternate, ``THROUGHPUT_RUNS`` times each; the medians are compared."""
-    argv = ["sh", "-c", f"yes '{LINE}' | head -n 100000; echo LAST-LINE"]
-    base_times, our_times = [], []
+    """Baseline and platform alternate, ``THROUGHPUT_RUNS`` times each; the medians are compared. The viewer checks
+    that every secret arrives masked (3 per secret line)."""
+    argv = ["sh", "-c", THROUGHPUT_SCRIPT]
+    base_times, our_times, masks = [], [], []
     for _ in range(THROUGHPUT_RUNS):
-        base_time, size = baseline_run(client, argv)
+        base_time, size = baseline_run(client, argv, environment={"GH_TOKEN": GH_TOKEN})
         base_times.append(base_time)
+        platform.masks_seen = 0
         t0 = time.perf_counter()
         attempt = platform.start(argv)
-        our_times.append(asyncio.run(platform.watch(attempt.pk, "LAST-LINE")) - t0)
+        our_times.append(
+            asyncio.run(platform.watch(attempt.pk, "LAST-LINE", check=[GH_TOKEN, GH_BASE64, UNKNOWN_TOKEN])) - t0
+        )
+        masks.append(platform.masks_seen)
         wait_until_finished(attempt)
+    if set(masks) != {3000}:
+        raise RuntimeError(f"expected 3,000 masked secrets per run, the viewer saw {masks}")
     base_time, ours = statistics.median(base_times), statistics.median(our_times)
     text = "".join(LINE + "\n" for _ in range(100_000))
     masker = Masker([GH_TOKEN, "sk-ant-oat01-" + "m" * 60, "hunter2-correct-horse"])
@@ -191,6 +225,7 @@ def throughput(platform: Platform, client) -> None:
         "log_throughput",
         runs=THROUGHPUT_RUNS,
         megabytes=round(size / 1e6, 2),
+        secrets_masked_per_run=3000,
         baseline_s=round(base_time, 3),
         platform_s=round(ours, 3),
         platform_range_s=[round(min(our_times), 3), round(max(our_times), 3)],
