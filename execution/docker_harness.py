@@ -101,6 +101,44 @@ class DockerHarness:
         info = self.inspect(container_id)
         return bool(info and info["State"]["Running"])
 
+    def run_once(
+        self,
+        image: str,
+        argv: list[str],
+        *,
+        mounts: list[docker.types.Mount],
+        user: str,
+        labels: dict[str, str],
+        stdin: bytes,
+        timeout: int = 120,
+    ) -> tuple[int | None, str]:
+        """Run ``argv`` in a throw-away hardened container without network, ``stdin`` on its standard input; return
+        its exit code and standard output. The container is removed whatever happens."""
+        container = None
+        try:
+            container = self.client.containers.create(
+                image,
+                argv,
+                mounts=mounts,
+                user=user,
+                labels=labels,
+                network_mode="none",
+                stdin_open=True,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+            )
+            sock = self.api.attach_socket(container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            container.start()
+            out = b"".join(data for stream, data in self._with_stdin(sock, stdin) if stream == "stdout")
+            code = container.wait(timeout=timeout).get("StatusCode")
+            return code, out.decode("utf-8", errors="replace")
+        except (APIError, DockerException, OSError) as exc:
+            raise HarnessError(f"could not run {argv[0]} in a helper container: {exc}") from exc
+        finally:
+            if container is not None:
+                with contextlib.suppress(NotFound, APIError):
+                    container.remove(force=True)
+
     def start(self, container_id: str) -> None:
         try:
             self.api.start(container_id)

@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import docker
 from django.conf import settings
 from django.utils import timezone
 
@@ -26,7 +27,7 @@ from execution import diffs, secret_dir
 from execution.alerts import AlertKind, do_raise_alert
 from execution.attempts import AGENT_ARGV, do_transition
 from execution.claude_events import AgentOutcome, render_event
-from execution.containers import HOME, CloudContainerService
+from execution.containers import HOME, CloudContainerService, home_volume, labels_for
 from execution.docker_harness import DockerHarness, ExecResult, HarnessError
 from execution.log_writer import LogWriter, wake_viewers
 from execution.masking import Masker, StreamMasker
@@ -366,15 +367,22 @@ class AttemptRunner:
         if not self.container_id or not self.masker.variants:
             return
         values = ("\n".join(self.masker.variants) + "\n").encode()
+        argv, user = ["perl", "-e", SCRUB_SCRIPT, HOME], str(settings.ANYON_CONTAINER_UID)
         try:
-            if not self.harness.is_running(self.container_id):
-                self.harness.start(self.container_id)  # stopped by a cancel or a timeout; its volumes are intact
-            code, out, _ = self.harness.exec_capture(
-                self.container_id,
-                ["perl", "-e", SCRUB_SCRIPT, HOME],
-                user=str(settings.ANYON_CONTAINER_UID),
-                stdin=values,
-            )
+            state = self.harness.inspect(self.container_id)
+            if state is None:  # removed from outside: a throw-away container with only the home volume does it
+                code, out = self.harness.run_once(
+                    settings.ANYON_CLOUD_IMAGE,
+                    argv,
+                    mounts=[docker.types.Mount(HOME, home_volume(self.attempt.workspace_volume), type="volume")],
+                    user=user,
+                    labels=labels_for(self.attempt),
+                    stdin=values,
+                )
+            else:
+                if not state["State"]["Running"]:
+                    self.harness.start(self.container_id)  # stopped by a cancel or a timeout; volumes intact
+                code, out, _ = self.harness.exec_capture(self.container_id, argv, user=user, stdin=values)
         except HarnessError as exc:
             code, out = None, str(exc)
         if code != 0:

@@ -10,13 +10,16 @@ import time
 import docker
 import pytest
 from asgiref.sync import async_to_sync
+from django.conf import settings as django_settings
 
 from execution import secret_dir
-from execution.containers import container_name
-from execution.models import AttemptStatus, LogRecord, RunStatus
+from execution.attempts import AGENT_ARGV, do_cancel_attempt
+from execution.containers import container_name, home_volume
+from execution.models import Attempt, AttemptStatus, LogRecord, RunStatus
 from execution.runner import run_attempt
 from tests.execution.conftest import custom, in_background
-from tests.fixtures.engine_files import container_files
+from tests.fakes.anthropic_api import TextReply, ToolUseReply
+from tests.fixtures.engine_files import container_files, volume_files
 
 # Background threads act on the database while the run goes on: real transactions, not a wrapping one.
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
@@ -78,8 +81,6 @@ def test_cleanup_after_a_failing_step_and_later_steps_do_not_run(world, docker_c
 
 
 def test_cleanup_after_cancel(world, docker_client):
-    from execution.attempts import do_cancel_attempt
-
     attempt = world.attempt(plan=[custom("sleep", "60")])
     in_background(2.0, lambda: do_cancel_attempt(attempt=attempt, by="alice"))
     started = time.monotonic()
@@ -90,35 +91,53 @@ def test_cleanup_after_cancel(world, docker_client):
     assert_cleaned(attempt, docker_client)
 
 
-def test_a_cancelled_agent_session_still_has_its_history_masked(world, docker_client):
-    """Cancel kills the container mid-agent; it is started again to mask the CLI's session history, then removed."""
-    from django.conf import settings as django_settings
-
-    from execution.attempts import AGENT_ARGV, do_cancel_attempt
-    from execution.containers import home_volume
-    from tests.fakes.anthropic_api import TextReply, ToolUseReply
-    from tests.fixtures.engine_files import volume_files
-
+def agent_that_prints_the_token_then_waits(world, when_waiting) -> Attempt:
+    """An agent session whose first tool prints the GitHub token (the CLI records it in its session history) and
+    whose second waits; ``when_waiting(attempt)`` runs in the background once the second has started."""
     world.api.enqueue(
         ToolUseReply("Bash", {"command": 'echo "token is $GH_TOKEN"', "description": "leak"}),
         ToolUseReply("Bash", {"command": "sleep 60", "description": "wait"}),
         TextReply("never reached"),
     )
     attempt = world.attempt(plan=[{"kind": "agent", "title": "Claude Code", "argv": AGENT_ARGV, "stdin": "go"}])
-    in_background(
-        0,
-        lambda: (
-            wait_for(lambda: "sleep 60" in logs(attempt), timeout=60) and do_cancel_attempt(attempt=attempt, by="a")
-        ),
-    )
+
+    def watch() -> None:
+        wait_for(lambda: "sleep 60" in logs(attempt), timeout=60)
+        when_waiting(attempt)
+
+    in_background(0, watch)
+    return attempt
+
+
+def session_history(docker_client, attempt) -> list[str]:
+    """The Claude CLI's session files on the attempt's home volume."""
+    attempt.refresh_from_db()
+    files = volume_files(docker_client, [home_volume(attempt.workspace_volume)], django_settings.ANYON_BASE_IMAGE)
+    return [raw.decode(errors="replace") for name, raw in files.items() if ".claude/projects/" in name]
+
+
+def test_a_cancelled_agent_session_still_has_its_history_masked(world, docker_client):
+    """Cancel kills the container mid-agent; it is started again to mask the CLI's session history, then removed."""
+    attempt = agent_that_prints_the_token_then_waits(world, lambda a: do_cancel_attempt(attempt=a, by="alice"))
     assert run_attempt(attempt.pk) == AttemptStatus.CANCELLED, logs(attempt)
     text = logs(attempt)
     assert "token is ***" in text and "Masked secrets in 1 file(s) of the agent's session history" in text
-    attempt.refresh_from_db()
-    files = volume_files(docker_client, [home_volume(attempt.workspace_volume)], django_settings.ANYON_BASE_IMAGE)
-    history = [raw.decode(errors="replace") for name, raw in files.items() if ".claude/projects/" in name]
+    history = session_history(docker_client, attempt)
     assert history and any("token is ***" in h for h in history)
     assert not any(value in h for h in history for value in world.values)
+    assert_cleaned(attempt, docker_client)
+
+
+def test_history_is_masked_even_when_the_container_was_removed_from_outside(world, docker_client):
+    """Someone runs ``docker rm -f`` mid-agent: the home volume is still masked, by a throw-away container."""
+    attempt = agent_that_prints_the_token_then_waits(
+        world, lambda a: docker_client.containers.get(container_name(a.pk)).remove(force=True)
+    )
+    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    assert "Masked secrets in 1 file(s) of the agent's session history" in logs(attempt), logs(attempt)
+    history = session_history(docker_client, attempt)
+    assert history and not any(value in h for h in history for value in world.values)
+    assert not docker_client.containers.list(all=True, filters={"label": f"anyon.attempt={attempt.pk}"})
     assert_cleaned(attempt, docker_client)
 
 
