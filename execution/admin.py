@@ -6,8 +6,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.html import format_html
 
-from execution import secret_dir
-from execution.attempts import AttemptBusy, do_cancel_attempt, do_request_delete_attempt
+from execution.attempts import AttemptBusy, do_cancel_attempt, do_clean_up_attempt, do_request_delete_attempt
 from execution.docker_harness import DockerHarness, HarnessError
 from execution.models import Alert, Attempt, AttemptJob, LogRecord, Run, Task
 
@@ -69,14 +68,15 @@ class AttemptAdmin(admin.ModelAdmin):
 
     @admin.action(description="Clean up selected: remove leftover secret dirs and containers of finished attempts")
     def cleanup_selected(self, request, queryset) -> None:
-        harness = DockerHarness()
         cleaned = 0
-        for attempt in queryset.exclude(status__in=["queued", "provisioning", "running"]):
-            secret_dir.remove_secret_dir(attempt.pk)
-            info = harness.inspect(f"anyon-attempt-{attempt.pk}")
-            if info:
-                harness.stop_and_remove(info["Id"], timeout=1)
-            cleaned += 1
+        try:
+            harness = DockerHarness()
+            for attempt in queryset.exclude(status__in=["queued", "provisioning", "running"]):
+                do_clean_up_attempt(attempt=attempt, harness=harness)
+                cleaned += 1
+        except HarnessError as exc:
+            self.message_user(request, f"Stopped after {cleaned} attempt(s): {exc}", messages.ERROR)
+            return
         self.message_user(request, f"Cleaned {cleaned} finished attempt(s).", messages.SUCCESS)
 
     def get_actions(self, request):

@@ -227,25 +227,35 @@ def delete_attempt_task(attempt_id: int, by: str) -> str:
     return "deleted"
 
 
+def do_clean_up_attempt(*, attempt: Attempt, harness=None) -> None:
+    """Remove what a finished attempt may have left on this host: its secret dir and its container (only when the
+    container carries this installation's label: another installation on the same engine may use the same name)."""
+    from execution import secret_dir
+    from execution.containers import container_name
+    from execution.docker_harness import DockerHarness
+
+    secret_dir.remove_secret_dir(attempt.pk)
+    harness = harness or DockerHarness()
+    info = harness.inspect(container_name(attempt.pk))
+    if info and info["Config"]["Labels"].get("anyon.instance") == settings.ANYON_INSTANCE:
+        harness.stop_and_remove(info["Id"], timeout=1)
+
+
 def do_delete_attempt(*, attempt: Attempt, by: str) -> None:
     """Remove the attempt's container, workspace volume and any secret dir, then the attempt itself.
 
     A running attempt is not deleted (its worker still uses the workspace): cancel it first. Raises
     ``HarnessError`` when the engine cannot be reached, leaving the attempt in place so nothing is orphaned.
     """
-    from execution import secret_dir
-    from execution.containers import container_name, home_volume
+    from execution.containers import home_volume
     from execution.docker_harness import DockerHarness
 
     if attempt.is_active or attempt.jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists():
         raise AttemptBusy("The attempt is still working: cancel it first, then delete it.")
     harness = DockerHarness()
-    info = harness.inspect(container_name(attempt.pk))
-    if info and info["Config"]["Labels"].get("anyon.instance") == settings.ANYON_INSTANCE:
-        harness.stop_and_remove(info["Id"], timeout=1)
+    do_clean_up_attempt(attempt=attempt, harness=harness)
     if attempt.workspace_volume:
         harness.remove_volume(attempt.workspace_volume)
         harness.remove_volume(home_volume(attempt.workspace_volume))
-    secret_dir.remove_secret_dir(attempt.pk)
     logger.info("attempt %s deleted by %s", attempt.pk, by)
     attempt.delete()

@@ -57,3 +57,12 @@ def test_non_staff_cannot_use_the_console(alice_client, attempt):
         response = alice_client.get(url)
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
     do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING)
+
+
+def test_cleanup_action_says_so_when_the_engine_is_down(staff_client, attempt):
+    do_transition(attempt=attempt, to=AttemptStatus.FAILED, error="test")
+    response = staff_client.post(
+        "/admin/execution/attempt/", {"action": "cleanup_selected", "_selected_action": [attempt.pk]}, follow=True
+    )
+    assert response.status_code == 200
+    assert "Stopped after 0 attempt(s): Docker engine not reachable" in response.content.decode()
