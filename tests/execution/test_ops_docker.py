@@ -116,24 +116,19 @@ def test_admin_cleanup_removes_only_this_installations_leftovers(world, docker_c
     for attempt in (ours, theirs):
         do_transition(attempt=attempt, to=AttemptStatus.FAILED, error="test")
         secret_dir.write_secret_dir(attempt.pk, {"github_token": world.github_token})
-    labels = {"anyon.managed": "1", "anyon.attempt": "x"}
-    mine = docker_client.containers.run(
-        base_image,
-        ["sleep", "infinity"],
-        name=container_name(ours.pk),
-        detach=True,
-        network_mode="none",
-        labels={**labels, "anyon.instance": settings.ANYON_INSTANCE},
-    )
-    # Another installation on the same engine whose attempt ids collide with ours.
-    foreign = docker_client.containers.run(
-        base_image,
-        ["sleep", "infinity"],
-        name=container_name(theirs.pk),
-        detach=True,
-        network_mode="none",
-        labels={**labels, "anyon.instance": "another-installation"},
-    )
+
+    def named_for(attempt, instance: str):
+        return docker_client.containers.run(
+            base_image,
+            ["sleep", "infinity"],
+            name=container_name(attempt.pk),
+            detach=True,
+            network_mode="none",
+            labels={"anyon.managed": "1", "anyon.attempt": str(attempt.pk), "anyon.instance": instance},
+        )
+
+    mine = named_for(ours, settings.ANYON_INSTANCE)
+    foreign = named_for(theirs, "another-installation")  # another installation whose attempt ids collide with ours
     try:
         client.force_login(User.objects.create_superuser("ops", "ops@example.com", "ops password 123"))
         response = client.post(
