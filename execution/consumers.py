@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from urllib.parse import parse_qs
 
-import orjson
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from anyon.json_consumer import JsonConsumer
 from execution import selectors
 from execution.log_writer import attempt_group
 from execution.models import Attempt
 
 BATCH_RECORDS = 500
 MAX_MESSAGE_CHARS = 512 * 1024
-MAX_CLIENT_FRAME = 4096
 
 
-class AttemptLogConsumer(AsyncWebsocketConsumer):
+class AttemptLogConsumer(JsonConsumer):
+    max_frame = 4096  # viewers only send pings
     attempt_id: int
     last_seq: int
     follower: asyncio.Task | None = None
@@ -65,32 +63,13 @@ class AttemptLogConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Viewers only listen; a ``ping`` is answered, anything else gets an error message (never a crash)."""
-        if bytes_data is not None or text_data is None:
-            await self.send_json({"type": "error", "error": "binary frames are not accepted"})
+        message = await self.parse(text_data, bytes_data)
+        if message is None:
             return
-        if len(text_data) > MAX_CLIENT_FRAME:
-            await self.send_json({"type": "error", "error": "message too large"})
-            return
-        try:
-            message = json.loads(text_data)
-        except ValueError:
-            await self.send_json({"type": "error", "error": "malformed JSON"})
-            return
-        if isinstance(message, dict) and message.get("type") == "ping":
+        if message["type"] == "ping":
             await self.send_json({"type": "pong"})
         else:
-            await self.send_json({"type": "error", "error": "unknown message type"})
-
-    async def send_json(self, payload: dict) -> None:
-        # orjson: a viewer of a busy run receives megabytes a second, and the standard encoder spent more time on
-        # them than anything else in the web process (profiled, docs/PERFORMANCE.md). Log text never holds lone
-        # surrogates (output is decoded with errors="replace", agent events are cleaned in claude_events); should one
-        # slip through anyway, the standard encoder escapes it.
-        try:
-            text = orjson.dumps(payload).decode()
-        except TypeError:
-            text = json.dumps(payload)
-        await self.send(text_data=text)
+            await self.send_error("unknown message type")
 
     async def follow(self) -> None:
         sent_snapshot: dict | None = None

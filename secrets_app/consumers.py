@@ -8,44 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from http.cookies import SimpleCookie
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.template.loader import render_to_string
 
+from anyon.json_consumer import JsonConsumer
 from secrets_app import claude_login, selectors
 from secrets_app.errors import ConnectError
 from secrets_app.events import settings_group
 from secrets_app.models import GitHubDeviceFlow, Kind, Secret
 
-MAX_FRAME = 8192
 METHODS = {"subscription", "api_key", "token"}
-
-
-class JsonConsumer(AsyncWebsocketConsumer):
-    async def send_json(self, payload: dict) -> None:
-        await self.send(text_data=json.dumps(payload))
-
-    async def parse(self, text_data: str | None, bytes_data: bytes | None) -> dict | None:
-        if bytes_data is not None or text_data is None:
-            await self.send_json({"type": "error", "error": "binary frames are not accepted"})
-            return None
-        if len(text_data) > MAX_FRAME:
-            await self.send_json({"type": "error", "error": "message too large"})
-            return None
-        try:
-            message = json.loads(text_data)
-        except ValueError:
-            await self.send_json({"type": "error", "error": "malformed JSON"})
-            return None
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            await self.send_json({"type": "error", "error": "a message is an object with a type"})
-            return None
-        return message
 
 
 class ClaudeLoginConsumer(JsonConsumer):
