@@ -47,6 +47,17 @@ class SweepReport:
         return text + (f", FAILED {len(self.failed)}" if self.failed else "")
 
 
+def _alert_orphans_removed(report: SweepReport, what: str, *, fingerprint: str) -> None:
+    """One warning per sweep that removed orphans (deduplicated by fingerprint), naming them."""
+    if report.removed:
+        do_raise_alert(
+            kind=AlertKind.ORPHAN_REMOVED,
+            severity=AlertSeverity.WARNING,
+            message=f"removed {len(report.removed)} orphan {what}(s): {', '.join(report.removed)[:1500]}",
+            fingerprint=fingerprint,
+        )
+
+
 def _noop(message: str) -> None:
     pass
 
@@ -98,13 +109,8 @@ def sweep_secret_dirs(*, progress: Progress = _noop, dry_run: bool = False) -> S
                 message=f"the cleanup sweep could not remove {path}",
                 fingerprint=f"secret_cleanup_failed:{path}",
             )
-    if report.removed and not dry_run:
-        do_raise_alert(
-            kind=AlertKind.ORPHAN_REMOVED,
-            severity=AlertSeverity.WARNING,
-            message=f"removed {len(report.removed)} orphan secret dir(s): {', '.join(report.removed)[:1500]}",
-            fingerprint="orphan_removed:secret_dirs",
-        )
+    if not dry_run:
+        _alert_orphans_removed(report, "secret dir", fingerprint="orphan_removed:secret_dirs")
     return report
 
 
@@ -159,13 +165,8 @@ def sweep_containers(
         report.removed.append(name)
         logger.warning("removed orphan container %s (%s)", name, reason)
         progress(f"removed container {name} ({reason})")
-    if report.removed and not dry_run:
-        do_raise_alert(
-            kind=AlertKind.ORPHAN_REMOVED,
-            severity=AlertSeverity.WARNING,
-            message=f"removed {len(report.removed)} orphan container(s): {', '.join(report.removed)[:1500]}",
-            fingerprint="orphan_removed:containers",
-        )
+    if not dry_run:
+        _alert_orphans_removed(report, "container", fingerprint="orphan_removed:containers")
     return report
 
 
