@@ -8,6 +8,8 @@ docs/PERFORMANCE.md).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 
 import orjson
@@ -17,6 +19,26 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 class JsonConsumer(AsyncWebsocketConsumer):
     #: Largest client frame accepted, in characters; consumers that only listen may lower it.
     max_frame = 8192
+    group: str | None = None
+
+    async def follow_group(self, group: str) -> None:
+        """Be woken by the group's messages (:func:`anyon.live_events.notify_group`); a handler calls ``woken``."""
+        self.wake = asyncio.Event()
+        self.group = group
+        await self.channel_layer.group_add(group, self.channel_name)
+
+    def woken(self) -> None:
+        self.wake.set()
+
+    async def wait_for_wakeup(self, timeout: float) -> None:
+        """Until a group message or ``timeout`` seconds (the poll that covers a wake-up that never came)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout=timeout)
+        self.wake.clear()
+
+    async def disconnect(self, code: int) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def send_json(self, payload: dict) -> None:
         try:

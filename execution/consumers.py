@@ -9,7 +9,6 @@ passes ``?after=<last seq>`` and continues where it stopped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -46,20 +45,17 @@ class AttemptLogConsumer(JsonConsumer):
             self.last_seq = max(0, int(query.get("after", ["0"])[0]))
         except ValueError:
             self.last_seq = 0
-        self.wake = asyncio.Event()
-        self.group = attempt_group(self.attempt_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.follow_group(attempt_group(self.attempt_id))
         await self.accept()
         self.follower = asyncio.create_task(self.follow())
 
     async def disconnect(self, code: int) -> None:
         if self.follower is not None:
             self.follower.cancel()
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await super().disconnect(code)
 
     async def attempt_changed(self, event: dict) -> None:
-        self.wake.set()
+        self.woken()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Viewers only listen; a ``ping`` is answered, anything else gets an error message (never a crash)."""
@@ -86,9 +82,7 @@ class AttemptLogConsumer(JsonConsumer):
                     pass
                 await self.send_json({"type": "end", "last_seq": self.last_seq})
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=settings.ANYON_LOG_POLL_SECONDS)
-            self.wake.clear()
+            await self.wait_for_wakeup(settings.ANYON_LOG_POLL_SECONDS)
 
     def _snapshot(self) -> dict:
         attempt = Attempt.objects.get(pk=self.attempt_id)

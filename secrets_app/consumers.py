@@ -7,7 +7,6 @@ oversized or out of order gets an ``error`` message, never a crash.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from http.cookies import SimpleCookie
 
 from asgiref.sync import sync_to_async
@@ -123,20 +122,17 @@ class SettingsConsumer(JsonConsumer):
         if self.user is None or not self.user.is_authenticated:
             await self.close(code=4401)
             return
-        self.group = settings_group(self.user.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        self.wake = asyncio.Event()
+        await self.follow_group(settings_group(self.user.pk))
         await self.accept()
         self.watcher = asyncio.create_task(self.watch())
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "watcher"):
             self.watcher.cancel()
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await super().disconnect(code)
 
     async def settings_changed(self, event: dict) -> None:
-        self.wake.set()
+        self.woken()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         message = await self.parse(text_data, bytes_data)
@@ -171,9 +167,7 @@ class SettingsConsumer(JsonConsumer):
         # Whatever changed between rendering the page and opening this socket is not lost.
         await self.push_cards()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=self.POLL_SECONDS)
-            self.wake.clear()
+            await self.wait_for_wakeup(self.POLL_SECONDS)
             current = await database_sync_to_async(self._version)()
             if current != version:
                 version = current
