@@ -368,9 +368,18 @@ class AttemptRunner:
             return
         values = ("\n".join(self.masker.variants) + "\n").encode()
         argv, user = ["perl", "-e", SCRUB_SCRIPT, HOME], str(settings.ANYON_CONTAINER_UID)
+        code: int | None = None
         try:
-            state = self.harness.inspect(self.container_id)
-            if state is None:  # removed from outside: a throw-away container with only the home volume does it
+            if self.harness.is_running(self.container_id):
+                try:
+                    code, out, _ = self.harness.exec_capture(self.container_id, argv, user=user, stdin=values)
+                except HarnessError:
+                    if self.harness.is_running(self.container_id):
+                        raise
+                    code = None  # stopped or removed from outside meanwhile: the helper below does it
+            if code is None:
+                # Stopped (cancel, timeout, kill) or removed (docker rm -f, perhaps still under way): the volume
+                # outlives the container, so a throw-away container with only the home volume masks it.
                 code, out = self.harness.run_once(
                     settings.ANYON_CLOUD_IMAGE,
                     argv,
@@ -379,10 +388,6 @@ class AttemptRunner:
                     labels=labels_for(self.attempt),
                     stdin=values,
                 )
-            else:
-                if not state["State"]["Running"]:
-                    self.harness.start(self.container_id)  # stopped by a cancel or a timeout; volumes intact
-                code, out, _ = self.harness.exec_capture(self.container_id, argv, user=user, stdin=values)
         except HarnessError as exc:
             code, out = None, str(exc)
         if code != 0:

@@ -117,7 +117,7 @@ def session_history(docker_client, attempt) -> list[str]:
 
 
 def test_a_cancelled_agent_session_still_has_its_history_masked(world, docker_client):
-    """Cancel kills the container mid-agent; it is started again to mask the CLI's session history, then removed."""
+    """Cancel kills the container mid-agent; a helper container with only the home volume masks the session history."""
     attempt = agent_that_prints_the_token_then_waits(world, lambda a: do_cancel_attempt(attempt=a, by="alice"))
     assert run_attempt(attempt.pk) == AttemptStatus.CANCELLED, logs(attempt)
     text = logs(attempt)
