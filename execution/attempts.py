@@ -37,6 +37,10 @@ def branch_name(attempt_id: int) -> str:
 AGENT_ARGV = ["claude", "-p", "--output-format", "stream-json", "--verbose", "--dangerously-skip-permissions"]
 
 
+#: A plan step's ``stdin_from``: the attempt's task prompt is its standard input.
+STDIN_FROM_TASK_PROMPT = "task.prompt"
+
+
 def default_plan(task: Task, attempt_id: int) -> list[dict]:
     """The steps of an attempt: clone with the injected token, create the branch, run Claude Code."""
     return [
@@ -54,7 +58,9 @@ def default_plan(task: Task, attempt_id: int) -> list[dict]:
             "kind": RunKind.AGENT,
             "title": "Claude Code",
             "argv": AGENT_ARGV,
-            "stdin": task.prompt,  # the prompt goes to standard input, never into a command line
+            # The task's prompt goes to standard input, never into a command line. The plan names it rather than
+            # holding a second copy (up to 1 MB, and NUL, which JSON columns on PostgreSQL refuse).
+            "stdin_from": STDIN_FROM_TASK_PROMPT,
         },
     ]
 

@@ -1,6 +1,6 @@
 from django import forms
 
-from execution.prompts import MAX_PROMPT_BYTES, validate_prompt
+from execution.prompts import PromptFormField
 from execution.repo_urls import validate_branch, validate_repo_url
 
 
@@ -8,12 +8,7 @@ class TaskForm(forms.Form):
     title = forms.CharField(max_length=200)
     repo_url = forms.CharField(label="Repository URL", max_length=2000)
     base_branch = forms.CharField(max_length=200, initial="main")
-    prompt = forms.CharField(
-        widget=forms.Textarea, max_length=4 * MAX_PROMPT_BYTES, strip=False
-    )  # bytes are checked in clean
-
-    def clean_prompt(self) -> str:
-        return validate_prompt(self.cleaned_data["prompt"])
+    prompt = PromptFormField()
 
     def clean_repo_url(self) -> str:
         return validate_repo_url(self.cleaned_data["repo_url"])
@@ -23,9 +18,4 @@ class TaskForm(forms.Form):
 
 
 class FollowUpForm(forms.Form):
-    prompt = forms.CharField(
-        widget=forms.Textarea, max_length=4 * MAX_PROMPT_BYTES, strip=False
-    )  # bytes are checked in clean
-
-    def clean_prompt(self) -> str:
-        return validate_prompt(self.cleaned_data["prompt"])
+    prompt = PromptFormField()

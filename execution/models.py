@@ -5,13 +5,15 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from execution.prompts import PromptField
+
 
 class Task(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks")
     title = models.CharField(max_length=200)
     repo_url = models.CharField("repository URL", max_length=300)
     base_branch = models.CharField(max_length=100, default="main")
-    prompt = models.TextField(max_length=1_000_000)
+    prompt = PromptField(max_length=1_000_000)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -103,7 +105,7 @@ class AttemptJob(models.Model):
 
     attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="jobs")
     kind = models.CharField(max_length=16, choices=JobKind.choices)
-    prompt = models.TextField(blank=True, max_length=1_000_000)
+    prompt = PromptField(blank=True, max_length=1_000_000)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     cancel_requested = models.BooleanField(default=False)
     error = models.TextField(blank=True)

@@ -25,13 +25,14 @@ from django.utils import timezone
 
 from execution import diffs, secret_dir
 from execution.alerts import AlertKind, do_raise_alert
-from execution.attempts import AGENT_ARGV, do_transition
+from execution.attempts import AGENT_ARGV, STDIN_FROM_TASK_PROMPT, do_transition
 from execution.claude_events import AgentOutcome, render_event
 from execution.containers import HOME, CloudContainerService, home_volume, labels_for
 from execution.docker_harness import DockerHarness, ExecResult, HarnessError
 from execution.log_writer import LogWriter, wake_viewers
 from execution.masking import Masker, StreamMasker
 from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, LogStream, Run, RunKind, RunStatus
+from execution.prompts import printable
 from execution.pull_requests import PullRequestError, open_pull_request
 from secrets_app.errors import SecretError
 from secrets_app.models import Kind, Provider, Secret, SecretState
@@ -231,7 +232,7 @@ class AttemptRunner:
             pr = open_pull_request(
                 attempt=self.attempt,
                 title=task.title,
-                body=f"{task.prompt}\n\n---\nOpened by Anyon Cloud from attempt {self.attempt.pk}.",
+                body=f"{printable(task.prompt)}\n\n---\nOpened by Anyon Cloud from attempt {self.attempt.pk}.",
                 actor=f"worker:{worker_identity()}",
             )
         except (PullRequestError, SecretError) as exc:
@@ -318,7 +319,7 @@ class AttemptRunner:
             .values_list("account_login", flat=True)
             .first()
         ) or self.owner.get_username()
-        message = task.title if self.job is None else f"{task.title}: follow-up\n\n{self.job.prompt[:2000]}"
+        message = task.title if self.job is None else f"{task.title}: follow-up\n\n{printable(self.job.prompt[:2000])}"
         email = f"{login}@users.noreply.github.com"
         return {
             "kind": RunKind.CUSTOM,
@@ -431,7 +432,7 @@ class AttemptRunner:
             attempt=self.attempt, job=self.job, kind=step["kind"], title=step.get("title", ""), argv=argv
         )
         wake_viewers(self.attempt.pk)
-        stdin = step.get("stdin")
+        stdin = self.attempt.task.prompt if step.get("stdin_from") == STDIN_FROM_TASK_PROMPT else step.get("stdin")
         shown = f"$ {' '.join(step['argv'])[:500]}"
         if stdin is not None:
             shown += f"  (prompt on stdin, {len(stdin.encode()):,} bytes)"

@@ -105,7 +105,7 @@ def attempt_follow_up(request: HttpRequest, attempt_id: int) -> HttpResponse:
     attempt = _attempt(request, attempt_id)
     form = FollowUpForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Write what Claude should do next (at most 20,000 characters).")
+        messages.error(request, " ".join(form.errors["prompt"]))
     else:
         try:
             do_start_follow_up(attempt=attempt, prompt=form.cleaned_data["prompt"])

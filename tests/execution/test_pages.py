@@ -94,13 +94,13 @@ def test_status_only_moves_forward(task):
 @pytest.mark.parametrize(
     ("prompt", "message"),
     [
-        ("fix\x00it", "Null characters are not allowed"),  # Django's form check comes first
+        ("\x00 \x00", "Write what Claude should do"),
         ("x" * 1_000_001, "the limit is 1,000,000"),
         ("é" * 600_000, "1,200,000 bytes"),
         ("   ", "Write what Claude should do"),
     ],
 )
-def test_prompts_that_cannot_be_one_argument_are_refused(alice_client, prompt, message):
+def test_prompts_too_long_or_empty_are_refused(alice_client, prompt, message):
     response = alice_client.post(
         "/tasks/new/",
         {"title": "t", "repo_url": "https://github.com/acme/widgets", "base_branch": "main", "prompt": prompt},
@@ -109,8 +109,37 @@ def test_prompts_that_cannot_be_one_argument_are_refused(alice_client, prompt, m
     assert message in response.content.decode()
 
 
-def test_service_refuses_nul_in_prompts_too(alice):
-    from django.core.exceptions import ValidationError
+def test_a_prompt_with_nul_is_kept_exactly_and_shown_as_a_symbol(alice_client, django_capture_on_commit_callbacks):
+    """NUL cannot be in a command line but can be on standard input, where the prompt goes: it is kept, byte for byte,
+    on every database (PostgreSQL text cannot hold NUL, so the column holds it escaped)."""
+    from django.db import connection
 
-    with pytest.raises(ValidationError, match="NUL character"):
-        do_create_task(owner=alice, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="a\x00b")
+    from execution.prompts import ESC
+
+    prompt = f"fix\x00it; {ESC}0 is not NUL, {ESC}{ESC} is not an escape\n\x00"
+    response = alice_client.post(
+        "/tasks/new/",
+        {"title": "t", "repo_url": "https://github.com/acme/widgets", "base_branch": "main", "prompt": prompt},
+    )
+    task = Task.objects.get()
+    assert response.status_code == 302 and task.prompt == prompt
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT prompt FROM execution_task WHERE id = %s", [task.pk])
+        (raw,) = cursor.fetchone()
+    assert "\x00" not in raw
+    page = alice_client.get(f"/tasks/{task.pk}/").content.decode()
+    assert "fix\u2400it;" in page and "\x00" not in page
+    attempt = do_start_attempt(task=task, enqueue=False)
+    assert "\x00" not in str(attempt.plan) and "fix" not in str(attempt.plan)  # the plan names the prompt only
+    Attempt.objects.filter(pk=attempt.pk).update(
+        status=AttemptStatus.SUCCEEDED, workspace_volume="anyon-ws-test", base_commit="a" * 40
+    )
+    with django_capture_on_commit_callbacks():  # the job is enqueued on commit: not here
+        alice_client.post(f"/attempts/{attempt.pk}/follow-up/", {"prompt": "more\x00"})
+    assert attempt.jobs.get().prompt == "more\x00"
+
+
+def test_a_refused_follow_up_says_why(alice_client, task):
+    attempt = do_start_attempt(task=task, enqueue=False)
+    page = alice_client.post(f"/attempts/{attempt.pk}/follow-up/", {"prompt": "é" * 600_000}, follow=True)
+    assert "1,200,000 bytes; the limit is 1,000,000" in page.content.decode() and not attempt.jobs.exists()

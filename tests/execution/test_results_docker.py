@@ -3,6 +3,7 @@ session, push + pull request against the fake GitHub (git over HTTP and REST), a
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import docker
@@ -66,16 +67,23 @@ def test_follow_up_resumes_the_session_in_the_same_workspace(world, repo):
     attempt = finished_attempt(world, repo)
     session_id = attempt.runs.get(kind="agent").session_id
     world.api.enqueue(
-        ToolUseReply("Bash", {"command": "cat /workspace/hello.py", "description": "look"}),
+        ToolUseReply(
+            "Bash", {"command": "cat /workspace/hello.py; echo checked > /workspace/NOTES", "description": "look"}
+        ),
         TextReply("It is there."),
     )
-    job = do_start_follow_up(attempt=attempt, prompt="Check hello.py is still there", enqueue=False)
+    prompt = "Check hello.py is still there\x00 (a NUL: standard input carries it, a command line could not)"
+    job = do_start_follow_up(attempt=attempt, prompt=prompt, enqueue=False)
     assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(attempt)
     follow_run = attempt.runs.filter(job=job, kind="agent").get()
     assert follow_run.argv[-2:] == ["--resume", session_id]
     # The CLI resumed: its request carries the first run's conversation, and the tool saw the first run's file.
     last = world.api.messages_requests()[-1].json
     assert "Add a hello function" in str(last["messages"])
+    assert json.dumps(prompt)[1:-1] in json.dumps(last["messages"])  # the prompt arrived whole, NUL included
+    commit = attempt.runs.get(job=job, title="Commit changes")
+    assert commit.exit_code == 0 and "\x00" not in "".join(commit.argv)  # the commit message shows it as ␀
+    assert "Committed" in logs(attempt) and any("there\u2400 (a NUL" in arg for arg in commit.argv)
     assert "return &#x27;hello, world&#x27;" in logs(attempt).replace("'", "&#x27;")
     assert not secret_dir.secret_dir_path(attempt.pk).exists()
 

@@ -90,7 +90,8 @@ def test_agent_output_is_masked_and_a_cli_error_fails_the_run(world, github, rep
 
 
 HOSTILE_PROMPT = (
-    "$(touch /tmp/pwned) `touch /tmp/pwned2`; rm -rf / --no-preserve-root && echo \"quoted\" 'single' | cat > /tmp/x "
+    "NUL:\x00 $(touch /tmp/pwned) `touch /tmp/pwned2`; rm -rf / --no-preserve-root && "
+    "echo \"quoted\" 'single' | cat > /tmp/x "
     "\\ backslash\nsecond line\twith tab ${HOME} %s %n {{template}} <script>alert(1)</script> "
     + "ü" * 30_000
     + "\n"
@@ -99,8 +100,8 @@ HOSTILE_PROMPT = (
 
 
 def test_prompt_reaches_the_cli_verbatim_and_no_shell_runs_it(world, github, repo, docker_client):
-    """A 1 MB prompt full of shell syntax goes to the CLI on stdin: the fake API sees the exact text, nothing ran,
-    and the prompt is not in ``docker inspect`` of the exec."""
+    """A 1 MB prompt full of shell syntax and a NUL goes to the CLI on stdin: the fake API sees the exact text (JSON
+    escapes the NUL as \\u0000 on both sides), nothing ran, and the prompt is not in ``docker inspect`` of the exec."""
     assert 950_000 < len(HOSTILE_PROMPT.encode()) < 1_000_000
     from execution.attempts import default_plan
 

@@ -22,7 +22,10 @@ SETUP = """
 import json
 from django.contrib.auth.models import User
 from execution.attempts import do_create_task, do_start_attempt
+from execution.models import Task
 user = User.objects.create_user("scale", password="scale password 123")
+nul = do_create_task(owner=user, title="nul", repo_url="https://github.com/a/nul", base_branch="main", prompt="a\\x00b")
+assert Task.objects.get(pk=nul.pk).prompt == "a\\x00b", "PostgreSQL did not give the prompt back"
 task = do_create_task(
     owner=user, title="scale", repo_url="https://github.com/acme/scale", base_branch="main", prompt="p"
 )
@@ -84,6 +87,8 @@ def test_two_webs_two_workers_on_postgres_and_redis(cluster, page, postgres_url)
     )
     assert done.returncode == 0, done.stderr
     ids = json.loads(done.stdout.split("IDS", 1)[1])
+    # PostgreSQL text cannot hold NUL: the prompt went in escaped and came back whole (asserted in SETUP).
+    assert query(postgres_url, "SELECT prompt FROM execution_task WHERE title = 'nul'") == [("a\U0010fffd0b",)]
     login(page, web_a.url, "scale", "scale password 123")
     page.goto(f"{web_a.url}/attempts/{ids[0]}/")
     other = page.context.new_page()

@@ -1,0 +1,27 @@
+"""Migration 0008: prompts stored before ``PromptField`` that hold its escape character still read back exactly."""
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from execution.prompts import ESC
+
+BEFORE, AFTER = [("execution", "0007_prompt_1mb")], [("execution", "0008_prompts_keep_nul")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_old_prompts_with_the_escape_character_read_back_exactly():
+    executor = MigrationExecutor(connection)
+    executor.migrate(BEFORE)
+    old = executor.loader.project_state(BEFORE).apps
+    user = old.get_model("auth", "User").objects.create(username="old")
+    written = f"{ESC}0 and {ESC}{ESC} and {ESC}x, written before the escape existed"
+    task = old.get_model("execution", "Task").objects.create(owner_id=user.pk, title="t", repo_url="u", prompt=written)
+    executor = MigrationExecutor(connection)
+    executor.migrate(AFTER)
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    from execution.models import Task
+
+    assert Task.objects.get(pk=task.pk).prompt == written
