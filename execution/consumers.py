@@ -73,13 +73,15 @@ class AttemptLogConsumer(JsonConsumer):
             if await self.send_new_records():
                 continue  # more may be waiting: drain before sleeping
             snapshot = await database_sync_to_async(self._snapshot)()
+            if not snapshot["active"]:
+                # Records are written before the final status: every one goes out before it, so a viewer that
+                # sees the final status has the whole log.
+                while await self.send_new_records():
+                    pass
             if snapshot != sent_snapshot:
                 await self.send_json({"type": "status", "attempt": snapshot})
                 sent_snapshot = snapshot
             if not snapshot["active"]:
-                # Records are written before the final status: one last look, then the stream is complete.
-                while await self.send_new_records():
-                    pass
                 await self.send_json({"type": "end", "last_seq": self.last_seq})
                 return
             await self.wait_for_wakeup(settings.ANYON_LOG_POLL_SECONDS)

@@ -7,6 +7,7 @@ import re
 
 import pytest
 from django.contrib.auth.models import User
+from playwright.sync_api import expect
 
 from secrets_app.secret_store import do_store_secret
 from tests.execution.conftest import oauth_token
@@ -51,11 +52,12 @@ def test_attempt_logs_arrive_live(page, asgi_server, session_github, worker_fact
         assert page.get_by_test_id("live-state").inner_text() == "live"
         page.screenshot(path=str(ARTIFACTS / "attempt-running.png"), full_page=True)
         page.wait_for_selector('[data-testid="attempt-status"][data-status="succeeded"]', timeout=60_000)
+        # The page reloads itself once the stream ends (for the diff): these wait through it.
+        expect(page.get_by_test_id("live-state")).to_have_text("complete", timeout=30_000)
+        expect(page.locator("#runs tr")).to_have_count(4, timeout=30_000)  # clone, branch, Claude, commit
+        expect(log).to_contain_text("Secret directory removed", timeout=30_000)
         text = log.inner_text()
         assert "tick 4" in text and "All done: ticked four times." in text
         assert github_token not in text and claude_token not in text
-        assert "Secret directory removed" in text
-        assert page.get_by_test_id("live-state").inner_text() == "complete"
-        assert len(page.locator("#runs tr").all()) == 4  # clone, branch, Claude, commit
         page.screenshot(path=str(ARTIFACTS / "attempt-succeeded.png"), full_page=True)
     assert not list((tmp_path / "worker-tmp" / "cloud-secrets").glob("*"))
