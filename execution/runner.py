@@ -531,12 +531,14 @@ class AttemptRunner:
         self.writer.flush()
         run.exit_code = result.exit_code
         run.session_id = agent_outcome.session_id
-        if failure:
-            return StepOutcome(RunStatus.FAILED, f"exec failed: {failure[0]}")
         if stopped == "cancelled":
             return StepOutcome(RunStatus.CANCELLED, "Cancelled by the user.")
         if stopped == "timed_out":
             return StepOutcome(RunStatus.TIMED_OUT, f"Stopped after ANYON_RUN_TIMEOUT ({settings.RUN_TIMEOUT} s).")
+        if failure:
+            if not self.harness.is_running(self.container_id):  # the exec failed because the container went away
+                return StepOutcome(RunStatus.FAILED, "The container stopped unexpectedly during the step.")
+            return StepOutcome(RunStatus.FAILED, f"exec failed: {failure[0]}")
         if agent and agent_outcome.is_error:
             self._agent_error(agent_outcome)
         if result.exit_code is None or self._container_died(result.exit_code):
