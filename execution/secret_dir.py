@@ -67,15 +67,14 @@ def write_secret_dir(attempt_id: int, files: dict[str, str]) -> Path:
             remove_secret_dir(attempt_id)
         path.mkdir(mode=0o700)
         os.chmod(path, 0o700)
-        for name, value in files.items():
-            file_path = path / name
-            fd = os.open(file_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(value)
-            if need_chown:
-                os.chown(file_path, uid, gid)
-        if need_chown:
+        if need_chown:  # owned by the container user from the start: nobody ever sees it half handed over
             os.chown(path, uid, gid)
+        for name, value in files.items():
+            fd = os.open(path / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
+            with os.fdopen(fd, "w") as handle:
+                if need_chown:
+                    os.fchown(fd, uid, gid)
+                handle.write(value)
     except OSError as exc:
         shutil.rmtree(path, ignore_errors=True)
         raise SecretDirError(f"could not write the secret dir {path}: {exc.strerror or exc}") from exc
