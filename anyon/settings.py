@@ -208,6 +208,13 @@ ANYON_DOCKER_TIMEOUT = env.int("ANYON_DOCKER_TIMEOUT", default=60)
 # Containers of attempts
 #: Names this installation on a shared Docker engine: cleanup only ever touches containers with its label.
 ANYON_INSTANCE = env.str("ANYON_INSTANCE", default="default")
+if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,39}", ANYON_INSTANCE):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"ANYON_INSTANCE={ANYON_INSTANCE!r} cannot name containers: use 1-40 lowercase letters, digits, '_', '.' or "
+        "'-', starting with a letter or digit (for example 'default' or 'team-a')."
+    )
 ANYON_CLOUD_NETWORK = env.str("ANYON_CLOUD_NETWORK", default="bridge")
 ANYON_CONTAINER_UID = env.int("ANYON_CONTAINER_UID", default=1000)
 ANYON_CONTAINER_GID = env.int("ANYON_CONTAINER_GID", default=1000)

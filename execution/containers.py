@@ -19,7 +19,8 @@ SECRET_MOUNT = "/run/anyon-secrets"
 
 
 def container_name(attempt_id: int) -> str:
-    return f"anyon-attempt-{attempt_id}"
+    """Attempt ids repeat across installations on one engine: the name carries the installation's."""
+    return f"anyon-{settings.ANYON_INSTANCE}-attempt-{attempt_id}"
 
 
 def new_workspace_volume(attempt_id: int) -> str:

@@ -14,6 +14,7 @@ from django.core.management import call_command
 
 from execution import secret_dir
 from execution.attempts import do_start_attempt, do_transition
+from execution.containers import container_name
 from execution.models import Alert, Attempt, AttemptStatus
 from tests.execution.conftest import custom
 
@@ -103,14 +104,13 @@ def test_sigkilled_worker_mid_run_is_cleaned_by_one_sweep(world, worker_factory,
     attempt.refresh_from_db()
     assert attempt.status == AttemptStatus.FAILED and "stopped sending heartbeats" in attempt.error
     assert not secret_dir.secret_dir_path(attempt.pk).exists()
-    assert docker_client.containers.list(all=True, filters={"name": f"anyon-attempt-{attempt.pk}"}) == []
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(container_name(attempt.pk))
     assert Alert.objects.filter(kind="stale_attempt", attempt=attempt).exists()
 
 
 def test_admin_cleanup_removes_only_this_installations_leftovers(world, docker_client, base_image, client, settings):
     from django.contrib.auth.models import User
-
-    from execution.containers import container_name
 
     ours, theirs = (world.attempt(plan=[custom("true")]) for _ in range(2))
     for attempt in (ours, theirs):
