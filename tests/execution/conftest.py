@@ -8,9 +8,11 @@ import threading
 import time
 from dataclasses import dataclass
 
+import docker
 import pytest
 
 from execution.attempts import do_create_task, do_start_attempt
+from execution.containers import container_name
 from secrets_app.secret_store import do_store_secret
 from tests.fakes.anthropic_api import FakeAnthropicAPI
 from tests.fakes.github import classic_token
@@ -56,6 +58,38 @@ def world(alice, settings, runtime_image, tmp_path):
 
 def custom(*argv: str, title: str = "step") -> dict:
     return {"kind": "custom", "title": title, "argv": list(argv)}
+
+
+def step_exec_running(docker_client, attempt_id: int, command: str) -> bool:
+    """Whether the attempt's container runs an exec whose command line contains ``command`` (a step under way)."""
+    try:
+        container = docker_client.containers.get(container_name(attempt_id))
+    except docker.errors.NotFound:
+        return False
+    for exec_id in container.attrs.get("ExecIDs") or []:
+        try:
+            info = docker_client.api.exec_inspect(exec_id)
+        except docker.errors.NotFound:
+            continue
+        process = info.get("ProcessConfig") or {}
+        if info.get("Running") and command in " ".join([process.get("entrypoint", ""), *process.get("arguments", [])]):
+            return True
+    return False
+
+
+def when_step_runs(docker_client, attempt_id: int, command: str, action, timeout: float = 60) -> threading.Thread:
+    """Run ``action()`` in the background once the step running ``command`` has started in the container: a
+    cancel, kill or inspection then meets a running step, not a container that is still starting."""
+
+    def wait_then_act() -> None:
+        deadline = time.monotonic() + timeout
+        while not step_exec_running(docker_client, attempt_id, command):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no exec running {command!r} in attempt {attempt_id}'s container")
+            time.sleep(0.1)
+        action()
+
+    return in_background(0, wait_then_act)
 
 
 def in_background(delay: float, action) -> threading.Thread:

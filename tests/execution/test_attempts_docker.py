@@ -17,7 +17,7 @@ from execution.attempts import AGENT_ARGV, do_cancel_attempt
 from execution.containers import container_name, home_volume
 from execution.models import Attempt, AttemptStatus, LogRecord, RunStatus
 from execution.runner import run_attempt
-from tests.execution.conftest import custom, in_background
+from tests.execution.conftest import custom, in_background, when_step_runs
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fixtures.engine_files import container_files, volume_files
 
@@ -82,7 +82,7 @@ def test_cleanup_after_a_failing_step_and_later_steps_do_not_run(world, docker_c
 
 def test_cleanup_after_cancel(world, docker_client):
     attempt = world.attempt(plan=[custom("sleep", "60")])
-    in_background(2.0, lambda: do_cancel_attempt(attempt=attempt, by="alice"))
+    when_step_runs(docker_client, attempt.pk, "sleep 60", lambda: do_cancel_attempt(attempt=attempt, by="alice"))
     started = time.monotonic()
     assert run_attempt(attempt.pk) == AttemptStatus.CANCELLED
     assert time.monotonic() - started < 20
@@ -153,12 +153,7 @@ def test_cleanup_after_timeout(world, docker_client, settings):
 def test_cleanup_after_the_container_is_killed_from_outside(world, docker_client):
     attempt = world.attempt(plan=[custom("sleep", "60")])
 
-    def kill():
-        container = wait_for(lambda: docker_client.containers.list(filters={"name": container_name(attempt.pk)}))
-        time.sleep(1.0)
-        container[0].kill()
-
-    in_background(0, kill)
+    when_step_runs(docker_client, attempt.pk, "sleep 60", lambda: docker_client.api.kill(container_name(attempt.pk)))
     assert run_attempt(attempt.pk) == AttemptStatus.FAILED
     attempt.refresh_from_db()
     assert "stopped unexpectedly" in attempt.error
@@ -217,12 +212,13 @@ def files_containing(container, path: str, values) -> list[str]:
 
 
 def test_docker_inspect_shows_no_secret(world, docker_client):
-    attempt = world.attempt(plan=[custom("sh", "-c", "env > /dev/null; sleep 5")])
+    # The step lasts until the inspection is done (at most 30 s), however slow the engine is today.
+    wait = "env > /dev/null; i=0; while [ ! -e /tmp/inspected ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done"
+    attempt = world.attempt(plan=[custom("sh", "-c", wait)])
     dumps: list[str] = []
 
     def inspect():
-        container = wait_for(lambda: docker_client.containers.list(filters={"name": container_name(attempt.pk)}))[0]
-        wait_for(lambda: container.reload() or container.attrs.get("ExecIDs"))  # the step's exec has started
+        container = docker_client.containers.get(container_name(attempt.pk))
         dumps.append(json.dumps(container.attrs))
         for exec_id in container.attrs.get("ExecIDs") or []:
             dumps.append(json.dumps(docker_client.api.exec_inspect(exec_id)))
@@ -234,8 +230,9 @@ def test_docker_inspect_shows_no_secret(world, docker_client):
             for name in files_containing(container, path, world.values)
         ]
         dumps.append(f"grep: {' '.join(found)}")
+        container.exec_run(["touch", "/tmp/inspected"])
 
-    worker = in_background(0, lambda: wait_for(lambda: inspect() or True, timeout=20))
+    worker = when_step_runs(docker_client, attempt.pk, "/tmp/inspected", inspect)
     assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED
     worker.join(timeout=5)
     assert len(dumps) >= 4 and any("ExecIDs" in d for d in dumps)
@@ -250,7 +247,8 @@ def test_container_is_hardened_and_labelled(world, docker_client):
     seen = {}
 
     def look():
-        container = wait_for(lambda: docker_client.containers.list(filters={"name": container_name(attempt.pk)}))[0]
+        named = f"^/{container_name(attempt.pk)}$"
+        container = wait_for(lambda: docker_client.containers.list(filters={"name": named}))[0]
         seen.update(container.attrs)
 
     in_background(0, look)

@@ -108,15 +108,15 @@ async def test_malformed_frames_get_errors_not_crashes():
     user, attempt = await database_sync_to_async(make_attempt)()
     comm = communicator(user, attempt.pk)
     await comm.connect()
-    first = json.loads(await comm.receive_from())
+    first = json.loads(await comm.receive_from(timeout=10))
     assert first["type"] == "status"
     for frame, error in (("{not json", "malformed JSON"), ("[1,2]", "unknown"), ("x" * 10_000, "too large")):
         await comm.send_to(text_data=frame)
-        assert error in json.loads(await comm.receive_from())["error"]
+        assert error in json.loads(await comm.receive_from(timeout=10))["error"]
     await comm.send_to(bytes_data=b"\x00\xff")
-    assert "binary" in json.loads(await comm.receive_from())["error"]
+    assert "binary" in json.loads(await comm.receive_from(timeout=10))["error"]
     await comm.send_to(text_data=json.dumps({"type": "ping"}))
-    assert json.loads(await comm.receive_from())["type"] == "pong"
+    assert json.loads(await comm.receive_from(timeout=10))["type"] == "pong"
     await comm.disconnect()
 
 
@@ -139,9 +139,9 @@ async def test_huge_frames_and_floods_leave_other_viewers_unaffected():
     await attacker.connect()
     await viewer.connect()
     for comm in (attacker, viewer):
-        assert json.loads(await comm.receive_from())["type"] == "status"
+        assert json.loads(await comm.receive_from(timeout=10))["type"] == "status"
     await attacker.send_to(text_data="x" * 1_000_000)
-    assert "too large" in json.loads(await attacker.receive_from())["error"]
+    assert "too large" in json.loads(await attacker.receive_from(timeout=10))["error"]
     for _ in range(1000):  # a burst of a thousand messages
         await attacker.send_to(text_data='{"type": "ping"}')
     pongs = 0

@@ -29,7 +29,7 @@ assert Task.objects.get(pk=nul.pk).prompt == "a\\x00b", "PostgreSQL did not give
 task = do_create_task(
     owner=user, title="scale", repo_url="https://github.com/acme/scale", base_branch="main", prompt="p"
 )
-slow = ["sh", "-c", "for i in $(seq 1 40); do echo line $i; sleep 0.15; done"]
+slow = ["sh", "-c", "for i in $(seq 1 40); do echo line $i; sleep 0.5; done"]  # 20 s: both viewers open meanwhile
 fast = ["sh", "-c", "echo quick $HOSTNAME"]
 ids = [do_start_attempt(task=task, plan=[{"kind": "custom", "title": "slow", "argv": slow}]).pk]
 ids += [do_start_attempt(task=task, plan=[{"kind": "custom", "title": "fast", "argv": fast}]).pk for _ in range(7)]
@@ -103,7 +103,9 @@ def test_two_webs_two_workers_on_postgres_and_redis(cluster, page, postgres_url)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         states = dict(query(postgres_url, "SELECT id, status FROM execution_attempt"))
-        if all(states[i] in ("succeeded", "failed") for i in ids):
+        # django-q2 saves its task record after the function returns: wait for those too.
+        (saved,) = query(postgres_url, "SELECT count(*) FROM django_q_task WHERE name LIKE 'attempt-%'")[0]
+        if all(states[i] in ("succeeded", "failed") for i in ids) and saved >= len(ids):
             break
         time.sleep(0.5)
     assert all(states[i] == "succeeded" for i in ids), states

@@ -99,6 +99,14 @@ async def until(comm, predicate, timeout=20.0) -> dict:
     return await asyncio.wait_for(loop(), timeout)
 
 
+async def eventually(predicate, timeout: float = 20.0) -> None:
+    """Wait for what happens just after the final state is announced (the login process and container stopping)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
 def state_of(url: str) -> str:
     return parse_qs(urlsplit(url).query)["state"][0]
 
@@ -189,8 +197,7 @@ async def test_cancel_reattach_and_out_of_order(login_command):
             "state"
         ] == "cancelled"
     session = claude_login._sessions[user.pk]
-    await asyncio.sleep(0.5)
-    assert not session.child.isalive()
+    await eventually(lambda: not session.child.isalive())
     await comm.disconnect()
     await second.disconnect()
 
@@ -210,11 +217,8 @@ async def test_timeout_and_closed_tab(login_command, settings):
     await until(comm, lambda m: m["type"] == "need_code")
     session = claude_login._sessions[user.pk]
     await comm.disconnect()  # the tab is closed
-    for _ in range(50):
-        if session.final:
-            break
-        await asyncio.sleep(0.1)
-    assert session.state == "cancelled" and not session.child.isalive()
+    await eventually(lambda: session.final and not session.child.isalive())
+    assert session.state == "cancelled"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -270,8 +274,8 @@ async def test_fake_login_cli_inside_the_runtime_image(settings, runtime_image, 
         await run_subscription_login(user)
         assert await database_sync_to_async(Secret.objects.filter(owner=user, provider="claude").exists)()
         session = claude_login._sessions[user.pk]
-        await asyncio.sleep(1)
-        leftover = docker_client.containers.list(all=True, filters={"name": f"anyon-login-{session.id}"})
-        assert leftover == []
+        await eventually(
+            lambda: not docker_client.containers.list(all=True, filters={"name": f"anyon-login-{session.id}"})
+        )
     finally:
         claude_login._sessions.clear()

@@ -51,7 +51,7 @@ async def test_cards_are_pushed_on_change_with_csrf_and_only_to_the_owner():
     assert 'data-state="not_connected"' in (await cards(comm))["github"]
     assert await theirs.receive_nothing(timeout=2.5)  # nothing about ann's secrets reaches oz
     await comm.send_to(text_data='{"type": "x"}')
-    assert json.loads(await comm.receive_from())["type"] == "error"
+    assert json.loads(await comm.receive_from(timeout=10))["type"] == "error"
     await comm.disconnect()
     await theirs.disconnect()
 
