@@ -152,8 +152,13 @@ class DockerHarness:
     def stop_and_remove(self, container_id: str, *, timeout: int = 5) -> None:
         with contextlib.suppress(NotFound, APIError):
             self.api.stop(container_id, timeout=timeout)
-        with contextlib.suppress(NotFound):
+        try:
             self.api.remove_container(container_id, force=True, v=False)
+        except NotFound:
+            pass
+        except APIError as exc:  # someone else's ``docker rm`` got there first: the goal is reached
+            if not (exc.status_code == 409 and "already in progress" in str(exc)):
+                raise
 
     def list_managed(self, instance: str) -> list[dict]:
         """Containers this installation manages (label ``anyon.instance``); others on the engine are not ours."""
