@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import docker
+import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.utils.socket import STDERR, frames_iter
 
@@ -92,10 +93,13 @@ class DockerHarness:
         return container.id
 
     def inspect(self, container_id: str) -> dict | None:
+        """The container's state, None when there is no such container; HarnessError when the engine cannot say."""
         try:
             return self.api.inspect_container(container_id)
         except NotFound:
             return None
+        except (APIError, DockerException, requests.RequestException) as exc:
+            raise HarnessError(f"could not inspect container {container_id[:12]}: {exc}") from exc
 
     def is_running(self, container_id: str) -> bool:
         info = self.inspect(container_id)
@@ -156,9 +160,13 @@ class DockerHarness:
             self.api.remove_container(container_id, force=True, v=False)
         except NotFound:
             pass
-        except APIError as exc:  # someone else's ``docker rm`` got there first: the goal is reached
+        except APIError as exc:
             if not (exc.status_code == 409 and "already in progress" in str(exc)):
                 raise
+            # Someone else's ``docker rm`` got there first: wait until it is done, so that the name and the
+            # volumes are free when this returns.
+            with contextlib.suppress(NotFound, APIError, requests.RequestException):
+                self.api.wait(container_id, timeout=timeout + 30, condition="removed")
 
     def list_managed(self, instance: str) -> list[dict]:
         """Containers this installation manages (label ``anyon.instance``); others on the engine are not ours."""

@@ -10,6 +10,7 @@ chunks, heartbeats, honours cancel and the run timeout (by killing the container
 from __future__ import annotations
 
 import codecs
+import contextlib
 import logging
 import os
 import queue
@@ -287,9 +288,11 @@ class AttemptRunner:
             logger.exception("attempt %s crashed", self.attempt.pk)
             final, error = AttemptStatus.FAILED, f"internal error: {type(exc).__name__}"
         finally:
-            if need_claude:
-                self.scrub_home()
-            self.cleanup(wrote_secrets)
+            try:
+                if need_claude:
+                    self.scrub_home()
+            finally:  # the secret dir goes whatever the scrub met
+                self.cleanup(wrote_secrets)
             Attempt.objects.filter(pk=self.attempt.pk).update(last_activity_at=timezone.now())
         if initial:
             label = final.replace("_", " ")
@@ -372,15 +375,11 @@ class AttemptRunner:
         code: int | None = None
         try:
             if self.harness.is_running(self.container_id):
-                try:
+                with contextlib.suppress(HarnessError):
                     code, out, _ = self.harness.exec_capture(self.container_id, argv, user=user, stdin=values)
-                except HarnessError:
-                    if self.harness.is_running(self.container_id):
-                        raise
-                    code = None  # stopped or removed from outside meanwhile: the helper below does it
-            if code is None:
-                # Stopped (cancel, timeout, kill) or removed (docker rm -f, perhaps still under way): the volume
-                # outlives the container, so a throw-away container with only the home volume masks it.
+            if code != 0:
+                # Stopped (cancel, timeout, kill), removed (docker rm -f, perhaps still under way), or gone during
+                # the exec: the volume outlives the container, so a throw-away container with only it masks it.
                 code, out = self.harness.run_once(
                     settings.ANYON_CLOUD_IMAGE,
                     argv,
@@ -389,7 +388,7 @@ class AttemptRunner:
                     labels=labels_for(self.attempt),
                     stdin=values,
                 )
-        except HarnessError as exc:
+        except Exception as exc:  # HarnessError, or the engine gone mid-call: say so, never skip the cleanup
             code, out = None, str(exc)
         if code != 0:
             logger.warning("attempt %s: session history not checked for secrets: %s", self.attempt.pk, out[-300:])
@@ -536,8 +535,9 @@ class AttemptRunner:
         if stopped == "timed_out":
             return StepOutcome(RunStatus.TIMED_OUT, f"Stopped after ANYON_RUN_TIMEOUT ({settings.RUN_TIMEOUT} s).")
         if failure:
-            if not self.harness.is_running(self.container_id):  # the exec failed because the container went away
-                return StepOutcome(RunStatus.FAILED, "The container stopped unexpectedly during the step.")
+            with contextlib.suppress(HarnessError):  # the engine cannot say: report the exec's own error
+                if not self.harness.is_running(self.container_id):  # the exec failed as the container went away
+                    return StepOutcome(RunStatus.FAILED, "The container stopped unexpectedly during the step.")
             return StepOutcome(RunStatus.FAILED, f"exec failed: {failure[0]}")
         if agent and agent_outcome.is_error:
             self._agent_error(agent_outcome)
