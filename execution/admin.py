@@ -9,6 +9,7 @@ from django.utils.html import format_html
 from execution.attempts import AttemptBusy, do_cancel_attempt, do_clean_up_attempt, do_request_delete_attempt
 from execution.docker_harness import DockerHarness, HarnessError
 from execution.models import Alert, Attempt, AttemptJob, LogRecord, Run, Task
+from execution.prompts import printable
 
 LOG_CHARS_IN_ADMIN = 50_000
 
@@ -22,11 +23,18 @@ class RunInline(admin.TabularInline):
     show_change_link = False
 
 
+@admin.display(description="prompt")
+def prompt_as_written(obj: Task | AttemptJob) -> str:
+    """Read only: it is what the attempts ran (a form would also turn a NUL into U+FFFD on save)."""
+    return printable(obj.prompt)
+
+
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
     list_display = ("id", "title", "owner", "repo_url", "base_branch", "created_at")
     search_fields = ("title", "repo_url", "owner__username")
-    readonly_fields = ("owner", "created_at", "updated_at")
+    exclude = ("prompt",)
+    readonly_fields = ("owner", prompt_as_written, "created_at", "updated_at")
 
 
 @admin.register(Attempt)
@@ -109,7 +117,8 @@ class AttemptAdmin(admin.ModelAdmin):
 class AttemptJobAdmin(admin.ModelAdmin):
     list_display = ("id", "attempt", "kind", "status", "created_at", "finished_at")
     list_filter = ("kind", "status")
-    readonly_fields = ("attempt", "kind", "prompt", "status", "error", "created_at", "finished_at")
+    exclude = ("prompt",)
+    readonly_fields = ("attempt", "kind", prompt_as_written, "status", "error", "created_at", "finished_at")
 
 
 class AcknowledgedFilter(admin.SimpleListFilter):

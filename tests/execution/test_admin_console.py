@@ -66,3 +66,16 @@ def test_cleanup_action_says_so_when_the_engine_is_down(staff_client, attempt):
     )
     assert response.status_code == 200
     assert "Stopped after 0 attempt(s): Docker engine not reachable" in response.content.decode()
+
+
+def test_a_task_prompt_is_shown_not_edited(staff_client, attempt):
+    """What the attempts ran stays as it was: an admin save would also turn a NUL into U+FFFD."""
+    from execution.models import Task
+
+    Task.objects.filter(pk=attempt.task_id).update(prompt="fix\x00it")
+    url = f"/admin/execution/task/{attempt.task_id}/change/"
+    html = staff_client.get(url).content.decode()
+    assert "fix\u2400it" in html and 'name="prompt"' not in html
+    staff_client.post(url, {"title": "renamed", "repo_url": "https://github.com/a/b", "base_branch": "main"})
+    task = Task.objects.get(pk=attempt.task_id)
+    assert (task.title, task.prompt) == ("renamed", "fix\x00it")
