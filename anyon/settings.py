@@ -208,12 +208,13 @@ ANYON_DOCKER_TIMEOUT = env.int("ANYON_DOCKER_TIMEOUT", default=60)
 # Containers of attempts
 #: Names this installation on a shared Docker engine: cleanup only ever touches containers with its label.
 ANYON_INSTANCE = env.str("ANYON_INSTANCE", default="default")
-if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,39}", ANYON_INSTANCE):
+if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", ANYON_INSTANCE):
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured(
-        f"ANYON_INSTANCE={ANYON_INSTANCE!r} cannot name containers: use 1-40 lowercase letters, digits, '_', '.' or "
-        "'-', starting with a letter or digit (for example 'default' or 'team-a')."
+        f"ANYON_INSTANCE={ANYON_INSTANCE!r} cannot name containers: use 1-63 letters, digits, '_', '.' or '-', "
+        "starting with a letter or digit (for example 'default' or 'team-a'). Keep the value once chosen: cleanup "
+        "only touches containers and volumes labelled with it."
     )
 ANYON_CLOUD_NETWORK = env.str("ANYON_CLOUD_NETWORK", default="bridge")
 ANYON_CONTAINER_UID = env.int("ANYON_CONTAINER_UID", default=1000)

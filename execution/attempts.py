@@ -242,9 +242,11 @@ def do_clean_up_attempt(*, attempt: Attempt, harness=None) -> None:
 
     secret_dir.remove_secret_dir(attempt.pk)
     harness = harness or DockerHarness()
-    info = harness.inspect(container_name(attempt.pk))
-    if info and info["Config"]["Labels"].get("anyon.instance") == settings.ANYON_INSTANCE:
-        harness.stop_and_remove(info["Id"], timeout=1)
+    # By id too: a container created before names carried the installation ("anyon-attempt-<id>").
+    for ref in dict.fromkeys(r for r in (attempt.container_id, container_name(attempt.pk)) if r):
+        info = harness.inspect(ref)
+        if info and info["Config"]["Labels"].get("anyon.instance") == settings.ANYON_INSTANCE:
+            harness.stop_and_remove(info["Id"], timeout=1)
 
 
 def do_delete_attempt(*, attempt: Attempt, by: str) -> None:
