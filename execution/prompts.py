@@ -17,8 +17,8 @@ from django.db import models
 MAX_PROMPT_BYTES = 1_000_000
 
 #: The last private-use character starts an escape in the stored text: ESC ESC is ESC itself and ESC "0" is NUL.
-#: Prompts without either (all real ones) are stored as they are, so the admin's search and the database read the
-#: same text.
+#: Prompts without either (all real ones) are stored as they are, so SQL sees the same text. Pattern lookups
+#: (``contains`` and the like) get their value unescaped from Django: search for text without NUL or ESC.
 ESC = "\U0010fffd"
 _ESCAPED = re.compile(ESC + "(.)", re.DOTALL)
 
@@ -62,6 +62,10 @@ class PromptFormField(forms.CharField):
         kwargs.setdefault("max_length", 4 * MAX_PROMPT_BYTES)  # characters; bytes are checked in validate_prompt
         super().__init__(strip=False, **kwargs)
         self.validators = [v for v in self.validators if not isinstance(v, validators.ProhibitNullCharactersValidator)]
+
+    def to_python(self, value):
+        """A browser sends a textarea's line breaks as CRLF (HTML spec); the user typed LF, and so Claude reads it."""
+        return super().to_python(value).replace("\r\n", "\n")
 
     def clean(self, value):
         return validate_prompt(super().clean(value))

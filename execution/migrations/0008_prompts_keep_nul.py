@@ -14,13 +14,22 @@ def escape_stored_prompts(apps, schema_editor):
             model.objects.filter(pk=pk).update(prompt=execution.prompts.store(raw))
 
 
+def unescape_stored_prompts(apps, schema_editor):
+    """Back to plain text columns: escapes are undone, and a NUL (which they cannot hold on PostgreSQL) becomes ␀."""
+    for name in ("Task", "AttemptJob"):
+        model = apps.get_model("execution", name)
+        for pk, raw in model.objects.filter(prompt__contains=execution.prompts.ESC).values_list("pk", "prompt"):
+            text = execution.prompts.printable(execution.prompts.load(raw))
+            model.objects.filter(pk=pk).update(prompt=text)
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("execution", "0007_prompt_1mb"),
     ]
 
     operations = [
-        migrations.RunPython(escape_stored_prompts, migrations.RunPython.noop),
+        migrations.RunPython(escape_stored_prompts, unescape_stored_prompts),
         migrations.AlterField(
             model_name="attemptjob",
             name="prompt",
