@@ -270,7 +270,7 @@ if SENTRY_DSN:
 
     from execution.notifiers import before_send
 
-    sentry_sdk.init(dsn=SENTRY_DSN, before_send=before_send, send_default_pii=False)
+    sentry_sdk.init(dsn=SENTRY_DSN, before_send=before_send)  # PII is off by default; before_send scrubs secrets
 
 # --- logging ------------------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("ANYON_LOG_LEVEL", default="INFO")

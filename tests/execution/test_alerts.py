@@ -98,7 +98,7 @@ def test_sentry_receives_scrubbed_events(db, settings):
     with FakeSentry() as sentry:
         dsn = f"http://publickey@{sentry.url.removeprefix('http://')}/1"
         settings.SENTRY_DSN = dsn
-        sentry_sdk.init(dsn=dsn, before_send=before_send, send_default_pii=False, default_integrations=False)
+        sentry_sdk.init(dsn=dsn, before_send=before_send, default_integrations=False)
         try:
             alert = do_raise_alert(kind=AlertKind.CLAUDE_CLI_ERROR, message=f"boom near {token}", fingerprint="s1")
             sentry_sdk.flush(timeout=5)
