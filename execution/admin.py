@@ -36,6 +36,9 @@ class TaskAdmin(admin.ModelAdmin):
     exclude = ("prompt",)
     readonly_fields = ("owner", prompt_as_written, "created_at", "updated_at")
 
+    def has_add_permission(self, request) -> bool:
+        return False  # a task is its owner's, made on the task page (repository URL and prompt checked there)
+
 
 @admin.register(Attempt)
 class AttemptAdmin(admin.ModelAdmin):
@@ -119,6 +122,9 @@ class AttemptJobAdmin(admin.ModelAdmin):
     list_filter = ("kind", "status")
     exclude = ("prompt",)
     readonly_fields = ("attempt", "kind", prompt_as_written, "status", "error", "created_at", "finished_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # jobs are queued from the attempt page, which checks the attempt is idle
 
 
 class AcknowledgedFilter(admin.SimpleListFilter):

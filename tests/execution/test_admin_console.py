@@ -79,3 +79,5 @@ def test_a_task_prompt_is_shown_not_edited(staff_client, attempt):
     staff_client.post(url, {"title": "renamed", "repo_url": "https://github.com/a/b", "base_branch": "main"})
     task = Task.objects.get(pk=attempt.task_id)
     assert (task.title, task.prompt) == ("renamed", "fix\x00it")
+    assert staff_client.get("/admin/execution/task/add/").status_code == 403  # tasks are made on the task page
+    assert staff_client.get("/admin/execution/attemptjob/add/").status_code == 403
