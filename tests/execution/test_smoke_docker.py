@@ -89,6 +89,26 @@ def test_agent_output_is_masked_and_a_cli_error_fails_the_run(world, github, rep
     assert any("token is ***" in text for text in history.values())
 
 
+def test_wrong_claude_credential_fails_the_attempt_and_marks_it_expired(world, github, repo, client):
+    world.api.expected_token = "sk-ant-oat01-" + "n" * 50  # the API rejects what we inject
+    attempt = world.attempt(repo_url=repo)
+    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    attempt.refresh_from_db()
+    agent_run = attempt.runs.get(kind="agent")
+    assert agent_run.status == RunStatus.FAILED, logs(attempt)
+    assert not secret_dir.secret_dir_path(attempt.pk).exists()
+    # The seed's "token expiry → UI banner" loop: the rejected credential is marked, the card and banner say so.
+    from secrets_app.models import Secret
+
+    claude = Secret.objects.get(provider="claude")
+    assert claude.state == "expired" and "Claude rejected it" in claude.state_reason
+    assert attempt.alerts.filter(kind="claude_cli_error").exists()
+    client.force_login(world.user)
+    html = client.get("/settings/").content.decode()
+    assert 'data-testid="claude-card" data-state="expired"' in html
+    assert "Your Claude credential has expired" in html and "Reconnect Claude" in html
+
+
 HOSTILE_PROMPT = (
     "NUL:\x00 $(touch /tmp/pwned) `touch /tmp/pwned2`; rm -rf / --no-preserve-root && "
     "echo \"quoted\" 'single' | cat > /tmp/x "
@@ -118,4 +138,4 @@ def test_prompt_reaches_the_cli_verbatim_and_no_shell_runs_it(world, github, rep
     assert json.dumps(HOSTILE_PROMPT, ensure_ascii=False)[1:-1] in user_text
     assert attempt.runs.get(title="nothing ran").exit_code == 0
     agent = attempt.runs.get(kind="agent")
-    assert HOSTILE_PROMPT[:40] not in json.dumps(agent.argv)
+    assert HOSTILE_PROMPT[:40] not in "\n".join(agent.argv) and HOSTILE_PROMPT[6:46] not in json.dumps(agent.argv)
