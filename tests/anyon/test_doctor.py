@@ -61,7 +61,7 @@ def test_doctor_exits_nonzero_as_a_process(tmp_path):
 
 
 def test_wakeups_check_says_what_is_slower_and_how_to_fix_it(settings, tmp_path):
-    from anyon.health import FAIL, OK, WARN, check_wakeups
+    from anyon.health import OK, WARN, check_wakeups
     from anyon.wakeups import Listener
 
     settings.REDIS_URL = ""
@@ -81,4 +81,4 @@ def test_wakeups_check_says_what_is_slower_and_how_to_fix_it(settings, tmp_path)
     blocker.write_text("not a folder")
     settings.ANYON_WAKEUP_DIR = str(blocker / "wake")
     check = check_wakeups()
-    assert check.status == WARN and check.status != FAIL and "cannot use" in check.detail
+    assert check.status == WARN and "cannot use" in check.detail
