@@ -143,12 +143,6 @@ class DockerHarness:
                 with contextlib.suppress(NotFound, APIError):
                     container.remove(force=True)
 
-    def start(self, container_id: str) -> None:
-        try:
-            self.api.start(container_id)
-        except (APIError, DockerException) as exc:
-            raise HarnessError(f"could not start container {container_id[:12]}: {exc}") from exc
-
     def kill(self, container_id: str) -> None:
         with contextlib.suppress(NotFound, APIError):  # already gone or not running: the goal is reached
             self.api.kill(container_id)

@@ -80,7 +80,7 @@ def run_attempt(attempt_id: int) -> str:
     try:
         return runner.run()
     finally:
-        runner.writer.close()  # idempotent; stops the writer's thread whatever happened
+        runner.writer.close()  # idempotent: stops the writer's thread on the way out of an exception too
 
 
 def run_job(job_id: int) -> str:
@@ -178,10 +178,8 @@ class AttemptRunner:
     def run(self) -> str:
         """The attempt's first session: its plan (clone, branch, agent), then commit and diff."""
         need_claude = any(step["kind"] == RunKind.AGENT for step in self.attempt.plan)
-        try:
-            final, error = self.session(self.attempt.plan, need_claude=need_claude, initial=True)
-        finally:
-            self.writer.close()  # every record is stored before the final status: a viewer's last look sees them
+        final, error = self.session(self.attempt.plan, need_claude=need_claude, initial=True)
+        self.writer.close()  # every record is stored before the final status: a viewer's last look sees them
         do_transition(attempt=self.attempt, to=final, error=error)
         wake_viewers(self.attempt.pk, status=final)
         return final
