@@ -82,9 +82,8 @@ class AttemptAdmin(admin.ModelAdmin):
         cleaned = 0
         try:
             harness = DockerHarness()
-            for attempt in queryset.exclude(status__in=["queued", "provisioning", "running"]):
-                do_clean_up_attempt(attempt=attempt, harness=harness)
-                cleaned += 1
+            for attempt in queryset:
+                cleaned += do_clean_up_attempt(attempt=attempt, harness=harness)
         except HarnessError as exc:
             self.message_user(request, f"Stopped after {cleaned} attempt(s): {exc}", messages.ERROR)
             return

@@ -14,6 +14,7 @@ from execution.log_writer import wake_viewers
 from execution.models import ATTEMPT_TRANSITIONS, Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, RunKind, Task
 from execution.prompts import validate_prompt
 from execution.repo_urls import validate_branch, validate_repo_url
+from execution.selectors import attempt_is_working
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ class AttemptBusy(Exception):
 
 
 def _ensure_idle(attempt: Attempt) -> None:
-    if attempt.is_active or attempt.jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists():
+    if attempt_is_working(attempt):
         raise AttemptBusy("The attempt is still working; wait for it to finish or cancel it.")
     if not attempt.workspace_volume or not attempt.base_commit:
         raise AttemptBusy("This attempt has no workspace with a repository (its clone did not succeed).")
@@ -216,7 +217,7 @@ def do_request_delete_attempt(*, attempt: Attempt, by: str) -> bool:
     the attempt's host. Returns True when it was deleted right away."""
     from django_q.tasks import async_task
 
-    if attempt.is_active or attempt.jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists():
+    if attempt_is_working(attempt):
         raise AttemptBusy("The attempt is still working: cancel it first, then delete it.")
     if local_queue(attempt):
         do_delete_attempt(attempt=attempt, by=by)
@@ -233,20 +234,19 @@ def delete_attempt_task(attempt_id: int, by: str) -> str:
     return "deleted"
 
 
-def do_clean_up_attempt(*, attempt: Attempt, harness=None) -> None:
-    """Remove what a finished attempt may have left on this host: its secret dir and its container (only when the
-    container carries this installation's label: another installation on the same engine may use the same name)."""
+def do_clean_up_attempt(*, attempt: Attempt, harness=None) -> bool:
+    """Remove what a finished attempt may have left on this host: its secret dir and its containers (found by
+    their labels, so never another installation's). An attempt still working is left alone: returns False."""
     from execution import secret_dir
-    from execution.containers import container_name
     from execution.docker_harness import DockerHarness
 
+    if attempt_is_working(attempt):
+        return False
     secret_dir.remove_secret_dir(attempt.pk)
     harness = harness or DockerHarness()
-    # By id too: a container created before names carried the installation ("anyon-attempt-<id>").
-    for ref in dict.fromkeys(r for r in (attempt.container_id, container_name(attempt.pk)) if r):
-        info = harness.inspect(ref)
-        if info and info["Config"]["Labels"].get("anyon.instance") == settings.ANYON_INSTANCE:
-            harness.stop_and_remove(info["Id"], timeout=1)
+    for info in harness.list_managed(settings.ANYON_INSTANCE, attempt_id=attempt.pk):
+        harness.stop_and_remove(info["Id"], timeout=1)
+    return True
 
 
 def do_delete_attempt(*, attempt: Attempt, by: str) -> None:
@@ -258,7 +258,7 @@ def do_delete_attempt(*, attempt: Attempt, by: str) -> None:
     from execution.containers import home_volume
     from execution.docker_harness import DockerHarness
 
-    if attempt.is_active or attempt.jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists():
+    if attempt_is_working(attempt):
         raise AttemptBusy("The attempt is still working: cancel it first, then delete it.")
     harness = DockerHarness()
     do_clean_up_attempt(attempt=attempt, harness=harness)

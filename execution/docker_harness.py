@@ -162,9 +162,16 @@ class DockerHarness:
             with contextlib.suppress(NotFound, APIError, requests.RequestException):
                 self.api.wait(container_id, timeout=timeout + 30, condition="removed")
 
-    def list_managed(self, instance: str) -> list[dict]:
-        """Containers this installation manages (label ``anyon.instance``); others on the engine are not ours."""
-        return self.api.containers(all=True, filters={"label": ["anyon.managed=1", f"anyon.instance={instance}"]})
+    def list_managed(self, instance: str, *, attempt_id: int | None = None) -> list[dict]:
+        """Containers this installation manages (label ``anyon.instance``), of one attempt if given; others on the
+        engine are not ours."""
+        labels = ["anyon.managed=1", f"anyon.instance={instance}"]
+        if attempt_id is not None:
+            labels.append(f"anyon.attempt={attempt_id}")
+        try:
+            return self.api.containers(all=True, filters={"label": labels})
+        except (APIError, DockerException, requests.RequestException) as exc:
+            raise HarnessError(f"could not list containers: {exc}") from exc
 
     # --- volumes ---------------------------------------------------------------------------------------------
     def ensure_volume(self, name: str, labels: dict[str, str]) -> None:

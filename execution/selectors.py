@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, QuerySet
 
-from execution.models import Attempt, LogRecord, Task
+from execution.models import Attempt, JobStatus, LogRecord, Task
 
 
 def tasks_for(*, user) -> QuerySet[Task]:
@@ -21,6 +21,11 @@ def attempt_for(*, user, attempt_id: int) -> Attempt:
     if not user.is_staff:
         attempts = attempts.filter(task__owner=user)
     return attempts.get(pk=attempt_id)
+
+
+def attempt_is_working(attempt: Attempt) -> bool:
+    """Queued or running, itself or one of its jobs: its workspace and container are in use."""
+    return attempt.is_active or attempt.jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists()
 
 
 def log_records_after(*, attempt_id: int, after_seq: int, limit: int = 500, max_chars: int | None = None) -> list:
