@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 
 import orjson
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -19,13 +20,16 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 class JsonConsumer(AsyncWebsocketConsumer):
     #: Largest client frame accepted, in characters; consumers that only listen may lower it.
     max_frame = 8192
-    group: str | None = None
+    follower: asyncio.Task | None = None
 
-    async def follow_group(self, group: str) -> None:
-        """Be woken by the group's messages (:func:`anyon.live_events.notify_group`); a handler calls ``woken``."""
+    async def accept_and_follow(self, group: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Join ``group`` (channels leaves it on disconnect), accept, and run ``loop`` until the socket closes.
+        A handler of the group's messages (:func:`anyon.live_events.notify_group`) calls ``woken``."""
         self.wake = asyncio.Event()
-        self.group = group
         await self.channel_layer.group_add(group, self.channel_name)
+        self.groups.append(group)
+        await self.accept()
+        self.follower = asyncio.create_task(loop())
 
     def woken(self) -> None:
         self.wake.set()
@@ -37,8 +41,8 @@ class JsonConsumer(AsyncWebsocketConsumer):
         self.wake.clear()
 
     async def disconnect(self, code: int) -> None:
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if self.follower is not None:
+            self.follower.cancel()
 
     async def send_json(self, payload: dict) -> None:
         try:

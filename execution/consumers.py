@@ -8,7 +8,6 @@ passes ``?after=<last seq>`` and continues where it stopped.
 
 from __future__ import annotations
 
-import asyncio
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -27,7 +26,6 @@ class AttemptLogConsumer(JsonConsumer):
     max_frame = 4096  # viewers only send pings
     attempt_id: int
     last_seq: int
-    follower: asyncio.Task | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -45,14 +43,7 @@ class AttemptLogConsumer(JsonConsumer):
             self.last_seq = max(0, int(query.get("after", ["0"])[0]))
         except ValueError:
             self.last_seq = 0
-        await self.follow_group(attempt_group(self.attempt_id))
-        await self.accept()
-        self.follower = asyncio.create_task(self.follow())
-
-    async def disconnect(self, code: int) -> None:
-        if self.follower is not None:
-            self.follower.cancel()
-        await super().disconnect(code)
+        await self.accept_and_follow(attempt_group(self.attempt_id), self.follow)
 
     async def attempt_changed(self, event: dict) -> None:
         self.woken()

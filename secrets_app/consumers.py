@@ -65,12 +65,12 @@ class ClaudeLoginConsumer(JsonConsumer):
             return
         handler = {"start": self.on_start, "code": self.on_code, "cancel": self.on_cancel}.get(message["type"])
         if handler is None:
-            await self.send_json({"type": "error", "error": f"unknown message type {message['type'][:40]!r}"})
+            await self.send_error(f"unknown message type {message['type'][:40]!r}")
             return
         try:
             await handler(message)
         except ConnectError as exc:
-            await self.send_json({"type": "error", "error": str(exc)})
+            await self.send_error(str(exc))
 
     async def on_start(self, message: dict) -> None:
         method = message.get("method")
@@ -122,14 +122,7 @@ class SettingsConsumer(JsonConsumer):
         if self.user is None or not self.user.is_authenticated:
             await self.close(code=4401)
             return
-        await self.follow_group(settings_group(self.user.pk))
-        await self.accept()
-        self.watcher = asyncio.create_task(self.watch())
-
-    async def disconnect(self, code: int) -> None:
-        if hasattr(self, "watcher"):
-            self.watcher.cancel()
-        await super().disconnect(code)
+        await self.accept_and_follow(settings_group(self.user.pk), self.watch)
 
     async def settings_changed(self, event: dict) -> None:
         self.woken()
@@ -137,7 +130,7 @@ class SettingsConsumer(JsonConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         message = await self.parse(text_data, bytes_data)
         if message is not None:
-            await self.send_json({"type": "error", "error": "this socket only sends"})
+            await self.send_error("this socket only sends")
 
     def _version(self) -> tuple:
         rows = Secret.objects.filter(owner=self.user).values_list("pk", "state", "updated_at", "last_validated_at")
