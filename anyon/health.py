@@ -173,8 +173,12 @@ def check_wakeups() -> Check:
     slow = f"a queued task or a new log batch waits for the polls ({settings.ANYON_LOG_POLL_SECONDS} s)"
     if not settings.ANYON_WAKEUP_DIR:
         return Check(name, WARN, f"turned off: {slow}", "unset ANYON_WAKEUP_DIR (or set it to a local folder)", False)
-    topic = max("layer", "queue-" + wakeups.topic_name(settings.ANYON_WORKER_QUEUE), key=len)
-    longest = len(f"{settings.ANYON_WAKEUP_DIR}/{topic}.4194304.0123abcd.sock")
+    from anyon.host_channel_layer import TOPIC
+    from anyon.queue_broker import queue_topic
+
+    folder, widest_pid = Path(settings.ANYON_WAKEUP_DIR), 4194304  # Linux's pid_max
+    topics = (TOPIC, queue_topic(settings.ANYON_WORKER_QUEUE))
+    longest = max(len(str(wakeups.socket_path(folder, t, widest_pid, "0" * 8))) for t in topics)
     if longest > wakeups.MAX_SOCKET_PATH:
         return Check(
             name, WARN, f"ANYON_WAKEUP_DIR is too long for socket paths: {slow}", "choose a shorter path", False

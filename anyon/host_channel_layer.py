@@ -10,7 +10,6 @@ set, ``channels_redis`` is used instead and this module is not involved.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import json
 import logging
 import os
@@ -50,13 +49,10 @@ class HostChannelLayer(InMemoryChannelLayer):
         """Receive other processes' group messages on ``loop`` (bound on the first group_add of a process;
         moved when a later event loop takes over, as in tests that run one loop per test)."""
         if self._listener is None or self._listener.pid != os.getpid():
-            try:
-                self._listener = wakeups.Listener(TOPIC)
-            except OSError as exc:
-                logger.debug("not receiving wake-ups from other processes: %s", exc)
-                return
-            atexit.register(self._listener.close)
+            self._listener = wakeups.listen(TOPIC)
             self._reader_loop = None
+            if self._listener is None:
+                return
         if self._reader_loop is loop:
             return
         if self._reader_loop is not None and not self._reader_loop.is_closed():

@@ -8,7 +8,6 @@ the task by polling. Used when ``REDIS_URL`` is unset (with Redis, django-q2's R
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import time
@@ -58,11 +57,8 @@ class WakingORMBroker(ORM):
         if self._listener_failed:
             return None
         if self._listener is None or self._listener.pid != os.getpid():
-            try:
-                self._listener = wakeups.Listener(queue_topic(self.list_key))
-            except OSError as exc:
-                logger.info("queue %s: no wake-ups, polling every %s s (%s)", self.list_key, Conf.POLL, exc)
+            self._listener = wakeups.listen(queue_topic(self.list_key))
+            if self._listener is None:
+                logger.info("queue %s: no wake-ups, polling every %s s", self.list_key, Conf.POLL)
                 self._listener_failed = True
-                return None
-            atexit.register(self._listener.close)
         return self._listener

@@ -12,6 +12,7 @@ that died are removed by the next sender that finds nobody listening.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -70,14 +71,17 @@ def _sending_socket() -> socket.socket:
         return _sender[1]
 
 
+def socket_path(folder: Path, topic: str, pid: int, token: str) -> Path:
+    return folder / f"{topic}.{pid}.{token}.sock"
+
+
 def send(topic: str, payload: bytes, *, skip: Path | None = None) -> int:
     """Send ``payload`` to every process listening on ``topic`` on this host; returns how many got it."""
-    folder = wakeup_dir()
-    if folder is None or len(payload) > MAX_DATAGRAM:
+    if not settings.ANYON_WAKEUP_DIR or len(payload) > MAX_DATAGRAM:
         return 0
     delivered = 0
     sock = _sending_socket()
-    for path in folder.glob(f"{topic}.*.sock"):
+    for path in Path(settings.ANYON_WAKEUP_DIR).glob(f"{topic}.*.sock"):  # no folder yet: nobody listens
         if path == skip:
             continue
         try:
@@ -98,7 +102,7 @@ class Listener:
         folder = wakeup_dir()
         if folder is None:
             raise OSError("wake-ups are turned off (ANYON_WAKEUP_DIR is empty or unusable)")
-        self.path = folder / f"{topic}.{os.getpid()}.{secrets.token_hex(4)}.sock"
+        self.path = socket_path(folder, topic, os.getpid(), secrets.token_hex(4))
         if len(str(self.path)) > MAX_SOCKET_PATH:
             raise OSError(f"wake-up socket path longer than {MAX_SOCKET_PATH} bytes: choose a shorter ANYON_WAKEUP_DIR")
         self.pid = os.getpid()
@@ -130,3 +134,15 @@ class Listener:
             with contextlib.suppress(OSError):
                 self.path.unlink()
         self.sock.close()
+
+
+def listen(topic: str) -> Listener | None:
+    """A listener of this process for ``topic``, its socket file removed at exit; None when wake-ups are not
+    available here (the caller keeps to its polls)."""
+    try:
+        listener = Listener(topic)
+    except OSError as exc:
+        logger.debug("no wake-ups for %s in process %s: %s", topic, os.getpid(), exc)
+        return None
+    atexit.register(listener.close)
+    return listener
