@@ -48,8 +48,9 @@ class SweepReport:
 
 
 def _alert_orphans_removed(report: SweepReport, what: str, *, fingerprint: str) -> None:
-    """One warning per sweep that removed orphans (deduplicated by fingerprint), naming them."""
-    if report.removed:
+    """One warning per sweep that removed orphans (deduplicated by fingerprint), naming them; a dry run removed
+    nothing."""
+    if report.removed and not report.dry_run:
         do_raise_alert(
             kind=AlertKind.ORPHAN_REMOVED,
             severity=AlertSeverity.WARNING,
@@ -109,8 +110,7 @@ def sweep_secret_dirs(*, progress: Progress = _noop, dry_run: bool = False) -> S
                 message=f"the cleanup sweep could not remove {path}",
                 fingerprint=f"secret_cleanup_failed:{path}",
             )
-    if not dry_run:
-        _alert_orphans_removed(report, "secret dir", fingerprint="orphan_removed:secret_dirs")
+    _alert_orphans_removed(report, "secret dir", fingerprint="orphan_removed:secret_dirs")
     return report
 
 
@@ -165,8 +165,7 @@ def sweep_containers(
         report.removed.append(name)
         logger.warning("removed orphan container %s (%s)", name, reason)
         progress(f"removed container {name} ({reason})")
-    if not dry_run:
-        _alert_orphans_removed(report, "container", fingerprint="orphan_removed:containers")
+    _alert_orphans_removed(report, "container", fingerprint="orphan_removed:containers")
     return report
 
 

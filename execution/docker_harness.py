@@ -24,6 +24,10 @@ from execution.docker_client import shared_docker_client
 logger = logging.getLogger(__name__)
 
 
+#: Every container this harness makes: no capabilities, no privilege gained through setuid binaries.
+HARDENING = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
+
+
 class HarnessError(Exception):
     """The engine could not do what was asked; the message says what and how to fix it."""
 
@@ -80,8 +84,7 @@ class DockerHarness:
                 network_mode=spec.network_mode,
                 detach=True,
                 init=True,
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
+                **HARDENING,
                 mem_limit=spec.mem_limit,
                 memswap_limit=spec.mem_limit,
                 nano_cpus=spec.nano_cpus,
@@ -128,8 +131,7 @@ class DockerHarness:
                 labels=labels,
                 network_mode="none",
                 stdin_open=True,
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
+                **HARDENING,
             )
             sock = self.api.attach_socket(container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             container.start()

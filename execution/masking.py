@@ -33,7 +33,7 @@ PATTERN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "sk-a
 #: The same test in fewer passes over the text: one search for the five ``gh?_`` prefixes (a regex with a literal
 #: prefix runs at C speed, 2-3x faster than five substring checks), substring checks for the others.
 _GH_PREFIX_RE = re.compile(r"gh[pousr]_")
-_OTHER_PREFIXES = ("github_pat_", "sk-ant-", "x-access-token:")
+_OTHER_PREFIXES = tuple(p for p in PATTERN_PREFIXES if not _GH_PREFIX_RE.fullmatch(p))
 _PATTERN_RE = re.compile("|".join(TOKEN_PATTERNS))
 #: A line's tail that could still grow into a token: held back while the line is incomplete.
 _PATTERN_TAIL_RE = re.compile(

@@ -77,9 +77,6 @@ class PromptField(models.TextField):
     def from_db_value(self, value, expression, connection):
         return value if value is None else load(value)
 
-    def to_python(self, value):
-        return value if value is None or isinstance(value, str) else str(value)
-
     def get_prep_value(self, value):
         value = super().get_prep_value(value)
         return value if value is None else store(value)
