@@ -4,12 +4,12 @@ does not fail) put where a leak could be is found in what the sweep collected.""
 from __future__ import annotations
 
 import secrets
-import time
 
 import docker
 import pytest
 
 from tests.fixtures import leaks
+from tests.fixtures.waiting import wait_for
 
 
 def collected(value: str) -> list[str]:
@@ -20,9 +20,7 @@ def test_engine_recorder_keeps_the_inspect_of_containers_and_execs(docker_client
     canary = f"canary-{secrets.token_hex(8)}"
     container = container_factory(base_image, environment={"CANARY": canary})
     container.exec_run(["true", f"exec-{canary}"])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not (collected(canary) and collected(f"exec-{canary}")):
-        time.sleep(0.1)
+    wait_for(lambda: collected(canary) and collected(f"exec-{canary}"), timeout=10, what="both inspects recorded")
     assert any(w.startswith("docker inspect") for w in collected(canary))
     assert any(w.startswith("docker exec inspect") for w in collected(f"exec-{canary}"))
 

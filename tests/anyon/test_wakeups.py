@@ -21,6 +21,7 @@ from django.test import Client
 from anyon import wakeups
 from anyon.host_channel_layer import TOPIC, HostChannelLayer
 from tests.fixtures.processes import ROOT, free_port, start_process, subprocess_env, wait_for_port
+from tests.fixtures.waiting import wait_for
 
 
 @pytest.fixture
@@ -161,10 +162,8 @@ def test_queueing_a_task_wakes_the_idle_worker_at_once(worker_factory, wake_dir)
     from django_q.tasks import async_task, result
 
     worker_factory(ANYON_QUEUE_POLL_SECONDS="30", ANYON_WAKEUP_DIR=str(wake_dir))
-    deadline = time.monotonic() + 30
-    while not list(wake_dir.glob("queue-*.sock")) and time.monotonic() < deadline:
-        time.sleep(0.1)  # the pusher binds its socket when it first finds the queue empty, then waits 30 s
-    assert list(wake_dir.glob("queue-*.sock")), "the worker's pusher never waited for wake-ups"
+    # The pusher binds its socket when it first finds the queue empty, then waits 30 s.
+    wait_for(lambda: list(wake_dir.glob("queue-*.sock")), timeout=30, what="the worker's pusher waiting for wake-ups")
     started = time.monotonic()
     task_id = async_task("math.floor", 2.5)
     assert result(task_id, wait=15_000) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import string
 import threading
@@ -10,13 +11,16 @@ from dataclasses import dataclass
 
 import docker
 import pytest
+from django.contrib.auth.models import User
 
 from execution.attempts import do_create_task, do_start_attempt
 from execution.containers import container_name
+from execution.models import LogRecord
 from secrets_app.secret_store import do_store_secret
 from tests.fakes.anthropic_api import FakeAnthropicAPI
 from tests.fakes.github import classic_token
 from tests.fixtures.leaks import track_secret
+from tests.fixtures.waiting import wait_for
 
 
 def oauth_token() -> str:
@@ -77,23 +81,25 @@ def step_exec_running(docker_client, attempt_id: int, command: str) -> bool:
     return False
 
 
-def when_step_runs(docker_client, attempt_id: int, command: str, action, timeout: float = 60) -> threading.Thread:
-    """Run ``action()`` in the background once the step running ``command`` has started in the container: a
-    cancel, kill or inspection then meets a running step, not a container that is still starting."""
+def when(predicate, action, timeout: float = 60, what: str = "condition") -> threading.Thread:
+    """Run ``action()`` in the background once ``predicate()`` holds (to act on a run while it is going)."""
 
     def wait_then_act() -> None:
-        deadline = time.monotonic() + timeout
-        while not step_exec_running(docker_client, attempt_id, command):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no exec running {command!r} in attempt {attempt_id}'s container")
-            time.sleep(0.1)
+        wait_for(predicate, timeout=timeout, what=what)
         action()
 
     return in_background(0, wait_then_act)
 
 
+def when_step_runs(docker_client, attempt_id: int, command: str, action, timeout: float = 60) -> threading.Thread:
+    """Run ``action()`` in the background once the step running ``command`` has started in the container: a
+    cancel, kill or inspection then meets a running step, not a container that is still starting."""
+    running = functools.partial(step_exec_running, docker_client, attempt_id, command)
+    return when(running, action, timeout, what=f"an exec running {command!r} in attempt {attempt_id}'s container")
+
+
 def in_background(delay: float, action) -> threading.Thread:
-    """Run ``action`` after ``delay`` seconds in a thread (to act on a run while it is going)."""
+    """Run ``action`` after ``delay`` seconds in a thread."""
 
     def go():
         time.sleep(delay)
@@ -102,3 +108,18 @@ def in_background(delay: float, action) -> threading.Thread:
     thread = threading.Thread(target=go, daemon=True)
     thread.start()
     return thread
+
+
+def logs(attempt, stream: str | None = None) -> str:
+    """The attempt's stored log (an attempt or its id), of one stream if given."""
+    records = LogRecord.objects.filter(attempt_id=getattr(attempt, "pk", attempt)).order_by("seq")
+    if stream:
+        records = records.filter(stream=stream)
+    return "".join(records.values_list("text", flat=True))
+
+
+def make_attempt(username: str = "writer"):
+    """A queued attempt of a new user's task (not run)."""
+    user = User.objects.create_user(username, password="pw long enough 1")
+    task = do_create_task(owner=user, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
+    return do_start_attempt(task=task, enqueue=False)

@@ -17,26 +17,13 @@ from execution.attempts import AGENT_ARGV, do_cancel_attempt
 from execution.containers import container_name, home_volume
 from execution.models import Attempt, AttemptStatus, LogRecord, RunStatus
 from execution.runner import run_attempt
-from tests.execution.conftest import custom, in_background, when_step_runs
+from tests.execution.conftest import custom, in_background, logs, when, when_step_runs
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fixtures.engine_files import container_files, volume_files
+from tests.fixtures.waiting import wait_for
 
 # Background threads act on the database while the run goes on: real transactions, not a wrapping one.
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(predicate, timeout: float = 20.0, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
-
-
-def logs(attempt) -> str:
-    return "".join(LogRecord.objects.filter(attempt=attempt).order_by("seq").values_list("text", flat=True))
 
 
 def assert_cleaned(attempt, docker_client) -> None:
@@ -101,11 +88,7 @@ def agent_that_prints_the_token_then_waits(world, when_waiting) -> Attempt:
     )
     attempt = world.attempt(plan=[{"kind": "agent", "title": "Claude Code", "argv": AGENT_ARGV, "stdin": "go"}])
 
-    def watch() -> None:
-        wait_for(lambda: "sleep 60" in logs(attempt), timeout=60)
-        when_waiting(attempt)
-
-    in_background(0, watch)
+    when(lambda: "sleep 60" in logs(attempt), lambda: when_waiting(attempt))
     return attempt
 
 

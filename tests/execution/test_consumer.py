@@ -9,18 +9,18 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 
 from anyon.asgi import application
-from execution.attempts import do_create_task, do_start_attempt, do_transition
+from execution.attempts import do_transition
 from execution.consumers import AttemptLogConsumer
 from execution.log_writer import LogWriter
 from execution.models import AttemptStatus
+from tests.execution.conftest import make_attempt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def make_attempt(username="carol"):
-    user = User.objects.create_user(username, password="pw long enough 1")
-    task = do_create_task(owner=user, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
-    return user, do_start_attempt(task=task, enqueue=False)
+def make_user_attempt(username="carol"):
+    attempt = make_attempt(username)
+    return attempt.task.owner, attempt
 
 
 def communicator(user, attempt_id: int, query: str = "") -> WebsocketCommunicator:
@@ -45,7 +45,7 @@ async def collect_until_end(comm, timeout=10):
 
 
 async def test_history_then_live_then_end_without_gaps_or_duplicates():
-    user, attempt = await database_sync_to_async(make_attempt)()
+    user, attempt = await database_sync_to_async(make_user_attempt)()
     writer = await database_sync_to_async(LogWriter)(attempt.pk)
     for i in range(5):
         writer.write(None, "stdout", f"old {i}\n" + "x" * 20_000)  # several records per write
@@ -73,11 +73,12 @@ async def test_history_then_live_then_end_without_gaps_or_duplicates():
 
 
 async def test_two_viewers_and_resume_after():
-    user, attempt = await database_sync_to_async(make_attempt)()
+    user, attempt = await database_sync_to_async(make_user_attempt)()
     writer = await database_sync_to_async(LogWriter)(attempt.pk)
     for i in range(10):
         writer.write(None, "stdout", f"line {i}\n")
-        await database_sync_to_async(writer.close)()
+        await database_sync_to_async(writer.flush)()  # one record per line
+    await database_sync_to_async(writer.close)()
     await database_sync_to_async(do_transition)(attempt=attempt, to=AttemptStatus.CANCELLED)
     full = communicator(user, attempt.pk)
     resumed = communicator(user, attempt.pk, "?after=7")
@@ -91,7 +92,7 @@ async def test_two_viewers_and_resume_after():
 
 
 async def test_unauthenticated_and_other_users_are_refused():
-    _owner, attempt = await database_sync_to_async(make_attempt)()
+    _owner, attempt = await database_sync_to_async(make_user_attempt)()
     other = await database_sync_to_async(User.objects.create_user)("eve", password="pw long enough 2")
     for user, code in ((AnonymousUser(), 4401), (other, 4404)):
         comm = communicator(user, attempt.pk)
@@ -105,7 +106,7 @@ async def test_unauthenticated_and_other_users_are_refused():
 
 
 async def test_malformed_frames_get_errors_not_crashes():
-    user, attempt = await database_sync_to_async(make_attempt)()
+    user, attempt = await database_sync_to_async(make_user_attempt)()
     comm = communicator(user, attempt.pk)
     await comm.connect()
     first = json.loads(await comm.receive_from(timeout=10))
@@ -122,7 +123,7 @@ async def test_malformed_frames_get_errors_not_crashes():
 
 async def test_routing_requires_session_auth():
     """Through the real ASGI application: without a session the socket is refused."""
-    _, attempt = await database_sync_to_async(make_attempt)()
+    _, attempt = await database_sync_to_async(make_user_attempt)()
     comm = WebsocketCommunicator(
         application,
         f"/ws/attempts/{attempt.pk}/logs/",
@@ -133,7 +134,7 @@ async def test_routing_requires_session_auth():
 
 
 async def test_huge_frames_and_floods_leave_other_viewers_unaffected():
-    user, attempt = await database_sync_to_async(make_attempt)()
+    user, attempt = await database_sync_to_async(make_user_attempt)()
     await database_sync_to_async(do_transition)(attempt=attempt, to=AttemptStatus.PROVISIONING)
     attacker, viewer = communicator(user, attempt.pk), communicator(user, attempt.pk)
     await attacker.connect()

@@ -1,8 +1,8 @@
 """The real engine and the offline base image: exec with stdout, stderr and exit code kept apart."""
 
-import time
-
 import pytest
+
+from tests.fixtures.waiting import wait_for
 
 
 @pytest.mark.docker
@@ -17,10 +17,8 @@ def test_exec_separates_stdout_stderr_and_exit_code(docker_client, base_image, c
     assert stdout == b"out-line\n"
     assert stderr == b"err-line\n"
     # The engine can report the exec as running for a moment after its output ends (moby#19607): wait for it.
-    deadline = time.monotonic() + 10
-    while (info := api.exec_inspect(exec_id))["Running"] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert info["ExitCode"] == 7
+    wait_for(lambda: not api.exec_inspect(exec_id)["Running"], timeout=10, every=0.05)
+    assert api.exec_inspect(exec_id)["ExitCode"] == 7
 
 
 @pytest.mark.docker

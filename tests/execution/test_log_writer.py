@@ -8,28 +8,17 @@ import threading
 import time
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
 
 from execution import log_writer
-from execution.attempts import do_create_task, do_start_attempt
 from execution.log_writer import FLUSH_CHARS, MAX_BATCHES_IN_FLIGHT, MAX_RECORD_CHARS, LogWriter
 from execution.models import LogRecord
 from execution.selectors import log_records_after
-
-
-def make_attempt(username: str = "writer"):
-    user = User.objects.create_user(username, password="pw long enough 1")
-    task = do_create_task(owner=user, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
-    return do_start_attempt(task=task, enqueue=False)
+from tests.execution.conftest import logs, make_attempt
 
 
 def writer_threads(attempt_id: int) -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith(f"log-writer-{attempt_id}_")]
-
-
-def stored_text(attempt_id: int) -> str:
-    return "".join(LogRecord.objects.filter(attempt_id=attempt_id).order_by("seq").values_list("text", flat=True))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -84,7 +73,7 @@ def test_a_slow_database_blocks_the_producer_instead_of_growing_memory():
     producer.join(timeout=60)
     assert done.is_set()
     writer.close()
-    assert len(stored_text(attempt.pk)) == 16 * FLUSH_CHARS
+    assert len(logs(attempt.pk)) == 16 * FLUSH_CHARS
 
 
 @pytest.mark.django_db(transaction=True)
@@ -103,7 +92,7 @@ def test_inside_a_transaction_the_insert_is_inline_and_visible_to_it():
         writer = LogWriter(attempt.pk)
         writer.write(None, "stdout", "inside\n")
         writer.flush()
-        assert stored_text(attempt.pk) == "inside\n"  # another thread's connection could not see this attempt
+        assert logs(attempt.pk) == "inside\n"  # another thread's connection could not see this attempt
     assert writer_threads(attempt.pk) == []
 
 
@@ -113,7 +102,7 @@ def test_nul_bytes_are_stored_as_replacement_characters():
     writer = LogWriter(attempt.pk)
     writer.write(None, "stdout", "a\x00b\n")
     writer.close()
-    assert stored_text(attempt.pk) == "a\ufffdb\n"
+    assert logs(attempt.pk) == "a\ufffdb\n"
 
 
 @pytest.mark.django_db

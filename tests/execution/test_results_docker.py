@@ -12,8 +12,9 @@ import pytest
 from execution import secret_dir
 from execution.attempts import AttemptBusy, do_delete_attempt, do_request_pull_request, do_start_follow_up
 from execution.containers import container_name
-from execution.models import Attempt, AttemptStatus, JobStatus, LogRecord
+from execution.models import Attempt, AttemptStatus, JobStatus
 from execution.runner import run_attempt, run_job
+from tests.execution.conftest import logs
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fakes.github import FakeGitHub
 
@@ -26,10 +27,6 @@ HELLO = "def hello():\n    return 'hello, world'\n"
 def repo(world, github: FakeGitHub) -> str:
     github.add_token(world.github_token, login="alice-gh")
     return github.add_repo("acme", "widgets", {"README.md": "# widgets\nold line\n"})
-
-
-def logs(attempt) -> str:
-    return "".join(LogRecord.objects.filter(attempt=attempt).order_by("seq").values_list("text", flat=True))
 
 
 def finished_attempt(world, repo) -> Attempt:

@@ -11,9 +11,10 @@ from django.conf import settings
 
 from execution import secret_dir
 from execution.containers import home_volume
-from execution.models import AttemptStatus, LogRecord, RunStatus
+from execution.models import AttemptStatus, RunStatus
 from execution.runner import run_attempt
 from secrets_app.models import SecretAccess
+from tests.execution.conftest import logs
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fakes.github import FakeGitHub
 from tests.fixtures.engine_files import volume_files
@@ -25,13 +26,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 def repo(world, github: FakeGitHub) -> str:
     github.add_token(world.github_token, login="alice")
     return github.add_repo("acme", "widgets", {"README.md": "# widgets\n"})
-
-
-def logs(attempt, stream: str | None = None) -> str:
-    records = LogRecord.objects.filter(attempt=attempt).order_by("seq")
-    if stream:
-        records = records.filter(stream=stream)
-    return "".join(records.values_list("text", flat=True))
 
 
 def test_clone_and_claude_succeed_with_injected_credentials(world, github, repo):
