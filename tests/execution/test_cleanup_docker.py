@@ -108,22 +108,19 @@ def test_idle_workspace_is_removed_after_ttl(world, docker_client, settings):
 
 
 def test_a_container_named_before_names_carried_the_installation_is_still_cleaned_up(
-    world, docker_client, base_image, settings
+    world, docker_client, base_image, settings, container_factory
 ):
     from execution.attempts import do_clean_up_attempt
 
     attempt = world.attempt(plan=[custom("true")])
     do_transition(attempt=attempt, to=AttemptStatus.FAILED, error="test")
-    old = docker_client.containers.run(
+    old = container_factory(
         base_image,
-        ["sleep", "infinity"],
         name=f"anyon-attempt-{attempt.pk}-{settings.ANYON_INSTANCE}",  # the old name, kept unique for this run
-        detach=True,
-        network_mode="none",
         labels={"anyon.managed": "1", "anyon.instance": settings.ANYON_INSTANCE, "anyon.attempt": str(attempt.pk)},
     )
     Attempt.objects.filter(pk=attempt.pk).update(container_id=old.id)
     attempt.refresh_from_db()
-    do_clean_up_attempt(attempt=attempt)
+    assert do_clean_up_attempt(attempt=attempt)
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(old.id)

@@ -3,7 +3,6 @@ when a worker starts, and a worker killed with SIGKILL in the middle of a run.""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -109,39 +108,27 @@ def test_sigkilled_worker_mid_run_is_cleaned_by_one_sweep(world, worker_factory,
     assert Alert.objects.filter(kind="stale_attempt", attempt=attempt).exists()
 
 
-def test_admin_cleanup_removes_only_this_installations_leftovers(world, docker_client, base_image, client, settings):
-    from django.contrib.auth.models import User
-
+def test_admin_cleanup_removes_only_this_installations_leftovers(
+    world, docker_client, base_image, admin_client, settings, container_factory
+):
     ours, theirs = (world.attempt(plan=[custom("true")]) for _ in range(2))
     for attempt in (ours, theirs):
         do_transition(attempt=attempt, to=AttemptStatus.FAILED, error="test")
         secret_dir.write_secret_dir(attempt.pk, {"github_token": world.github_token})
 
     def named_for(attempt, instance: str):
-        return docker_client.containers.run(
-            base_image,
-            ["sleep", "infinity"],
-            name=container_name(attempt.pk),
-            detach=True,
-            network_mode="none",
-            labels={"anyon.managed": "1", "anyon.attempt": str(attempt.pk), "anyon.instance": instance},
-        )
+        labels = {"anyon.managed": "1", "anyon.attempt": str(attempt.pk), "anyon.instance": instance}
+        return container_factory(base_image, name=container_name(attempt.pk), labels=labels)
 
     mine = named_for(ours, settings.ANYON_INSTANCE)
     foreign = named_for(theirs, "another-installation")  # another installation whose attempt ids collide with ours
-    try:
-        client.force_login(User.objects.create_superuser("ops", "ops@example.com", "ops password 123"))
-        response = client.post(
-            "/admin/execution/attempt/",
-            {"action": "cleanup_selected", "_selected_action": [ours.pk, theirs.pk]},
-            follow=True,
-        )
-        assert "Cleaned 2 finished attempt(s)." in response.content.decode()
-        assert not secret_dir.secret_dir_path(ours.pk).exists() and not secret_dir.secret_dir_path(theirs.pk).exists()
-        with pytest.raises(docker.errors.NotFound):
-            docker_client.containers.get(mine.id)
-        assert docker_client.containers.get(foreign.id).status == "running"
-    finally:
-        for container in (mine, foreign):
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
+    response = admin_client.post(
+        "/admin/execution/attempt/",
+        {"action": "cleanup_selected", "_selected_action": [ours.pk, theirs.pk]},
+        follow=True,
+    )
+    assert "Cleaned 2 finished attempt(s)." in response.content.decode()
+    assert not secret_dir.secret_dir_path(ours.pk).exists() and not secret_dir.secret_dir_path(theirs.pk).exists()
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(mine.id)
+    assert docker_client.containers.get(foreign.id).status == "running"
