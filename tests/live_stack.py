@@ -35,23 +35,17 @@ class LiveStack:
     def __init__(self, name: str, *, worker: bool = True) -> None:
         from django.core.management import call_command
 
-        from tests.fixtures.processes import free_port, start_process, wait_for_port
+        from tests.fixtures.processes import start_asgi, start_process
 
         call_command("migrate", verbosity=0)
         call_command("createcachetable", verbosity=0)
-        port = free_port()
         env = dict(os.environ)
-        self.web = start_process(
-            f"{name}-web",
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "anyon.asgi:application"],
-            env,
-        )
-        wait_for_port(port, self.web.proc, self.web.log)
+        self.web = start_asgi(f"{name}-web", env)
         self.worker = (
             start_process(f"{name}-worker", [sys.executable, "manage.py", "qcluster"], env) if worker else None
         )
-        self.url = f"http://127.0.0.1:{port}"
-        self.ws_url = f"ws://127.0.0.1:{port}"
+        self.url = self.web.url
+        self.ws_url = self.web.url.replace("http://", "ws://", 1)
         if worker:
             time.sleep(3)  # the worker cluster starts
 

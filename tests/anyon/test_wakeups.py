@@ -20,7 +20,7 @@ from django.test import Client
 
 from anyon import wakeups
 from anyon.host_channel_layer import TOPIC, HostChannelLayer
-from tests.fixtures.processes import ROOT, free_port, start_process, subprocess_env, wait_for_port
+from tests.fixtures.processes import ROOT, start_asgi, subprocess_env
 from tests.fixtures.waiting import wait_for
 
 
@@ -174,14 +174,9 @@ def test_a_write_in_another_process_reaches_a_live_viewer_at_once(transactional_
     from execution.attempts import do_create_task, do_start_attempt
     from execution.log_writer import LogWriter
 
-    port = free_port()
-    server = start_process(
-        "wakeup-web",
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "anyon.asgi:application"],
-        subprocess_env(ANYON_LOG_POLL_SECONDS="30", ANYON_WAKEUP_DIR=str(wake_dir)),
-    )
+    server = start_asgi("wakeup-web", subprocess_env(ANYON_LOG_POLL_SECONDS="30", ANYON_WAKEUP_DIR=str(wake_dir)))
+    port = server.url.rsplit(":", 1)[1]
     try:
-        wait_for_port(port, server.proc, server.log)
         task = do_create_task(
             owner=alice, title="t", repo_url="https://github.com/acme/w", base_branch="main", prompt="p"
         )

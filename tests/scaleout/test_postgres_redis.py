@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.fixtures.browser import login
-from tests.fixtures.processes import ARTIFACTS, ROOT, free_port, start_process, wait_for_port
+from tests.fixtures.processes import ARTIFACTS, ROOT, start_asgi, start_process
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
@@ -56,14 +56,7 @@ def cluster(postgres_url, redis_url, runtime_image, tmp_path):
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
     processes, webs = [], []
     for n in range(2):
-        port = free_port()
-        web = start_process(
-            f"scaleout-web-{n}",
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "anyon.asgi:application"],
-            env,
-        )
-        wait_for_port(port, web.proc, web.log)
-        web.url = f"http://127.0.0.1:{port}"
+        web = start_asgi(f"scaleout-web-{n}", env)
         processes.append(web)
         webs.append(web)
     for n in range(2):
