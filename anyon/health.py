@@ -57,7 +57,7 @@ def check_migrations() -> Check:
 
 
 def check_docker(timeout: int = 3) -> Check:
-    from execution.docker_client import get_docker_client
+    from shared.docker.client import get_docker_client
 
     try:
         client = get_docker_client(timeout=timeout)
@@ -76,7 +76,7 @@ def check_docker(timeout: int = 3) -> Check:
 def check_runtime_image(timeout: int = 3) -> Check:
     import docker
 
-    from execution.docker_client import get_docker_client
+    from shared.docker.client import get_docker_client
 
     image = settings.ANYON_CLOUD_IMAGE
     try:
@@ -165,7 +165,7 @@ def check_worker() -> Check:
 
 def check_wakeups() -> Check:
     """Whether the web server and the worker can wake each other (else new work waits for a poll)."""
-    from anyon import wakeups
+    from shared.wakeups import sockets as wakeups
 
     name = "wake-ups"
     if settings.REDIS_URL:
@@ -173,8 +173,8 @@ def check_wakeups() -> Check:
     slow = f"a queued task or a new log batch waits for the polls ({settings.ANYON_LOG_POLL_SECONDS} s)"
     if not settings.ANYON_WAKEUP_DIR:
         return Check(name, WARN, f"turned off: {slow}", "unset ANYON_WAKEUP_DIR (or set it to a local folder)", False)
-    from anyon.host_channel_layer import TOPIC
-    from anyon.queue_broker import queue_topic
+    from shared.wakeups.channel_layer import TOPIC
+    from shared.wakeups.queue_broker import queue_topic
 
     folder, widest_pid = Path(settings.ANYON_WAKEUP_DIR), 4194304  # Linux's pid_max
     topics = (TOPIC, queue_topic(settings.ANYON_WORKER_QUEUE))

@@ -1,8 +1,8 @@
 """Django settings for Anyon Cloud.
 
 Every value comes from the environment (12-factor); each one is documented in docs/DEPLOYMENT.md, and
-tests/anyon/test_docs.py fails when a setting read here is missing from that table. Use ``env_setting`` /
-the ``env`` object below for new settings so that the documentation test sees them.
+tests/anyon/test_docs.py fails when a setting read here is missing from that table. Read new settings through
+the ``env`` object below so that the documentation test sees them.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "channels",
     "django_q",
     "anyon",
+    "shared",
     "secrets_app",
     "execution",
 ]
@@ -113,8 +114,8 @@ if REDIS_URL:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    # In-memory groups, plus group messages between this host's processes over UNIX sockets (anyon/wakeups.py).
-    CHANNEL_LAYERS = {"default": {"BACKEND": "anyon.host_channel_layer.HostChannelLayer"}}
+    # In-memory groups, plus group messages between this host's processes over UNIX sockets (shared/wakeups/).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "shared.wakeups.channel_layer.HostChannelLayer"}}
     # A cache shared by web and worker processes: the worker's heartbeat (django-q2 cluster stats) lives here.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "anyon_cache"}}
 
@@ -148,7 +149,7 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
-    Q_CLUSTER["broker_class"] = "anyon.queue_broker.WakingORMBroker"  # queueing wakes this host's idle worker
+    Q_CLUSTER["broker_class"] = "shared.wakeups.queue_broker.WakingORMBroker"  # queueing wakes this host's idle worker
     # How often idle workers ask the database for queued tasks when no wake-up arrives (a task queued on this host
     # wakes them at once; one queued from another host waits for this poll).
     Q_CLUSTER["poll"] = env.float("ANYON_QUEUE_POLL_SECONDS", default=0.5)
@@ -185,7 +186,7 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # --- Anyon ------------------------------------------------------------------------------------------------
 ANYON_TEMP_DIR = Path(env.str("ANYON_TEMP_DIR", default="/tmp/anyon"))
 #: Without Redis, the web server and the worker wake each other through UNIX sockets in this private directory
-#: (anyon/wakeups.py); empty turns the wake-ups off, leaving only the polls.
+#: (shared/wakeups/); empty turns the wake-ups off, leaving only the polls.
 ANYON_WAKEUP_DIR = env.str("ANYON_WAKEUP_DIR", default=str(ANYON_TEMP_DIR / "wakeups"))
 
 
@@ -265,12 +266,7 @@ ANYON_ADMIN_EMAIL = env.str("ANYON_ADMIN_EMAIL", default="admin@localhost")
 ANYON_SLACK_WEBHOOK_URL = env.str("ANYON_SLACK_WEBHOOK_URL", default="")
 ANYON_ALERT_EMAILS = env.list("ANYON_ALERT_EMAILS", default=[])
 SENTRY_DSN = env.str("SENTRY_DSN", default="")
-if SENTRY_DSN:
-    import sentry_sdk
-
-    from execution.notifiers import before_send
-
-    sentry_sdk.init(dsn=SENTRY_DSN, before_send=before_send)  # PII is off by default; before_send scrubs secrets
+# Sentry is initialised by AnyonConfig.ready() (anyon/apps.py), not while settings load.
 
 # --- logging ------------------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("ANYON_LOG_LEVEL", default="INFO")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.utils import timezone
 from django.utils.html import format_html
 
 from execution.attempts import AttemptBusy, do_cancel_attempt, do_clean_up_attempt, do_request_delete_attempt
-from execution.docker_harness import DockerHarness, HarnessError
-from execution.models import Alert, Attempt, AttemptJob, LogRecord, Run, Task
+from execution.models import Attempt, AttemptJob, LogRecord, Run, Task
 from execution.prompts import printable
+from shared.docker.engine import DockerEngine, EngineError
 
 LOG_CHARS_IN_ADMIN = 50_000
 
@@ -81,10 +80,10 @@ class AttemptAdmin(admin.ModelAdmin):
     def cleanup_selected(self, request, queryset) -> None:
         cleaned = 0
         try:
-            harness = DockerHarness()
+            engine = DockerEngine()
             for attempt in queryset:
-                cleaned += do_clean_up_attempt(attempt=attempt, harness=harness)
-        except HarnessError as exc:
+                cleaned += do_clean_up_attempt(attempt=attempt, engine=engine)
+        except EngineError as exc:
             self.message_user(request, f"Stopped after {cleaned} attempt(s): {exc}", messages.ERROR)
             return
         self.message_user(request, f"Cleaned {cleaned} finished attempt(s).", messages.SUCCESS)
@@ -108,7 +107,7 @@ class AttemptAdmin(admin.ModelAdmin):
             try:
                 do_request_delete_attempt(attempt=attempt, by=f"staff:{request.user.get_username()}")
                 deleted += 1
-            except (AttemptBusy, HarnessError) as exc:
+            except (AttemptBusy, EngineError) as exc:
                 refused.append(f"#{attempt.pk}: {exc}")
         self.message_user(request, f"Deleted {deleted} attempt(s) (on other hosts: queued).", messages.SUCCESS)
         for line in refused:
@@ -124,40 +123,3 @@ class AttemptJobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # jobs are queued from the attempt page, which checks the attempt is idle
-
-
-class AcknowledgedFilter(admin.SimpleListFilter):
-    title = "acknowledged"
-    parameter_name = "acknowledged"
-
-    def lookups(self, request, model_admin):
-        return [("no", "Open"), ("yes", "Acknowledged")]
-
-    def queryset(self, request, queryset):
-        if self.value() == "no":
-            return queryset.filter(acknowledged_at__isnull=True)
-        if self.value() == "yes":
-            return queryset.filter(acknowledged_at__isnull=False)
-        return queryset
-
-
-@admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
-    list_display = ("last_seen", "kind", "severity", "count", "message", "attempt", "user", "acknowledged_at")
-    list_filter = (AcknowledgedFilter, "kind", "severity")
-    actions = ["acknowledge"]
-    search_fields = ("message", "fingerprint")
-    readonly_fields = (
-        "kind", "severity", "message", "attempt", "user", "fingerprint", "count", "first_seen", "last_seen",
-        "acknowledged_by", "acknowledged_at", "delivery",
-    )  # fmt: skip
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    @admin.action(description="Acknowledge selected alerts")
-    def acknowledge(self, request, queryset) -> None:
-        count = queryset.filter(acknowledged_at__isnull=True).update(
-            acknowledged_by=request.user, acknowledged_at=timezone.now()
-        )
-        self.message_user(request, f"Acknowledged {count} alert(s).", messages.SUCCESS)

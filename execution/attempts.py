@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from execution.log_writer import wake_viewers
+from execution.log_writer import wake_attempt_viewers
 from execution.models import ATTEMPT_TRANSITIONS, Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, RunKind, Task
 from execution.prompts import validate_prompt
 from execution.repo_urls import validate_branch, validate_repo_url
@@ -127,7 +127,7 @@ def do_transition(
     if moved:
         for key, value in updates.items():
             setattr(attempt, key, value)
-        wake_viewers(attempt.pk, status=to)
+        wake_attempt_viewers(attempt.pk, status=to)
     return bool(moved)
 
 
@@ -143,7 +143,7 @@ def do_cancel_attempt(*, attempt: Attempt, by: str) -> None:
     Attempt.objects.filter(pk=attempt.pk, status__in=[AttemptStatus.PROVISIONING, AttemptStatus.RUNNING]).update(
         cancel_requested=True
     )
-    wake_viewers(attempt.pk)
+    wake_attempt_viewers(attempt.pk)
 
 
 def run_timeout() -> int:
@@ -185,7 +185,7 @@ def do_start_follow_up(*, attempt: Attempt, prompt: str, enqueue: bool = True) -
     job = AttemptJob.objects.create(attempt=attempt, kind=JobKind.FOLLOW_UP, prompt=prompt)
     if enqueue:
         _enqueue_job(job)
-    wake_viewers(attempt.pk)
+    wake_attempt_viewers(attempt.pk)
     return job
 
 
@@ -199,7 +199,7 @@ def do_request_pull_request(*, attempt: Attempt, enqueue: bool = True) -> Attemp
     job = AttemptJob.objects.create(attempt=attempt, kind=JobKind.PULL_REQUEST)
     if enqueue:
         _enqueue_job(job)
-    wake_viewers(attempt.pk)
+    wake_attempt_viewers(attempt.pk)
     return job
 
 
@@ -209,7 +209,7 @@ def do_cancel_job(*, job: AttemptJob) -> None:
     ):
         return
     AttemptJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True)
-    wake_viewers(job.attempt_id)
+    wake_attempt_viewers(job.attempt_id)
 
 
 def do_request_delete_attempt(*, attempt: Attempt, by: str) -> bool:
@@ -234,18 +234,18 @@ def delete_attempt_task(attempt_id: int, by: str) -> str:
     return "deleted"
 
 
-def do_clean_up_attempt(*, attempt: Attempt, harness=None) -> bool:
+def do_clean_up_attempt(*, attempt: Attempt, engine=None) -> bool:
     """Remove what a finished attempt may have left on this host: its secret dir and its containers (found by
     their labels, so never another installation's). An attempt still working is left alone: returns False."""
     from execution import secret_dir
-    from execution.docker_harness import DockerHarness
+    from shared.docker.engine import DockerEngine
 
     if attempt_is_working(attempt):
         return False
     secret_dir.remove_secret_dir(attempt.pk)
-    harness = harness or DockerHarness()
-    for info in harness.list_managed(settings.ANYON_INSTANCE, attempt_id=attempt.pk):
-        harness.stop_and_remove(info["Id"], timeout=1)
+    engine = engine or DockerEngine()
+    for info in engine.list_managed(settings.ANYON_INSTANCE, attempt_id=attempt.pk):
+        engine.stop_and_remove(info["Id"], timeout=1)
     return True
 
 
@@ -253,17 +253,17 @@ def do_delete_attempt(*, attempt: Attempt, by: str) -> None:
     """Remove the attempt's container, workspace volume and any secret dir, then the attempt itself.
 
     A running attempt is not deleted (its worker still uses the workspace): cancel it first. Raises
-    ``HarnessError`` when the engine cannot be reached, leaving the attempt in place so nothing is orphaned.
+    ``EngineError`` when the engine cannot be reached, leaving the attempt in place so nothing is orphaned.
     """
     from execution.containers import home_volume
-    from execution.docker_harness import DockerHarness
+    from shared.docker.engine import DockerEngine
 
     if attempt_is_working(attempt):
         raise AttemptBusy("The attempt is still working: cancel it first, then delete it.")
-    harness = DockerHarness()
-    do_clean_up_attempt(attempt=attempt, harness=harness)
+    engine = DockerEngine()
+    do_clean_up_attempt(attempt=attempt, engine=engine)
     if attempt.workspace_volume:
-        harness.remove_volume(attempt.workspace_volume)
-        harness.remove_volume(home_volume(attempt.workspace_volume))
+        engine.remove_volume(attempt.workspace_volume)
+        engine.remove_volume(home_volume(attempt.workspace_volume))
     logger.info("attempt %s deleted by %s", attempt.pk, by)
     attempt.delete()

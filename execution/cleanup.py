@@ -20,12 +20,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from execution import secret_dir
-from execution.alerts import AlertKind, do_raise_alert
 from execution.attempts import do_transition
 from execution.containers import home_volume
-from execution.docker_harness import DockerHarness
 from execution.log_writer import LogWriter
-from execution.models import ACTIVE_STATUSES, AlertSeverity, Attempt, AttemptStatus, JobStatus, LogStream
+from execution.models import ACTIVE_STATUSES, Attempt, AttemptStatus, JobStatus, LogStream
+from shared.alerts import AlertKind, do_raise_alert
+from shared.docker.engine import DockerEngine, EngineError
+from shared.models import AlertSeverity
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +48,15 @@ class SweepReport:
         return text + (f", FAILED {len(self.failed)}" if self.failed else "")
 
 
-def _alert_orphans_removed(report: SweepReport, what: str, *, fingerprint: str) -> None:
-    """One warning per sweep that removed orphans (deduplicated by fingerprint), naming them; a dry run removed
+def _alert_orphans_removed(report: SweepReport, what: str, *, dedupe_key: str) -> None:
+    """One warning per sweep that removed orphans (deduplicated by key), naming them; a dry run removed
     nothing."""
     if report.removed and not report.dry_run:
         do_raise_alert(
             kind=AlertKind.ORPHAN_REMOVED,
             severity=AlertSeverity.WARNING,
             message=f"removed {len(report.removed)} orphan {what}(s): {', '.join(report.removed)[:1500]}",
-            fingerprint=fingerprint,
+            dedupe_key=dedupe_key,
         )
 
 
@@ -108,9 +109,9 @@ def sweep_secret_dirs(*, progress: Progress = _noop, dry_run: bool = False) -> S
             do_raise_alert(
                 kind=AlertKind.SECRET_CLEANUP_FAILED,
                 message=f"the cleanup sweep could not remove {path}",
-                fingerprint=f"secret_cleanup_failed:{path}",
+                dedupe_key=f"secret_cleanup_failed:{path}",
             )
-    _alert_orphans_removed(report, "secret dir", fingerprint="orphan_removed:secret_dirs")
+    _alert_orphans_removed(report, "secret dir", dedupe_key="orphan_removed:secret_dirs")
     return report
 
 
@@ -129,15 +130,15 @@ def _remove_odd(path) -> bool:
 
 
 def sweep_containers(
-    *, harness: DockerHarness | None = None, progress: Progress = _noop, dry_run: bool = False
+    *, engine: DockerEngine | None = None, progress: Progress = _noop, dry_run: bool = False
 ) -> SweepReport:
     """Remove this installation's containers whose attempt is finished, unknown, or past ``anyon.expires``."""
     report = SweepReport("containers", dry_run=dry_run)
-    harness = harness or DockerHarness()
+    engine = engine or DockerEngine()
     busy = _busy_attempt_ids()
     known = set(Attempt.objects.values_list("pk", flat=True))
     now = time.time()
-    for info in harness.list_managed(settings.ANYON_INSTANCE):
+    for info in engine.list_managed(settings.ANYON_INSTANCE):
         labels = info.get("Labels") or {}
         if labels.get("anyon.queue", settings.ANYON_WORKER_QUEUE) != settings.ANYON_WORKER_QUEUE:
             continue  # another host's container (on an engine shared by several queues): not ours to judge
@@ -157,7 +158,7 @@ def sweep_containers(
             progress(f"would remove container {name} ({reason})")
             continue
         try:
-            harness.stop_and_remove(info["Id"], timeout=1)
+            engine.stop_and_remove(info["Id"], timeout=1)
         except Exception as exc:
             report.failed.append(name)
             progress(f"FAILED to remove container {name}: {exc}")
@@ -165,17 +166,17 @@ def sweep_containers(
         report.removed.append(name)
         logger.warning("removed orphan container %s (%s)", name, reason)
         progress(f"removed container {name} ({reason})")
-    _alert_orphans_removed(report, "container", fingerprint="orphan_removed:containers")
+    _alert_orphans_removed(report, "container", dedupe_key="orphan_removed:containers")
     return report
 
 
-def sweep_idle_workspaces(*, harness: DockerHarness | None = None, progress: Progress = _noop) -> SweepReport:
+def sweep_idle_workspaces(*, engine: DockerEngine | None = None, progress: Progress = _noop) -> SweepReport:
     """Remove the workspace (and home) volumes of attempts idle for longer than ``ANYON_ATTEMPT_IDLE_TTL``.
 
     The attempt, its logs and its recorded diff stay; follow-ups and pull requests then need a new attempt.
     """
     report = SweepReport("idle workspaces")
-    harness = harness or DockerHarness()
+    engine = engine or DockerEngine()
     cutoff = timezone.now() - timedelta(seconds=settings.ANYON_ATTEMPT_IDLE_TTL)
     busy = _busy_attempt_ids()
     idle = Attempt.objects.exclude(workspace_volume="").filter(
@@ -186,8 +187,8 @@ def sweep_idle_workspaces(*, harness: DockerHarness | None = None, progress: Pro
         if attempt.pk in busy:
             continue
         try:
-            harness.remove_volume(attempt.workspace_volume)
-            harness.remove_volume(home_volume(attempt.workspace_volume))
+            engine.remove_volume(attempt.workspace_volume)
+            engine.remove_volume(home_volume(attempt.workspace_volume))
         except Exception as exc:
             report.failed.append(attempt.workspace_volume)
             progress(f"FAILED to remove workspace {attempt.workspace_volume}: {exc}")
@@ -198,7 +199,7 @@ def sweep_idle_workspaces(*, harness: DockerHarness | None = None, progress: Pro
     return report
 
 
-def sweep_stale_attempts(*, harness: DockerHarness | None = None, progress: Progress = _noop) -> SweepReport:
+def sweep_stale_attempts(*, engine: DockerEngine | None = None, progress: Progress = _noop) -> SweepReport:
     """End attempts whose worker stopped heartbeating: failed with a reason, secret dir and container removed."""
     report = SweepReport("stale attempts")
     cutoff = timezone.now() - timedelta(seconds=settings.ANYON_STALE_ATTEMPT_SECONDS)
@@ -216,7 +217,7 @@ def sweep_stale_attempts(*, harness: DockerHarness | None = None, progress: Prog
         secret_dir.remove_secret_dir(attempt.pk)
         if attempt.container_id:
             try:
-                (harness or DockerHarness()).stop_and_remove(attempt.container_id, timeout=1)
+                (engine or DockerEngine()).stop_and_remove(attempt.container_id, timeout=1)
             except Exception:
                 logger.warning("could not remove container of stale attempt %s", attempt.pk, exc_info=True)
         writer = LogWriter(attempt.pk)
@@ -250,10 +251,10 @@ def run_scheduled_cleanup() -> str:
         except Exception as exc:
             logger.exception("cleanup sweep %s failed", name)
             lines.append(f"{name}: failed ({type(exc).__name__}: {exc})")
-            if "docker" in type(exc).__module__.lower() or "Harness" in type(exc).__name__:
+            if "docker" in type(exc).__module__.lower() or isinstance(exc, EngineError):
                 do_raise_alert(
                     kind=AlertKind.DOCKER_UNREACHABLE,
                     message=f"cleanup sweep {name}: Docker engine unreachable: {exc}",
-                    fingerprint="docker_unreachable",
+                    dedupe_key="docker_unreachable",
                 )
     return "; ".join(lines)

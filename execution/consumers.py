@@ -13,10 +13,10 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from anyon.json_consumer import JsonConsumer
 from execution import selectors
 from execution.log_writer import attempt_group
 from execution.models import Attempt
+from shared.live.consumer import JsonConsumer
 
 BATCH_RECORDS = 500
 MAX_MESSAGE_CHARS = 512 * 1024

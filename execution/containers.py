@@ -11,7 +11,7 @@ import docker
 from django.conf import settings
 from django.utils import timezone
 
-from execution.docker_harness import ContainerSpec, DockerHarness
+from shared.docker.engine import ContainerSpec, DockerEngine
 
 WORKSPACE = "/workspace"
 HOME = "/home/anyon"
@@ -45,25 +45,25 @@ def labels_for(attempt) -> dict[str, str]:
     }
 
 
-class CloudContainerService:
-    def __init__(self, harness: DockerHarness | None = None) -> None:
-        self.harness = harness or DockerHarness()
+class AttemptContainers:
+    def __init__(self, engine: DockerEngine | None = None) -> None:
+        self.engine = engine or DockerEngine()
 
     def provision(self, attempt, *, secret_dir: Path) -> str:
         """Create and start the attempt's container; return its id."""
-        self.harness.ensure_image(settings.ANYON_CLOUD_IMAGE)
+        self.engine.ensure_image(settings.ANYON_CLOUD_IMAGE)
         labels = labels_for(attempt)
         if not attempt.workspace_volume:
             attempt.workspace_volume = new_workspace_volume(attempt.pk)
             type(attempt).objects.filter(pk=attempt.pk).update(workspace_volume=attempt.workspace_volume)
         volume = attempt.workspace_volume
         volume_labels = {k: v for k, v in labels.items() if k != "anyon.expires"}
-        self.harness.ensure_volume(volume, volume_labels)
-        self.harness.ensure_volume(home_volume(volume), volume_labels)
+        self.engine.ensure_volume(volume, volume_labels)
+        self.engine.ensure_volume(home_volume(volume), volume_labels)
         name = container_name(attempt.pk)
-        stale = self.harness.inspect(name)
+        stale = self.engine.inspect(name)
         if stale:  # a container of a crashed earlier session of this attempt (or of a restored database)
-            self.harness.stop_and_remove(stale["Id"], timeout=1)
+            self.engine.stop_and_remove(stale["Id"], timeout=1)
         spec = ContainerSpec(
             name=name,
             image=settings.ANYON_CLOUD_IMAGE,
@@ -81,7 +81,7 @@ class CloudContainerService:
             nano_cpus=int(settings.ANYON_CONTAINER_CPUS * 1e9),
             pids_limit=settings.ANYON_CONTAINER_PIDS,
         )
-        return self.harness.create_container(spec)
+        return self.engine.create_container(spec)
 
     def remove(self, container_id: str) -> None:
-        self.harness.stop_and_remove(container_id, timeout=2)
+        self.engine.stop_and_remove(container_id, timeout=2)

@@ -23,8 +23,8 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from anyon.live_events import notify_group
 from execution.models import LogRecord
+from shared.live.events import wake_group
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +41,9 @@ def attempt_group(attempt_id: int) -> str:
     return f"attempt.{attempt_id}"
 
 
-def wake_viewers(attempt_id: int, **event) -> None:
+def wake_attempt_viewers(attempt_id: int, **event) -> None:
     """Tell live viewers that something new is in the database (best effort)."""
-    notify_group(attempt_group(attempt_id), {"type": "attempt.changed", **event})
+    wake_group(attempt_group(attempt_id), {"type": "attempt.changed", **event})
 
 
 class LogWriter:
@@ -130,7 +130,7 @@ class LogWriter:
         rows = [(r.attempt_id, r.run_id, r.seq, r.stream, r.text, created) for r in batch]
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(_insert_sql(), rows)
-        wake_viewers(self.attempt_id, seq=batch[-1].seq)
+        wake_attempt_viewers(self.attempt_id, seq=batch[-1].seq)
 
 
 @functools.cache

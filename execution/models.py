@@ -190,37 +190,3 @@ class LogRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.attempt_id}#{self.seq} {self.stream}"
-
-
-class AlertSeverity(models.TextChoices):
-    INFO = "info", "Info"
-    WARNING = "warning", "Warning"
-    ERROR = "error", "Error"
-    CRITICAL = "critical", "Critical"
-
-
-class Alert(models.Model):
-    """Something an operator should know about. Same fingerprint within a window counts up instead of repeating."""
-
-    kind = models.CharField(max_length=64, db_index=True)
-    severity = models.CharField(max_length=16, choices=AlertSeverity.choices, default=AlertSeverity.ERROR)
-    message = models.TextField()
-    attempt = models.ForeignKey(Attempt, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts"
-    )
-    fingerprint = models.CharField(max_length=200, db_index=True)
-    count = models.PositiveIntegerField(default=1)
-    first_seen = models.DateTimeField(auto_now_add=True)
-    last_seen = models.DateTimeField(auto_now_add=True)
-    acknowledged_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    acknowledged_at = models.DateTimeField(null=True, blank=True)
-    delivery = models.JSONField(default=dict, blank=True, help_text="Delivery status per notifier channel.")
-
-    class Meta:
-        ordering = ["-last_seen", "-id"]
-
-    def __str__(self) -> str:
-        return f"[{self.severity}] {self.kind}: {self.message[:60]}"

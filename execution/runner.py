@@ -25,13 +25,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from execution import diffs, secret_dir
-from execution.alerts import AlertKind, do_raise_alert
 from execution.attempts import AGENT_ARGV, STDIN_FROM_TASK_PROMPT, do_transition
 from execution.claude_events import AgentOutcome, render_event
-from execution.containers import HOME, CloudContainerService, home_volume, labels_for
-from execution.docker_harness import DockerHarness, ExecResult, HarnessError
-from execution.log_writer import LogWriter, wake_viewers
-from execution.masking import Masker, StreamMasker
+from execution.containers import HOME, AttemptContainers, home_volume, labels_for
+from execution.log_writer import LogWriter, wake_attempt_viewers
 from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, LogStream, Run, RunKind, RunStatus
 from execution.prompts import printable
 from execution.pull_requests import PullRequestError, open_pull_request
@@ -39,6 +36,9 @@ from secrets_app.errors import SecretError
 from secrets_app.models import Kind, Provider, Secret, SecretState
 from secrets_app.secret_store import do_mark_secret_state, fetch_secret
 from secrets_app.selectors import GITHUB_PRECEDENCE
+from shared.alerts import AlertKind, do_raise_alert
+from shared.docker.engine import DockerEngine, EngineError, ExecResult
+from shared.masking import Masker, StreamMasker
 
 logger = logging.getLogger(__name__)
 
@@ -121,13 +121,11 @@ print "$changed\n";
 
 
 class AttemptRunner:
-    def __init__(
-        self, attempt: Attempt, *, job: AttemptJob | None = None, harness: DockerHarness | None = None
-    ) -> None:
+    def __init__(self, attempt: Attempt, *, job: AttemptJob | None = None, engine: DockerEngine | None = None) -> None:
         self.attempt = attempt
         self.job = job
         self.owner = attempt.task.owner
-        self._harness = harness
+        self._engine = engine
         self.writer = LogWriter(attempt.pk)
         self.masker = Masker()
         self.container_id = ""
@@ -181,7 +179,7 @@ class AttemptRunner:
         final, error = self.session(self.attempt.plan, need_claude=need_claude, initial=True)
         self.writer.close()  # every record is stored before the final status: a viewer's last look sees them
         do_transition(attempt=self.attempt, to=final, error=error)
-        wake_viewers(self.attempt.pk, status=final)
+        wake_attempt_viewers(self.attempt.pk, status=final)
         return final
 
     def run_job(self) -> str:
@@ -209,7 +207,7 @@ class AttemptRunner:
         self.system(f"{job.get_kind_display()} {status}" + (f": {error}" if error else ""))
         self.writer.close()
         AttemptJob.objects.filter(pk=job.pk).update(status=status, error=error[:4000], finished_at=timezone.now())
-        wake_viewers(self.attempt.pk, status=status)
+        wake_attempt_viewers(self.attempt.pk, status=status)
         return status
 
     def follow_up_step(self, prompt: str) -> dict:
@@ -257,7 +255,7 @@ class AttemptRunner:
                     kind=AlertKind.SECRET_INJECTION_FAILED, message=str(exc), attempt=self.attempt, user=self.owner
                 )
                 raise
-            service = CloudContainerService(self.harness)
+            service = AttemptContainers(self.engine)
             self.container_id = service.provision(self.attempt, secret_dir=path)
             Attempt.objects.filter(pk=self.attempt.pk).update(container_id=self.container_id)
             if initial and not do_transition(attempt=self.attempt, to=AttemptStatus.RUNNING):
@@ -280,7 +278,7 @@ class AttemptRunner:
             final, error = stop.status, stop.error
         except SecretError as exc:
             final, error = AttemptStatus.FAILED, str(exc)
-        except (secret_dir.SecretDirError, HarnessError) as exc:
+        except (secret_dir.SecretDirError, EngineError) as exc:
             final, error = AttemptStatus.FAILED, str(exc)
         except Exception as exc:  # never leave an attempt hanging in "running"
             logger.exception("attempt %s crashed", self.attempt.pk)
@@ -304,7 +302,7 @@ class AttemptRunner:
 
     # --- results: commits and the diff ---------------------------------------------------------------------
     def git(self, *args: str, limit: int = 64 * 1024) -> tuple[int | None, str, bool]:
-        return self.harness.exec_capture(
+        return self.engine.exec_capture(
             self.container_id, ["git", *args], limit=limit, environment=EXEC_ENV, user=str(settings.ANYON_CONTAINER_UID)
         )
 
@@ -330,11 +328,11 @@ class AttemptRunner:
 
     def record_results(self) -> None:
         """Base commit (once), head commit and the diff since base, read from the workspace's git repository."""
-        if not self.harness.is_running(self.container_id):
+        if not self.engine.is_running(self.container_id):
             return  # killed (cancel, timeout, from outside): the next session records the results
         try:
             self._record_results()
-        except HarnessError:
+        except EngineError:
             logger.warning("could not read the results of attempt %s", self.attempt.pk, exc_info=True)
 
     def _record_results(self) -> None:
@@ -358,10 +356,10 @@ class AttemptRunner:
         )
 
     @property
-    def harness(self) -> DockerHarness:
-        if self._harness is None:
-            self._harness = DockerHarness()
-        return self._harness
+    def engine(self) -> DockerEngine:
+        if self._engine is None:
+            self._engine = DockerEngine()
+        return self._engine
 
     def scrub_home(self) -> None:
         """The Claude CLI keeps each session's history, tool output included, under ~/.claude in the home volume,
@@ -372,12 +370,12 @@ class AttemptRunner:
         argv, user = ["perl", "-e", SCRUB_SCRIPT, HOME], str(settings.ANYON_CONTAINER_UID)
         code: int | None = None
         try:
-            with contextlib.suppress(HarnessError):  # not running (any more): the engine refuses the exec
-                code, out, _ = self.harness.exec_capture(self.container_id, argv, user=user, stdin=values)
+            with contextlib.suppress(EngineError):  # not running (any more): the engine refuses the exec
+                code, out, _ = self.engine.exec_capture(self.container_id, argv, user=user, stdin=values)
             if code != 0:
                 # Stopped (cancel, timeout, kill), removed (docker rm -f, perhaps still under way), or gone during
                 # the exec: the volume outlives the container, so a throw-away container with only it masks it.
-                code, out = self.harness.run_once(
+                code, out = self.engine.run_once(
                     settings.ANYON_CLOUD_IMAGE,
                     argv,
                     mounts=[docker.types.Mount(HOME, home_volume(self.attempt.workspace_volume), type="volume")],
@@ -385,7 +383,7 @@ class AttemptRunner:
                     labels=labels_for(self.attempt),
                     stdin=values,
                 )
-        except Exception as exc:  # HarnessError, or the engine gone mid-call: say so, never skip the cleanup
+        except Exception as exc:  # EngineError, or the engine gone mid-call: say so, never skip the cleanup
             code, out = None, str(exc)
         if code != 0:
             logger.warning("attempt %s: session history not checked for secrets: %s", self.attempt.pk, out[-300:])
@@ -408,7 +406,7 @@ class AttemptRunner:
             self.system("Secret directory removed")
         if self.container_id:
             try:
-                CloudContainerService(self.harness).remove(self.container_id)
+                AttemptContainers(self.engine).remove(self.container_id)
             except Exception:
                 logger.exception("could not remove container %s", self.container_id[:12])
 
@@ -427,7 +425,7 @@ class AttemptRunner:
         run = Run.objects.create(
             attempt=self.attempt, job=self.job, kind=step["kind"], title=step.get("title", ""), argv=argv
         )
-        wake_viewers(self.attempt.pk)
+        wake_attempt_viewers(self.attempt.pk)
         stdin = self.attempt.task.prompt if step.get("stdin_from") == STDIN_FROM_TASK_PROMPT else step.get("stdin")
         shown = f"$ {' '.join(step['argv'])[:500]}"
         if stdin is not None:
@@ -449,9 +447,9 @@ class AttemptRunner:
                 message=f"attempt {self.attempt.pk}: {run.title or run.kind} exited with {run.exit_code}",
                 attempt=self.attempt,
                 user=self.owner,
-                fingerprint=f"exec_nonzero_exit:{self.attempt.pk}:{run.pk}",
+                dedupe_key=f"exec_nonzero_exit:{self.attempt.pk}:{run.pk}",
             )
-        wake_viewers(self.attempt.pk)
+        wake_attempt_viewers(self.attempt.pk)
         return outcome, run
 
     def exec_and_stream(self, run: Run, argv: list[str], *, agent: bool, stdin: bytes | None = None) -> StepOutcome:
@@ -461,7 +459,7 @@ class AttemptRunner:
 
         def reader() -> None:
             try:
-                for item in self.harness.exec_stream(
+                for item in self.engine.exec_stream(
                     self.container_id,
                     argv,
                     result,
@@ -514,7 +512,7 @@ class AttemptRunner:
             if not stopped:
                 stopped = self._control(now, deadline)
                 if stopped:
-                    self.harness.kill(self.container_id)
+                    self.engine.kill(self.container_id)
         thread.join(timeout=10)
         for stream in ("stdout", "stderr"):
             tail = decoders[stream].decode(b"", final=True)
@@ -532,8 +530,8 @@ class AttemptRunner:
         if stopped == "timed_out":
             return StepOutcome(RunStatus.TIMED_OUT, f"Stopped after ANYON_RUN_TIMEOUT ({settings.RUN_TIMEOUT} s).")
         if failure:
-            with contextlib.suppress(HarnessError):  # the engine cannot say: report the exec's own error
-                if not self.harness.is_running(self.container_id):  # the exec failed as the container went away
+            with contextlib.suppress(EngineError):  # the engine cannot say: report the exec's own error
+                if not self.engine.is_running(self.container_id):  # the exec failed as the container went away
                     return StepOutcome(RunStatus.FAILED, "The container stopped unexpectedly during the step.")
             return StepOutcome(RunStatus.FAILED, f"exec failed: {failure[0]}")
         if agent and agent_outcome.is_error:
@@ -574,7 +572,7 @@ class AttemptRunner:
         for check in range(checks):
             if check:
                 time.sleep(0.1)
-            if not self.harness.is_running(self.container_id):
+            if not self.engine.is_running(self.container_id):
                 return True
         return False
 

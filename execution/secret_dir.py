@@ -15,7 +15,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from anyon.tempdir import ensure_temp_dir
+from shared.tempdir import ensure_temp_dir
 
 logger = logging.getLogger(__name__)
 

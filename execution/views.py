@@ -17,9 +17,9 @@ from execution.attempts import (
     do_start_attempt,
     do_start_follow_up,
 )
-from execution.docker_harness import HarnessError
 from execution.forms import FollowUpForm, TaskForm
 from execution.models import Attempt, AttemptJob, Task
+from shared.docker.engine import EngineError
 
 HISTORY_ON_PAGE = 200  # records rendered into the page; the websocket sends the rest
 
@@ -145,7 +145,7 @@ def attempt_delete(request: HttpRequest, attempt_id: int) -> HttpResponse:
     task_id = attempt.task_id
     try:
         deleted = do_request_delete_attempt(attempt=attempt, by=request.user.get_username())
-    except (AttemptBusy, HarnessError) as exc:
+    except (AttemptBusy, EngineError) as exc:
         messages.error(request, str(exc))
         return redirect("attempt-detail", attempt_id=attempt.pk)
     if deleted:

@@ -28,11 +28,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from execution.masking import Masker
 from secrets_app.errors import ConnectError
-from secrets_app.events import send_settings_changed
+from secrets_app.events import wake_settings_viewers
 from secrets_app.models import Kind, Provider
 from secrets_app.secret_store import do_store_secret
+from shared.masking import Masker
 
 logger = logging.getLogger(__name__)
 
@@ -256,14 +256,14 @@ class LoginSession:
             self.finish(State.CANCELLED, "The page was closed; the login was stopped.")
 
     def fail(self, message: str) -> None:
-        from execution.alerts import AlertKind, do_raise_alert
+        from shared.alerts import AlertKind, do_raise_alert
 
         if self.final:
             return
         do_raise_alert(
             kind=AlertKind.CLAUDE_LOGIN_FAILED,
             message=f"user {self.user_id}: {message}"[:1000],
-            fingerprint=f"claude_login_failed:{self.user_id}",
+            dedupe_key=f"claude_login_failed:{self.user_id}",
         )
         self.finish(State.ERROR, message)
 
@@ -282,15 +282,15 @@ class LoginSession:
             except Exception:
                 logger.debug("terminating login %s failed", self.id, exc_info=True)
         try:
-            from execution.docker_harness import DockerHarness
+            from shared.docker.engine import DockerEngine
 
-            harness = DockerHarness()
-            info = harness.inspect(f"anyon-login-{self.id}")
+            engine = DockerEngine()
+            info = engine.inspect(f"anyon-login-{self.id}")
             if info:
-                harness.stop_and_remove(info["Id"], timeout=1)
+                engine.stop_and_remove(info["Id"], timeout=1)
         except Exception:
             logger.debug("no login container to remove for %s", self.id, exc_info=True)
-        send_settings_changed(user_id=self.user_id, provider=Provider.CLAUDE)
+        wake_settings_viewers(user_id=self.user_id, provider=Provider.CLAUDE)
 
 
 _sessions: dict[int, LoginSession] = {}
@@ -311,7 +311,7 @@ def start_subscription_login(user_id: int) -> LoginSession:
         _sessions[user_id] = session
     if old and not old.final:
         old.finish(State.CANCELLED, "Replaced by a new login.")
-    send_settings_changed(user_id=user_id, provider=Provider.CLAUDE)
+    wake_settings_viewers(user_id=user_id, provider=Provider.CLAUDE)
     session.start()
     return session
 

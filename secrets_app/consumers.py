@@ -14,11 +14,11 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from anyon.json_consumer import JsonConsumer
 from secrets_app import claude_login, selectors
 from secrets_app.errors import ConnectError
 from secrets_app.events import settings_group
 from secrets_app.models import GitHubDeviceFlow, Kind, Secret
+from shared.live.consumer import JsonConsumer
 
 METHODS = {"subscription", "api_key", "token"}
 

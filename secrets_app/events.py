@@ -6,12 +6,12 @@ re-reads the database on its own poll instead (DESIGN.md, "Log delivery").
 
 from __future__ import annotations
 
-from anyon.live_events import notify_group
+from shared.live.events import wake_group
 
 
 def settings_group(user_id: int) -> str:
     return f"settings.user.{user_id}"
 
 
-def send_settings_changed(*, user_id: int, provider: str) -> None:
-    notify_group(settings_group(user_id), {"type": "settings.changed", "provider": provider})
+def wake_settings_viewers(*, user_id: int, provider: str) -> None:
+    wake_group(settings_group(user_id), {"type": "settings.changed", "provider": provider})

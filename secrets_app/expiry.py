@@ -9,14 +9,14 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.utils import timezone
 
-from execution.alerts import AlertKind, do_raise_alert
-from execution.models import AlertSeverity
 from secrets_app import github_client
 from secrets_app.errors import ConnectError, SecretError
 from secrets_app.github_connect import do_check_github_secret
 from secrets_app.models import Provider, Secret, SecretState
 from secrets_app.secret_store import do_mark_secret_state
 from secrets_app.selectors import EXPIRY_WARNING
+from shared.alerts import AlertKind, do_raise_alert
+from shared.models import AlertSeverity
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def check_token_expiry() -> str:
                 message=f"{name} credential …{secret.fingerprint} of {secret.owner} expired "
                 f"on {secret.expires_at:%Y-%m-%d}",
                 user=secret.owner,
-                fingerprint=f"token_expired:{secret.pk}",
+                dedupe_key=f"token_expired:{secret.pk}",
             )
             _tell_owner(secret, f"Your {name} connection expired", f"Connect {name} again in Anyon Cloud Settings.")
             continue
@@ -56,7 +56,7 @@ def check_token_expiry() -> str:
                 severity=AlertSeverity.INFO,
                 message=f"{name} credential …{secret.fingerprint} of {secret.owner} expires in {days} day(s)",
                 user=secret.owner,
-                fingerprint=f"token_expiring:{secret.pk}:{now:%Y-%m-%d}",
+                dedupe_key=f"token_expiring:{secret.pk}:{now:%Y-%m-%d}",
             )
             _tell_owner(
                 secret,

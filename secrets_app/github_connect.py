@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from secrets_app import github_client
 from secrets_app.errors import ConnectError
-from secrets_app.events import send_settings_changed
+from secrets_app.events import wake_settings_viewers
 from secrets_app.models import DeviceFlowStatus, GitHubDeviceFlow, Kind, Provider, Secret, SecretState
 from secrets_app.secret_store import do_mark_secret_state, do_record_validation, do_store_secret, fetch_secret
 
@@ -67,14 +67,14 @@ def do_start_device_flow(*, owner, session_key: str) -> GitHubDeviceFlow:
         expires_at=now + timedelta(seconds=code.expires_in),
         next_poll_at=now + timedelta(seconds=max(1, code.interval)),
     )
-    send_settings_changed(user_id=owner.pk, provider=Provider.GITHUB)
+    wake_settings_viewers(user_id=owner.pk, provider=Provider.GITHUB)
     return flow
 
 
 def _finish(flow: GitHubDeviceFlow, status: str, message: str) -> GitHubDeviceFlow:
     GitHubDeviceFlow.objects.filter(pk=flow.pk).update(status=status, message=message[:255], updated_at=timezone.now())
     flow.status, flow.message = status, message[:255]
-    send_settings_changed(user_id=flow.owner_id, provider=Provider.GITHUB)
+    wake_settings_viewers(user_id=flow.owner_id, provider=Provider.GITHUB)
     return flow
 
 

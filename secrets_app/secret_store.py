@@ -17,7 +17,7 @@ from django_cryptography.core.signing import BadSignature
 from django_cryptography.utils.crypto import InvalidToken
 
 from secrets_app.errors import SecretError, SecretExpired, SecretMissing, SecretUndecryptable
-from secrets_app.events import send_settings_changed
+from secrets_app.events import wake_settings_viewers
 from secrets_app.fingerprint import fingerprint
 from secrets_app.models import PROVIDER_KINDS, AccessOutcome, Secret, SecretAccess, SecretState
 
@@ -73,7 +73,7 @@ def do_store_secret(
             last_validated_at=now if validated else None,
         )
     logger.info("stored %s %s secret %s for user %s", provider, kind, secret.pk, owner.pk)
-    send_settings_changed(user_id=owner.pk, provider=provider)
+    wake_settings_viewers(user_id=owner.pk, provider=provider)
     return secret
 
 
@@ -83,13 +83,13 @@ def do_revoke_secret(*, secret: Secret, actor: str, reason: str = "disconnected"
         state=SecretState.REVOKED, state_reason=f"{reason} by {actor}"[:255], value="", updated_at=timezone.now()
     )
     logger.info("secret %s revoked by %s", secret.pk, actor)
-    send_settings_changed(user_id=secret.owner_id, provider=secret.provider)
+    wake_settings_viewers(user_id=secret.owner_id, provider=secret.provider)
 
 
 def do_mark_secret_state(*, secret: Secret, state: str, reason: str) -> None:
     """Record what validation found out (expired, invalid) so the cards and notices show it."""
     Secret.objects.filter(pk=secret.pk).update(state=state, state_reason=reason[:255], updated_at=timezone.now())
-    send_settings_changed(user_id=secret.owner_id, provider=secret.provider)
+    wake_settings_viewers(user_id=secret.owner_id, provider=secret.provider)
 
 
 def do_record_validation(
@@ -102,7 +102,7 @@ def do_record_validation(
         last_validated_at=timezone.now(),
         updated_at=timezone.now(),
     )
-    send_settings_changed(user_id=secret.owner_id, provider=secret.provider)
+    wake_settings_viewers(user_id=secret.owner_id, provider=secret.provider)
 
 
 def _record(*, owner, secret_id, provider, actor, purpose, attempt_id, outcome, detail="") -> None:

@@ -9,7 +9,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from anyon.health import check_docker, check_worker
-from execution.models import ACTIVE_STATUSES, Alert, Attempt, AttemptStatus
+from execution.models import ACTIVE_STATUSES, Attempt, AttemptStatus
+from shared.models import Alert
 
 register = template.Library()
 

@@ -3,11 +3,11 @@
 from django.conf import settings
 from django.db import migrations
 
+# The token expiry check is secrets_app's own (its migration 0002).
 # (name, function, django-q2 schedule type: "I" every N minutes, "D" daily, queue). The cleanup schedule of the
 # default queue is created here; a worker of another queue (Docker host) creates its own when it starts.
 SCHEDULES = [
     ("anyon: cleanup sweeps [anyon]", "execution.cleanup.run_scheduled_cleanup", "I", "anyon"),
-    ("anyon: token expiry check", "secrets_app.expiry.check_token_expiry", "D", None),
 ]
 
 

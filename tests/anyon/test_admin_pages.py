@@ -15,12 +15,12 @@ from django.test import RequestFactory
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from execution.alerts import AlertKind, do_raise_alert
 from execution.attempts import do_create_task, do_start_attempt
 from execution.log_writer import LogWriter
 from execution.models import AttemptJob, JobKind, Run, RunKind
 from secrets_app.models import GitHubDeviceFlow
 from secrets_app.secret_store import do_store_secret, fetch_secret
+from shared.alerts import AlertKind, do_raise_alert
 from tests.fakes.github import classic_token
 from tests.fixtures.leaks import track_secret
 

@@ -45,7 +45,7 @@ def test_every_management_command_is_in_the_runbook():
 
 
 def test_every_alert_kind_is_in_the_runbook():
-    from execution.alerts import AlertKind
+    from shared.alerts import AlertKind
 
     runbook = (ROOT / "docs" / "RUNBOOK.md").read_text()
     kinds = AlertKind.all()

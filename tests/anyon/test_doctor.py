@@ -62,7 +62,7 @@ def test_doctor_exits_nonzero_as_a_process(tmp_path):
 
 def test_wakeups_check_says_what_is_slower_and_how_to_fix_it(settings, tmp_path):
     from anyon.health import OK, WARN, check_wakeups
-    from anyon.wakeups import Listener
+    from shared.wakeups.sockets import Listener
 
     settings.REDIS_URL = ""
     settings.ANYON_WAKEUP_DIR = str(tmp_path / "wake")

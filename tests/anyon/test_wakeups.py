@@ -18,8 +18,8 @@ import pytest
 import websockets
 from django.test import Client
 
-from anyon import wakeups
-from anyon.host_channel_layer import TOPIC, HostChannelLayer
+from shared.wakeups import sockets as wakeups
+from shared.wakeups.channel_layer import TOPIC, HostChannelLayer
 from tests.fixtures.processes import ROOT, start_asgi, subprocess_env
 from tests.fixtures.waiting import wait_for
 
@@ -115,8 +115,8 @@ def test_topic_names_from_the_environment_are_file_name_safe():
 
 # --- the channel layer across processes ----------------------------------------------------------------------
 NOTIFY = (
-    "import django; django.setup(); from anyon.live_events import notify_group; "
-    "notify_group('attempt.41', {'type': 'attempt.changed', 'seq': 7})"
+    "import django; django.setup(); from shared.live.events import wake_group; "
+    "wake_group('attempt.41', {'type': 'attempt.changed', 'seq': 7})"
 )
 
 

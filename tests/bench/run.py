@@ -39,9 +39,9 @@ from django.contrib.auth.models import User  # noqa: E402
 
 from execution import secret_dir  # noqa: E402
 from execution.attempts import do_create_task, do_start_attempt  # noqa: E402
-from execution.masking import MASK, Masker  # noqa: E402
 from execution.models import Attempt, LogRecord  # noqa: E402
 from secrets_app.secret_store import do_store_secret  # noqa: E402
+from shared.masking import MASK, Masker  # noqa: E402
 
 RESULTS: list[dict] = []
 IMAGE = settings.ANYON_CLOUD_IMAGE

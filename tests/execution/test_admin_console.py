@@ -3,9 +3,10 @@
 import pytest
 from django.contrib.auth.models import User
 
-from execution.alerts import do_raise_alert
 from execution.attempts import do_create_task, do_start_attempt, do_transition
-from execution.models import Alert, AttemptStatus, LogRecord
+from execution.models import AttemptStatus, LogRecord
+from shared.alerts import do_raise_alert
+from shared.models import Alert
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def attempt(alice):
 
 
 def test_dashboard_counts_and_engine_status(staff_client, attempt):
-    do_raise_alert(kind="orphan_removed", message="removed 2", fingerprint="o1")
+    do_raise_alert(kind="orphan_removed", message="removed 2", dedupe_key="o1")
     html = staff_client.get("/admin/").content.decode()
     assert 'data-testid="ops-active"' in html and ">1</a>" in html
     assert "✗ not reachable" in html and "systemctl start docker" in html
@@ -45,15 +46,15 @@ def test_attempt_page_shows_masked_log_and_actions(staff_client, attempt):
 
 def test_acknowledge_alerts(staff_client):
     alert = do_raise_alert(kind="exec_nonzero_exit", message="x")
-    open_list = staff_client.get("/admin/execution/alert/?acknowledged=no").content.decode()
+    open_list = staff_client.get("/admin/shared/alert/?acknowledged=no").content.decode()
     assert "exec_nonzero_exit" in open_list
-    staff_client.post("/admin/execution/alert/", {"action": "acknowledge", "_selected_action": [alert.pk]})
+    staff_client.post("/admin/shared/alert/", {"action": "acknowledge", "_selected_action": [alert.pk]})
     alert = Alert.objects.get(pk=alert.pk)
     assert alert.acknowledged_by.username == "ops" and alert.acknowledged_at
 
 
 def test_non_staff_cannot_use_the_console(alice_client, attempt):
-    for url in ("/admin/", f"/admin/execution/attempt/{attempt.pk}/change/", "/admin/execution/alert/"):
+    for url in ("/admin/", f"/admin/execution/attempt/{attempt.pk}/change/", "/admin/shared/alert/"):
         response = alice_client.get(url)
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
     do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING)

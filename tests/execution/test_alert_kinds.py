@@ -13,12 +13,13 @@ from django.core import mail
 from django.utils import timezone
 
 from execution import secret_dir
-from execution.alerts import AlertKind
 from execution.attempts import do_transition
-from execution.models import Alert, AttemptStatus
+from execution.models import AttemptStatus
 from execution.runner import run_attempt
 from secrets_app.models import Secret
 from secrets_app.secret_store import do_store_secret
+from shared.alerts import AlertKind
+from shared.models import Alert
 from tests.execution.conftest import custom
 from tests.fakes.github import classic_token
 from tests.fakes.slack import FakeSlack

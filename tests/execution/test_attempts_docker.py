@@ -17,6 +17,7 @@ from execution.attempts import AGENT_ARGV, do_cancel_attempt
 from execution.containers import container_name, home_volume
 from execution.models import Attempt, AttemptStatus, LogRecord, RunStatus
 from execution.runner import run_attempt
+from shared.models import Alert
 from tests.execution.conftest import custom, in_background, logs, when, when_step_runs
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fixtures.engine_files import container_files, volume_files
@@ -63,7 +64,7 @@ def test_cleanup_after_a_failing_step_and_later_steps_do_not_run(world, docker_c
     runs = list(attempt.runs.all())
     assert [(r.status, r.exit_code) for r in runs] == [(RunStatus.FAILED, 3)]
     assert "fails exited with code 3" in attempt.error
-    assert attempt.alerts.filter(kind="exec_nonzero_exit").exists()
+    assert Alert.objects.filter(attempt_id=attempt.pk, kind="exec_nonzero_exit").exists()
     assert_cleaned(attempt, docker_client)
 
 

@@ -14,7 +14,8 @@ from django.utils import timezone
 from execution import secret_dir
 from execution.attempts import do_transition
 from execution.cleanup import run_scheduled_cleanup, sweep_containers, sweep_idle_workspaces, sweep_secret_dirs
-from execution.models import Alert, Attempt, AttemptStatus
+from execution.models import Attempt, AttemptStatus
+from shared.models import Alert
 from tests.execution.conftest import custom
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
@@ -88,7 +89,7 @@ def test_stale_attempt_is_failed_and_cleaned(world, docker_client, base_image, s
     with pytest.raises(docker.errors.NotFound):
         container.reload()
     assert "stale attempts: examined 1, removed 1" in summary
-    assert Alert.objects.filter(kind="stale_attempt", attempt=attempt).exists()
+    assert Alert.objects.filter(kind="stale_attempt", attempt_id=attempt.pk).exists()
 
 
 def test_idle_workspace_is_removed_after_ttl(world, docker_client, settings):

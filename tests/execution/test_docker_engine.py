@@ -30,11 +30,11 @@ def test_container_has_no_network_but_loopback(docker_client, base_image, contai
 
 
 def test_the_runner_reuses_one_client_per_process_and_engine(docker_client, settings):
-    from execution.docker_client import shared_docker_client
-    from execution.docker_harness import DockerHarness
+    from shared.docker.client import shared_docker_client
+    from shared.docker.engine import DockerEngine
 
     first = shared_docker_client()
-    assert DockerHarness().client is first and shared_docker_client() is first
+    assert DockerEngine().client is first and shared_docker_client() is first
     assert first.ping()
     settings.ANYON_DOCKER_TIMEOUT = settings.ANYON_DOCKER_TIMEOUT + 1  # another configuration: another client
     assert shared_docker_client() is not first

@@ -7,7 +7,7 @@ from urllib.parse import quote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from execution.masking import MASK, Masker, StreamMasker
+from shared.masking import MASK, Masker, StreamMasker
 
 GH = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 OAT = "sk-ant-oat01-" + "x" * 40 + "_-Zz"
@@ -123,7 +123,7 @@ TOKENISH += ["A" * 36, "b" * 22, "z9" * 11, " ", "\n", "high"]
 @given(st.lists(st.sampled_from(TOKENISH), max_size=40).map("".join))
 def test_the_prefix_fast_path_never_skips_a_token(text):
     """The fast path only decides whether the token regex runs; running it always must give the same text."""
-    from execution.masking import _PATTERN_RE
+    from shared.masking import _PATTERN_RE
 
     assert Masker().mask(text) == _PATTERN_RE.sub(MASK, text)
 

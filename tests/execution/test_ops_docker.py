@@ -14,7 +14,8 @@ from django.core.management import call_command
 from execution import secret_dir
 from execution.attempts import do_start_attempt, do_transition
 from execution.containers import container_name
-from execution.models import Alert, Attempt, AttemptStatus
+from execution.models import Attempt, AttemptStatus
+from shared.models import Alert
 from tests.execution.conftest import custom
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
@@ -105,7 +106,7 @@ def test_sigkilled_worker_mid_run_is_cleaned_by_one_sweep(world, worker_factory,
     assert not secret_dir.secret_dir_path(attempt.pk).exists()
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(container_name(attempt.pk))
-    assert Alert.objects.filter(kind="stale_attempt", attempt=attempt).exists()
+    assert Alert.objects.filter(kind="stale_attempt", attempt_id=attempt.pk).exists()
 
 
 def test_admin_cleanup_removes_only_this_installations_leftovers(

@@ -14,6 +14,7 @@ from execution.containers import home_volume
 from execution.models import AttemptStatus, RunStatus
 from execution.runner import run_attempt
 from secrets_app.models import SecretAccess
+from shared.models import Alert
 from tests.execution.conftest import logs
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fakes.github import FakeGitHub
@@ -96,7 +97,7 @@ def test_wrong_claude_credential_fails_the_attempt_and_marks_it_expired(world, g
 
     claude = Secret.objects.get(provider="claude")
     assert claude.state == "expired" and "Claude rejected it" in claude.state_reason
-    assert attempt.alerts.filter(kind="claude_cli_error").exists()
+    assert Alert.objects.filter(attempt_id=attempt.pk, kind="claude_cli_error").exists()
     client.force_login(world.user)
     html = client.get("/settings/").content.decode()
     assert 'data-testid="claude-card" data-state="expired"' in html

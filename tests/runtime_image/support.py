@@ -24,7 +24,7 @@ CONTAINER_UID = 1000
 SEARCHED_DIRS = ("/home/anyon", "/workspace", "/tmp", "/etc")
 
 
-#: The hardening the worker applies to attempt containers (execution/docker_harness.py): the image must work under it.
+#: The hardening the worker applies to attempt containers (execution/docker_engine.py): the image must work under it.
 HARDENING = {
     "cap_drop": ["ALL"],
     "security_opt": ["no-new-privileges"],

@@ -166,7 +166,7 @@ async def test_subscription_login_saves_the_token(login_command, monkeypatch):
 
 @pytest.mark.django_db(transaction=True)
 async def test_wrong_code_is_an_error_and_raises_an_alert(login_command):
-    from execution.models import Alert
+    from shared.models import Alert
 
     user = await database_sync_to_async(make_user)()
     message = await run_subscription_login(user, wrong_first=True)

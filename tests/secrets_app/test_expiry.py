@@ -3,10 +3,10 @@ from datetime import timedelta
 from django.core import mail
 from django.utils import timezone
 
-from execution.models import Alert
 from secrets_app.expiry import check_token_expiry
 from secrets_app.models import Secret, SecretState
 from secrets_app.secret_store import do_store_secret
+from shared.models import Alert
 from tests.fakes.github import classic_token
 from tests.fixtures.leaks import track_secret
 

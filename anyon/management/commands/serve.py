@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from anyon.health import check_docker
-from anyon.tempdir import ensure_temp_dir
+from shared.tempdir import ensure_temp_dir
 
 GRACE_SECONDS = 10
 

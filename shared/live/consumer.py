@@ -24,7 +24,7 @@ class JsonConsumer(AsyncWebsocketConsumer):
 
     async def accept_and_follow(self, group: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Join ``group`` (channels leaves it on disconnect), accept, and run ``loop`` until the socket closes.
-        A handler of the group's messages (:func:`anyon.live_events.notify_group`) calls ``woken``."""
+        A handler of the group's messages (:func:`shared.live.events.wake_group`) calls ``woken``."""
         self.wake = asyncio.Event()
         await self.channel_layer.group_add(group, self.channel_name)
         self.groups.append(group)

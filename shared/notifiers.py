@@ -1,5 +1,5 @@
-"""Alert delivery: Slack incoming webhook, e-mail, Sentry. Each configured channel is tried once per new alert;
-its outcome is recorded on the alert (``delivery``) and a failing channel never breaks the caller.
+"""Alert delivery: Slack incoming webhook, e-mail, Sentry. Each configured destination is tried once per new
+alert; its outcome is recorded on the alert (``delivery``) and a failing destination never breaks the caller.
 
 Everything that leaves the process is scrubbed first: token patterns are masked (the alert messages are built
 from already-masked output, but an extra pass costs nothing), and Sentry events go through ``before_send``.
@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.utils import timezone
 
-from execution.masking import Masker
+from shared.masking import Masker
 
 logger = logging.getLogger(__name__)
 _scrubber = Masker()
@@ -53,7 +53,7 @@ def _sentry(alert) -> str:
     return "sent"
 
 
-def channels() -> dict:
+def destinations() -> dict:
     configured = {}
     if settings.ANYON_SLACK_WEBHOOK_URL:
         configured["slack"] = _slack
@@ -65,11 +65,11 @@ def channels() -> dict:
 
 
 def notify(alert) -> None:
-    """Deliver a new alert on every configured channel and record how each went. Never raises."""
-    from execution.models import Alert
+    """Deliver a new alert to every configured destination and record how each went. Never raises."""
+    from shared.models import Alert
 
     delivery = {}
-    for name, send in channels().items():
+    for name, send in destinations().items():
         try:
             delivery[name] = {"status": send(alert), "at": timezone.now().isoformat()}
         except Exception as exc:

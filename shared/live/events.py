@@ -15,7 +15,7 @@ from channels.layers import get_channel_layer
 logger = logging.getLogger(__name__)
 
 
-def notify_group(group: str, event: dict) -> None:
+def wake_group(group: str, event: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return

@@ -1,7 +1,8 @@
 """django-q2's ORM broker with wake-ups: queueing a task wakes this host's idle worker of that queue at once.
 
 The stock ORM broker's pusher sleeps ``poll`` seconds whenever the queue is empty, so every attempt waited half a
-poll interval on average before a worker looked. Here the pusher waits on a wake-up socket (:mod:`anyon.wakeups`)
+poll interval on average before a worker looked. Here the pusher waits on a wake-up socket
+(:mod:`shared.wakeups.sockets`)
 for at most that long, and :meth:`enqueue` wakes it. Workers on other hosts (PostgreSQL without Redis) still find
 the task by polling. Used when ``REDIS_URL`` is unset (with Redis, django-q2's Redis broker blocks on the list).
 """
@@ -16,7 +17,7 @@ from django.utils import timezone
 from django_q.brokers.orm import ORM
 from django_q.conf import Conf
 
-from anyon import wakeups
+from shared.wakeups import sockets as wakeups
 
 logger = logging.getLogger(__name__)
 

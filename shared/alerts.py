@@ -1,4 +1,4 @@
-"""Raising alerts. The same fingerprint within ``ANYON_ALERT_WINDOW`` counts up instead of notifying again.
+"""Raising alerts. The same ``dedupe_key`` within ``ANYON_ALERT_WINDOW`` counts up instead of notifying again.
 
 Raising an alert never fails the caller: a run that hits a problem must still finish its cleanup.
 """
@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from execution.models import Alert, AlertSeverity
+from shared.models import Alert, AlertSeverity
 
 logger = logging.getLogger(__name__)
 
@@ -43,30 +43,36 @@ def do_raise_alert(
     severity: str = AlertSeverity.ERROR,
     attempt=None,
     user=None,
-    fingerprint: str = "",
+    dedupe_key: str = "",
 ) -> Alert | None:
-    """Record an alert (or count up a recent one with the same fingerprint). Returns None if even that failed."""
-    from execution.notifiers import scrub
+    """Record an alert (or count up a recent one with the same key); deliver a new one once the transaction
+    commits. ``attempt`` is any object with a ``pk`` (or None). Returns None if even recording failed."""
+    from shared.notifiers import notify, scrub
 
     message = scrub(message)  # callers pass masked text; token patterns are masked here once more, before storage
-    fingerprint = (fingerprint or f"{kind}:{getattr(attempt, 'pk', '')}:{getattr(user, 'pk', '')}")[:200]
+    attempt_id = getattr(attempt, "pk", None)
+    dedupe_key = (dedupe_key or f"{kind}:{attempt_id or ''}:{getattr(user, 'pk', '')}")[:200]
     now = timezone.now()
     window = timedelta(seconds=settings.ANYON_ALERT_WINDOW)
     try:
         with transaction.atomic():
-            recent = Alert.objects.filter(fingerprint=fingerprint, last_seen__gte=now - window).order_by("-id").first()
+            recent = Alert.objects.filter(dedupe_key=dedupe_key, last_seen__gte=now - window).order_by("-id").first()
             if recent is not None:
                 Alert.objects.filter(pk=recent.pk).update(count=F("count") + 1, last_seen=now, message=message)
                 recent.refresh_from_db()
                 return recent
             alert = Alert.objects.create(
-                kind=kind, severity=severity, message=message, attempt=attempt, user=user, fingerprint=fingerprint
+                kind=kind, severity=severity, message=message, attempt_id=attempt_id, user=user, dedupe_key=dedupe_key
             )
+            logger.warning("alert %s (%s): %s", kind, severity, message)
+            transaction.on_commit(lambda: notify(alert))
     except Exception:
         logger.exception("could not record alert %s", kind)
         return None
-    logger.warning("alert %s (%s): %s", kind, severity, message)
-    from execution.notifiers import notify
-
-    notify(alert)
     return alert
+
+
+def do_acknowledge_alerts(*, alerts, by) -> int:
+    """Mark the open ones of ``alerts`` (a queryset) acknowledged by ``by``; returns how many."""
+    with transaction.atomic():
+        return alerts.filter(acknowledged_at__isnull=True).update(acknowledged_by=by, acknowledged_at=timezone.now())

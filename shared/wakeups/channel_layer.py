@@ -1,8 +1,8 @@
 """The channel layer of the embedded default: Channels' in-memory layer, plus group messages between the
-processes of this host (the web server and the worker cluster) over :mod:`anyon.wakeups`.
+processes of this host (the web server and the worker cluster) over :mod:`shared.wakeups.sockets`.
 
 With it, a log batch written by a worker wakes the web process's live viewers at once instead of at their next
-database poll. Only group messages cross processes (what :func:`anyon.live_events.notify_group` sends); a message
+database poll. Only group messages cross processes (what :func:`shared.live.events.wake_group` sends); a message
 that does not fit a datagram or is not JSON stays local, and the receivers' poll covers it. With ``REDIS_URL``
 set, ``channels_redis`` is used instead and this module is not involved.
 """
@@ -16,7 +16,7 @@ import os
 
 from channels.layers import InMemoryChannelLayer
 
-from anyon import wakeups
+from shared.wakeups import sockets as wakeups
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""A thin harness over the docker SDK: the operations the system needs, with exit codes and streaming done right.
+"""A thin engine over the docker SDK: the operations the system needs, with exit codes and streaming done right.
 
 ``exec_run(stream=True)`` gives no exit code, so execs use the low-level API: ``exec_create`` → iterate
 ``exec_start(stream=True, demux=True)`` → ``exec_inspect`` (polled while the exec still reports Running).
@@ -19,16 +19,16 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.utils.socket import STDERR, frames_iter
 
-from execution.docker_client import shared_docker_client
+from shared.docker.client import shared_docker_client
 
 logger = logging.getLogger(__name__)
 
 
-#: Every container this harness makes: no capabilities, no privilege gained through setuid binaries.
+#: Every container this engine makes: no capabilities, no privilege gained through setuid binaries.
 HARDENING = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
 
 
-class HarnessError(Exception):
+class EngineError(Exception):
     """The engine could not do what was asked; the message says what and how to fix it."""
 
 
@@ -53,12 +53,12 @@ class ContainerSpec:
     pids_limit: int | None = None
 
 
-class DockerHarness:
+class DockerEngine:
     def __init__(self, client: docker.DockerClient | None = None) -> None:
         try:
             self.client = client or shared_docker_client()
         except DockerException as exc:
-            raise HarnessError(f"Docker engine not reachable: {exc}") from exc
+            raise EngineError(f"Docker engine not reachable: {exc}") from exc
         self.api = self.client.api
 
     # --- images ---------------------------------------------------------------------------------------------
@@ -66,7 +66,7 @@ class DockerHarness:
         try:
             self.client.images.get(ref)
         except ImageNotFound as exc:
-            raise HarnessError(f"runtime image {ref} is not present on this engine: build it (make image)") from exc
+            raise EngineError(f"runtime image {ref} is not present on this engine: build it (make image)") from exc
 
     # --- containers ----------------------------------------------------------------------------------------
     def create_container(self, spec: ContainerSpec) -> str:
@@ -92,17 +92,17 @@ class DockerHarness:
                 tmpfs={"/tmp": "rw,nosuid,nodev,size=512m"},
             )
         except (APIError, DockerException) as exc:
-            raise HarnessError(f"could not start container {spec.name}: {exc}") from exc
+            raise EngineError(f"could not start container {spec.name}: {exc}") from exc
         return container.id
 
     def inspect(self, container_id: str) -> dict | None:
-        """The container's state, None when there is no such container; HarnessError when the engine cannot say."""
+        """The container's state, None when there is no such container; EngineError when the engine cannot say."""
         try:
             return self.api.inspect_container(container_id)
         except NotFound:
             return None
         except (APIError, DockerException, requests.RequestException) as exc:
-            raise HarnessError(f"could not inspect container {container_id[:12]}: {exc}") from exc
+            raise EngineError(f"could not inspect container {container_id[:12]}: {exc}") from exc
 
     def is_running(self, container_id: str) -> bool:
         info = self.inspect(container_id)
@@ -139,7 +139,7 @@ class DockerHarness:
             code = container.wait(timeout=timeout).get("StatusCode")
             return code, out.decode("utf-8", errors="replace")
         except (APIError, DockerException, OSError) as exc:
-            raise HarnessError(f"could not run {argv[0]} in a helper container: {exc}") from exc
+            raise EngineError(f"could not run {argv[0]} in a helper container: {exc}") from exc
         finally:
             if container is not None:
                 with contextlib.suppress(NotFound, APIError):
@@ -173,7 +173,7 @@ class DockerHarness:
         try:
             return self.api.containers(all=True, filters={"label": labels})
         except (APIError, DockerException, requests.RequestException) as exc:
-            raise HarnessError(f"could not list containers: {exc}") from exc
+            raise EngineError(f"could not list containers: {exc}") from exc
 
     # --- volumes ---------------------------------------------------------------------------------------------
     def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
@@ -225,7 +225,7 @@ class DockerHarness:
             else:
                 chunks = self._with_stdin(self.api.exec_start(exec_id, socket=True), stdin)
         except (APIError, DockerException) as exc:
-            raise HarnessError(f"could not exec in {container_id[:12]}: {exc}") from exc
+            raise EngineError(f"could not exec in {container_id[:12]}: {exc}") from exc
         try:
             yield from chunks
         except (APIError, DockerException, OSError) as exc:

@@ -4,9 +4,9 @@ e-mail (Django's outbox), scrubbed of secrets; a failing channel is recorded and
 import pytest
 from django.core import mail
 
-from execution.alerts import AlertKind, do_raise_alert
-from execution.models import Alert
-from execution.notifiers import before_send
+from shared.alerts import AlertKind, do_raise_alert
+from shared.models import Alert
+from shared.notifiers import before_send
 from tests.fakes.github import classic_token
 from tests.fakes.slack import FakeSlack
 
@@ -19,28 +19,28 @@ def slack(settings):
         yield fake
 
 
-def test_delivered_scrubbed_and_deduplicated(db, slack):
+def test_delivered_scrubbed_and_deduplicated(transactional_db, slack):
     token = classic_token()
-    alert = do_raise_alert(kind=AlertKind.EXEC_NONZERO_EXIT, message=f"step failed near {token}", fingerprint="f1")
+    alert = do_raise_alert(kind=AlertKind.EXEC_NONZERO_EXIT, message=f"step failed near {token}", dedupe_key="f1")
     assert alert.delivery["slack"]["status"] == "sent" and alert.delivery["email"]["status"] == "sent"
     [text] = slack.texts()
     assert "exec_nonzero_exit" in text and "***" in text and token not in text
     [message] = mail.outbox
     assert message.to == ["ops@example.com"] and token not in message.body and "***" in message.body
-    again = do_raise_alert(kind=AlertKind.EXEC_NONZERO_EXIT, message="again", fingerprint="f1")
+    again = do_raise_alert(kind=AlertKind.EXEC_NONZERO_EXIT, message="again", dedupe_key="f1")
     assert again.pk == alert.pk and again.count == 2
     assert len(slack.texts()) == 1 and len(mail.outbox) == 1  # counted, not notified again
     assert Alert.objects.count() == 1
 
 
-def test_failing_channel_is_recorded_not_raised(db, slack, settings):
+def test_failing_channel_is_recorded_not_raised(transactional_db, slack, settings):
     slack.status = 500
     settings.ANYON_SLACK_WEBHOOK_URL = slack.webhook_url
     alert = do_raise_alert(kind=AlertKind.DOCKER_UNREACHABLE, message="engine down")
     assert alert.delivery["slack"]["status"] == "failed" and "500" in alert.delivery["slack"]["error"]
     assert alert.delivery["email"]["status"] == "sent"
     settings.ANYON_SLACK_WEBHOOK_URL = "http://127.0.0.1:9/hook"  # nothing listens
-    other = do_raise_alert(kind=AlertKind.DOCKER_UNREACHABLE, message="engine down", fingerprint="other")
+    other = do_raise_alert(kind=AlertKind.DOCKER_UNREACHABLE, message="engine down", dedupe_key="other")
     assert other.delivery["slack"]["status"] == "failed"
     assert Alert.objects.get(pk=other.pk).delivery["slack"]["status"] == "failed"
 
@@ -58,36 +58,13 @@ def test_sentry_events_are_scrubbed():
     assert token not in flat and "sk-ant-api03-zzz" not in flat and scrubbed["level"] == 40
 
 
-def test_docker_unreachable_is_raised_by_its_real_cause(db, settings, slack):
-    from execution.cleanup import run_scheduled_cleanup
-
-    settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
-    summary = run_scheduled_cleanup()
-    assert "containers: failed" in summary
-    assert Alert.objects.filter(kind="docker_unreachable").exists()
-    assert any("docker_unreachable" in t for t in slack.texts())
-
-
-def test_secret_injection_failure_is_raised_by_its_real_cause(world, settings, tmp_path):
-    from execution.models import AttemptStatus
-    from execution.runner import run_attempt
-    from tests.execution.conftest import custom
-
-    blocker = tmp_path / "not-a-dir"
-    blocker.write_text("x")
-    settings.ANYON_TEMP_DIR = blocker  # the secret dir cannot be created under a file
-    attempt = world.attempt(plan=[custom("true")])
-    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
-    assert Alert.objects.filter(kind="secret_injection_failed", attempt=attempt).exists()
-
-
-def test_sentry_receives_scrubbed_events(db, settings):
+def test_sentry_receives_scrubbed_events(transactional_db, settings):
     """A real sentry_sdk client sends to a fake Sentry ingest endpoint on 127.0.0.1; the event is scrubbed."""
     import gzip
 
     import sentry_sdk
 
-    from execution.notifiers import before_send
+    from shared.notifiers import before_send
     from tests.fakes.http_server import FakeHTTPServer, Reply
 
     class FakeSentry(FakeHTTPServer):
@@ -100,7 +77,7 @@ def test_sentry_receives_scrubbed_events(db, settings):
         settings.SENTRY_DSN = dsn
         sentry_sdk.init(dsn=dsn, before_send=before_send, default_integrations=False)
         try:
-            alert = do_raise_alert(kind=AlertKind.CLAUDE_CLI_ERROR, message=f"boom near {token}", fingerprint="s1")
+            alert = do_raise_alert(kind=AlertKind.CLAUDE_CLI_ERROR, message=f"boom near {token}", dedupe_key="s1")
             sentry_sdk.flush(timeout=5)
         finally:
             sentry_sdk.init(dsn=None)
@@ -113,3 +90,12 @@ def test_sentry_receives_scrubbed_events(db, settings):
             bodies.append(body.decode(errors="replace"))
         joined = "\n".join(bodies)
         assert "claude_cli_error" in joined and token not in joined and "***" in joined
+
+
+def test_an_alert_raised_in_a_transaction_that_rolls_back_is_neither_kept_nor_delivered(transactional_db, slack):
+    from django.db import transaction
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        do_raise_alert(kind=AlertKind.DOCKER_UNREACHABLE, message="engine down")
+        raise RuntimeError("the caller's transaction fails")
+    assert not Alert.objects.exists() and slack.texts() == [] and mail.outbox == []

@@ -1,0 +1,1 @@
+"""Wake-ups between the processes of one host without Redis (web server and worker cluster)."""

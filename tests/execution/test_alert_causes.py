@@ -1,0 +1,36 @@
+"""Alerts raised by their real causes: an unreachable engine during the sweeps, a secret dir that cannot be made."""
+
+import pytest
+
+from shared.models import Alert
+from tests.fakes.slack import FakeSlack
+
+
+@pytest.fixture
+def slack(settings):
+    with FakeSlack() as fake:
+        settings.ANYON_SLACK_WEBHOOK_URL = fake.webhook_url
+        yield fake
+
+
+def test_docker_unreachable_is_raised_by_its_real_cause(transactional_db, settings, slack):
+    from execution.cleanup import run_scheduled_cleanup
+
+    settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
+    summary = run_scheduled_cleanup()
+    assert "containers: failed" in summary
+    assert Alert.objects.filter(kind="docker_unreachable").exists()
+    assert any("docker_unreachable" in t for t in slack.texts())
+
+
+def test_secret_injection_failure_is_raised_by_its_real_cause(world, settings, tmp_path):
+    from execution.models import AttemptStatus
+    from execution.runner import run_attempt
+    from tests.execution.conftest import custom
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    settings.ANYON_TEMP_DIR = blocker  # the secret dir cannot be created under a file
+    attempt = world.attempt(plan=[custom("true")])
+    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    assert Alert.objects.filter(kind="secret_injection_failed", attempt_id=attempt.pk).exists()
