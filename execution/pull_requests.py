@@ -12,6 +12,7 @@ import requests
 from django.conf import settings
 
 from execution.repo_urls import repo_owner_and_name
+from secrets_app.github_client import api_headers
 from secrets_app.models import Provider
 from secrets_app.secret_store import fetch_secret
 from secrets_app.selectors import GITHUB_PRECEDENCE
@@ -66,11 +67,7 @@ def open_pull_request(*, attempt, title: str, body: str, actor: str) -> PullRequ
         response = requests.post(
             url,
             json=payload,
-            headers={
-                "Authorization": f"Bearer {token.value}",
-                "Accept": "application/vnd.github+json",
-                "X-GitHub-Api-Version": "2022-11-28",
-            },
+            headers=api_headers(token.value),
             timeout=settings.ANYON_HTTP_TIMEOUT,
         )
     except requests.RequestException as exc:

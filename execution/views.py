@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -18,24 +18,19 @@ from execution.attempts import (
     do_start_follow_up,
 )
 from execution.forms import FollowUpForm, TaskForm
-from execution.models import Attempt, AttemptJob, Task
+from execution.models import Attempt, Task
 from shared.docker.engine import EngineError
+from shared.lookups import found_or_404
 
 HISTORY_ON_PAGE = 200  # records rendered into the page; the websocket sends the rest
 
 
 def _task(request: HttpRequest, task_id: int) -> Task:
-    try:
-        return selectors.task_for(user=request.user, task_id=task_id)
-    except Task.DoesNotExist as exc:
-        raise Http404 from exc
+    return found_or_404(selectors.task_for, user=request.user, task_id=task_id)
 
 
 def _attempt(request: HttpRequest, attempt_id: int) -> Attempt:
-    try:
-        return selectors.attempt_for(user=request.user, attempt_id=attempt_id)
-    except Attempt.DoesNotExist as exc:
-        raise Http404 from exc
+    return found_or_404(selectors.attempt_for, user=request.user, attempt_id=attempt_id)
 
 
 @login_required
@@ -130,10 +125,7 @@ def attempt_pull_request(request: HttpRequest, attempt_id: int) -> HttpResponse:
 @require_POST
 def job_cancel(request: HttpRequest, attempt_id: int, job_id: int) -> HttpResponse:
     attempt = _attempt(request, attempt_id)
-    try:
-        job = attempt.jobs.get(pk=job_id)
-    except AttemptJob.DoesNotExist as exc:
-        raise Http404 from exc
+    job = found_or_404(attempt.jobs.get, pk=job_id)
     do_cancel_job(job=job)
     return redirect("attempt-detail", attempt_id=attempt.pk)
 

@@ -33,14 +33,15 @@ from secrets_app.events import wake_settings_viewers
 from secrets_app.models import Kind, Provider
 from secrets_app.secret_store import do_store_secret
 from shared.masking import Masker
+from shared.token_patterns import ANTHROPIC_API_KEY, CLAUDE_OAUTH_TOKEN, whole
 
 logger = logging.getLogger(__name__)
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Za-z0-9]|\x1b[=>]")
 SPINNER = re.compile(r"[\u2800-\u28ff]")
 AUTHORIZE_URL = re.compile(r"https://\S+/oauth/authorize\?\S+(?=\s)")  # complete: followed by the line end
-OAUTH_TOKEN = re.compile(r"sk-ant-oat01-[A-Za-z0-9_-]{20,}")
-API_KEY = re.compile(r"^sk-ant-api03-[A-Za-z0-9_-]{20,}$")
+OAUTH_TOKEN = re.compile(CLAUDE_OAUTH_TOKEN)
+API_KEY = whole(ANTHROPIC_API_KEY)
 CODE = re.compile(r"^[A-Za-z0-9_-]{4,}#[A-Za-z0-9_-]{4,}$")
 PROMPT = "Paste code here"
 MAX_TRANSCRIPT = 20_000

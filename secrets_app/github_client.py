@@ -6,7 +6,6 @@ to a fake GitHub on 127.0.0.1. Tokens only ever travel in the ``Authorization`` 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -14,9 +13,10 @@ import requests
 from django.conf import settings
 
 from secrets_app.errors import ConnectError
+from shared.token_patterns import GITHUB_CLASSIC, GITHUB_FINE_GRAINED, whole
 
-CLASSIC_TOKEN = re.compile(r"^(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}$")
-FINE_GRAINED_TOKEN = re.compile(r"^github_pat_[A-Za-z0-9_]{22,255}$")
+CLASSIC_TOKEN = whole(GITHUB_CLASSIC)
+FINE_GRAINED_TOKEN = whole(GITHUB_FINE_GRAINED)
 MAX_TOKEN_LENGTH = 300
 
 
@@ -109,16 +109,21 @@ def parse_expiration(header: str | None) -> datetime | None:
     return None
 
 
+def api_headers(token: str) -> dict[str, str]:
+    """Headers of every REST call made with a user's token (the token only ever travels here, never in a URL)."""
+    return {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+    }
+
+
 def get_user(token: str) -> GitHubUser:
     """``GET /user`` with the token: who it belongs to, its scopes and its expiry."""
     try:
         response = requests.get(
             f"{settings.ANYON_GITHUB_API_URL.rstrip('/')}/user",
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/vnd.github+json",
-                "X-GitHub-Api-Version": "2022-11-28",
-            },
+            headers=api_headers(token),
             timeout=_timeout(),
         )
     except requests.RequestException as exc:

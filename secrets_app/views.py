@@ -22,6 +22,7 @@ from secrets_app.github_connect import (
 )
 from secrets_app.models import DeviceFlowStatus, GitHubDeviceFlow, Provider, Secret
 from secrets_app.secret_store import do_revoke_secret
+from shared.lookups import found_or_404
 
 
 def _session_key(request: HttpRequest) -> str:
@@ -79,12 +80,12 @@ def github_device_start(request: HttpRequest) -> HttpResponse:
 
 
 def _own_flow(request: HttpRequest, flow_id: int) -> GitHubDeviceFlow:
-    try:
-        return GitHubDeviceFlow.objects.defer("device_code").get(
-            pk=flow_id, owner=request.user, session_key=_session_key(request)
-        )
-    except GitHubDeviceFlow.DoesNotExist as exc:
-        raise Http404 from exc
+    return found_or_404(
+        GitHubDeviceFlow.objects.defer("device_code").get,
+        pk=flow_id,
+        owner=request.user,
+        session_key=_session_key(request),
+    )
 
 
 @login_required
@@ -110,10 +111,7 @@ def github_device_cancel(request: HttpRequest, flow_id: int) -> HttpResponse:
 
 
 def _own_secret(request: HttpRequest, secret_id: int) -> Secret:
-    try:
-        return selectors.secret_for_owner(owner=request.user, secret_id=secret_id)
-    except Secret.DoesNotExist as exc:
-        raise Http404 from exc
+    return found_or_404(selectors.secret_for_owner, owner=request.user, secret_id=secret_id)
 
 
 @login_required

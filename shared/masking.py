@@ -20,16 +20,10 @@ import re
 from collections.abc import Iterable
 from urllib.parse import quote
 
+from shared.token_patterns import PATTERN_PREFIXES, TOKEN_PATTERNS
+
 MASK = "***"
 
-TOKEN_PATTERNS = [
-    r"(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}",
-    r"github_pat_[A-Za-z0-9_]{22,255}",
-    r"sk-ant-(?:api03|admin01|oat01|ort01)-[A-Za-z0-9_-]{20,}",
-    r"x-access-token:[^@\s]+@",
-]
-#: Every pattern starts with one of these; text without any of them cannot match (fast path).
-PATTERN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "sk-ant-", "x-access-token:")
 #: The same test in fewer passes over the text: one search for the five ``gh?_`` prefixes (a regex with a literal
 #: prefix runs at C speed, 2-3x faster than five substring checks), substring checks for the others.
 _GH_PREFIX_RE = re.compile(r"gh[pousr]_")
