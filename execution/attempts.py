@@ -11,10 +11,11 @@ from django.db.models import Count
 from django.utils import timezone
 
 from execution.log_writer import wake_attempt_viewers
-from execution.models import ATTEMPT_TRANSITIONS, Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, RunKind, Task
+from execution.models import ATTEMPT_TRANSITIONS, Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, Task
 from execution.prompts import validate_prompt
 from execution.repo_urls import validate_branch, validate_repo_url
 from execution.selectors import attempt_is_working
+from execution.steps import branch_name, default_plan
 
 logger = logging.getLogger(__name__)
 
@@ -28,42 +29,6 @@ def do_create_task(*, owner, title: str, repo_url: str, base_branch: str, prompt
         base_branch=validate_branch(base_branch or "main"),
         prompt=validate_prompt(prompt),
     )
-
-
-def branch_name(attempt_id: int) -> str:
-    return f"anyon/attempt-{attempt_id}"
-
-
-#: ``claude -p`` without a prompt argument reads the prompt from standard input.
-AGENT_ARGV = ["claude", "-p", "--output-format", "stream-json", "--verbose", "--dangerously-skip-permissions"]
-
-
-#: A plan step's ``stdin_from``: the attempt's task prompt is its standard input.
-STDIN_FROM_TASK_PROMPT = "task.prompt"
-
-
-def default_plan(task: Task, attempt_id: int) -> list[dict]:
-    """The steps of an attempt: clone with the injected token, create the branch, run Claude Code."""
-    return [
-        {
-            "kind": RunKind.CLONE,
-            "title": "Clone repository",
-            "argv": ["git", "clone", "--branch", task.base_branch, "--", task.repo_url, "/workspace"],
-        },
-        {
-            "kind": RunKind.CUSTOM,
-            "title": "Create branch",
-            "argv": ["git", "checkout", "-b", branch_name(attempt_id)],
-        },
-        {
-            "kind": RunKind.AGENT,
-            "title": "Claude Code",
-            "argv": AGENT_ARGV,
-            # The task's prompt goes to standard input, never into a command line. The plan names it rather than
-            # holding a second copy (up to 1 MB, and NUL, which JSON columns on PostgreSQL refuse).
-            "stdin_from": STDIN_FROM_TASK_PROMPT,
-        },
-    ]
 
 
 def pick_queue() -> str:
@@ -90,7 +55,8 @@ def do_start_attempt(*, task: Task, plan: list[dict] | None = None, enqueue: boo
     with transaction.atomic():
         attempt = Attempt.objects.create(task=task, queue=pick_queue())
         attempt.branch = branch_name(attempt.pk)
-        attempt.plan = plan if plan is not None else default_plan(task, attempt.pk)
+        steps = default_plan(repo_url=task.repo_url, base_branch=task.base_branch, attempt_id=attempt.pk)
+        attempt.plan = plan if plan is not None else [step.to_plan() for step in steps]
         attempt.save(update_fields=["branch", "plan"])
     if enqueue:
         from django_q.tasks import async_task
@@ -123,11 +89,12 @@ def do_transition(
         updates["finished_at"] = now
     if error:
         updates["error"] = error[:4000]
-    moved = Attempt.objects.filter(pk=attempt.pk, status__in=allowed_from).update(**updates)
-    if moved:
-        for key, value in updates.items():
-            setattr(attempt, key, value)
-        wake_attempt_viewers(attempt.pk, status=to)
+    with transaction.atomic():
+        moved = Attempt.objects.filter(pk=attempt.pk, status__in=allowed_from).update(**updates)
+        if moved:
+            for key, value in updates.items():
+                setattr(attempt, key, value)
+            wake_attempt_viewers(attempt.pk, status=to)
     return bool(moved)
 
 
@@ -140,14 +107,11 @@ def do_cancel_attempt(*, attempt: Attempt, by: str) -> None:
         only_from=(AttemptStatus.QUEUED,),
     ):
         return
-    Attempt.objects.filter(pk=attempt.pk, status__in=[AttemptStatus.PROVISIONING, AttemptStatus.RUNNING]).update(
-        cancel_requested=True
-    )
-    wake_attempt_viewers(attempt.pk)
-
-
-def run_timeout() -> int:
-    return settings.RUN_TIMEOUT
+    with transaction.atomic():
+        Attempt.objects.filter(pk=attempt.pk, status__in=[AttemptStatus.PROVISIONING, AttemptStatus.RUNNING]).update(
+            cancel_requested=True
+        )
+        wake_attempt_viewers(attempt.pk)
 
 
 class AttemptBusy(Exception):
@@ -182,10 +146,11 @@ def do_start_follow_up(*, attempt: Attempt, prompt: str, enqueue: bool = True) -
     except ValidationError as exc:
         raise AttemptBusy(" ".join(exc.messages)) from exc
     _ensure_idle(attempt)
-    job = AttemptJob.objects.create(attempt=attempt, kind=JobKind.FOLLOW_UP, prompt=prompt)
-    if enqueue:
-        _enqueue_job(job)
-    wake_attempt_viewers(attempt.pk)
+    with transaction.atomic():
+        job = AttemptJob.objects.create(attempt=attempt, kind=JobKind.FOLLOW_UP, prompt=prompt)
+        if enqueue:
+            _enqueue_job(job)
+        wake_attempt_viewers(attempt.pk)
     return job
 
 
@@ -196,20 +161,21 @@ def do_request_pull_request(*, attempt: Attempt, enqueue: bool = True) -> Attemp
         raise AttemptBusy(f"Pull request #{attempt.pr_number} already exists: {attempt.pr_url}")
     if not attempt.head_commit or attempt.head_commit == attempt.base_commit:
         raise AttemptBusy("There are no commits on the attempt's branch yet: nothing to propose.")
-    job = AttemptJob.objects.create(attempt=attempt, kind=JobKind.PULL_REQUEST)
-    if enqueue:
-        _enqueue_job(job)
-    wake_attempt_viewers(attempt.pk)
+    with transaction.atomic():
+        job = AttemptJob.objects.create(attempt=attempt, kind=JobKind.PULL_REQUEST)
+        if enqueue:
+            _enqueue_job(job)
+        wake_attempt_viewers(attempt.pk)
     return job
 
 
 def do_cancel_job(*, job: AttemptJob) -> None:
-    if AttemptJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
-        status=JobStatus.CANCELLED, error="Cancelled before it started.", finished_at=timezone.now()
-    ):
-        return
-    AttemptJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True)
-    wake_attempt_viewers(job.attempt_id)
+    with transaction.atomic():
+        if not AttemptJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+            status=JobStatus.CANCELLED, error="Cancelled before it started.", finished_at=timezone.now()
+        ):
+            AttemptJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True)
+        wake_attempt_viewers(job.attempt_id)
 
 
 def do_request_delete_attempt(*, attempt: Attempt, by: str) -> bool:

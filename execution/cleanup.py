@@ -24,6 +24,7 @@ from execution.attempts import do_transition
 from execution.containers import home_volume
 from execution.log_writer import LogWriter
 from execution.models import ACTIVE_STATUSES, Attempt, AttemptStatus, JobStatus, LogStream
+from execution.runs import do_set_workspace_volume
 from shared.alerts import AlertKind, do_raise_alert
 from shared.docker.engine import DockerEngine, EngineError
 from shared.models import AlertSeverity
@@ -193,9 +194,10 @@ def sweep_idle_workspaces(*, engine: DockerEngine | None = None, progress: Progr
             report.failed.append(attempt.workspace_volume)
             progress(f"FAILED to remove workspace {attempt.workspace_volume}: {exc}")
             continue
-        Attempt.objects.filter(pk=attempt.pk).update(workspace_volume="")
-        report.removed.append(attempt.workspace_volume)
-        progress(f"removed idle workspace {attempt.workspace_volume} of attempt {attempt.pk}")
+        volume = attempt.workspace_volume
+        do_set_workspace_volume(attempt=attempt, volume="")
+        report.removed.append(volume)
+        progress(f"removed idle workspace {volume} of attempt {attempt.pk}")
     return report
 
 

@@ -11,9 +11,10 @@ import docker
 from django.conf import settings
 from django.utils import timezone
 
+from execution.runs import do_set_workspace_volume
+from execution.steps import WORKSPACE
 from shared.docker.engine import ContainerSpec, DockerEngine
 
-WORKSPACE = "/workspace"
 HOME = "/home/anyon"
 SECRET_MOUNT = "/run/anyon-secrets"
 
@@ -54,8 +55,7 @@ class AttemptContainers:
         self.engine.ensure_image(settings.ANYON_CLOUD_IMAGE)
         labels = labels_for(attempt)
         if not attempt.workspace_volume:
-            attempt.workspace_volume = new_workspace_volume(attempt.pk)
-            type(attempt).objects.filter(pk=attempt.pk).update(workspace_volume=attempt.workspace_volume)
+            do_set_workspace_volume(attempt=attempt, volume=new_workspace_volume(attempt.pk))
         volume = attempt.workspace_volume
         volume_labels = {k: v for k, v in labels.items() if k != "anyon.expires"}
         self.engine.ensure_volume(volume, volume_labels)

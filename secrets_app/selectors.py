@@ -45,6 +45,16 @@ class ProviderStatus:
         return None
 
 
+def github_account_login(*, owner) -> str:
+    """The GitHub login of the owner's active GitHub credential, or ``""`` (commits are authored under it)."""
+    return (
+        Secret.objects.filter(owner=owner, provider=Provider.GITHUB, state=SecretState.ACTIVE)
+        .exclude(account_login="")
+        .values_list("account_login", flat=True)
+        .first()
+    ) or ""
+
+
 def provider_status(*, owner, provider: str, precedence: tuple[str, ...]) -> ProviderStatus:
     active = {s.kind: s for s in secrets_metadata(owner=owner).filter(provider=provider, state=SecretState.ACTIVE)}
     ordered = [active[k] for k in precedence if k in active]

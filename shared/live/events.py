@@ -11,11 +11,18 @@ import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
 
 def wake_group(group: str, event: dict) -> None:
+    """Wake the group's consumers once the current transaction commits (at once outside one): a consumer woken
+    earlier would look for rows it cannot see yet."""
+    transaction.on_commit(lambda: _send(group, event))
+
+
+def _send(group: str, event: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return

@@ -13,10 +13,11 @@ from asgiref.sync import async_to_sync
 from django.conf import settings as django_settings
 
 from execution import secret_dir
-from execution.attempts import AGENT_ARGV, do_cancel_attempt
+from execution.attempts import do_cancel_attempt
 from execution.containers import container_name, home_volume
 from execution.models import Attempt, AttemptStatus, LogRecord, RunStatus
 from execution.runner import run_attempt
+from execution.steps import AGENT_ARGV
 from shared.models import Alert
 from tests.execution.conftest import custom, in_background, logs, when, when_step_runs
 from tests.fakes.anthropic_api import TextReply, ToolUseReply

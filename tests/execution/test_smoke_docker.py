@@ -118,14 +118,15 @@ def test_prompt_reaches_the_cli_verbatim_and_no_shell_runs_it(world, github, rep
     """A 1 MB prompt full of shell syntax and a NUL goes to the CLI on stdin: the fake API sees the exact text (JSON
     escapes the NUL as \\u0000 on both sides), nothing ran, and the prompt is not in ``docker inspect`` of the exec."""
     assert 950_000 < len(HOSTILE_PROMPT.encode()) < 1_000_000
-    from execution.attempts import default_plan
+    from execution.steps import default_plan
 
     task = world.task(repo_url=repo, prompt=HOSTILE_PROMPT)
     check = {"kind": "custom", "title": "nothing ran", "argv": ["sh", "-c", "test ! -e /tmp/pwned -a ! -e /tmp/pwned2"]}
     from execution.attempts import do_start_attempt
 
     attempt = do_start_attempt(task=task, plan=None, enqueue=False)
-    attempt.plan = [*default_plan(task, attempt.pk), check]
+    steps = default_plan(repo_url=task.repo_url, base_branch=task.base_branch, attempt_id=attempt.pk)
+    attempt.plan = [*(step.to_plan() for step in steps), check]
     attempt.save(update_fields=["plan"])
     assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)[-3000:]
     first_turn = next(r for r in world.api.messages_requests() if r.is_agent_turn)

@@ -1,0 +1,57 @@
+"""The owner's credentials for one session, decrypted for it (each decrypt audited and named after the session)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from execution import secret_dir
+from execution.models import Attempt
+from secrets_app.errors import SecretError
+from secrets_app.models import Kind, Provider
+from secrets_app.secret_store import fetch_secret
+from secrets_app.selectors import GITHUB_PRECEDENCE
+from shared.alerts import AlertKind, do_raise_alert
+
+
+@dataclass
+class SessionCredentials:
+    #: Secret-dir file name → value.
+    files: dict[str, str] = field(default_factory=dict)
+    claude_secret_id: int | None = None
+
+
+def collect_credentials(
+    *, attempt: Attempt, actor: str, need_claude: bool, say: Callable[[str], None]
+) -> SessionCredentials:
+    """GitHub is optional (public repositories clone without it); Claude is required for agent steps and its
+    absence raises :class:`SecretError`. Expired or undecryptable credentials also raise an alert."""
+    owner = attempt.task.owner
+    found = SessionCredentials()
+    common = {"owner": owner, "actor": actor, "attempt_id": attempt.pk, "purpose": "attempt run"}
+    try:
+        github = fetch_secret(provider=Provider.GITHUB, kinds=GITHUB_PRECEDENCE, **common)
+        found.files[secret_dir.GITHUB_TOKEN] = github.value
+    except SecretError as exc:
+        say(f"GitHub: {exc} Cloning without a token (works for public repositories only).")
+        _alert_lookup(attempt, exc)
+    if need_claude:
+        try:
+            claude = fetch_secret(provider=Provider.CLAUDE, kinds=(Kind.OAUTH_TOKEN, Kind.API_KEY), **common)
+        except SecretError as exc:
+            _alert_lookup(attempt, exc)
+            raise
+        found.claude_secret_id = claude.secret_id
+        name = secret_dir.CLAUDE_OAUTH_TOKEN if claude.kind == Kind.OAUTH_TOKEN else secret_dir.ANTHROPIC_API_KEY
+        found.files[name] = claude.value
+    return found
+
+
+def _alert_lookup(attempt: Attempt, exc: SecretError) -> None:
+    if exc.outcome in ("expired", "undecryptable"):
+        do_raise_alert(
+            kind=AlertKind.SECRET_LOOKUP_FAILED,
+            message=f"attempt {attempt.pk}: {exc}",
+            attempt=attempt,
+            user=attempt.task.owner,
+        )

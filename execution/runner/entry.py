@@ -1,0 +1,48 @@
+"""The queue's entry points. Each is idempotent: work that is no longer queued is left alone."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from django.utils import timezone
+
+from execution.attempts import do_transition
+from execution.models import Attempt, AttemptJob, AttemptStatus
+from execution.runs import do_claim_job
+
+logger = logging.getLogger(__name__)
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_attempt(attempt_id: int) -> str:
+    """The django-q2 task of a new attempt: its plan, then commit and diff."""
+    from execution.runner.session import AttemptSession
+
+    attempt = Attempt.objects.select_related("task", "task__owner").get(pk=attempt_id)
+    if not do_transition(
+        attempt=attempt,
+        to=AttemptStatus.PROVISIONING,
+        only_from=(AttemptStatus.QUEUED,),
+        worker=worker_identity(),
+        heartbeat_at=timezone.now(),
+    ):
+        logger.info("attempt %s is %s, not queued: not running it", attempt_id, attempt.status)
+        return attempt.status
+    with AttemptSession(attempt, worker=worker_identity()) as session:
+        return session.run_attempt()
+
+
+def run_job(job_id: int) -> str:
+    """The django-q2 task of a follow-up or pull request on a finished attempt's workspace."""
+    from execution.runner.session import AttemptSession
+
+    job = AttemptJob.objects.select_related("attempt", "attempt__task", "attempt__task__owner").get(pk=job_id)
+    if not do_claim_job(job=job):
+        return job.status
+    with AttemptSession(job.attempt, job=job, worker=worker_identity()) as session:
+        return session.run_job()

@@ -1,0 +1,314 @@
+"""One session of an attempt in its container (docs/ARCHITECTURE.md, "Data flow of one attempt"):
+
+    credentials (audited) → secret dir → container → each step by docker exec → commit and diff
+    finally: mask the session history → remove the secret dir (verified, alert on failure) → remove the container
+
+An attempt's first session runs its plan; a job's session (follow-up, pull request) runs on the same workspace.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+
+from execution import secret_dir
+from execution.attempts import do_transition
+from execution.containers import AttemptContainers
+from execution.log_writer import LogWriter
+from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, LogStream, Run, RunKind, RunStatus
+from execution.prompts import printable
+from execution.pull_requests import PullRequestError, open_pull_request
+from execution.runner.credentials import collect_credentials
+from execution.runner.history import scrub_session_history
+from execution.runner.outcomes import ExecEnd, StepOutcome, is_auth_failure, step_outcome
+from execution.runner.stream import ExecStream
+from execution.runner.workspace import WorkspaceGit
+from execution.runs import (
+    do_finish_job,
+    do_finish_run,
+    do_heartbeat,
+    do_record_pull_request,
+    do_record_results,
+    do_record_run_commits,
+    do_set_container,
+    do_start_run,
+    do_touch_attempt,
+)
+from execution.steps import STDIN_FROM_TASK_PROMPT, Step, StopReason, commit_step, follow_up_step, push_step
+from secrets_app.errors import SecretError
+from secrets_app.models import Secret, SecretState
+from secrets_app.secret_store import do_mark_secret_state
+from secrets_app.selectors import github_account_login
+from shared.alerts import AlertKind, do_raise_alert
+from shared.docker.engine import DockerEngine, EngineError
+from shared.masking import Masker
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5
+CANCEL_CHECK_SECONDS = 0.1
+
+
+class Stop(Exception):
+    """The session ends early with this attempt status and message."""
+
+    def __init__(self, status: str, error: str) -> None:
+        super().__init__(error)
+        self.status, self.error = status, error
+
+
+class AttemptSession:
+    def __init__(
+        self, attempt: Attempt, *, worker: str, job: AttemptJob | None = None, engine: DockerEngine | None = None
+    ) -> None:
+        self.attempt, self.job, self.owner = attempt, job, attempt.task.owner
+        self.actor = f"worker:{worker}"
+        self._engine = engine
+        self.writer = LogWriter(attempt.pk)
+        self.masker = Masker()
+        self.container_id = ""
+        self.claude_secret_id: int | None = None
+        self._last_heartbeat = 0.0
+        self._last_cancel_check = 0.0
+
+    def __enter__(self) -> AttemptSession:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.writer.close()  # idempotent: stops the writer's thread on the way out of an exception too
+
+    @property
+    def engine(self) -> DockerEngine:
+        if self._engine is None:
+            self._engine = DockerEngine()
+        return self._engine
+
+    def say(self, text: str, run: Run | None = None) -> None:
+        """A line of Anyon's own; it goes out with the next batch (at most FLUSH_SECONDS later)."""
+        self.writer.write(run.pk if run else None, LogStream.SYSTEM, self.masker.mask(text.rstrip("\n") + "\n"))
+        self.writer.flush_if_due()
+
+    # --- the two kinds of session ------------------------------------------------------------------------------
+    def run_attempt(self) -> str:
+        steps = [Step.from_plan(item) for item in self.attempt.plan]
+        final, error = self.session(steps, need_claude=any(s.is_agent for s in steps), initial=True)
+        self.writer.close()  # every record is stored before the final status: a viewer's last look sees them
+        do_transition(attempt=self.attempt, to=final, error=error)
+        return final
+
+    def run_job(self) -> str:
+        job = self.job
+        self.say(f"{job.get_kind_display()} started")
+        if job.kind == JobKind.FOLLOW_UP:
+            steps = [follow_up_step(prompt=job.prompt, session_id=self._last_session_id())]
+        else:
+            steps = [push_step(branch=self.attempt.branch)]
+        final, error = self.session(steps, need_claude=job.kind == JobKind.FOLLOW_UP, initial=False)
+        if final == AttemptStatus.SUCCEEDED and job.kind == JobKind.PULL_REQUEST:
+            error = self._open_pull_request()
+            final = AttemptStatus.FAILED if error else final
+        status = {AttemptStatus.SUCCEEDED: JobStatus.SUCCEEDED, AttemptStatus.CANCELLED: JobStatus.CANCELLED}.get(
+            final, JobStatus.FAILED
+        )
+        self.say(f"{job.get_kind_display()} {status}" + (f": {error}" if error else ""))
+        self.writer.close()
+        do_finish_job(job=job, status=status, error=error)
+        return status
+
+    def _last_session_id(self) -> str:
+        return (
+            Run.objects.filter(attempt=self.attempt, kind=RunKind.AGENT)
+            .exclude(session_id="")
+            .order_by("-id")
+            .values_list("session_id", flat=True)
+            .first()
+        ) or ""
+
+    def _open_pull_request(self) -> str:
+        task = self.attempt.task
+        try:
+            pr = open_pull_request(
+                attempt=self.attempt,
+                title=task.title,
+                body=f"{printable(task.prompt)}\n\n---\nOpened by Anyon Cloud from attempt {self.attempt.pk}.",
+                actor=self.actor,
+            )
+        except (PullRequestError, SecretError) as exc:
+            return str(exc)
+        do_record_pull_request(attempt=self.attempt, number=pr.number, url=pr.url, state=pr.state)
+        self.say(f"Pull request #{pr.number} opened: {pr.url}")
+        return ""
+
+    # --- one session -------------------------------------------------------------------------------------------
+    def session(self, steps: list[Step], *, need_claude: bool, initial: bool) -> tuple[str, str]:
+        """Credentials → container → steps (each agent step followed by a commit) → results; cleanup whatever
+        happened. Returns the outcome as an attempt status and an error message."""
+        final, error = AttemptStatus.FAILED, ""
+        wrote_secrets = False
+        try:
+            self.say(f"Provisioning a container from {settings.ANYON_CLOUD_IMAGE}")
+            credentials = collect_credentials(
+                attempt=self.attempt, actor=self.actor, need_claude=need_claude, say=self.say
+            )
+            self.claude_secret_id = credentials.claude_secret_id
+            self.masker = Masker(credentials.files.values())
+            try:
+                path = secret_dir.write_secret_dir(self.attempt.pk, credentials.files)
+                wrote_secrets = True
+            except secret_dir.SecretDirError as exc:
+                do_raise_alert(
+                    kind=AlertKind.SECRET_INJECTION_FAILED, message=str(exc), attempt=self.attempt, user=self.owner
+                )
+                raise
+            self.container_id = AttemptContainers(self.engine).provision(self.attempt, secret_dir=path)
+            do_set_container(attempt=self.attempt, container_id=self.container_id)
+            if initial and not do_transition(attempt=self.attempt, to=AttemptStatus.RUNNING):
+                raise Stop(AttemptStatus.CANCELLED, "Cancelled while provisioning.")
+            self.say(f"Container {self.container_id[:12]} started; {len(steps)} step(s)")
+            final = AttemptStatus.SUCCEEDED
+            for step in steps:
+                if self._cancel_requested():
+                    raise Stop(AttemptStatus.CANCELLED, "Cancelled by the user.")
+                outcome = self.run_step(step)
+                if outcome.status != RunStatus.SUCCEEDED:
+                    final, error = outcome.attempt_status, outcome.error
+                    break
+            self._record_results()
+        except Stop as stop:
+            final, error = stop.status, stop.error
+        except (SecretError, secret_dir.SecretDirError, EngineError) as exc:
+            final, error = AttemptStatus.FAILED, str(exc)
+        except Exception as exc:  # never leave an attempt hanging in "running"
+            logger.exception("attempt %s crashed", self.attempt.pk)
+            final, error = AttemptStatus.FAILED, f"internal error: {type(exc).__name__}"
+        finally:
+            try:
+                if need_claude:
+                    self._scrub_history()
+            finally:  # the secret dir goes whatever the scrub met
+                self._clean_up(wrote_secrets)
+            do_touch_attempt(attempt=self.attempt)
+        if initial:
+            label = final.replace("_", " ")
+            self.say(f"Attempt {label}: {error}" if error else f"Attempt {label}")
+        return final, error
+
+    def _cancel_requested(self) -> bool:
+        if self.job is not None:
+            return AttemptJob.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
+        return Attempt.objects.filter(pk=self.attempt.pk, cancel_requested=True).exists()
+
+    def _record_results(self) -> None:
+        results = WorkspaceGit(self.engine, self.container_id).results(self.attempt, self.masker)
+        if results is not None:
+            do_record_results(
+                attempt=self.attempt,
+                base_commit=results.base_commit,
+                head_commit=results.head_commit,
+                diff=results.diff,
+                diff_truncated=results.diff_truncated,
+            )
+
+    def _scrub_history(self) -> None:
+        line = scrub_session_history(
+            engine=self.engine, attempt=self.attempt, container_id=self.container_id, masker=self.masker
+        )
+        if line:
+            self.say(line)
+
+    def _clean_up(self, wrote_secrets: bool) -> None:
+        """Whatever happened: the secret dir goes first (verified), then the container."""
+        if not secret_dir.remove_secret_dir(self.attempt.pk):
+            path = secret_dir.secret_dir_path(self.attempt.pk)
+            self.say(f"WARNING: the secret directory {path} could not be removed; an operator was alerted.")
+            do_raise_alert(
+                kind=AlertKind.SECRET_CLEANUP_FAILED,
+                message=f"secret dir {path} of attempt {self.attempt.pk} still exists after removal",
+                attempt=self.attempt,
+                user=self.owner,
+            )
+        elif wrote_secrets:
+            self.say("Secret directory removed")
+        if self.container_id:
+            try:
+                AttemptContainers(self.engine).remove(self.container_id)
+            except Exception:
+                logger.exception("could not remove container %s", self.container_id[:12])
+
+    # --- one step ----------------------------------------------------------------------------------------------
+    def run_step(self, step: Step) -> StepOutcome:
+        """The step; after an agent step that succeeded, a commit of what it changed."""
+        git = WorkspaceGit(self.engine, self.container_id)
+        commit_before = git.head() if step.is_agent else ""
+        outcome, run = self._exec_step(step)
+        if step.is_agent and outcome.status == RunStatus.SUCCEEDED and commit_before:
+            outcome, _ = self._exec_step(self._commit_step())
+            do_record_run_commits(run=run, commit_before=commit_before, commit_after=git.head())
+        return outcome
+
+    def _commit_step(self) -> Step:
+        title = self.attempt.task.title
+        message = title if self.job is None else f"{title}: follow-up\n\n{printable(self.job.prompt[:2000])}"
+        return commit_step(message=message, login=github_account_login(owner=self.owner) or self.owner.get_username())
+
+    def _exec_step(self, step: Step) -> tuple[StepOutcome, Run]:
+        argv = ["anyon-exec", *step.argv]
+        run = do_start_run(attempt=self.attempt, job=self.job, step=step, argv=argv)
+        stdin = self.attempt.task.prompt if step.stdin_from == STDIN_FROM_TASK_PROMPT else step.stdin
+        shown = f"$ {' '.join(step.argv)[:500]}"
+        if stdin is not None:
+            shown += f"  (prompt on stdin, {len(stdin.encode()):,} bytes)"
+        self.say(shown, run)
+        stream = ExecStream(engine=self.engine, container_id=self.container_id, writer=self.writer, masker=self.masker)
+        end = stream.run(
+            run, argv, agent=step.is_agent, stdin=stdin.encode() if stdin is not None else None, control=self._control
+        )
+        if end.stopped is None and not end.failure and end.agent is not None and end.agent.is_error:
+            self._agent_error(end)
+        outcome = step_outcome(end)
+        session_id = end.agent.session_id if end.agent is not None else ""
+        do_finish_run(
+            run=run, status=outcome.status, exit_code=end.exit_code, error=outcome.error, session_id=session_id
+        )
+        if outcome.status == RunStatus.FAILED and end.exit_code not in (None, 0):
+            do_raise_alert(
+                kind=AlertKind.EXEC_NONZERO_EXIT,
+                message=f"attempt {self.attempt.pk}: {run.title or run.kind} exited with {end.exit_code}",
+                attempt=self.attempt,
+                user=self.owner,
+                dedupe_key=f"exec_nonzero_exit:{self.attempt.pk}:{run.pk}",
+            )
+        return outcome, run
+
+    def _agent_error(self, end: ExecEnd) -> None:
+        """An error result of the CLI: alert, and when Claude rejected the credential, mark it expired so the
+        card and the banner tell the user to reconnect."""
+        text = self.masker.mask("; ".join(end.agent.errors))[:500]
+        do_raise_alert(
+            kind=AlertKind.CLAUDE_CLI_ERROR,
+            message=f"attempt {self.attempt.pk}: {text}",
+            attempt=self.attempt,
+            user=self.owner,
+        )
+        if self.claude_secret_id and is_auth_failure(text):
+            secret = Secret.objects.defer("value").get(pk=self.claude_secret_id)
+            do_mark_secret_state(
+                secret=secret,
+                state=SecretState.EXPIRED,
+                reason=f"Claude rejected it during attempt {self.attempt.pk} ({text[:120]})",
+            )
+            self.say("Claude rejected the credential: it is marked expired. Reconnect Claude in Settings.")
+
+    def _control(self, now: float, deadline: float) -> StopReason | None:
+        """Heartbeat, and whether the run must stop."""
+        if now - self._last_heartbeat >= HEARTBEAT_SECONDS:
+            do_heartbeat(attempt=self.attempt)
+            self._last_heartbeat = now
+        if now >= deadline:
+            return StopReason.TIMED_OUT
+        if now - self._last_cancel_check >= CANCEL_CHECK_SECONDS:
+            self._last_cancel_check = now
+            if self._cancel_requested():
+                return StopReason.CANCELLED
+        return None

@@ -1,0 +1,143 @@
+"""One step's exec: a reader thread pulls output into a bounded queue; the calling thread decodes, masks and
+stores it and, between chunks, heartbeats, honours cancel and the run timeout (by killing the container), and
+flushes pending output."""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+
+from execution.claude_events import AgentOutcome, render_event
+from execution.log_writer import LogWriter
+from execution.models import LogStream, Run
+from execution.runner.outcomes import ExecEnd
+from execution.runner.workspace import EXEC_ENV
+from execution.steps import StopReason
+from shared.docker.engine import DockerEngine, EngineError, ExecResult
+from shared.masking import Masker, StreamMasker
+
+CONTROL_SECONDS = 0.1  # how often the loop looks at cancel / timeout when output is quiet
+QUEUE_CHUNKS = 64  # bound on output chunks in flight between reader and writer (backpressure)
+IDLE_RELEASE_SECONDS = 0.25  # an incomplete line is shown after output has paused this long
+MAX_AGENT_LINE = 1024 * 1024  # longer than any event: not JSON, shown as plain output
+
+#: Called between chunks with the current monotonic time and the run's deadline: a reason to stop, or None.
+Control = Callable[[float, float], StopReason | None]
+
+
+class ExecStream:
+    def __init__(self, *, engine: DockerEngine, container_id: str, writer: LogWriter, masker: Masker) -> None:
+        self.engine, self.container_id, self.writer, self.masker = engine, container_id, writer, masker
+
+    def run(self, run: Run, argv: list[str], *, agent: bool, stdin: bytes | None, control: Control) -> ExecEnd:
+        chunks: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
+        result = ExecResult()
+        failure: list[BaseException] = []
+
+        def reader() -> None:
+            try:
+                for item in self.engine.exec_stream(
+                    self.container_id,
+                    argv,
+                    result,
+                    environment=EXEC_ENV,
+                    user=str(settings.ANYON_CONTAINER_UID),
+                    stdin=stdin,
+                ):
+                    chunks.put(item)
+            except BaseException as exc:  # reported to the calling thread
+                failure.append(exc)
+            finally:
+                chunks.put(None)
+
+        thread = threading.Thread(target=reader, name=f"exec-reader-{run.pk}", daemon=True)
+        thread.start()
+        decoders = {s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in ("stdout", "stderr")}
+        maskers = {s: StreamMasker(self.masker) for s in ("stdout", "stderr")}
+        outcome = AgentOutcome()
+        agent_line = ""
+        deadline = time.monotonic() + settings.RUN_TIMEOUT
+        stopped: StopReason | None = None
+        last_output = time.monotonic()
+        while True:
+            try:
+                item = chunks.get(timeout=CONTROL_SECONDS)
+            except queue.Empty:
+                item = ""
+            if item is None:
+                break
+            now = time.monotonic()
+            if item:
+                stream, data = item
+                text = decoders[stream].decode(data)
+                last_output = now
+                if agent and stream == "stdout":
+                    agent_line += text
+                    lines = agent_line.split("\n")
+                    agent_line = lines.pop()
+                    self._agent_lines(run, lines, maskers["stdout"], outcome)
+                    if len(agent_line) > MAX_AGENT_LINE:
+                        self.writer.write(run.pk, LogStream.STDOUT, maskers["stdout"].feed(agent_line))
+                        agent_line = ""
+                else:
+                    self.writer.write(run.pk, stream, maskers[stream].feed(text))
+            elif now - last_output > IDLE_RELEASE_SECONDS:
+                for stream, masker in maskers.items():
+                    if masker.pending:
+                        self.writer.write(run.pk, stream, masker.release())
+            self.writer.flush_if_due(quiet=chunks.empty())
+            if stopped is None:
+                stopped = control(now, deadline)
+                if stopped is not None:
+                    self.engine.kill(self.container_id)
+        thread.join(timeout=10)
+        for stream in ("stdout", "stderr"):
+            tail = decoders[stream].decode(b"", final=True)
+            if agent and stream == "stdout":
+                self._agent_lines(run, (agent_line + tail).split("\n"), maskers["stdout"], outcome)
+            else:
+                self.writer.write(run.pk, stream, maskers[stream].feed(tail))
+            self.writer.write(run.pk, stream, maskers[stream].finish())
+        self.writer.flush()
+        end = ExecEnd(
+            title=run.title or run.kind,
+            exit_code=result.exit_code,
+            stopped=stopped,
+            failure=str(failure[0]) if failure else "",
+            agent=outcome if agent else None,
+        )
+        if stopped is None:
+            end.container_gone = self._container_gone(end)
+        return end
+
+    def _container_gone(self, end: ExecEnd) -> bool:
+        """Whether the container itself went away (killed from outside, out of memory), not just the step."""
+        if end.failure:  # the exec broke: because the container went away?
+            with contextlib.suppress(EngineError):  # the engine cannot say: report the exec's own error
+                return not self.engine.is_running(self.container_id)
+            return False
+        if end.exit_code is None:
+            return True
+        checks = 10 if end.exit_code == 137 else 1  # SIGKILL: the engine may need a moment to report it
+        for check in range(checks):
+            if check:
+                time.sleep(0.1)
+            if not self.engine.is_running(self.container_id):
+                return True
+        return False
+
+    def _agent_lines(self, run: Run, lines: list[str], masker: StreamMasker, outcome: AgentOutcome) -> None:
+        for line in lines:
+            if not line.strip():
+                continue
+            rendered = render_event(line, outcome)
+            if rendered is None:
+                self.writer.write(run.pk, LogStream.STDOUT, masker.feed(line + "\n"))
+            elif rendered:
+                self.writer.write(run.pk, LogStream.AGENT, self.masker.mask(rendered))
