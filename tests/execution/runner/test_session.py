@@ -1,0 +1,134 @@
+"""The runner's session against the in-process engine fake: streaming, masking across chunks, and the outcome
+rules, without Docker (the same paths against the real engine are in tests/execution/test_*_docker.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from execution.attempts import do_create_task, do_start_attempt, do_transition
+from execution.models import AttemptStatus, LogRecord, Run, RunStatus
+from execution.runner.session import AttemptSession
+from execution.steps import AGENT_ARGV
+from secrets_app.models import Secret, SecretState
+from secrets_app.secret_store import do_store_secret
+from shared.models import Alert
+from tests.execution.conftest import oauth_token
+from tests.fakes.docker_engine import FakeEngine, ScriptedExec, agent_events
+
+
+@pytest.fixture
+def claude_token(alice, settings, tmp_path) -> str:
+    settings.ANYON_TEMP_DIR = tmp_path / "anyon-tmp"
+    token = oauth_token()
+    do_store_secret(owner=alice, provider="claude", kind="oauth_token", value=token)
+    return token
+
+
+def run(alice, engine: FakeEngine, plan: list[dict], **session_options):
+    task = do_create_task(
+        owner=alice, title="t", repo_url="https://github.com/octo/repo.git", base_branch="main", prompt="go"
+    )
+    attempt = do_start_attempt(task=task, plan=plan, enqueue=False)
+    assert do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING)
+    session = AttemptSession(attempt, worker="test:1", engine=engine)
+    for name, value in session_options.items():
+        setattr(session, name, value)
+    with session:
+        status = session.run_attempt()
+    attempt.refresh_from_db()
+    return status, attempt
+
+
+def text(attempt, stream: str | None = None) -> str:
+    records = LogRecord.objects.filter(attempt=attempt).order_by("seq")
+    return "".join(r.text for r in records if stream is None or r.stream == stream)
+
+
+def step(*argv: str) -> dict:
+    return {"kind": "custom", "title": "step", "argv": list(argv)}
+
+
+AGENT_STEP = {"kind": "agent", "title": "Claude Code", "argv": AGENT_ARGV, "stdin": "go"}
+
+
+def test_output_is_stored_in_order_and_a_secret_split_across_chunks_is_masked(alice, claude_token):
+    half = len(claude_token) // 2
+    chunks = [
+        ("stdout", b"first line\nthe token is "),
+        ("stdout", claude_token[:half].encode()),
+        ("stdout", claude_token[half:].encode() + b" (printed)\n"),
+        ("stderr", b"a warning\n"),
+    ]
+    engine = FakeEngine(lambda argv: ScriptedExec(chunks) if argv[-1] == "print" else None)
+    status, attempt = run(alice, engine, [step("print")])
+    assert status == AttemptStatus.SUCCEEDED
+    assert text(attempt, "stdout") == "first line\nthe token is *** (printed)\n"
+    assert text(attempt, "stderr") == "a warning\n"
+    assert claude_token[:half] not in text(attempt) and claude_token[half:] not in text(attempt)
+    assert engine.execs[0] == ["anyon-exec", "print"]
+
+
+def test_a_nonzero_exit_fails_the_attempt_with_its_code_and_raises_an_alert(alice, claude_token):
+    engine = FakeEngine(lambda argv: ScriptedExec([("stdout", b"boom\n")], exit_code=3) if argv[-1] == "fail" else None)
+    status, attempt = run(alice, engine, [step("fail"), step("never")])
+    assert status == AttemptStatus.FAILED and attempt.error == "step exited with code 3."
+    assert ["anyon-exec", "never"] not in engine.execs
+    assert Alert.objects.filter(kind="exec_nonzero_exit", attempt_id=attempt.pk).exists()
+    assert Run.objects.get(attempt=attempt).status == RunStatus.FAILED
+
+
+def test_a_container_that_goes_away_mid_step_is_reported_as_such(alice, claude_token):
+    engine = FakeEngine(lambda argv: ScriptedExec([("stdout", b"half")], exit_code=None) if argv[-1] == "x" else None)
+    status, attempt = run(alice, engine, [step("x")])
+    assert status == AttemptStatus.FAILED and attempt.error == "The container stopped unexpectedly during the step."
+
+
+def test_an_agent_that_ends_without_a_result_event_fails(alice, claude_token):
+    init = {"type": "system", "subtype": "init", "session_id": "s-1", "model": "m"}
+    engine = FakeEngine(lambda argv: ScriptedExec(agent_events(init)) if "claude" in argv else None)
+    status, attempt = run(alice, engine, [AGENT_STEP])
+    assert status == AttemptStatus.FAILED and attempt.error == "Claude Code ended without a result event."
+
+
+def test_an_agent_whose_credential_is_refused_marks_it_expired(alice, claude_token):
+    refused = {
+        "type": "result",
+        "subtype": "success",
+        "is_error": True,
+        "result": "Invalid API key · Please run /login",
+    }
+    engine = FakeEngine(lambda argv: ScriptedExec(agent_events(refused)) if "claude" in argv else None)
+    status, attempt = run(alice, engine, [AGENT_STEP])
+    assert status == AttemptStatus.FAILED and attempt.error.startswith("Claude reported an error: Invalid API key")
+    assert Secret.objects.get(owner=alice, provider="claude").state == SecretState.EXPIRED
+    assert "marked expired" in text(attempt, "system")
+    assert Alert.objects.filter(kind="claude_cli_error", attempt_id=attempt.pk).exists()
+
+
+def test_a_successful_agent_records_its_session_for_follow_ups(alice, claude_token):
+    events = agent_events(
+        {"type": "system", "subtype": "init", "session_id": "s-42", "model": "m"},
+        {"type": "result", "subtype": "success", "is_error": False, "result": "done", "session_id": "s-42"},
+    )
+    engine = FakeEngine(lambda argv: ScriptedExec(events) if "claude" in argv else None)
+    status, attempt = run(alice, engine, [AGENT_STEP])
+    assert status == AttemptStatus.SUCCEEDED
+    assert Run.objects.get(attempt=attempt, kind="agent").session_id == "s-42"
+    assert not engine.containers  # removed afterwards
+
+
+@pytest.mark.parametrize("reason", ["cancel", "timeout"])
+def test_cancel_and_timeout_kill_the_container_and_end_the_step(alice, claude_token, settings, reason):
+    slow = ScriptedExec([("stdout", b"tick\n")] * 100, delay=0.05)
+    engine = FakeEngine(lambda argv: slow if argv[-1] == "slow" else None)
+    requested = {"cancel": False}
+    options = {}
+    if reason == "timeout":
+        settings.RUN_TIMEOUT = 0.3
+    else:
+        engine.script = lambda argv: (requested.update(cancel=True) or slow) if argv[-1] == "slow" else None
+        options["_cancel_requested"] = lambda: requested["cancel"]
+    status, attempt = run(alice, engine, [step("slow")], **options)
+    expected = AttemptStatus.CANCELLED if reason == "cancel" else AttemptStatus.TIMED_OUT
+    assert status == expected and engine.killed
+    assert text(attempt, "stdout").count("tick") < 100

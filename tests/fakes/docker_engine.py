@@ -1,0 +1,102 @@
+"""An in-process stand-in for :class:`shared.docker.engine.DockerEngine`: scripted output chunks and exit codes
+through the same methods, so the runner's streaming, masking and outcome rules are tested without an engine.
+The real-engine tests (``-m docker``) still cover what only an engine shows."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from shared.docker.engine import ContainerSpec, ExecResult
+
+
+@dataclass
+class ScriptedExec:
+    """What one exec prints and how it ends. ``exit_code=None`` is a container that went away mid-step."""
+
+    chunks: list[tuple[str, bytes]] = field(default_factory=list)
+    exit_code: int | None = 0
+    delay: float = 0.0  # between chunks
+    raises: Exception | None = None  # after the chunks: the stream broke
+
+
+def agent_events(*events: dict) -> list[tuple[str, bytes]]:
+    import json
+
+    return [("stdout", (json.dumps(e) + "\n").encode()) for e in events]
+
+
+class FakeEngine:
+    def __init__(self, script: Callable[[list[str]], ScriptedExec | None] | None = None) -> None:
+        self.script = script or (lambda argv: None)
+        self.containers: dict[str, dict] = {}
+        self.volumes: set[str] = set()
+        self.execs: list[list[str]] = []
+        self.killed: list[str] = []
+        self._ids = itertools.count(1)
+
+    # --- containers and volumes --------------------------------------------------------------------------
+    def ensure_image(self, ref: str) -> None:
+        pass
+
+    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        self.volumes.add(name)
+
+    def remove_volume(self, name: str) -> None:
+        self.volumes.discard(name)
+
+    def create_container(self, spec: ContainerSpec) -> str:
+        container_id = f"{next(self._ids):064x}"
+        self.containers[container_id] = {"Id": container_id, "Name": spec.name, "spec": spec, "running": True}
+        return container_id
+
+    def inspect(self, container_id: str) -> dict | None:
+        return next((c for c in self.containers.values() if container_id in (c["Id"], c["Name"])), None)
+
+    def is_running(self, container_id: str) -> bool:
+        found = self.inspect(container_id)
+        return bool(found and found["running"])
+
+    def kill(self, container_id: str) -> None:
+        self.killed.append(container_id)
+        if container_id in self.containers:
+            self.containers[container_id]["running"] = False
+
+    def stop_and_remove(self, container_id: str, *, timeout: int = 5) -> None:
+        self.containers.pop(container_id, None)
+
+    def list_managed(self, instance: str, *, attempt_id: int | None = None) -> list[dict]:
+        return list(self.containers.values())
+
+    # --- execs ---------------------------------------------------------------------------------------------
+    def exec_stream(
+        self, container_id: str, argv: list[str], result: ExecResult, **kwargs
+    ) -> Iterator[tuple[str, bytes]]:
+        self.execs.append(argv)
+        scripted = self.script(argv) or ScriptedExec()
+        for chunk in scripted.chunks:
+            if not self.is_running(container_id):  # killed (cancel, timeout): the stream ends
+                result.exit_code = 137
+                return
+            if scripted.delay:
+                time.sleep(scripted.delay)
+            yield chunk
+        if scripted.raises is not None:
+            raise scripted.raises
+        if scripted.exit_code is None:
+            self.containers.get(container_id, {})["running"] = False
+        result.exit_code = scripted.exit_code
+
+    def exec_capture(self, container_id: str, argv: list[str], *, limit: int = 64 * 1024, **kwargs):
+        self.execs.append(argv)
+        scripted = self.script(argv)
+        if scripted is None:  # internal commands: no repository, nothing to scrub
+            return (128, "", True) if argv[:1] == ["git"] else (0, "0\n", True)
+        out = b"".join(data for stream, data in scripted.chunks if stream == "stdout")
+        return scripted.exit_code, out[:limit].decode(errors="replace"), len(out) <= limit
+
+    def run_once(self, image: str, argv: list[str], **kwargs) -> tuple[int | None, str]:
+        self.execs.append(argv)
+        return 0, "0\n"
