@@ -16,9 +16,15 @@ from django.db import transaction
 logger = logging.getLogger(__name__)
 
 
+#: The only messages that wake consumers, and the only ones accepted from another process.
+WAKE_TYPES = frozenset({"attempt.changed", "settings.changed"})
+
+
 def wake_group(group: str, event: dict) -> None:
     """Wake the group's consumers once the current transaction commits (at once outside one): a consumer woken
     earlier would look for rows it cannot see yet."""
+    if event.get("type") not in WAKE_TYPES:
+        raise ValueError(f"not a wake-up type: {event.get('type')!r}")
     transaction.on_commit(lambda: _send(group, event))
 
 

@@ -3,8 +3,10 @@ processes of this host (the web server and the worker cluster) over :mod:`shared
 
 With it, a log batch written by a worker wakes the web process's live viewers at once instead of at their next
 database poll. Only group messages cross processes (what :func:`shared.live.events.wake_group` sends); a message
-that does not fit a datagram or is not JSON stays local, and the receivers' poll covers it. With ``REDIS_URL``
-set, ``channels_redis`` is used instead and this module is not involved.
+that does not fit a datagram or is not JSON stays local, and the receivers' poll covers it. A datagram from another
+process is accepted only as a wake-up (a type of ``WAKE_TYPES`` with plain values): any process of the service
+user can write to the sockets, and what it writes must never become anything but a hint to look at the database.
+With ``REDIS_URL`` set, ``channels_redis`` is used instead and this module is not involved.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 
 from channels.layers import InMemoryChannelLayer
 
+from shared.live.events import WAKE_TYPES
 from shared.wakeups import sockets as wakeups
 
 logger = logging.getLogger(__name__)
@@ -65,8 +68,10 @@ class HostChannelLayer(InMemoryChannelLayer):
             try:
                 group, message = json.loads(data)
                 self.require_valid_group_name(group)
-                if not isinstance(message, dict):
-                    raise TypeError("not a dict")
+                if not isinstance(message, dict) or message.get("type") not in WAKE_TYPES:
+                    raise TypeError("not a wake-up")
+                if not all(isinstance(v, str | int | float | bool | None) for v in message.values()):
+                    raise TypeError("a wake-up carries only plain values")
             except (ValueError, TypeError) as exc:
                 logger.debug("ignoring a malformed wake-up: %s", exc)
                 continue

@@ -2,9 +2,8 @@
 
 The stock ORM broker's pusher sleeps ``poll`` seconds whenever the queue is empty, so every attempt waited half a
 poll interval on average before a worker looked. Here the pusher waits on a wake-up socket
-(:mod:`shared.wakeups.sockets`)
-for at most that long, and :meth:`enqueue` wakes it. Workers on other hosts (PostgreSQL without Redis) still find
-the task by polling. Used when ``REDIS_URL`` is unset (with Redis, django-q2's Redis broker blocks on the list).
+(:mod:`shared.wakeups.sockets`) for at most that long, and :meth:`enqueue` wakes it. Workers on other hosts
+(PostgreSQL without Redis) still find the task by polling. Used when ``REDIS_URL`` is unset (with Redis, django-q2's Redis broker blocks on the list).
 """
 
 from __future__ import annotations
@@ -20,6 +19,11 @@ from django_q.conf import Conf
 from shared.wakeups import sockets as wakeups
 
 logger = logging.getLogger(__name__)
+
+
+#: SHA-256 of the source of django-q2's ``ORM.dequeue`` that :meth:`WakingORMBroker.dequeue` copies (django-q2
+#: 1.11.1). A test compares it with the installed django-q2, so an upgrade that changes it fails until re-checked.
+UPSTREAM_DEQUEUE_SHA256 = "c4e346b7cb21e6fff155cf553e12bd72fcb56064c468dc956590269796d93b01"
 
 
 def queue_topic(list_key: str) -> str:

@@ -20,6 +20,7 @@ import re
 import secrets
 import select
 import socket
+import stat
 import threading
 from pathlib import Path
 
@@ -46,6 +47,11 @@ def wakeup_dir() -> Path | None:
     path = Path(configured)
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        found = os.lstat(path)
+        if stat.S_ISLNK(found.st_mode) or not stat.S_ISDIR(found.st_mode):
+            raise OSError("it is a symlink or not a directory")
+        if found.st_uid != os.geteuid():
+            raise OSError(f"it belongs to uid {found.st_uid}, not to this process's uid {os.geteuid()}")
         os.chmod(path, 0o700)
     except OSError as exc:
         if not _warned:

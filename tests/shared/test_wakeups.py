@@ -1,4 +1,4 @@
-"""Wake-ups between processes of one host without Redis (anyon/wakeups.py): the socket bus itself, the channel layer
+"""Wake-ups between processes of one host without Redis (shared/wakeups/): the socket bus itself, the channel layer
 that carries group messages across processes, the queue broker that wakes an idle worker, and a live viewer woken
 by a write made in another process. The polls are set to 30 s in the end-to-end tests: only a wake-up can deliver
 within the few seconds they allow."""
@@ -108,6 +108,39 @@ def test_turned_off_or_unusable_directory_means_polling_only(settings, tmp_path)
         wakeups.Listener("web")
 
 
+def test_a_directory_someone_else_made_or_a_symlink_is_refused(settings, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "link").symlink_to(elsewhere)
+    settings.ANYON_WAKEUP_DIR = str(tmp_path / "link")
+    assert wakeups.wakeup_dir() is None
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    os.chown(foreign, 4242, 4242)  # the suite runs as root in CI; another local user could have made it first
+    settings.ANYON_WAKEUP_DIR = str(foreign)
+    assert wakeups.wakeup_dir() is None
+
+
+def test_only_wakeup_types_can_be_sent():
+    from shared.live.events import wake_group
+
+    with pytest.raises(ValueError, match="not a wake-up type"):
+        wake_group("attempt.1", {"type": "websocket.close"})
+
+
+def test_the_copied_dequeue_matches_the_installed_django_q2():
+    """WakingORMBroker.dequeue copies django-q2's: an upgrade that changes it must be re-checked, not trusted."""
+    import hashlib
+    import inspect
+
+    from django_q.brokers.orm import ORM
+
+    from shared.wakeups.queue_broker import UPSTREAM_DEQUEUE_SHA256
+
+    installed = hashlib.sha256(inspect.getsource(ORM.dequeue).encode()).hexdigest()
+    assert installed == UPSTREAM_DEQUEUE_SHA256, "django-q2 changed ORM.dequeue: re-check WakingORMBroker.dequeue"
+
+
 def test_topic_names_from_the_environment_are_file_name_safe():
     assert wakeups.topic_name("../../etc/passwd") == "______etc_passwd"
     assert wakeups.topic_name("gpu-host_2") == "gpu-host_2"
@@ -133,7 +166,16 @@ def test_group_message_from_another_process_reaches_this_process_consumers(wake_
         await layer.group_add("attempt.41", channel)
         # Hostile or broken datagrams first: ignored, and the layer keeps working.
         junk = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        for payload in (b"\xff\xfe not json", b'{"a": 1}', b'["bad group name!", {}]', b'["attempt.41", "x"]'):
+        hostile = (
+            b"\xff\xfe not json",
+            b'{"a": 1}',
+            b'["bad group name!", {}]',
+            b'["attempt.41", "x"]',
+            # a message a consumer would act on, not a wake-up: never delivered from another process
+            b'["attempt.41", {"type": "websocket.close"}]',
+            b'["attempt.41", {"type": "attempt.changed", "records": [{"text": "forged"}]}]',
+        )
+        for payload in hostile:
             junk.sendto(payload, str(layer._listener.path))
         junk.close()
         await asyncio.to_thread(notify_from_another_process, wake_dir)
