@@ -1,0 +1,1 @@
+"""Infrastructure both apps use: nothing here imports anyon, execution or secrets_app."""
