@@ -24,6 +24,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 _SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT
+_PRIVATE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
@@ -69,8 +70,9 @@ def address_problem(ip: IPAddress, own: frozenset[IPAddress] = frozenset()) -> s
         (ip.is_link_local, "a link-local address"),
         (ip.is_multicast, "a multicast address"),
         (isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED, "a carrier-grade NAT address"),
-        (ip.is_private, "a private address"),
-        (not ip.is_global, "not a public address"),
+        (any(ip in net for net in _PRIVATE), "a private address"),
+        (ip.is_reserved, "a reserved address"),
+        (not ip.is_global, "not a public address"),  # documentation, benchmarking, ... ranges
     ]
     return next((f"{what} ({ip})" for bad, what in checks if bad), None)
 
