@@ -112,6 +112,9 @@ class AttemptSockets:
 
     async def _listen(self, name: str, callback: Callable[..., Awaitable[None]], uid: int | None, gid: int | None):
         async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if self.closed:  # accepted just before close, handled just after: it goes too
+                writer.transport.abort()
+                return
             self._clients.add(writer)
             try:
                 await callback(reader, writer)
@@ -137,10 +140,14 @@ class AttemptSockets:
     async def close(self) -> int:
         """Stop listening, remove the socket files, drop every open connection; returns how many were dropped."""
         self.closed = True
+        for path in self.paths.values():  # from here on a connect by path fails (ENOENT)
+            path.unlink(missing_ok=True)
+        # Connections asyncio accepted but has not attached yet would, once the listener is closed, fail to attach
+        # and hang until garbage collection (CPython 3.11): let them attach first, so they are dropped below.
+        for _ in range(3):
+            await asyncio.sleep(0)
         for listener in self._listeners:
             listener.close()
-        for path in self.paths.values():
-            path.unlink(missing_ok=True)
         dropped = 0
         for server in self._web_servers:
             for handler in server.connections:
