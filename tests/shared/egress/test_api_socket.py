@@ -124,7 +124,7 @@ async def test_server_sent_events_arrive_before_the_upstream_finishes(proxy, att
 
     app = web.Application()
     app.router.add_post("/v1/messages", messages)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
