@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 from aiohttp import web
@@ -33,7 +34,10 @@ def api_grant(attempt_id: str, url: str, auth: ApiAuth = ApiAuth.API_KEY):
     ],
     ids=["api-key", "setup-token"],
 )
-async def test_placeholder_is_swapped_for_the_real_credential(proxy, attempt_dirs, attempt_id, auth, header, real):
+async def test_placeholder_is_swapped_for_the_real_credential(
+    proxy, attempt_dirs, caplog, attempt_id, auth, header, real
+):
+    caplog.set_level(logging.DEBUG)
     with FakeAnthropicAPI(expected_token=real) as api:
         paths = await proxy.open_attempt(api_grant(attempt_id, api.url, auth), attempt_dirs[0])
         async with (
@@ -48,6 +52,8 @@ async def test_placeholder_is_swapped_for_the_real_credential(proxy, attempt_dir
         assert request.query == "beta=true"
         assert PLACEHOLDER not in json.dumps(request.headers)
         assert request.headers["host"] == api.url.removeprefix("http://")
+    assert "egress forwarded POST" in caplog.text
+    assert real not in caplog.text  # debug logging on, and still no credential in the logs
 
 
 @pytest.mark.parametrize(
