@@ -88,8 +88,9 @@ async def test_100_mb_each_way_streams_with_bounded_memory(proxy_process):
         g = grant("1", git_url=f"http://{upstream}", git_repository="octo/demo", internal=[upstream])
         sockets = await asyncio.to_thread(client.open, g, directory)
         async with unix_session(Path(sockets[GIT_SOCKET])) as session:
-            async with session.post("http://b/octo/demo.git/git-receive-pack", data=CHUNK) as warmup:
-                assert warmup.status == 200  # the proxy's code is loaded and running
+            # Warm-up (the proxy's code is loaded and running), with Expect: 100-continue as curl sends for big bodies.
+            async with session.post("http://b/octo/demo.git/git-receive-pack", data=CHUNK, expect100=True) as warmup:
+                assert warmup.status == 200
             baseline = peak_rss_mb(process.pid)
 
             async def body():
