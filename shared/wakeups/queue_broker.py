@@ -3,7 +3,8 @@
 The stock ORM broker's pusher sleeps ``poll`` seconds whenever the queue is empty, so every attempt waited half a
 poll interval on average before a worker looked. Here the pusher waits on a wake-up socket
 (:mod:`shared.wakeups.sockets`) for at most that long, and :meth:`enqueue` wakes it. Workers on other hosts
-(PostgreSQL without Redis) still find the task by polling. Used when ``REDIS_URL`` is unset (with Redis, django-q2's Redis broker blocks on the list).
+(PostgreSQL without Redis) still find the task by polling. Used when ``REDIS_URL`` is unset (with Redis,
+django-q2's Redis broker blocks on the list).
 """
 
 from __future__ import annotations

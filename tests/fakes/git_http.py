@@ -133,15 +133,21 @@ class GitRequest:
 
 
 class FakeGitHTTPServer(FakeHTTPServer):
-    """Serve the bare repository ``repo_dir`` at ``url`` (``http://127.0.0.1:<port>/<repo name>``)."""
+    """Serve the bare repository ``repo_dir`` at ``url`` (``http://127.0.0.1:<port>/<repo path>``).
 
-    def __init__(self, repo_dir: Path | str, token: str) -> None:
+    The repository path is ``repo_dir`` relative to ``project_root`` (default: its parent, so just its name); a
+    ``project_root`` two levels up serves it GitHub-style as ``/<owner>/<repo>.git``.
+    """
+
+    def __init__(self, repo_dir: Path | str, token: str, project_root: Path | str | None = None) -> None:
         super().__init__()
         self.repo_dir = Path(repo_dir).resolve()
+        self.project_root = Path(project_root).resolve() if project_root else self.repo_dir.parent
+        self.repo_path = self.repo_dir.relative_to(self.project_root).as_posix()
         self.token = token
         self._git: list[GitRequest] = []
         self.base_url = self.url
-        self.url = f"{self.base_url}/{self.repo_dir.name}"
+        self.url = f"{self.base_url}/{self.repo_path}"
 
     @property
     def requests(self) -> list[GitRequest]:  # type: ignore[override]
@@ -157,11 +163,11 @@ class FakeGitHTTPServer(FakeHTTPServer):
         username, ok = self._check(request.headers.get("authorization"))
         if not ok:
             reply = Reply(401, b"auth required\n", {"WWW-Authenticate": 'Basic realm="anyon-test-git"'})
-        elif not request.path.startswith(f"/{self.repo_dir.name}/"):
+        elif not request.path.startswith(f"/{self.repo_path}/"):
             reply = Reply(404, b"no such repository\n", {"Content-Type": "text/plain"})
         else:
             status, headers, payload = http_backend(
-                self.repo_dir.parent, request.method, request.path, request.raw_query, CgiHeaders(request.headers),
+                self.project_root, request.method, request.path, request.raw_query, CgiHeaders(request.headers),
                 request.body, username or "",
             )  # fmt: skip
             reply = Reply(status, payload, dict(headers))

@@ -1,0 +1,49 @@
+"""``python -m shared.egress --control PATH [--credentials FILE]``: the proxy without Django, for tests and trials.
+
+``--credentials`` names a JSON file ``{"<attempt>": {"anthropic": "...", "github": "..."}}`` that is read at each
+request (so it can change while the proxy runs). Production runs :func:`shared.egress.serve` from a management
+command with an audited credential source instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from shared.egress.grant import Service
+from shared.egress.serve import serve
+
+
+class CredentialFile:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, attempt_id: str, service: Service) -> str:
+        return str(json.loads(self.path.read_text())[attempt_id][service.value])
+
+
+def on_blocked(attempt_id: str, host: str, port: int, reason: str) -> None:
+    logging.getLogger("shared.egress").warning("attempt %s blocked: %s:%s %s", attempt_id, host, port, reason)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m shared.egress", description=__doc__.splitlines()[0])
+    parser.add_argument("--control", required=True, type=Path, help="path of the control UNIX socket")
+    parser.add_argument("--credentials", type=Path, help="JSON file of credentials per attempt (tests, trials)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.credentials is None:
+
+        def source(attempt_id: str, service: Service) -> str:
+            raise LookupError("this proxy was started without --credentials")
+
+    else:
+        source = CredentialFile(args.credentials)
+    serve(args.control, source, on_blocked=on_blocked)
+
+
+if __name__ == "__main__":
+    main()

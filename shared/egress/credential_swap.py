@@ -1,0 +1,121 @@
+"""The two credential-adding reverse proxies: ``api.sock`` (Anthropic API) and ``git.sock`` (one repository).
+
+The container holds a placeholder, never a credential. ``api.sock`` accepts a request only when its credential header
+is exactly the placeholder of the grant's kind, then puts the real credential in its place; ``git.sock`` accepts only
+git smart-HTTP of the grant's repository and adds ``Authorization: Basic x-access-token:<token>``. The credential
+is asked for per request, so each use is the wiring's to audit.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from shared.egress.grant import ApiAuth, Service
+from shared.egress.reverse_proxy import forward, refuse, request_headers
+
+logger = logging.getLogger(__name__)
+
+#: ``/<repository>[.git]/<endpoint>``: only these characters, so percent-encoding cannot disguise a path.
+_GIT_PATH = re.compile(
+    r"/(?P<repo>[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*)/(?P<endpoint>info/refs|git-upload-pack|git-receive-pack)"
+)
+_UPLOAD, _RECEIVE = "git-upload-pack", "git-receive-pack"
+
+
+def _anthropic_error(status: int, message: str) -> web.Response:
+    body = {"type": "error", "error": {"type": "permission_error", "message": f"egress proxy: {message}"}}
+    # x-should-retry: otherwise the CLI retries a refusal with backoff for minutes.
+    return web.Response(
+        status=status, text=json.dumps(body), content_type="application/json", headers={"x-should-retry": "false"}
+    )
+
+
+def _is_placeholder(values: list[str], expected: str) -> bool:
+    return len(values) == 1 and hmac.compare_digest(values[0].strip().encode(), expected.encode())
+
+
+async def _credential(attempt, service: Service) -> str | None:
+    try:
+        return await attempt.credential(service)
+    except Exception as exc:  # the wiring's refusal (no credential, expired, ...): its type, never a value
+        name = type(exc).__name__
+        logger.warning("egress attempt %s: no %s credential (%s)", attempt.grant.attempt_id, service, name)
+        return None
+
+
+def anthropic_handler(attempt) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    """``api.sock``: swap the placeholder for the real API key or setup-token, then stream to the Anthropic API."""
+    grant = attempt.grant
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        keys = request.headers.getall("x-api-key", [])
+        auths = request.headers.getall("Authorization", [])
+        if grant.api_auth is ApiAuth.API_KEY:
+            ok = _is_placeholder(keys, grant.placeholder) and not auths
+        else:
+            ok = not keys and _is_placeholder(auths, f"Bearer {grant.placeholder}")
+        if not ok:
+            logger.info("egress attempt %s: api request without the placeholder refused", grant.attempt_id)
+            return _anthropic_error(403, f"send the placeholder credential ({grant.api_auth.value})")
+        credential = await _credential(attempt, Service.ANTHROPIC)
+        if credential is None:
+            return _anthropic_error(403, "no Anthropic credential is available for this run")
+        headers = request_headers(request, drop=("x-api-key", "Authorization"))
+        if grant.api_auth is ApiAuth.API_KEY:
+            headers["x-api-key"] = credential
+        else:
+            headers["Authorization"] = f"Bearer {credential}"
+        return await forward(request, attempt.session(Service.ANTHROPIC), attempt.api_upstream, headers,
+                             attempt.policy, grant.internal)  # fmt: skip
+
+    return handle
+
+
+def git_request_allowed(method: str, raw_path: str, raw_query: str, repository: str, push: bool) -> str | None:
+    """Why a git request is refused, or None: smart HTTP of ``repository`` only (push only when ``push``)."""
+    match = _GIT_PATH.fullmatch(raw_path)
+    if not match or match["repo"].removesuffix(".git").lower() != repository.lower():
+        return "only the run's repository is reachable"
+    endpoint = match["endpoint"]
+    if endpoint == "info/refs":
+        service = raw_query.removeprefix("service=")
+        allowed = method in ("GET", "HEAD") and raw_query.startswith("service=") and service in (_UPLOAD, _RECEIVE)
+    else:
+        service = endpoint
+        allowed = method == "POST" and not raw_query and endpoint in (_UPLOAD, _RECEIVE)
+    if not allowed:
+        return "only git smart HTTP is reachable"
+    if service == _RECEIVE and not push:
+        return "push is not allowed for this run"
+    return None
+
+
+def git_handler(attempt) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    """``git.sock``: git smart HTTP of the grant's repository, with the token added as HTTP Basic auth."""
+    grant = attempt.grant
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        problem = git_request_allowed(
+            request.method, request.raw_path.partition("?")[0], request.rel_url.raw_query_string,
+            grant.git_repository or "", grant.git_push,
+        )  # fmt: skip
+        if problem:
+            logger.info("egress attempt %s: git %s refused: %s", grant.attempt_id, request.method, problem)
+            return refuse(403, f"egress proxy: {problem}")
+        token = await _credential(attempt, Service.GITHUB)
+        if token is None:
+            return refuse(403, "egress proxy: no GitHub credential is available for this run")
+        headers = request_headers(request, drop=("Authorization", "Cookie"))
+        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        headers["Authorization"] = f"Basic {basic}"
+        return await forward(request, attempt.session(Service.GITHUB), attempt.git_upstream, headers,
+                             attempt.policy, grant.internal)  # fmt: skip
+
+    return handle
