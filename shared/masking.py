@@ -4,7 +4,7 @@ Two layers, as GitHub Actions' runner does it:
 
 * every injected secret value, each of its lines, and its common encodings (base64 in the three alignments it can
   take inside a longer base64 text, URL-encoding, JSON string escaping);
-* token patterns, for credentials nobody told us about (DESIGN.md "Secrets").
+* token patterns, for credentials nobody told us about (docs/ARCHITECTURE.md, "Secret rules").
 
 Output arrives in chunks that may split a secret anywhere. :class:`StreamMasker` only masks complete lines (a
 secret or token never contains a line break) and holds back the incomplete last line; when output pauses it may
