@@ -1,9 +1,9 @@
 """Live attempt logs over a websocket: history from the database first, then new records as they arrive.
 
-Delivery never depends on the channel layer reaching across processes (docs/ARCHITECTURE.md, "Live updates"): the layer only wakes the
-consumer early; without a wake-up it looks at the database every ``ANYON_LOG_POLL_SECONDS``. Records are sent
-strictly in ``seq`` order from the last one sent, so a viewer sees no duplicates and no gaps; a reconnecting viewer
-passes ``?after=<last seq>`` and continues where it stopped.
+Delivery never depends on the channel layer reaching across processes (docs/ARCHITECTURE.md, "Live updates"): the
+layer only wakes the consumer early; without a wake-up it looks at the database every ``ANYON_LOG_POLL_SECONDS``.
+Records are sent strictly in ``seq`` order from the last one sent, so a viewer sees no duplicates and no gaps; a
+reconnecting viewer passes ``?after=<last seq>`` and continues where it stopped.
 """
 
 from __future__ import annotations
