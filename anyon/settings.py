@@ -234,6 +234,21 @@ if _secretish:
         "in docker inspect. Connect credentials in Settings; they are injected through the secret dir."
     )
 ANYON_ALERT_WINDOW = env.int("ANYON_ALERT_WINDOW", default=3600)
+
+# --- sealed runs (docs/ARCHITECTURE.md, "Egress") ----------------------------------------------------------------
+#: sealed: containers have no network; the host's egress proxy adds credentials on the way out and allows only the
+#: hosts a run needs. mounted: credentials are readable inside the container (secret files) and egress is open.
+ANYON_CREDENTIAL_MODE = env.str("ANYON_CREDENTIAL_MODE", default="sealed")
+if ANYON_CREDENTIAL_MODE not in ("sealed", "mounted"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"ANYON_CREDENTIAL_MODE must be sealed or mounted, not {ANYON_CREDENTIAL_MODE!r}")
+#: The egress proxy's control socket (one proxy per Docker host; workers of that host open attempts through it).
+ANYON_EGRESS_CONTROL = env.str("ANYON_EGRESS_CONTROL", default=str(ANYON_TEMP_DIR / "egress" / "control.sock"))
+#: Extra host[:port] (443 when left out) a sealed run may reach with CONNECT (package registries, ...).
+ANYON_EGRESS_ALLOW = env.list("ANYON_EGRESS_ALLOW", default=[])
+#: The exact host:port that may resolve to loopback, private or link-local addresses (a GHES on a private network).
+ANYON_EGRESS_ALLOW_INTERNAL = env.list("ANYON_EGRESS_ALLOW_INTERNAL", default=[])
 ANYON_ATTEMPT_IDLE_TTL = env.int("ANYON_ATTEMPT_IDLE_TTL", default=7 * 24 * 3600)
 ANYON_SECRET_DIR_MAX_AGE = env.int("ANYON_SECRET_DIR_MAX_AGE", default=RUN_TIMEOUT + 900)
 ANYON_STALE_ATTEMPT_SECONDS = env.int("ANYON_STALE_ATTEMPT_SECONDS", default=120)

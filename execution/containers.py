@@ -50,8 +50,9 @@ class AttemptContainers:
     def __init__(self, engine: DockerEngine | None = None) -> None:
         self.engine = engine or DockerEngine()
 
-    def provision(self, attempt, *, secret_dir: Path) -> str:
-        """Create and start the attempt's container; return its id."""
+    def provision(self, attempt, *, secret_dir: Path, sealed_environment: dict[str, str] | None = None) -> str:
+        """Create and start the attempt's container; return its id. A sealed container (``sealed_environment``
+        given) has no network at all: it reaches out only through the egress sockets in ``secret_dir``."""
         self.engine.ensure_image(settings.ANYON_CLOUD_IMAGE)
         labels = labels_for(attempt)
         if not attempt.workspace_volume:
@@ -75,8 +76,8 @@ class AttemptContainers:
             ],
             user=str(settings.ANYON_CONTAINER_UID),
             working_dir=WORKSPACE,
-            environment=settings.ANYON_CONTAINER_ENV,
-            network_mode=settings.ANYON_CLOUD_NETWORK,
+            environment={**settings.ANYON_CONTAINER_ENV, **(sealed_environment or {})},
+            network_mode="none" if sealed_environment is not None else settings.ANYON_CLOUD_NETWORK,
             mem_limit=settings.ANYON_CONTAINER_MEMORY,
             nano_cpus=int(settings.ANYON_CONTAINER_CPUS * 1e9),
             pids_limit=settings.ANYON_CONTAINER_PIDS,

@@ -190,3 +190,23 @@ class LogRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.attempt_id}#{self.seq} {self.stream}"
+
+
+class EgressBlock(models.Model):
+    """A connection the egress proxy refused for a sealed run (``blocked: host:port is not on the allowlist``).
+
+    Written by the proxy process; the worker running the attempt copies each into the attempt's log once
+    (``logged``), since only it numbers the attempt's log records."""
+
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="egress_blocks")
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    reason = models.CharField(max_length=200)
+    logged = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"blocked: {self.host}:{self.port} {self.reason}"

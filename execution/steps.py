@@ -25,6 +25,7 @@ class StopReason(StrEnum):
 
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
+    EGRESS_DOWN = "egress_down"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class Step:
     #: Standard input given literally (follow-up prompts), or named (``stdin_from``) to avoid a second copy.
     stdin: str | None = None
     stdin_from: str = ""
+    #: The step pushes: the commits to push are checked for secrets first, and in sealed mode only this step's
+    #: connection to the git host may push.
+    pushes: bool = False
 
     @property
     def is_agent(self) -> bool:
@@ -48,10 +52,11 @@ class Step:
             title=item.get("title", ""),
             stdin=item.get("stdin"),
             stdin_from=item.get("stdin_from", ""),
+            pushes=bool(item.get("pushes", False)),
         )
 
     def to_plan(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
+        return {k: v for k, v in asdict(self).items() if v not in (None, "", False)}
 
 
 def branch_name(attempt_id: int) -> str:
@@ -77,7 +82,8 @@ def follow_up_step(*, prompt: str, session_id: str) -> Step:
 
 
 def push_step(*, branch: str) -> Step:
-    return Step(RunKind.CUSTOM, ["git", "push", "--porcelain", "origin", f"HEAD:refs/heads/{branch}"], "Push branch")
+    argv = ["git", "push", "--porcelain", "origin", f"HEAD:refs/heads/{branch}"]
+    return Step(RunKind.CUSTOM, argv, "Push branch", pushes=True)
 
 
 def commit_step(*, message: str, login: str) -> Step:

@@ -30,6 +30,8 @@ class AlertKind:
     TOKEN_EXPIRING = "token_expiring"
     TOKEN_EXPIRED = "token_expired"
     STALE_ATTEMPT = "stale_attempt"
+    EGRESS_PROXY_DOWN = "egress_proxy_down"
+    PUSH_REFUSED_SECRET = "push_refused_secret"
 
     @classmethod
     def all(cls) -> list[str]:

@@ -117,6 +117,14 @@ class Masker:
         pieces.append(text[done:])
         return "".join(pieces)
 
+    def find(self, text: str) -> str:
+        """What in ``text`` would be masked: ``""``, or a description for a refusal message."""
+        if self._literal_re is not None and self._literal_re.search(text):
+            return "a credential of this attempt (or an encoding of it)"
+        if _PATTERN_RE.search(text):
+            return "a token-shaped string"
+        return ""
+
     def _mask_all(self, text: str) -> str:
         if self._literal_re is not None:
             text = self._literal_re.sub(MASK, text)

@@ -13,6 +13,9 @@ os.environ.setdefault("ANYON_TEMP_DIR", tempfile.mkdtemp(prefix="anyon-test-"))
 os.environ.setdefault("ANYON_DATA_DIR", tempfile.mkdtemp(prefix="anyon-test-data-"))
 # Containers and volumes of this test session carry this label; the session removes them at the end.
 os.environ.setdefault("ANYON_INSTANCE", f"test-{os.getpid()}")
+# Most runner tests exercise mounted mode (and reach the fakes over the host network); the sealed tests switch to the
+# production default, sealed, with a real egress proxy process (tests/execution/test_sealed_docker.py).
+os.environ.setdefault("ANYON_CREDENTIAL_MODE", "mounted")
 
 from anyon.settings import *  # noqa: F403
 

@@ -17,6 +17,9 @@ CLAUDE_AUTH_ERROR = re.compile(
     re.IGNORECASE,
 )
 CONTAINER_GONE = "The container stopped unexpectedly during the step."
+EGRESS_DOWN = (
+    "The egress proxy of this host stopped during the step, so the run lost its only way out; an operator was alerted."
+)
 
 
 @dataclass
@@ -52,6 +55,8 @@ def step_outcome(end: ExecEnd) -> StepOutcome:
     an agent, the CLI's own verdict (an error result, or no result at all)."""
     if end.stopped == StopReason.CANCELLED:
         return StepOutcome(RunStatus.CANCELLED, "Cancelled by the user.")
+    if end.stopped == StopReason.EGRESS_DOWN:
+        return StepOutcome(RunStatus.FAILED, EGRESS_DOWN)
     if end.stopped == StopReason.TIMED_OUT:
         return StepOutcome(RunStatus.TIMED_OUT, f"Stopped after ANYON_RUN_TIMEOUT ({settings.RUN_TIMEOUT} s).")
     if end.failure:

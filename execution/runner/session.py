@@ -8,17 +8,20 @@ An attempt's first session runs its plan; a job's session (follow-up, pull reque
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 
 from django.conf import settings
 
-from execution import secret_dir
+from execution import egress, secret_dir
 from execution.attempts import do_transition
 from execution.containers import AttemptContainers
 from execution.log_writer import LogWriter
 from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, LogStream, Run, RunKind, RunStatus
 from execution.prompts import printable
 from execution.pull_requests import PullRequestError, open_pull_request
+from execution.runner import push_guard
 from execution.runner.credentials import collect_credentials
 from execution.runner.history import scrub_session_history
 from execution.runner.outcomes import ExecEnd, StepOutcome, is_auth_failure, step_outcome
@@ -42,11 +45,13 @@ from secrets_app.secret_store import do_mark_secret_state
 from secrets_app.selectors import github_account_login
 from shared.alerts import AlertKind, do_raise_alert
 from shared.docker.engine import DockerEngine, EngineError
+from shared.egress import EgressError, Grant
 from shared.masking import Masker
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5
+EGRESS_CHECK_SECONDS = 1.0
 CANCEL_CHECK_SECONDS = 0.1
 
 
@@ -71,6 +76,10 @@ class AttemptSession:
         self.claude_secret_id: int | None = None
         self._last_heartbeat = 0.0
         self._last_cancel_check = 0.0
+        self._last_egress_check = 0.0
+        self.sealed = egress.sealed()
+        self.grant: Grant | None = None  # set once the session's sockets are open on the egress proxy
+        self.secret_path = None
 
     def __enter__(self) -> AttemptSession:
         return self
@@ -149,19 +158,31 @@ class AttemptSession:
         try:
             self.say(f"Provisioning a container from {settings.ANYON_CLOUD_IMAGE}")
             credentials = collect_credentials(
-                attempt=self.attempt, actor=self.actor, need_claude=need_claude, say=self.say
+                attempt=self.attempt,
+                actor=self.actor,
+                need_claude=need_claude,
+                say=self.say,
+                guard_claude=any(step.pushes for step in steps),
             )
             self.claude_secret_id = credentials.claude_secret_id
-            self.masker = Masker(credentials.files.values())
-            try:
-                path = secret_dir.write_secret_dir(self.attempt.pk, credentials.files)
-                wrote_secrets = True
+            self.masker = Masker(credentials.values())
+            try:  # sealed: the directory holds the egress sockets, never a credential
+                path = secret_dir.write_secret_dir(self.attempt.pk, {} if self.sealed else credentials.files)
+                wrote_secrets = not self.sealed
             except secret_dir.SecretDirError as exc:
                 do_raise_alert(
                     kind=AlertKind.SECRET_INJECTION_FAILED, message=str(exc), attempt=self.attempt, user=self.owner
                 )
                 raise
-            self.container_id = AttemptContainers(self.engine).provision(self.attempt, secret_dir=path)
+            sealed_environment = None
+            if self.sealed:
+                self.grant = egress.grant_for(self.attempt, claude_kind=credentials.claude_kind)
+                self._open_egress(path, push=False)
+                sealed_environment = egress.container_environment(claude_kind=credentials.claude_kind)
+                self.say("Sealed run: no credential in the container; it reaches the outside only through the proxy")
+            self.container_id = AttemptContainers(self.engine).provision(
+                self.attempt, secret_dir=path, sealed_environment=sealed_environment
+            )
             do_set_container(attempt=self.attempt, container_id=self.container_id)
             if initial and not do_transition(attempt=self.attempt, to=AttemptStatus.RUNNING):
                 raise Stop(AttemptStatus.CANCELLED, "Cancelled while provisioning.")
@@ -218,7 +239,11 @@ class AttemptSession:
             self.say(line)
 
     def _clean_up(self, wrote_secrets: bool) -> None:
-        """Whatever happened: the secret dir goes first (verified), then the container."""
+        """Whatever happened: the egress sockets close, the secret dir goes (verified), then the container."""
+        if self.grant is not None:
+            with contextlib.suppress(EgressError):  # a proxy that is down has no sockets left to close
+                egress.client().close(self.attempt.pk)
+            self._log_blocks()
         if not secret_dir.remove_secret_dir(self.attempt.pk):
             path = secret_dir.secret_dir_path(self.attempt.pk)
             self.say(f"WARNING: the secret directory {path} could not be removed; an operator was alerted.")
@@ -238,7 +263,9 @@ class AttemptSession:
 
     # --- one step ----------------------------------------------------------------------------------------------
     def run_step(self, step: Step) -> StepOutcome:
-        """The step; after an agent step that succeeded, a commit of what it changed."""
+        """The step; after an agent step that succeeded, a commit of what it changed. A push is checked first."""
+        if step.pushes:
+            return self._push(step)
         git = WorkspaceGit(self.engine, self.container_id)
         commit_before = git.head() if step.is_agent else ""
         outcome, run = self._exec_step(step)
@@ -247,13 +274,49 @@ class AttemptSession:
             do_record_run_commits(run=run, commit_before=commit_before, commit_after=git.head())
         return outcome
 
+    def _push(self, step: Step) -> StepOutcome:
+        reason = push_guard.refusal(engine=self.engine, container_id=self.container_id, masker=self.masker)
+        if reason:
+            self.say(reason)
+            do_raise_alert(
+                kind=AlertKind.PUSH_REFUSED_SECRET,
+                message=f"attempt {self.attempt.pk}: {reason}",
+                attempt=self.attempt,
+                user=self.owner,
+            )
+            return StepOutcome(RunStatus.FAILED, reason)
+        if self.grant is None:
+            return self._exec_step(step)[0]
+        self._open_egress(self.secret_path, push=True)  # only this step's git connection may push
+        try:
+            return self._exec_step(step)[0]
+        finally:
+            with contextlib.suppress(EgressError):
+                self._open_egress(self.secret_path, push=False)
+
+    def _open_egress(self, path, *, push: bool) -> None:
+        """Open (or replace) this attempt's sockets on the host's egress proxy; a proxy that is down fails the
+        session with an alert."""
+        self.secret_path = path
+        grant = dataclasses.replace(self.grant, git_push=push)
+        try:
+            egress.client().open(grant, path, uid=settings.ANYON_CONTAINER_UID, gid=settings.ANYON_CONTAINER_GID)
+        except EgressError as exc:
+            message = f"The egress proxy is not answering on {settings.ANYON_EGRESS_CONTROL} ({exc})."
+            do_raise_alert(kind=AlertKind.EGRESS_PROXY_DOWN, message=message, attempt=self.attempt, dedupe_key="egress")
+            raise Stop(AttemptStatus.FAILED, message + " Sealed runs cannot start until it runs again.") from exc
+
+    def _log_blocks(self) -> None:
+        for line in egress.do_take_unlogged_blocks(attempt=self.attempt):
+            self.say(line)
+
     def _commit_step(self) -> Step:
         title = self.attempt.task.title
         message = title if self.job is None else f"{title}: follow-up\n\n{printable(self.job.prompt[:2000])}"
         return commit_step(message=message, login=github_account_login(owner=self.owner) or self.owner.get_username())
 
     def _exec_step(self, step: Step) -> tuple[StepOutcome, Run]:
-        argv = ["anyon-exec", *step.argv]
+        argv = ["anyon-egress-bridge", "anyon-exec", *step.argv] if self.grant else ["anyon-exec", *step.argv]
         run = do_start_run(attempt=self.attempt, job=self.job, step=step, argv=argv)
         stdin = self.attempt.task.prompt if step.stdin_from == STDIN_FROM_TASK_PROMPT else step.stdin
         shown = f"$ {' '.join(step.argv)[:500]}"
@@ -300,6 +363,18 @@ class AttemptSession:
             )
             self.say("Claude rejected the credential: it is marked expired. Reconnect Claude in Settings.")
 
+    def _egress_alive(self) -> bool:
+        try:
+            return egress.client().ping()
+        except EgressError as exc:
+            do_raise_alert(
+                kind=AlertKind.EGRESS_PROXY_DOWN,
+                message=f"attempt {self.attempt.pk}: the egress proxy stopped answering mid-run ({exc})",
+                attempt=self.attempt,
+                dedupe_key="egress",
+            )
+            return False
+
     def _control(self, now: float, deadline: float) -> StopReason | None:
         """Heartbeat, and whether the run must stop."""
         if now - self._last_heartbeat >= HEARTBEAT_SECONDS:
@@ -307,6 +382,11 @@ class AttemptSession:
             self._last_heartbeat = now
         if now >= deadline:
             return StopReason.TIMED_OUT
+        if self.grant is not None and now - self._last_egress_check >= EGRESS_CHECK_SECONDS:
+            self._last_egress_check = now
+            self._log_blocks()
+            if not self._egress_alive():
+                return StopReason.EGRESS_DOWN
         if now - self._last_cancel_check >= CANCEL_CHECK_SECONDS:
             self._last_cancel_check = now
             if self._cancel_requested():

@@ -40,7 +40,7 @@ def stop_process_group(proc: subprocess.Popen, *, grace: float = GRACE_SECONDS) 
 
 
 class Command(BaseCommand):
-    help = "Start the web server and the worker; stop both on Ctrl-C."
+    help = "Start the web server, the worker and (sealed mode) the egress proxy; stop them all on Ctrl-C."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default=os.environ.get("ANYON_HOST", "127.0.0.1"))
@@ -70,6 +70,10 @@ class Command(BaseCommand):
             )
         }
         if not options["no_worker"]:
+            if settings.ANYON_CREDENTIAL_MODE == "sealed":  # sealed runs reach out only through this host's proxy
+                children["egress"] = subprocess.Popen(
+                    [python, "manage.py", "egress_proxy"], cwd=settings.BASE_DIR, start_new_session=True
+                )
             children["worker"] = subprocess.Popen(
                 [python, "manage.py", "qcluster"], cwd=settings.BASE_DIR, start_new_session=True
             )

