@@ -190,6 +190,25 @@ def check_wakeups() -> Check:
     return Check(name, OK, f"{folder}: {listening} process(es) listening", required=False)
 
 
+def check_egress_proxy() -> Check:
+    """Sealed runs need this host's egress proxy; in mounted mode it is not used."""
+    name = "egress proxy"
+    if settings.ANYON_CREDENTIAL_MODE != "sealed":
+        return Check(name, WARN, "mounted mode: runs hold credentials and have open egress", required=False)
+    from shared.egress import EgressClient, EgressError
+
+    try:
+        status = EgressClient(settings.ANYON_EGRESS_CONTROL, timeout=2).status()
+    except EgressError as exc:
+        return Check(
+            name,
+            FAIL,
+            f"not answering on {settings.ANYON_EGRESS_CONTROL}: {exc}",
+            "start it: manage.py serve does; a worker-only host runs manage.py egress_proxy",
+        )
+    return Check(name, OK, f"pid {status.get('pid')}, {len(status.get('attempts', []))} attempt(s) open")
+
+
 #: Checks in the order ``doctor`` prints them.
 DOCTOR_CHECKS: list[Callable[[], Check]] = [
     check_database,
@@ -199,6 +218,7 @@ DOCTOR_CHECKS: list[Callable[[], Check]] = [
     check_docker,
     check_runtime_image,
     check_worker,
+    check_egress_proxy,
     check_wakeups,
 ]
 
@@ -208,6 +228,7 @@ HEALTH_CHECKS: dict[str, Callable[[], Check]] = {
     "docker": check_docker,
     "runtime_image": check_runtime_image,
     "worker": check_worker,
+    "egress_proxy": check_egress_proxy,
 }
 
 

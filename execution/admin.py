@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db.models import Count
 from django.utils.html import format_html
 
 from execution.attempts import AttemptBusy, do_cancel_attempt, do_clean_up_attempt, do_request_delete_attempt
@@ -41,18 +42,27 @@ class TaskAdmin(admin.ModelAdmin):
 
 @admin.register(Attempt)
 class AttemptAdmin(admin.ModelAdmin):
-    list_display = ("id", "task", "owner", "status", "worker", "started_at", "duration_display", "pr_number")
+    list_display = (
+        "id", "task", "owner", "status", "worker", "started_at", "duration_display", "pr_number", "egress_blocked",
+    )  # fmt: skip
     list_filter = ("status", "task__owner", "created_at")
     date_hierarchy = "created_at"
     search_fields = ("task__title", "task__owner__username", "container_id")
     readonly_fields = (
         "task", "status", "container_id", "workspace_volume", "branch", "error", "worker", "heartbeat_at",
         "base_commit", "head_commit", "pr_number", "pr_url", "pr_state", "created_at", "started_at",
-        "finished_at", "last_activity_at", "masked_log",
+        "finished_at", "last_activity_at", "egress_blocked", "masked_log",
     )  # fmt: skip
     exclude = ("plan", "diff", "cancel_requested", "diff_truncated")
     inlines = [RunInline]
     actions = ["cancel_selected", "cleanup_selected", "delete_with_resources"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(blocked_count=Count("egress_blocks"))
+
+    @admin.display(description="blocked connections", ordering="blocked_count")
+    def egress_blocked(self, obj: Attempt) -> int:
+        return obj.blocked_count
 
     @admin.display(description="duration")
     def duration_display(self, obj: Attempt):

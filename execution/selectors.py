@@ -23,6 +23,11 @@ def attempt_for(*, user, attempt_id: int) -> Attempt:
     return attempts.get(pk=attempt_id)
 
 
+def egress_block_count(*, attempt: Attempt) -> int:
+    """How many connections the egress proxy refused for this attempt (sealed runs)."""
+    return attempt.egress_blocks.count()
+
+
 def attempt_is_working(attempt: Attempt) -> bool:
     """Queued or running, itself or one of its jobs: its workspace and container are in use."""
     return attempt.is_active or attempt.jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists()

@@ -80,6 +80,7 @@ def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
             "follow_up_form": FollowUpForm(),
             "diff_added": sum(f["added"] for f in attempt.diff),
             "diff_removed": sum(f["removed"] for f in attempt.diff),
+            "egress_blocked": selectors.egress_block_count(attempt=attempt),
         },
     )
 
