@@ -22,6 +22,14 @@ EGRESS_DOWN = (
 )
 
 
+class Stop(Exception):
+    """The session ends early with this attempt status and message."""
+
+    def __init__(self, status: str, error: str) -> None:
+        super().__init__(error)
+        self.status, self.error = status, error
+
+
 @dataclass
 class StepOutcome:
     status: str

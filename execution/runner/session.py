@@ -8,15 +8,14 @@ An attempt's first session runs its plan; a job's session (follow-up, pull reque
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 
 from django.conf import settings
 
-from execution import egress, secret_dir
+from execution import secret_dir
 from execution.attempts import do_transition
 from execution.containers import AttemptContainers
+from execution.egress import sealed as sealed_mode
 from execution.log_writer import LogWriter
 from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, LogStream, Run, RunKind, RunStatus
 from execution.prompts import printable
@@ -24,7 +23,8 @@ from execution.pull_requests import PullRequestError, open_pull_request
 from execution.runner import push_guard
 from execution.runner.credentials import collect_credentials
 from execution.runner.history import scrub_session_history
-from execution.runner.outcomes import ExecEnd, StepOutcome, is_auth_failure, step_outcome
+from execution.runner.outcomes import ExecEnd, StepOutcome, Stop, is_auth_failure, step_outcome
+from execution.runner.sealing import SealedEgress
 from execution.runner.stream import ExecStream
 from execution.runner.workspace import WorkspaceGit
 from execution.runs import (
@@ -45,7 +45,6 @@ from secrets_app.secret_store import do_mark_secret_state
 from secrets_app.selectors import github_account_login
 from shared.alerts import AlertKind, do_raise_alert
 from shared.docker.engine import DockerEngine, EngineError
-from shared.egress import EgressError, Grant
 from shared.masking import Masker
 
 logger = logging.getLogger(__name__)
@@ -53,14 +52,6 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5
 EGRESS_CHECK_SECONDS = 1.0
 CANCEL_CHECK_SECONDS = 0.1
-
-
-class Stop(Exception):
-    """The session ends early with this attempt status and message."""
-
-    def __init__(self, status: str, error: str) -> None:
-        super().__init__(error)
-        self.status, self.error = status, error
 
 
 class AttemptSession:
@@ -77,9 +68,8 @@ class AttemptSession:
         self._last_heartbeat = 0.0
         self._last_cancel_check = 0.0
         self._last_egress_check = 0.0
-        self.sealed = egress.sealed()
-        self.grant: Grant | None = None  # set once the session's sockets are open on the egress proxy
-        self.secret_path = None
+        self.sealed = sealed_mode()
+        self.egress: SealedEgress | None = None  # set once the session's sockets are open on the egress proxy
 
     def __enter__(self) -> AttemptSession:
         return self
@@ -174,14 +164,12 @@ class AttemptSession:
                     kind=AlertKind.SECRET_INJECTION_FAILED, message=str(exc), attempt=self.attempt, user=self.owner
                 )
                 raise
-            sealed_environment = None
             if self.sealed:
-                self.grant = egress.grant_for(self.attempt, claude_kind=credentials.claude_kind)
-                self._open_egress(path, push=False)
-                sealed_environment = egress.container_environment(claude_kind=credentials.claude_kind)
+                self.egress = SealedEgress(self.attempt, claude_kind=credentials.claude_kind, directory=path)
+                self.egress.open()
                 self.say("Sealed run: no credential in the container; it reaches the outside only through the proxy")
             self.container_id = AttemptContainers(self.engine).provision(
-                self.attempt, secret_dir=path, sealed_environment=sealed_environment
+                self.attempt, secret_dir=path, sealed_environment=self.egress.environment if self.egress else None
             )
             do_set_container(attempt=self.attempt, container_id=self.container_id)
             if initial and not do_transition(attempt=self.attempt, to=AttemptStatus.RUNNING):
@@ -240,9 +228,8 @@ class AttemptSession:
 
     def _clean_up(self, wrote_secrets: bool) -> None:
         """Whatever happened: the egress sockets close, the secret dir goes (verified), then the container."""
-        if self.grant is not None:
-            with contextlib.suppress(EgressError):  # a proxy that is down has no sockets left to close
-                egress.client().close(self.attempt.pk)
+        if self.egress is not None:
+            self.egress.close()
             self._log_blocks()
         if not secret_dir.remove_secret_dir(self.attempt.pk):
             path = secret_dir.secret_dir_path(self.attempt.pk)
@@ -285,29 +272,13 @@ class AttemptSession:
                 user=self.owner,
             )
             return StepOutcome(RunStatus.FAILED, reason)
-        if self.grant is None:
+        if self.egress is None:
             return self._exec_step(step)[0]
-        self._open_egress(self.secret_path, push=True)  # only this step's git connection may push
-        try:
+        with self.egress.pushing():
             return self._exec_step(step)[0]
-        finally:
-            with contextlib.suppress(EgressError):
-                self._open_egress(self.secret_path, push=False)
-
-    def _open_egress(self, path, *, push: bool) -> None:
-        """Open (or replace) this attempt's sockets on the host's egress proxy; a proxy that is down fails the
-        session with an alert."""
-        self.secret_path = path
-        grant = dataclasses.replace(self.grant, git_push=push)
-        try:
-            egress.client().open(grant, path, uid=settings.ANYON_CONTAINER_UID, gid=settings.ANYON_CONTAINER_GID)
-        except EgressError as exc:
-            message = f"The egress proxy is not answering on {settings.ANYON_EGRESS_CONTROL} ({exc})."
-            do_raise_alert(kind=AlertKind.EGRESS_PROXY_DOWN, message=message, attempt=self.attempt, dedupe_key="egress")
-            raise Stop(AttemptStatus.FAILED, message + " Sealed runs cannot start until it runs again.") from exc
 
     def _log_blocks(self) -> None:
-        for line in egress.do_take_unlogged_blocks(attempt=self.attempt):
+        for line in self.egress.block_lines():
             self.say(line)
 
     def _commit_step(self) -> Step:
@@ -316,7 +287,7 @@ class AttemptSession:
         return commit_step(message=message, login=github_account_login(owner=self.owner) or self.owner.get_username())
 
     def _exec_step(self, step: Step) -> tuple[StepOutcome, Run]:
-        argv = ["anyon-egress-bridge", "anyon-exec", *step.argv] if self.grant else ["anyon-exec", *step.argv]
+        argv = ["anyon-egress-bridge", "anyon-exec", *step.argv] if self.egress else ["anyon-exec", *step.argv]
         run = do_start_run(attempt=self.attempt, job=self.job, step=step, argv=argv)
         stdin = self.attempt.task.prompt if step.stdin_from == STDIN_FROM_TASK_PROMPT else step.stdin
         shown = f"$ {' '.join(step.argv)[:500]}"
@@ -363,18 +334,6 @@ class AttemptSession:
             )
             self.say("Claude rejected the credential: it is marked expired. Reconnect Claude in Settings.")
 
-    def _egress_alive(self) -> bool:
-        try:
-            return egress.client().ping()
-        except EgressError as exc:
-            do_raise_alert(
-                kind=AlertKind.EGRESS_PROXY_DOWN,
-                message=f"attempt {self.attempt.pk}: the egress proxy stopped answering mid-run ({exc})",
-                attempt=self.attempt,
-                dedupe_key="egress",
-            )
-            return False
-
     def _control(self, now: float, deadline: float) -> StopReason | None:
         """Heartbeat, and whether the run must stop."""
         if now - self._last_heartbeat >= HEARTBEAT_SECONDS:
@@ -382,10 +341,10 @@ class AttemptSession:
             self._last_heartbeat = now
         if now >= deadline:
             return StopReason.TIMED_OUT
-        if self.grant is not None and now - self._last_egress_check >= EGRESS_CHECK_SECONDS:
+        if self.egress is not None and now - self._last_egress_check >= EGRESS_CHECK_SECONDS:
             self._last_egress_check = now
             self._log_blocks()
-            if not self._egress_alive():
+            if not self.egress.alive():
                 return StopReason.EGRESS_DOWN
         if now - self._last_cancel_check >= CANCEL_CHECK_SECONDS:
             self._last_cancel_check = now

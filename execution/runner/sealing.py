@@ -1,0 +1,68 @@
+"""A sealed session's sockets on its host's egress proxy (docs/ARCHITECTURE.md, "Egress")."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+
+from django.conf import settings
+
+from execution import egress
+from execution.models import Attempt, AttemptStatus
+from execution.runner.outcomes import Stop
+from shared.alerts import AlertKind, do_raise_alert
+from shared.egress import EgressError
+
+
+class SealedEgress:
+    def __init__(self, attempt: Attempt, *, claude_kind: str | None, directory: Path) -> None:
+        self.attempt, self.directory = attempt, directory
+        self.grant = egress.grant_for(attempt, claude_kind=claude_kind)
+        self.environment = egress.container_environment(claude_kind=claude_kind)
+
+    def open(self, *, push: bool = False) -> None:
+        """Open (or replace) the attempt's sockets; ``push`` lets its git connection push. A proxy that is down
+        ends the session with an alert."""
+        grant = dataclasses.replace(self.grant, git_push=push)
+        try:
+            egress.client().open(
+                grant, self.directory, uid=settings.ANYON_CONTAINER_UID, gid=settings.ANYON_CONTAINER_GID
+            )
+        except EgressError as exc:
+            message = f"The egress proxy is not answering on {settings.ANYON_EGRESS_CONTROL} ({exc})."
+            self._alert(message)
+            raise Stop(AttemptStatus.FAILED, message + " Sealed runs cannot start until it runs again.") from exc
+
+    @contextlib.contextmanager
+    def pushing(self):
+        """Only a push step's own connection may push; the agent's steps may fetch."""
+        self.open(push=True)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Stop):
+                self.open(push=False)
+
+    def alive(self) -> bool:
+        try:
+            return egress.client().ping()
+        except EgressError as exc:
+            self._alert(f"attempt {self.attempt.pk}: the egress proxy stopped answering mid-run ({exc})")
+            return False
+
+    def close(self) -> None:
+        with contextlib.suppress(EgressError):  # a proxy that is down has no sockets left to close
+            egress.client().close(self.attempt.pk)
+
+    def block_lines(self) -> list[str]:
+        return egress.do_take_unlogged_blocks(attempt=self.attempt)
+
+    def _alert(self, message: str) -> None:
+        do_raise_alert(
+            kind=AlertKind.EGRESS_PROXY_DOWN,
+            message=message,
+            attempt=self.attempt,
+            user=self.attempt.task.owner,
+            dedupe_key=f"egress_proxy_down:{settings.ANYON_WORKER_QUEUE}",
+        )
