@@ -34,7 +34,8 @@ class TaskAdmin(admin.ModelAdmin):
     list_display = ("id", "title", "owner", "repo_url", "base_branch", "created_at")
     search_fields = ("title", "repo_url", "owner__username")
     exclude = ("prompt",)
-    readonly_fields = ("owner", prompt_as_written, "created_at", "updated_at")
+    # The repository decides where the owner's token is sent: only the task page (which checks it) sets it.
+    readonly_fields = ("owner", "repo_url", "base_branch", prompt_as_written, "created_at", "updated_at")
 
     def has_add_permission(self, request) -> bool:
         return False  # a task is its owner's, made on the task page (repository URL and prompt checked there)

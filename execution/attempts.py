@@ -139,7 +139,7 @@ def _enqueue_job(job: AttemptJob) -> None:
     )
 
 
-def do_start_follow_up(*, attempt: Attempt, prompt: str, enqueue: bool = True) -> AttemptJob:
+def do_start_follow_up(*, attempt: Attempt, prompt: str, requested_by=None, enqueue: bool = True) -> AttemptJob:
     """Another agent run in the same workspace, resuming the Claude session."""
     try:
         prompt = validate_prompt(prompt)
@@ -147,14 +147,16 @@ def do_start_follow_up(*, attempt: Attempt, prompt: str, enqueue: bool = True) -
         raise AttemptBusy(" ".join(exc.messages)) from exc
     _ensure_idle(attempt)
     with transaction.atomic():
-        job = AttemptJob.objects.create(attempt=attempt, kind=JobKind.FOLLOW_UP, prompt=prompt)
+        job = AttemptJob.objects.create(
+            attempt=attempt, kind=JobKind.FOLLOW_UP, prompt=prompt, requested_by=requested_by or attempt.task.owner
+        )
         if enqueue:
             _enqueue_job(job)
         wake_attempt_viewers(attempt.pk)
     return job
 
 
-def do_request_pull_request(*, attempt: Attempt, enqueue: bool = True) -> AttemptJob:
+def do_request_pull_request(*, attempt: Attempt, requested_by=None, enqueue: bool = True) -> AttemptJob:
     """Push the attempt's branch and open a pull request against the task's base branch."""
     _ensure_idle(attempt)
     if attempt.pr_number:
@@ -162,7 +164,9 @@ def do_request_pull_request(*, attempt: Attempt, enqueue: bool = True) -> Attemp
     if not attempt.head_commit or attempt.head_commit == attempt.base_commit:
         raise AttemptBusy("There are no commits on the attempt's branch yet: nothing to propose.")
     with transaction.atomic():
-        job = AttemptJob.objects.create(attempt=attempt, kind=JobKind.PULL_REQUEST)
+        job = AttemptJob.objects.create(
+            attempt=attempt, kind=JobKind.PULL_REQUEST, requested_by=requested_by or attempt.task.owner
+        )
         if enqueue:
             _enqueue_job(job)
         wake_attempt_viewers(attempt.pk)

@@ -28,6 +28,12 @@ def egress_block_count(*, attempt: Attempt) -> int:
     return attempt.egress_blocks.count()
 
 
+def own_attempt_for(*, user, attempt_id: int) -> Attempt:
+    """The attempt if ``user`` owns it, staff or not: what acts with the owner's credentials (a follow-up, a pull
+    request) or removes the owner's work may only be asked for by the owner."""
+    return Attempt.objects.select_related("task", "task__owner").get(pk=attempt_id, task__owner=user)
+
+
 def attempt_is_working(attempt: Attempt) -> bool:
     """Queued or running, itself or one of its jobs: its workspace and container are in use."""
     return attempt.is_active or attempt.jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists()

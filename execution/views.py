@@ -33,6 +33,11 @@ def _attempt(request: HttpRequest, attempt_id: int) -> Attempt:
     return found_or_404(selectors.attempt_for, user=request.user, attempt_id=attempt_id)
 
 
+def _own_attempt(request: HttpRequest, attempt_id: int) -> Attempt:
+    """Staff may look at any attempt and stop it, but only its owner makes it act or deletes it."""
+    return found_or_404(selectors.own_attempt_for, user=request.user, attempt_id=attempt_id)
+
+
 @login_required
 def task_list(request: HttpRequest) -> HttpResponse:
     return render(request, "execution/task_list.html", {"tasks": selectors.tasks_for(user=request.user)})
@@ -98,13 +103,13 @@ def attempt_cancel(request: HttpRequest, attempt_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def attempt_follow_up(request: HttpRequest, attempt_id: int) -> HttpResponse:
-    attempt = _attempt(request, attempt_id)
+    attempt = _own_attempt(request, attempt_id)
     form = FollowUpForm(request.POST)
     if not form.is_valid():
         messages.error(request, " ".join(form.errors["prompt"]))
     else:
         try:
-            do_start_follow_up(attempt=attempt, prompt=form.cleaned_data["prompt"])
+            do_start_follow_up(attempt=attempt, prompt=form.cleaned_data["prompt"], requested_by=request.user)
         except AttemptBusy as exc:
             messages.error(request, str(exc))
     return redirect("attempt-detail", attempt_id=attempt.pk)
@@ -113,9 +118,9 @@ def attempt_follow_up(request: HttpRequest, attempt_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def attempt_pull_request(request: HttpRequest, attempt_id: int) -> HttpResponse:
-    attempt = _attempt(request, attempt_id)
+    attempt = _own_attempt(request, attempt_id)
     try:
-        do_request_pull_request(attempt=attempt)
+        do_request_pull_request(attempt=attempt, requested_by=request.user)
         messages.info(request, "Pushing the branch and opening a pull request…")
     except AttemptBusy as exc:
         messages.error(request, str(exc))
@@ -134,7 +139,7 @@ def job_cancel(request: HttpRequest, attempt_id: int, job_id: int) -> HttpRespon
 @login_required
 @require_POST
 def attempt_delete(request: HttpRequest, attempt_id: int) -> HttpResponse:
-    attempt = _attempt(request, attempt_id)
+    attempt = _own_attempt(request, attempt_id)
     task_id = attempt.task_id
     try:
         deleted = do_request_delete_attempt(attempt=attempt, by=request.user.get_username())

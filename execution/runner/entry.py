@@ -41,7 +41,9 @@ def run_job(job_id: int) -> str:
     """The django-q2 task of a follow-up or pull request on a finished attempt's workspace."""
     from execution.runner.session import AttemptSession
 
-    job = AttemptJob.objects.select_related("attempt", "attempt__task", "attempt__task__owner").get(pk=job_id)
+    job = AttemptJob.objects.select_related("attempt", "attempt__task", "attempt__task__owner", "requested_by").get(
+        pk=job_id
+    )
     if not do_claim_job(job=job):
         return job.status
     with AttemptSession(job.attempt, job=job, worker=worker_identity()) as session:

@@ -59,7 +59,8 @@ class AttemptSession:
         self, attempt: Attempt, *, worker: str, job: AttemptJob | None = None, engine: DockerEngine | None = None
     ) -> None:
         self.attempt, self.job, self.owner = attempt, job, attempt.task.owner
-        self.actor = f"worker:{worker}"
+        asker = job.requested_by if job is not None and job.requested_by_id else attempt.task.owner
+        self.actor = f"worker:{worker} for {asker.get_username()}"  # the accesses name who asked
         self._engine = engine
         self.writer = LogWriter(attempt.pk)
         self.masker = Masker()

@@ -96,3 +96,43 @@ def test_every_admin_page_renders_without_any_credential(client, settings):
             assert value not in html, url
         for form in ciphertexts:
             assert form not in html, url
+
+
+def test_staff_cannot_schedule_a_function_only_superusers_can(db, client):
+    """A schedule runs any importable function in the worker (which controls Docker): staff with every model
+    permission still cannot add or change one; a superuser can."""
+    from django.contrib.auth.models import Permission, User
+
+    staff = User.objects.create_user("ops", password="ops password 1", is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(content_type__app_label="django_q"))
+    client.force_login(staff)
+    assert client.get("/admin/django_q/schedule/").status_code == 200  # may look
+    assert client.get("/admin/django_q/schedule/add/").status_code == 403
+    posted = client.post(
+        "/admin/django_q/schedule/add/",
+        {"name": "pwn", "func": "os.system", "args": "'id'", "schedule_type": "O", "repeats": "-1"},
+    )
+    from django_q.models import Schedule
+
+    assert posted.status_code == 403 and not Schedule.objects.filter(name="pwn").exists()
+    root = User.objects.create_superuser("root", password="root password 1")
+    client.force_login(root)
+    assert client.get("/admin/django_q/schedule/add/").status_code == 200
+
+
+def test_staff_cannot_point_a_task_at_another_host(db, client):
+    from django.contrib.auth.models import Permission, User
+
+    from execution.attempts import do_create_task
+
+    owner = User.objects.create_user("own", password="own password 1")
+    task = do_create_task(owner=owner, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
+    staff = User.objects.create_user("ops2", password="ops password 1", is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(content_type__app_label="execution"))
+    client.force_login(staff)
+    client.post(
+        f"/admin/execution/task/{task.pk}/change/",
+        {"title": "t", "repo_url": "https://evil.example/a/b", "base_branch": "x; rm -rf /"},
+    )
+    task.refresh_from_db()
+    assert (task.repo_url, task.base_branch) == ("https://github.com/a/b.git", "main")

@@ -40,10 +40,11 @@ MATRIX = {
     "attempt-start": ("POST", LOGIN, 404, 404),
     "attempt-detail": ("GET", LOGIN, 404, 200),  # staff may look at any attempt (ops)
     "attempt-cancel": ("POST", LOGIN, 404, 302),
-    "attempt-follow-up": ("POST", LOGIN, 404, 302),
-    "attempt-pull-request": ("POST", LOGIN, 404, 302),
+    # only the owner makes an attempt act with their credentials, or deletes it; staff may stop it
+    "attempt-follow-up": ("POST", LOGIN, 404, 404),
+    "attempt-pull-request": ("POST", LOGIN, 404, 404),
     "job-cancel": ("POST", LOGIN, 404, 302),
-    "attempt-delete": ("POST", LOGIN, 404, 302),
+    "attempt-delete": ("POST", LOGIN, 404, 404),
 }
 
 
