@@ -88,6 +88,58 @@ def check_runtime_image(timeout: int = 3) -> Check:
     return Check("runtime image", OK, f"{image} present")
 
 
+CLAUDE_CODE_LABEL = "io.anyon.versions.claude-code"
+LATEST_CACHE_SECONDS = 6 * 3600
+
+
+def latest_claude_code_release() -> str:
+    """The registry's latest Claude Code release ("" when the registry cannot be reached), cached for hours."""
+    from django.core.cache import cache
+
+    key = "anyon:claude-code-latest"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    import requests
+
+    url = f"{settings.ANYON_NPM_REGISTRY_URL.rstrip('/')}/@anthropic-ai%2Fclaude-code/latest"
+    try:
+        response = requests.get(url, timeout=3, headers={"Accept": "application/json"})
+        latest = str(response.json().get("version", "")) if response.status_code == 200 else ""
+    except (requests.RequestException, ValueError):
+        latest = ""
+    cache.set(key, latest, LATEST_CACHE_SECONDS if latest else 300)
+    return latest
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def check_claude_cli(timeout: int = 3) -> Check:
+    """The Claude Code release inside the configured image (its build label), against the registry's latest."""
+    from shared.docker.client import get_docker_client
+
+    name = "claude code"
+    try:
+        labels = get_docker_client(timeout=timeout).images.get(settings.ANYON_CLOUD_IMAGE).labels or {}
+    except Exception as exc:
+        return Check(name, WARN, f"cannot read the runtime image ({type(exc).__name__})", required=False)
+    current = labels.get(CLAUDE_CODE_LABEL, "")
+    if not current:
+        return Check(name, WARN, f"{settings.ANYON_CLOUD_IMAGE} names no Claude Code version", required=False)
+    latest = latest_claude_code_release()
+    if not latest:
+        detail = f"{current} in the image; the npm registry could not be reached: a newer release is not known"
+        return Check(name, WARN, detail, required=False)
+    if _version_key(latest) > _version_key(current):
+        return Check(
+            name, WARN, f"{current} in the image; {latest} is released", "make image CLAUDE_CODE_VERSION=" + latest,
+            required=False,
+        )  # fmt: skip
+    return Check(name, OK, f"{current} in the image, the latest release", required=False)
+
+
 def _is_tmpfs(path: Path) -> bool:
     """True when ``path`` lives on a tmpfs mount (longest matching mount point in /proc/mounts)."""
     try:
@@ -217,6 +269,7 @@ DOCTOR_CHECKS: list[Callable[[], Check]] = [
     check_temp_dir,
     check_docker,
     check_runtime_image,
+    check_claude_cli,
     check_worker,
     check_egress_proxy,
     check_wakeups,
@@ -227,6 +280,7 @@ HEALTH_CHECKS: dict[str, Callable[[], Check]] = {
     "database": check_database,
     "docker": check_docker,
     "runtime_image": check_runtime_image,
+    "claude_code": check_claude_cli,
     "worker": check_worker,
     "egress_proxy": check_egress_proxy,
 }

@@ -234,6 +234,8 @@ if _secretish:
         "in docker inspect. Connect credentials in Settings; they are injected through the secret dir."
     )
 ANYON_ALERT_WINDOW = env.int("ANYON_ALERT_WINDOW", default=3600)
+#: Where doctor, /healthz and the admin dashboard look up the latest Claude Code release (npm registry API).
+ANYON_NPM_REGISTRY_URL = env.str("ANYON_NPM_REGISTRY_URL", default="https://registry.npmjs.org")
 
 # --- sealed runs (docs/ARCHITECTURE.md, "Egress") ----------------------------------------------------------------
 #: sealed: containers have no network; the host's egress proxy adds credentials on the way out and allows only the

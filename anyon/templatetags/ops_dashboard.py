@@ -8,7 +8,7 @@ from django import template
 from django.db.models import Sum
 from django.utils import timezone
 
-from anyon.health import check_docker, check_worker
+from anyon.health import check_claude_cli, check_docker, check_worker
 from execution.models import ACTIVE_STATUSES, Attempt, AttemptStatus
 from shared.models import Alert
 
@@ -30,4 +30,5 @@ def ops_dashboard() -> dict:
         or 0,
         "docker": check_docker(timeout=2),
         "worker": check_worker(),
+        "claude_code": check_claude_cli(timeout=2),
     }

@@ -14,8 +14,21 @@ def no_docker(settings):
     settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
 
 
+@pytest.fixture
+def staff_client(client, django_user_model):
+    client.force_login(django_user_model.objects.create_user("ops", password="ops password 1", is_staff=True))
+    return client
+
+
 @pytest.mark.django_db
-def test_healthz_503_names_engine_and_worker_when_down(client, no_docker):
+def test_healthz_tells_anonymous_callers_only_ok_or_not(client, no_docker):
+    response = client.get(reverse("healthz"))
+    assert response.status_code == 503 and response.json() == {"status": "unavailable"}
+
+
+@pytest.mark.django_db
+def test_healthz_503_names_engine_and_worker_when_down(staff_client, no_docker):
+    client = staff_client
     response = client.get(reverse("healthz"))
     assert response.status_code == 503
     body = response.json()
@@ -67,8 +80,8 @@ def test_dev_key_source_is_a_warning(settings):
 
 
 @pytest.mark.docker
-def test_healthz_reports_docker_api_version(docker_client, db, client):
-    body = client.get("/healthz").json()
+def test_healthz_reports_docker_api_version(docker_client, db, staff_client):
+    body = staff_client.get("/healthz").json()
     assert body["checks"]["docker"]["ok"] is True
     assert "API " in body["checks"]["docker"]["detail"]
 
@@ -90,3 +103,33 @@ def test_worker_heartbeat_becomes_visible(docker_client, live_worker):
     while not health.check_worker().failed and time.monotonic() < deadline:
         time.sleep(0.5)
     assert health.check_worker().failed, "a stopped worker must stop counting as alive"
+
+
+@pytest.mark.docker
+def test_the_claude_code_release_in_the_image_is_compared_with_the_registry(docker_client, db, settings, runtime_image):
+    """A fake npm registry on 127.0.0.1: newer, same, unreachable."""
+    from django.core.cache import cache
+
+    from tests.fakes.http_server import FakeHTTPServer, Reply
+
+    current = docker_client.images.get(settings.ANYON_CLOUD_IMAGE).labels[health.CLAUDE_CODE_LABEL]
+    answer = {"version": "999.0.0"}
+
+    class Registry(FakeHTTPServer):
+        def handle(self, request):
+            assert request.path == "/@anthropic-ai%2Fclaude-code/latest"
+            return Reply(200, answer)
+
+    with Registry() as registry:
+        settings.ANYON_NPM_REGISTRY_URL = registry.url
+        cache.clear()
+        newer = health.check_claude_cli()
+        assert newer.status == health.WARN and f"{current} in the image; 999.0.0 is released" in newer.detail
+        assert newer.fix == "make image CLAUDE_CODE_VERSION=999.0.0"
+        answer["version"] = current
+        cache.clear()
+        assert health.check_claude_cli().status == health.OK
+    settings.ANYON_NPM_REGISTRY_URL = "http://127.0.0.1:9"
+    cache.clear()
+    unknown = health.check_claude_cli()
+    assert unknown.status == health.WARN and "could not be reached" in unknown.detail and current in unknown.detail
