@@ -35,7 +35,9 @@ def test_doctor_json_lists_every_check(settings, tmp_path, capsys):
         "temp dir",
         "docker engine",
         "runtime image",
+        "claude code",
         "worker",
+        "egress proxy",
         "wake-ups",
     }
     assert checks["temp dir"]["status"] == "fail" and "mkdir -p" in checks["temp dir"]["fix"]
