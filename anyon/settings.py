@@ -223,7 +223,7 @@ ANYON_CONTAINER_GID = env.int("ANYON_CONTAINER_GID", default=1000)
 ANYON_CONTAINER_MEMORY = env.str("ANYON_CONTAINER_MEMORY", default="4g")
 ANYON_CONTAINER_CPUS = env.float("ANYON_CONTAINER_CPUS", default=2.0)
 ANYON_CONTAINER_PIDS = env.int("ANYON_CONTAINER_PIDS", default=1024)
-#: Extra, non-secret environment of every attempt container (e.g. ANTHROPIC_BASE_URL for a proxy).
+#: Extra, non-secret environment of every attempt container (e.g. HTTPS_PROXY in mounted mode).
 ANYON_CONTAINER_ENV = env.dict("ANYON_CONTAINER_ENV", default={})
 _secretish = [k for k in ANYON_CONTAINER_ENV if re.search(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL", k, re.I)]
 if _secretish:

@@ -46,6 +46,11 @@ def labels_for(attempt) -> dict[str, str]:
     }
 
 
+def mounted_environment() -> dict[str, str]:
+    """One setting for one thing: the Anthropic API that checks pasted keys is the one runs talk to."""
+    return {"ANTHROPIC_BASE_URL": settings.ANYON_ANTHROPIC_API_URL}
+
+
 class AttemptContainers:
     def __init__(self, engine: DockerEngine | None = None) -> None:
         self.engine = engine or DockerEngine()
@@ -76,7 +81,9 @@ class AttemptContainers:
             ],
             user=str(settings.ANYON_CONTAINER_UID),
             working_dir=WORKSPACE,
-            environment={**settings.ANYON_CONTAINER_ENV, **(sealed_environment or {})},
+            environment={**mounted_environment(), **settings.ANYON_CONTAINER_ENV, **(sealed_environment or {})}
+            if sealed_environment is None
+            else {**settings.ANYON_CONTAINER_ENV, **sealed_environment},
             network_mode="none" if sealed_environment is not None else settings.ANYON_CLOUD_NETWORK,
             mem_limit=settings.ANYON_CONTAINER_MEMORY,
             nano_cpus=int(settings.ANYON_CONTAINER_CPUS * 1e9),

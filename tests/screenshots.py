@@ -35,7 +35,6 @@ def main() -> None:
         ANYON_ANTHROPIC_API_URL=api.url,
         ANYON_CLAUDE_LOGIN_COMMAND=f"bash {FAKE_LOGIN_CLI}",
         ANYON_CLOUD_NETWORK="host",
-        ANYON_CONTAINER_ENV=f"ANTHROPIC_BASE_URL={api.url}",
     )
     import django
 

@@ -33,7 +33,7 @@ def test_attempt_logs_arrive_live(page, asgi_server, session_github, worker_fact
         )
         worker_factory(
             ANYON_CLOUD_NETWORK="host",
-            ANYON_CONTAINER_ENV=f"ANTHROPIC_BASE_URL={api.url}",
+            ANYON_ANTHROPIC_API_URL=api.url,
             ANYON_TEMP_DIR=str(tmp_path / "worker-tmp"),
         )
         login(page, asgi_server.url, "erin", "erin password 123")

@@ -56,7 +56,7 @@ def world(alice, settings, runtime_image, tmp_path):
     do_store_secret(owner=alice, provider="claude", kind="oauth_token", value=claude_token)
     with FakeAnthropicAPI(expected_token=claude_token) as api:
         settings.ANYON_CLOUD_NETWORK = "host"
-        settings.ANYON_CONTAINER_ENV = {"ANTHROPIC_BASE_URL": api.url}
+        settings.ANYON_ANTHROPIC_API_URL = api.url
         yield World(alice, github_token, claude_token, api)
 
 

@@ -89,7 +89,7 @@ def test_sigkilled_worker_mid_run_is_cleaned_by_one_sweep(world, worker_factory,
     env = {
         "ANYON_TEMP_DIR": str(settings.ANYON_TEMP_DIR),
         "ANYON_CLOUD_NETWORK": "host",
-        "ANYON_CONTAINER_ENV": f"ANTHROPIC_BASE_URL={world.api.url}",
+        "ANYON_ANTHROPIC_API_URL": world.api.url,
     }
     worker = worker_factory(**env)
     attempt = do_start_attempt(task=world.task(), plan=[custom("sleep", "120")])
