@@ -144,6 +144,46 @@ def test_claude_login_failed(db, slack, settings, alice):
     assert "Invalid code" in alert.message and "wrongcode" not in all_outgoing(slack)
 
 
+def test_egress_proxy_down(world, slack, settings):
+    """A sealed run on a host whose egress proxy does not run: it fails before a container starts."""
+    import tempfile
+    from pathlib import Path
+
+    settings.ANYON_CREDENTIAL_MODE = "sealed"
+    settings.ANYON_EGRESS_CONTROL = str(Path(tempfile.mkdtemp(prefix="as-")) / "control.sock")
+    attempt = world.attempt(plan=[custom("true")])
+    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    alert = delivered(slack, AlertKind.EGRESS_PROXY_DOWN)
+    assert settings.ANYON_EGRESS_CONTROL in alert.message
+
+
+def test_push_refused_secret(world, slack, settings):
+    """In mounted mode an agent can read the token and commit it: the push step never runs, ops hear of it."""
+    from execution.attempts import do_request_pull_request
+    from execution.models import JobStatus
+    from execution.runner import run_job
+    from tests.execution.conftest import logs
+
+    plan = [
+        custom("git", "init", "-q", "-b", "main", "/workspace"),
+        custom("sh", "-c", "cat /run/anyon-secrets/github_token > leak.txt && git add leak.txt && "
+               "git -c user.name=a -c user.email=a@b commit -qm leak"),
+    ]  # fmt: skip
+    attempt = world.attempt(plan=plan)
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
+    attempt.refresh_from_db()
+    attempt.base_commit, attempt.head_commit = "0" * 40, "1" * 40  # what the pull request page needs
+    attempt.save(update_fields=["base_commit", "head_commit"])
+    job = do_request_pull_request(attempt=attempt, enqueue=False)
+    assert run_job(job.pk) == JobStatus.FAILED
+    assert "git push" not in " ".join(" ".join(r.argv) for r in attempt.runs.all())
+    alert = delivered(slack, AlertKind.PUSH_REFUSED_SECRET)
+    assert "a credential of this attempt" in alert.message and world.github_token not in all_outgoing(slack)
+    from execution.attempts import do_delete_attempt
+
+    do_delete_attempt(attempt=attempt, by="test")  # the workspace holds the token the agent committed
+
+
 def test_every_kind_has_a_real_cause_here():
     import inspect
     import sys
