@@ -17,8 +17,10 @@ from django.core.exceptions import ImproperlyConfigured
 MIN_KEY_LENGTH = 32
 
 
-def resolve_secret_key(value: str, *, debug: bool, dev_key_file: Path) -> tuple[str, str]:
-    """Return ``(key, source)`` where source is ``"env"`` or ``"dev-file"``."""
+def resolve_secret_key(value: str, *, debug: bool, dev_key_file: Path, diagnosing: bool = False) -> tuple[str, str]:
+    """Return ``(key, source)`` where source is ``"env"``, ``"dev-file"`` or, only while ``doctor`` runs
+    (``diagnosing``), ``"missing"`` with a throw-away key: doctor exists to say what is missing, so it must start
+    without the key and report it as one of its lines."""
     if value:
         if len(value) < MIN_KEY_LENGTH:
             raise ImproperlyConfigured(
@@ -26,6 +28,8 @@ def resolve_secret_key(value: str, *, debug: bool, dev_key_file: Path) -> tuple[
                 "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
             )
         return value, "env"
+    if not debug and diagnosing:
+        return secrets.token_urlsafe(48), "missing"
     if not debug:
         raise ImproperlyConfigured(
             "ANYON_SECRET_KEY is not set. It encrypts every stored credential and is required when DEBUG is off. "

@@ -187,6 +187,14 @@ def check_temp_dir() -> Check:
 def check_secret_key() -> Check:
     if settings.SECRET_KEY_SOURCE == "env":
         return Check("secret key", OK, "ANYON_SECRET_KEY is set")
+    if settings.SECRET_KEY_SOURCE == "missing":
+        return Check(
+            "secret key",
+            FAIL,
+            "ANYON_SECRET_KEY is not set (required when DEBUG is off: it encrypts every stored credential)",
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(48))', set it as ANYON_SECRET_KEY and keep it "
+            "with your database backup (docs/DEPLOYMENT.md)",
+        )
     return Check(
         "secret key",
         WARN,

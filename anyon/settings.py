@@ -8,6 +8,7 @@ the ``env`` object below so that the documentation test sees them.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import environ
@@ -28,6 +29,7 @@ SECRET_KEY, SECRET_KEY_SOURCE = resolve_secret_key(
     env.str("ANYON_SECRET_KEY", default=""),
     debug=DEBUG,
     dev_key_file=Path(env.str("ANYON_DEV_KEY_FILE", default=str(Path.home() / ".local/share/anyon/dev-secret-key"))),
+    diagnosing=sys.argv[1:2] == ["doctor"],
 )
 CRYPTOGRAPHY_KEY = SECRET_KEY
 

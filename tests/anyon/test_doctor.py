@@ -84,3 +84,39 @@ def test_wakeups_check_says_what_is_slower_and_how_to_fix_it(settings, tmp_path)
     settings.ANYON_WAKEUP_DIR = str(blocker / "wake")
     check = check_wakeups()
     assert check.status == WARN and "cannot use" in check.detail
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["no secret key", "no Docker", "no image"],
+)
+def test_doctor_runs_and_reports_in_every_configuration(tmp_path, case):
+    """Doctor says what is missing as one of its lines, never as a traceback: no key (DEBUG off), no engine, an
+    image that is not there."""
+    import subprocess
+    import sys
+
+    from tests.fixtures.processes import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DEBUG")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="anyon.settings",
+        DATABASE_URL=f"sqlite:///{tmp_path}/x.db",
+        ANYON_TEMP_DIR=str(tmp_path / "t"),
+        ANYON_DATA_DIR=str(tmp_path / "d"),
+        ANYON_SECRET_KEY="k" * 48,
+        DOCKER_HOST="unix:///nonexistent/docker.sock",
+    )
+    expected = ["✗ docker engine", "not reachable"]
+    if case == "no secret key":
+        env.pop("ANYON_SECRET_KEY")
+        expected = ["✗ secret key", "ANYON_SECRET_KEY is not set"]
+    elif case == "no image":
+        env.pop("DOCKER_HOST")
+        env["ANYON_CLOUD_IMAGE"] = "anyon/no-such-image:0"
+        expected = ["✗ runtime image", "anyon/no-such-image:0 is not present"]
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "doctor"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-2000:]
+    assert proc.returncode == 1 and all(part in proc.stdout for part in expected), proc.stdout
