@@ -8,7 +8,11 @@ PIP := $(VENV)/bin/pip
 .PHONY: run test lint image base-image doctor bench screenshots clean-venv
 
 $(VENV)/.installed: pyproject.toml constraints.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# A venv left half-made by a failed first run (no python3-venv: no pip inside) is rebuilt, not trusted.
+	@if [ -d $(VENV) ] && ! $(PY) -m pip --version >/dev/null 2>&1; then \
+	  echo "$(VENV) is incomplete (an earlier install failed): rebuilding it"; rm -rf $(VENV); fi
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "Cannot create a virtualenv: install python3-venv (Debian/Ubuntu: sudo apt-get install python3-venv)"; exit 1; }
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt -e .
 	@touch $@
@@ -21,9 +25,10 @@ $(VENV)/.installed-test: $(VENV)/.installed
 run: export DEBUG ?= true
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py createcachetable
-	$(PY) manage.py ensure_admin
-	$(PY) manage.py serve
+	@# The development-key banner was shown by migrate: once is enough.
+	ANYON_QUIET_DEV_KEY=1 $(PY) manage.py createcachetable
+	ANYON_QUIET_DEV_KEY=1 $(PY) manage.py ensure_admin
+	ANYON_QUIET_DEV_KEY=1 $(PY) manage.py serve
 
 test: $(VENV)/.installed-test
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
