@@ -48,11 +48,12 @@ def test_secret_dir_is_private_while_running_and_gone_after_success(world, docke
 
     in_background(0.0, lambda: wait_for(lambda: path.exists() and any(path.iterdir()) and (look() or True)))
     assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED
-    assert seen["dir"] == (0o700, 1000) and seen["parent"] == 0o700
+    uid = django_settings.ANYON_CONTAINER_UID
+    assert seen["dir"] == (0o700, uid) and seen["parent"] == 0o700
     # Least privilege: a plan without an agent step gets no Claude credential.
-    assert seen["files"] == {"github_token": (0o400, 1000)}
+    assert seen["files"] == {"github_token": (0o400, uid)}
     text = logs(attempt)
-    assert "700 1000 /run/anyon-secrets\n" in text and "400 1000 /run/anyon-secrets/github_token" in text
+    assert f"700 {uid} /run/anyon-secrets\n" in text and f"400 {uid} /run/anyon-secrets/github_token" in text
     assert_cleaned(attempt, docker_client)
 
 
@@ -239,7 +240,7 @@ def test_container_is_hardened_and_labelled(world, docker_client):
     host = seen["HostConfig"]
     assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
     assert host["PidsLimit"] > 0 and host["Memory"] > 0 and host["NanoCpus"] > 0 and host["Init"] is True
-    assert seen["Config"]["User"] == "1000"
+    assert seen["Config"]["User"] == str(django_settings.ANYON_CONTAINER_UID)
     labels = seen["Config"]["Labels"]
     assert labels["anyon.managed"] == "1" and labels["anyon.attempt"] == str(attempt.pk)
     assert labels["anyon.owner"] == str(world.user.pk) and int(labels["anyon.expires"]) > time.time()
