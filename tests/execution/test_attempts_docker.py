@@ -84,12 +84,13 @@ def agent_that_prints_the_token_then_waits(world, when_waiting) -> Attempt:
     whose second waits; ``when_waiting(attempt)`` runs in the background once the second has started."""
     world.api.enqueue(
         ToolUseReply("Bash", {"command": 'echo "token is $GH_TOKEN"', "description": "leak"}),
-        ToolUseReply("Bash", {"command": "sleep 60", "description": "wait"}),
+        # (Claude Code 2.1 refuses a standalone `sleep 60` as a Bash tool call: "use Monitor ... or run_in_background")
+        ToolUseReply("Bash", {"command": "perl -e 'sleep 60'", "description": "wait"}),
         TextReply("never reached"),
     )
     attempt = world.attempt(plan=[{"kind": "agent", "title": "Claude Code", "argv": AGENT_ARGV, "stdin": "go"}])
 
-    when(lambda: "sleep 60" in logs(attempt), lambda: when_waiting(attempt))
+    when(lambda: "perl -e 'sleep 60'" in logs(attempt), lambda: when_waiting(attempt))
     return attempt
 
 
@@ -117,7 +118,7 @@ def test_history_is_masked_even_when_the_container_was_removed_from_outside(worl
     attempt = agent_that_prints_the_token_then_waits(
         world, lambda a: docker_client.containers.get(container_name(a.pk)).remove(force=True)
     )
-    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    assert run_attempt(attempt.pk) == AttemptStatus.FAILED, logs(attempt)
     assert "Masked secrets in 1 file(s) of the agent's session history" in logs(attempt), logs(attempt)
     history = session_history(docker_client, attempt)
     assert history and not any(value in h for h in history for value in world.values)
