@@ -50,8 +50,9 @@ screenshots: $(VENV)/.installed-test
 base-image:
 	runtime-image/bootstrap-base.sh
 
+# `make image CLAUDE_CODE_VERSION=x.y.z` builds another Claude Code release (tag <IMAGE_VERSION>-claude-x.y.z).
 image:
-	runtime-image/build.sh
+	runtime-image/build.sh $(if $(CLAUDE_CODE_VERSION),--claude-code $(CLAUDE_CODE_VERSION))
 
 clean-venv:
 	rm -rf $(VENV)

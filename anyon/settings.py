@@ -204,7 +204,7 @@ def _runtime_image_version() -> str:
 
 ANYON_RUNTIME_IMAGE_VERSION = _runtime_image_version()
 ANYON_CLOUD_IMAGE = env.str("ANYON_CLOUD_IMAGE", default=f"anyon/claude-runtime:{ANYON_RUNTIME_IMAGE_VERSION}")
-ANYON_BASE_IMAGE = env.str("ANYON_BASE_IMAGE", default="anyon/debian-base:bookworm")
+ANYON_BASE_IMAGE = env.str("ANYON_BASE_IMAGE", default="anyon/debian-base:trixie")
 DOCKER_HOST = env.str("DOCKER_HOST", default="")
 ANYON_DOCKER_TIMEOUT = env.int("ANYON_DOCKER_TIMEOUT", default=60)
 
@@ -220,8 +220,8 @@ if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", ANYON_INSTANCE):
         "only touches containers and volumes labelled with it."
     )
 ANYON_CLOUD_NETWORK = env.str("ANYON_CLOUD_NETWORK", default="bridge")
-ANYON_CONTAINER_UID = env.int("ANYON_CONTAINER_UID", default=1000)
-ANYON_CONTAINER_GID = env.int("ANYON_CONTAINER_GID", default=1000)
+ANYON_CONTAINER_UID = env.int("ANYON_CONTAINER_UID", default=61000)  # CONTAINER_UID of runtime-image/Dockerfile
+ANYON_CONTAINER_GID = env.int("ANYON_CONTAINER_GID", default=61000)
 ANYON_CONTAINER_MEMORY = env.str("ANYON_CONTAINER_MEMORY", default="4g")
 ANYON_CONTAINER_CPUS = env.float("ANYON_CONTAINER_CPUS", default=2.0)
 ANYON_CONTAINER_PIDS = env.int("ANYON_CONTAINER_PIDS", default=1024)

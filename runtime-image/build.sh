@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Build and tag the claude-runtime image, then print the versions found inside it.
 #
-# Usage: runtime-image/build.sh [--base IMAGE] [--ca PATH]... [-- DOCKER_BUILD_ARGS...]
-#   --base IMAGE  base image (default: debian:bookworm when it can be pulled, else the offline base
-#                 $ANYON_BASE_IMAGE or anyon/debian-base:bookworm, made by bootstrap-base.sh if absent)
+# Usage: runtime-image/build.sh [--claude-code VERSION] [--base IMAGE] [--ca PATH]... [-- DOCKER_BUILD_ARGS...]
+#   --claude-code VERSION  Claude Code release to install (default: the pinned ARG CLAUDE_CODE_VERSION; env
+#                 CLAUDE_CODE_VERSION works too). Another release than the pinned one is verified against the
+#                 npm integrity the registry reports (looked up with `npm view` during the build, and printed),
+#                 and is tagged anyon/claude-runtime:<IMAGE_VERSION>-claude-<VERSION> unless ANYON_CLOUD_IMAGE
+#                 is set, so it never replaces the pinned image.
+#   --base IMAGE  base image (default: debian:trixie when it can be pulled, else the offline base
+#                 $ANYON_BASE_IMAGE or anyon/debian-base:trixie, made by bootstrap-base.sh if absent)
 #   --ca PATH     extra CA certificate file or folder (*.crt / *.pem); repeatable; --ca '' means none.
 #                 Default: $ANYON_EXTRA_CA_DIR if set (empty = none), else /usr/local/share/ca-certificates/.
 #   -- ARGS       passed to `docker build` as they are (e.g. -- --no-cache)
@@ -14,8 +19,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 dockerfile="$here/Dockerfile"
-offline_base="${ANYON_BASE_IMAGE:-anyon/debian-base:bookworm}"
-registry_base="debian:bookworm"
+offline_base="${ANYON_BASE_IMAGE:-anyon/debian-base:trixie}"
+registry_base="debian:trixie"
 
 log() { printf '[build-image] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -25,6 +30,7 @@ usage() { sed -n '2,/^set -euo/{/^#/p}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}/
 arg_default() { sed -n "s/^ARG $1=\(.*\)$/\1/p" "$dockerfile" | head -n1; }
 
 base=""
+claude_code="${CLAUDE_CODE_VERSION:-}"
 ca_set=0
 ca_paths=()
 docker_args=()
@@ -32,6 +38,8 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --base) [[ $# -ge 2 ]] || die "--base needs a value"; base="$2"; shift 2 ;;
     --base=*) base="${1#--base=}"; shift ;;
+    --claude-code) [[ $# -ge 2 ]] || die "--claude-code needs a value"; claude_code="$2"; shift 2 ;;
+    --claude-code=*) claude_code="${1#--claude-code=}"; shift ;;
     --ca) [[ $# -ge 2 ]] || die "--ca needs a value"; ca_set=1; [[ -z "$2" ]] || ca_paths+=("$2"); shift 2 ;;
     --ca=*) ca_set=1; [[ -z "${1#--ca=}" ]] || ca_paths+=("${1#--ca=}"); shift ;;
     -h | --help) usage; exit 0 ;;
@@ -52,7 +60,18 @@ docker info >/dev/null 2>&1 || die "no Docker engine answers (is dockerd running
 
 image_version=$(arg_default IMAGE_VERSION)
 [[ -n "$image_version" ]] || die "no 'ARG IMAGE_VERSION=' line in $dockerfile"
-tag="${ANYON_CLOUD_IMAGE:-anyon/claude-runtime:$image_version}"
+pinned_claude_code=$(arg_default CLAUDE_CODE_VERSION)
+claude_args=()
+if [[ -n "$claude_code" && "$claude_code" != "$pinned_claude_code" ]]; then
+  [[ "$claude_code" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "not a release version: $claude_code"
+  # Not the pinned release: no pinned integrity either; the builder looks it up and prints it.
+  claude_args=(--build-arg "CLAUDE_CODE_VERSION=$claude_code"
+    --build-arg CLAUDE_CODE_INTEGRITY_AMD64= --build-arg CLAUDE_CODE_INTEGRITY_ARM64=)
+  tag="${ANYON_CLOUD_IMAGE:-anyon/claude-runtime:$image_version-claude-$claude_code}"
+  log "Claude Code $claude_code instead of the pinned $pinned_claude_code"
+else
+  tag="${ANYON_CLOUD_IMAGE:-anyon/claude-runtime:$image_version}"
+fi
 
 # --- base image -------------------------------------------------------------------------------------------
 if [[ -n "$base" ]]; then
@@ -76,6 +95,7 @@ context=$(mktemp -d "${TMPDIR:-/tmp}/anyon-image-context.XXXXXX")
 trap 'rm -rf "$context"' EXIT
 cp "$dockerfile" "$context/Dockerfile"
 cp -R "$here/files" "$context/files"
+cp -R "$here/builder" "$context/builder"
 mkdir "$context/extra-ca"
 n=0
 add_ca() {  # copy one certificate file under a unique name
@@ -98,8 +118,8 @@ done
 
 # --- build ------------------------------------------------------------------------------------------------
 log "building $tag from $base; versions (Dockerfile ARG defaults):"
-grep -E '^ARG [A-Z_]+_VERSION=' "$dockerfile" | sed 's/^ARG /    /' >&2
-build=(docker build --network host --build-arg "BASE_IMAGE=$base" --tag "$tag")
+grep -E '^ARG [A-Z_]+_(VERSION|UID)=' "$dockerfile" | sed 's/^ARG /    /' >&2
+build=(docker build --network host --build-arg "BASE_IMAGE=$base" "${claude_args[@]}" --tag "$tag")
 if docker buildx version >/dev/null 2>&1; then
   build+=(--progress=plain)  # BuildKit: plain, line-by-line progress
 fi
@@ -116,4 +136,5 @@ docker run --rm --network none "$tag" bash -c '
   echo "    npm         $(npm --version)"
   echo "    git         $(git --version)"
   echo "    gh          $(gh --version | head -n1)"
+  echo "    python      $(python3 --version)"
   echo "    user        $(id -un) uid=$(id -u) HOME=$HOME PWD=$PWD"'

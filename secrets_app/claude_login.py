@@ -4,6 +4,12 @@ Subscription login: the server starts ``ANYON_CLAUDE_LOGIN_COMMAND`` (by default
 container of the runtime image) in a wide PTY, strips ANSI and spinner output, finds the authorize URL and the
 paste prompt, writes the user's ``<code>#<state>`` to it, and stores the printed ``sk-ant-oat01-`` token.
 
+Both CLI generations are read (raw screens in tests/fixtures/transcripts/setup-token/): 2.0.31 prints the full
+authorize URL and ``Paste code here if prompted >``; 2.1.x separates words by cursor moves (``ESC[<n>G``), wraps
+the (shorter) URL in an OSC 8 hyperlink, and draws the prompt above a boxed input line. Both submit the code on a
+carriage return (what Enter sends in a raw terminal; 2.1.x ignores a line feed), and both stay open after an
+``OAuth error`` ("Press Enter to retry"), which therefore ends the login here.
+
 Sessions live in the web process (one per user; a refreshed page re-attaches). Listeners are asyncio queues of
 websocket consumers; the reader thread hands them messages with ``call_soon_threadsafe``. A session with no
 listener is cancelled after ``ANYON_CLAUDE_LOGIN_GRACE`` seconds (tab closed); every session ends after
@@ -37,10 +43,23 @@ from shared.token_patterns import ANTHROPIC_API_KEY, CLAUDE_OAUTH_TOKEN, whole
 
 logger = logging.getLogger(__name__)
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Za-z0-9]|\x1b[=>]")
+#: Control sequences: CSI (any parameters, also private ones like ``ESC[>0q``), OSC ended by BEL or ST (OSC 8
+#: hyperlinks), DCS/SOS/PM/APC strings (terminal queries of 2.1.x), charset selection, keypad modes.
+ANSI = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[P_^X][^\x1b]*\x1b\\|\x1b[()][A-Za-z0-9]|\x1b[=>78]"
+)
+#: Cursor moves that stand for blank space within a line (2.1.x puts ``ESC[<column>G`` between words).
+CURSOR_GAP = re.compile(r"\x1b\[[0-9]*[CG]")
 SPINNER = re.compile(r"[\u2800-\u28ff]")
 AUTHORIZE_URL = re.compile(r"https://\S+/oauth/authorize\?\S+(?=\s)")  # complete: followed by the line end
+#: The target of an OSC 8 hyperlink to the authorize page (complete: the sequence is closed).
+AUTHORIZE_LINK = re.compile(
+    r"\x1b\]8;[^;\x07\x1b]*;(https://[^\s\x07\x1b]+/oauth/authorize\?[^\s\x07\x1b]+)(?:\x07|\x1b\\)"
+)
 OAUTH_TOKEN = re.compile(CLAUDE_OAUTH_TOKEN)
+#: An OAuth error line, complete (its CR or LF has arrived). Searched in output where CR ends a line: 2.1.x
+#: follows the error with CR and a cursor move, which the redraw logic of clean_terminal_output would erase.
+OAUTH_ERROR = re.compile(r"OAuth error[^\r\n]*(?=[\r\n])", re.IGNORECASE)
 API_KEY = whole(ANTHROPIC_API_KEY)
 CODE = re.compile(r"^[A-Za-z0-9_-]{4,}#[A-Za-z0-9_-]{4,}$")
 PROMPT = "Paste code here"
@@ -61,10 +80,12 @@ class State:
 
 def clean_terminal_output(text: str) -> str:
     """What a person would read on the terminal: no colours, cursor moves or spinner frames."""
+    text = CURSOR_GAP.sub(" ", text)
     text = ANSI.sub("", text)
     text = SPINNER.sub("", text)
+    text = re.sub(r"\r+\n", "\n", text)  # CR before LF erases nothing (2.1.x ends lines with CR CR LF)
     lines = []
-    for line in text.replace("\r\n", "\n").split("\n"):
+    for line in text.split("\n"):
         # A carriage return redraws the line: only the last drawing counts.
         lines.append(line.split("\r")[-1].rstrip())
     return "\n".join(lines)
@@ -140,6 +161,7 @@ class LoginSession:
     masker: Masker = field(default_factory=Masker)
     secrets: tuple[str, ...] = ()  # the pasted code and the token: masked in the transcript
     _raw: str = ""
+    _raw_at_code: int = 0  # how much output there was when the code was sent (errors count only after it)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- what consumers see -------------------------------------------------------------------------------------
@@ -196,26 +218,44 @@ class LoginSession:
 
     def _on_output(self, chunk: str) -> None:
         with self._lock:
-            self._raw = (self._raw + chunk)[-200_000:]
-            clean = clean_terminal_output(self._raw)
-        token = OAUTH_TOKEN.search(clean) if self.state == State.EXCHANGING else None
+            kept = (self._raw + chunk)[-200_000:]
+            self._raw_at_code = max(0, self._raw_at_code - (len(self._raw) + len(chunk) - len(kept)))
+            self._raw = kept
+            raw = self._raw
+            clean = clean_terminal_output(raw)
+        token = self._printed_token(clean, raw) if self.state == State.EXCHANGING else None
         if token:
-            self.secrets = (*self.secrets, token.group(0))
+            self.secrets = (*self.secrets, token)
             self.masker = Masker(self.secrets)
         visible = self.masker.mask(clean)[-MAX_TRANSCRIPT:]
         if visible != self.transcript:
             self.transcript = visible
             self.emit({"type": "output", "text": visible, "replace": True})
         if not self.url:
-            found = AUTHORIZE_URL.search(clean)
+            link = AUTHORIZE_LINK.search(raw)  # the hyperlink's target, when the CLI draws one (2.1.x)
+            found = link.group(1) if link else (m.group(0) if (m := AUTHORIZE_URL.search(clean)) else "")
             if found:
-                self.url = found.group(0)
+                self.url = found
                 self.emit({"type": "url", "url": self.url})
         if self.state == State.STARTING and self.url and PROMPT in clean:
             self.set_state(State.WAITING_CODE, "Open the link, approve, and paste the code shown.")
             self.emit({"type": "need_code"})
         if token:
-            self._save(token.group(0))
+            self._save(token)
+        elif self.state == State.EXCHANGING:
+            after = SPINNER.sub("", ANSI.sub("", CURSOR_GAP.sub(" ", raw[self._raw_at_code :])))
+            error = OAUTH_ERROR.search(after)
+            if error:  # the CLI stays open after it ("Press Enter to retry"): end the login here
+                self.fail(f"Login failed: {self.masker.mask(error.group(0).strip())}")
+
+    @staticmethod
+    def _printed_token(clean: str, raw: str) -> str | None:
+        """The token, once its end is there: in the raw output a character that cannot be part of it follows
+        (the cleaned text drops trailing blanks and sequences, so it cannot tell a whole token from a cut one)."""
+        for found in OAUTH_TOKEN.finditer(clean):
+            if re.search(re.escape(found.group(0)) + r"(?=[^A-Za-z0-9_-])", raw):
+                return found.group(0)
+        return None
 
     def send_code(self, code: str) -> None:
         if self.state != State.WAITING_CODE:
@@ -225,8 +265,10 @@ class LoginSession:
             raise ConnectError("Paste the whole code shown by Claude: it looks like abc123…#xyz789….")
         self.secrets = (*self.secrets, code)
         self.masker = Masker(self.secrets)
+        with self._lock:
+            self._raw_at_code = len(self._raw)
         self.set_state(State.EXCHANGING, "Exchanging the code for a token…")
-        self.child.sendline(code)
+        self.child.send(code + "\r")  # Enter in a raw terminal; a cooked one (the fake CLI) turns it into \n
 
     def _save(self, token: str) -> None:
         user = get_user_model().objects.get(pk=self.user_id)

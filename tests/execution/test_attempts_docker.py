@@ -50,11 +50,12 @@ def test_secret_dir_is_private_while_running_and_gone_after_success(world, docke
 
     in_background(0.0, lambda: wait_for(lambda: path.exists() and any(path.iterdir()) and (look() or True)))
     assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED
-    assert seen["dir"] == (0o700, 1000) and seen["parent"] == 0o700
+    uid = django_settings.ANYON_CONTAINER_UID
+    assert seen["dir"] == (0o700, uid) and seen["parent"] == 0o700
     # Least privilege: a plan without an agent step gets no Claude credential.
-    assert seen["files"] == {"github_token": (0o400, 1000)}
+    assert seen["files"] == {"github_token": (0o400, uid)}
     text = logs(attempt)
-    assert "700 1000 /run/anyon-secrets\n" in text and "400 1000 /run/anyon-secrets/github_token" in text
+    assert f"700 {uid} /run/anyon-secrets\n" in text and f"400 {uid} /run/anyon-secrets/github_token" in text
     assert_cleaned(attempt, docker_client)
 
 
@@ -85,12 +86,13 @@ def agent_that_prints_the_token_then_waits(world, when_waiting) -> Attempt:
     whose second waits; ``when_waiting(attempt)`` runs in the background once the second has started."""
     world.api.enqueue(
         ToolUseReply("Bash", {"command": 'echo "token is $GH_TOKEN"', "description": "leak"}),
-        ToolUseReply("Bash", {"command": "sleep 60", "description": "wait"}),
+        # (Claude Code 2.1 refuses a standalone `sleep 60` as a Bash tool call: "use Monitor ... or run_in_background")
+        ToolUseReply("Bash", {"command": "perl -e 'sleep 60'", "description": "wait"}),
         TextReply("never reached"),
     )
     attempt = world.attempt(plan=[{"kind": "agent", "title": "Claude Code", "argv": AGENT_ARGV, "stdin": "go"}])
 
-    when(lambda: "sleep 60" in logs(attempt), lambda: when_waiting(attempt))
+    when(lambda: "perl -e 'sleep 60'" in logs(attempt), lambda: when_waiting(attempt))
     return attempt
 
 
@@ -118,7 +120,7 @@ def test_history_is_masked_even_when_the_container_was_removed_from_outside(worl
     attempt = agent_that_prints_the_token_then_waits(
         world, lambda a: docker_client.containers.get(container_name(a.pk)).remove(force=True)
     )
-    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    assert run_attempt(attempt.pk) == AttemptStatus.FAILED, logs(attempt)
     assert "Masked secrets in 1 file(s) of the agent's session history" in logs(attempt), logs(attempt)
     history = session_history(docker_client, attempt)
     assert history and not any(value in h for h in history for value in world.values)
@@ -241,7 +243,7 @@ def test_container_is_hardened_and_labelled(world, docker_client):
     host = seen["HostConfig"]
     assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
     assert host["PidsLimit"] > 0 and host["Memory"] > 0 and host["NanoCpus"] > 0 and host["Init"] is True
-    assert seen["Config"]["User"] == "1000"
+    assert seen["Config"]["User"] == str(django_settings.ANYON_CONTAINER_UID)
     labels = seen["Config"]["Labels"]
     assert labels["anyon.managed"] == "1" and labels["anyon.attempt"] == str(attempt.pk)
     assert labels["anyon.owner"] == str(world.user.pk) and int(labels["anyon.expires"]) > time.time()

@@ -66,7 +66,11 @@ def test_clone_fails_without_the_token(world, github, repo):
 
 def test_agent_output_is_masked_and_a_cli_error_fails_the_run(world, github, repo, docker_client):
     world.api.enqueue(
-        ToolUseReply("Bash", {"command": 'echo "token is $CLAUDE_CODE_OAUTH_TOKEN"', "description": "leak"}),
+        # Claude Code 2.1 keeps its own credential variable out of its tools' environment (2.0.31 did not); the
+        # mounted file is readable by the agent all the same, so the masking is tested with that on both.
+        ToolUseReply(
+            "Bash", {"command": 'echo "token is $(cat /run/anyon-secrets/claude_oauth_token)"', "description": "leak"}
+        ),
         TextReply(f"I saw {world.claude_token} and {world.github_token}"),
     )
     attempt = world.attempt(repo_url=repo)

@@ -13,9 +13,9 @@ from tests.runtime_image.support import CONTAINER_UID
 
 @pytest.fixture
 def secret_dir(tmp_path: Path) -> Callable[..., Path]:
-    """Make a per-attempt style secret dir: 0700, files 0400, owned by the container user (uid 1000)."""
+    """Make a per-attempt style secret dir: 0700, files 0400, owned by the container user (CONTAINER_UID)."""
     if os.geteuid() != 0 and os.getuid() != CONTAINER_UID:
-        pytest.skip("needs root (or uid 1000) to give the secret dir to the container user")
+        pytest.skip(f"needs root (or uid {CONTAINER_UID}) to give the secret dir to the container user")
 
     def make(name: str = "secrets", owner: int = CONTAINER_UID, **files: str) -> Path:
         path = tmp_path / name

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
 from docker.utils.socket import consume_socket_output, demux_adaptor, frames_iter
 
 from tests.fixtures.leaks import track_secret
@@ -19,7 +20,8 @@ from tests.fixtures.leaks import track_secret
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "runtime-image" / "Dockerfile"
 SECRETS_MOUNT = "/run/anyon-secrets"
-CONTAINER_UID = 1000
+#: The image's user (build arg CONTAINER_UID, default 61000), as the worker is configured to use it.
+CONTAINER_UID = settings.ANYON_CONTAINER_UID
 #: Where a leaked credential could have been written inside the container.
 SEARCHED_DIRS = ("/home/anyon", "/workspace", "/tmp", "/etc")
 

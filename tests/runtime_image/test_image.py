@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-import shutil
 import subprocess
 
 import pytest
 from django.conf import settings
 
-from tests.runtime_image.support import DOCKERFILE, ROOT, dockerfile_arg, run_exec
+from tests.fakes.anthropic_api import FakeAnthropicAPI
+from tests.runtime_image.support import CONTAINER_UID, DOCKERFILE, ROOT, dockerfile_arg, run_exec
 
 TOKEN_PATTERNS = (
     r"(ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,}",
@@ -25,7 +26,16 @@ def test_image_version_is_the_single_source_of_the_default_image_tag():
     version = dockerfile_arg("IMAGE_VERSION")
     assert re.fullmatch(r"\d+\.\d+\.\d+", version)
     assert version == settings.ANYON_RUNTIME_IMAGE_VERSION
-    assert dockerfile_arg("CLAUDE_CODE_VERSION") == "2.0.31"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", dockerfile_arg("CLAUDE_CODE_VERSION"))
+    for arch in ("AMD64", "ARM64"):  # npm dist.integrity of the platform package, verified during the build
+        assert re.fullmatch(r"sha512-[A-Za-z0-9+/]{86}==", dockerfile_arg(f"CLAUDE_CODE_INTEGRITY_{arch}"))
+
+
+def test_container_uid_default_matches_the_image():
+    """The worker chowns secret dirs to ANYON_CONTAINER_UID: its default is the image's CONTAINER_UID."""
+    assert dockerfile_arg("CONTAINER_UID") == "61000"
+    if "ANYON_CONTAINER_UID" not in os.environ:
+        assert settings.ANYON_CONTAINER_UID == settings.ANYON_CONTAINER_GID == 61000
 
 
 def test_versions_are_pinned_only_in_the_dockerfile():
@@ -36,10 +46,11 @@ def test_versions_are_pinned_only_in_the_dockerfile():
             assert value not in build_sh, f"build.sh repeats the value of {name}"
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
 def test_shell_scripts_pass_shellcheck():
     scripts = [
         ROOT / "runtime-image" / "build.sh",
+        ROOT / "runtime-image" / "bootstrap-base.sh",
+        ROOT / "runtime-image" / "builder" / "fetch-claude",
         ROOT / "runtime-image" / "files" / "anyon-exec",
         ROOT / "runtime-image" / "files" / "anyon-git-credential",
     ]
@@ -71,13 +82,69 @@ def _ok(docker_client, container, *argv: str, user: str = "") -> str:
 @pytest.mark.docker
 def test_tool_versions(docker_client, idle_container):
     claude = _ok(docker_client, idle_container, "claude", "--version")
-    assert claude.split()[0] == dockerfile_arg("CLAUDE_CODE_VERSION") == "2.0.31"
-    assert re.match(r"v18\.\d+\.\d+$", _ok(docker_client, idle_container, "node", "--version"))
-    assert _ok(docker_client, idle_container, "npm", "--version") == dockerfile_arg("NPM_VERSION")
+    assert claude == f"{dockerfile_arg('CLAUDE_CODE_VERSION')} (Claude Code)"
+    assert _ok(docker_client, idle_container, "node", "--version") == f"v{dockerfile_arg('NODEJS_VERSION')}"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", _ok(docker_client, idle_container, "npm", "--version"))
+    assert _ok(docker_client, idle_container, "npx", "--version")
     assert _ok(docker_client, idle_container, "git", "--version").startswith("git version 2.")
     assert _ok(docker_client, idle_container, "gh", "--version").startswith("gh version 2.")
+    assert _ok(docker_client, idle_container, "python3", "--version").startswith("Python 3.")
     assert _ok(docker_client, idle_container, "gcc", "--version")
     assert _ok(docker_client, idle_container, "make", "--version")
+
+
+@pytest.mark.docker
+def test_tools_agents_reach_for(docker_client, idle_container):
+    for tool in ("xxd", "jq", "rg", "unzip", "curl", "ps", "less", "socat", "g++", "perl"):
+        _ok(docker_client, idle_container, "bash", "-c", f"command -v {tool}")
+    assert _ok(docker_client, idle_container, "bash", "-c", "printf hi | xxd -p") == "6869"
+    assert _ok(docker_client, idle_container, "bash", "-c", "echo '{\"a\": 1}' | jq .a") == "1"
+
+
+#: A PATH without Node: /usr/local/bin (where node lives) is left out; the CLI is called by its full path.
+NO_NODE_PATH = "/usr/bin:/bin"
+
+
+@pytest.mark.docker
+def test_cli_is_native_and_starts_without_node_or_credentials(docker_client, idle_container):
+    """The pinned CLI is the native binary: it starts with no Node on PATH and an empty HOME (no credential
+    store, no ~/.claude.json), and `claude --version` there is the pinned version."""
+    script = (
+        'test -z "$(command -v node)" || exit 9; '
+        "h=$(mktemp -d); HOME=$h /opt/claude/bin/claude --version; "
+        'ls -A "$h"/.claude 2>/dev/null | grep -qx .credentials.json && exit 8; rm -rf "$h"'
+    )
+    out = run_exec(docker_client, idle_container, ["/bin/bash", "-c", script], environment={"PATH": NO_NODE_PATH})
+    assert out.exit_code == 0, out.stderr
+    assert out.stdout.strip() == f"{dockerfile_arg('CLAUDE_CODE_VERSION')} (Claude Code)"
+    assert _ok(docker_client, idle_container, "cat", "/opt/claude/LAYOUT") == "native"
+    assert (
+        _ok(docker_client, idle_container, "bash", "-c", "head -c4 /opt/claude/bin/claude | od -An -c | tr -d ' '")
+        == "177ELF"
+    )
+    assert _ok(docker_client, idle_container, "readlink", "-f", "/usr/local/bin/claude") == "/opt/claude/bin/claude"
+
+
+@pytest.mark.docker
+def test_cli_answers_a_prompt_without_node(docker_client, runtime_image):
+    """A real `claude -p` run with no Node on PATH and only an API key placeholder in the environment reaches
+    the (fake) API and prints its result: nothing else is needed to start it."""
+    with FakeAnthropicAPI("pong-without-node") as api:
+        out = docker_client.containers.run(
+            runtime_image,
+            ["/opt/claude/bin/claude", "-p", "ping", "--output-format", "json"],
+            environment={
+                "PATH": NO_NODE_PATH,
+                "ANTHROPIC_BASE_URL": api.url,
+                "ANTHROPIC_API_KEY": "sk-ant-api03-placeholder-not-a-key",
+            },
+            network_mode="host",
+            remove=True,
+            labels={"anyon.test": "1"},
+        )
+        assert api.credentials() == {"sk-ant-api03-placeholder-not-a-key"}
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    assert result["type"] == "result" and result["is_error"] is False and result["result"] == "pong-without-node"
 
 
 @pytest.mark.docker
@@ -94,11 +161,12 @@ def test_image_metadata(docker_client, runtime_image):
 
 @pytest.mark.docker
 def test_non_root_user_home_and_workspace(docker_client, idle_container):
-    assert _ok(docker_client, idle_container, "id", "-u") == "1000"
+    assert _ok(docker_client, idle_container, "id", "-u") == str(CONTAINER_UID)
+    assert _ok(docker_client, idle_container, "id", "-g") == str(CONTAINER_UID)
     assert _ok(docker_client, idle_container, "id", "-un") == "anyon"
     assert _ok(docker_client, idle_container, "bash", "-c", 'echo "$HOME $PWD"') == "/home/anyon /workspace"
-    assert _ok(docker_client, idle_container, "stat", "-c", "%u %U", "/workspace") == "1000 anyon"
-    assert _ok(docker_client, idle_container, "stat", "-c", "%u", "/home/anyon") == "1000"
+    assert _ok(docker_client, idle_container, "stat", "-c", "%u %U", "/workspace") == f"{CONTAINER_UID} anyon"
+    assert _ok(docker_client, idle_container, "stat", "-c", "%u", "/home/anyon") == str(CONTAINER_UID)
     # (The CLI adds its own keys once it has run in this shared container.)
     claude_json = json.loads(_ok(docker_client, idle_container, "cat", "/home/anyon/.claude.json"))
     assert claude_json["hasCompletedOnboarding"] is True
@@ -143,7 +211,9 @@ def test_no_apt_lists_or_npm_caches(docker_client, idle_container):
         "bash",
         "-c",
         "find /var/lib/apt/lists -mindepth 1 -not -name lock -not -name partial; "
-        "ls -d /root/.npm /home/anyon/.npm /root/.cache /home/anyon/.cache /tmp/* 2>/dev/null; true",
+        # (npm of test_tool_versions leaves Node's compile cache in this shared container's /tmp: not the image's)
+        "ls -d /root/.npm /home/anyon/.npm /root/.cache /home/anyon/.cache 2>/dev/null; "
+        "find /tmp -mindepth 1 -maxdepth 1 ! -name node-compile-cache; true",
         user="root",
     )
     assert leftovers == ""

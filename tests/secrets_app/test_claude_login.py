@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -21,6 +22,7 @@ from tests.fakes.anthropic_api import FakeAnthropicAPI
 from tests.fixtures.leaks import track_secret
 from tests.fixtures.processes import FAKE_LOGIN_CLI
 
+SCREENS = Path(__file__).resolve().parents[1] / "fixtures" / "transcripts" / "setup-token"
 API_KEY = track_secret("sk-ant-api03-" + "K" * 40 + "Zz")
 TOKEN = track_secret("sk-ant-oat01-" + "T" * 60 + "Qq")
 
@@ -108,7 +110,9 @@ async def eventually(predicate, timeout: float = 20.0) -> None:
 
 
 def state_of(url: str) -> str:
-    return parse_qs(urlsplit(url).query)["state"][0]
+    """The state the fake CLI expects after the '#': the URL's state= (2.0.31 screens), else its query (2.1.x)."""
+    query = urlsplit(url).query
+    return parse_qs(query)["state"][0] if "state=" in query else query
 
 
 @pytest.fixture
@@ -128,7 +132,7 @@ async def run_subscription_login(user, *, wrong_first: bool = False) -> str:
     assert (await until(comm, lambda m: m["type"] == "status"))["state"] == "idle"
     await comm.send_to(text_data=json.dumps({"type": "start", "method": "subscription"}))
     url = (await until(comm, lambda m: m["type"] == "url"))["url"]
-    assert url.startswith("https://claude.ai/oauth/authorize?") and "state=" in url
+    assert url.startswith("https://claude.ai/oauth/authorize?") and len(url) > 60
     await until(comm, lambda m: m["type"] == "need_code")
     if wrong_first:
         await comm.send_to(text_data=json.dumps({"type": "code", "code": "abcd#not-the-state"}))
@@ -165,9 +169,25 @@ async def test_subscription_login_saves_the_token(login_command, monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_wrong_code_is_an_error_and_raises_an_alert(login_command):
+async def test_subscription_login_with_the_2_1_screens(login_command, monkeypatch):
+    """The fake CLI drawing 2.1.332's screens (cursor-placed words, OSC 8 link, boxed prompt) end to end."""
+    token = track_secret("sk-ant-oat01-" + "N" * 70 + "-xyzAA")
+    monkeypatch.setenv("FAKE_LOGIN_TOKEN", token)
+    monkeypatch.setenv("FAKE_LOGIN_SCREENS", "2.1.332")
+    user = await database_sync_to_async(make_user)()
+    transcript = await run_subscription_login(user)
+    assert "Paste code here if prompted" in transcript and token not in transcript
+    stored = await database_sync_to_async(fetch_secret)(owner=user, provider="claude", purpose="t", actor="t")
+    assert stored.value == token
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("screens", ["2.0.31", "2.1.332"])
+async def test_wrong_code_is_an_error_and_raises_an_alert(login_command, monkeypatch, screens):
+    """2.1.x stays open after the error ("Press Enter to retry"): the login ends on the error all the same."""
     from shared.models import Alert
 
+    monkeypatch.setenv("FAKE_LOGIN_SCREENS", screens)
     user = await database_sync_to_async(make_user)()
     message = await run_subscription_login(user, wrong_first=True)
     assert "Invalid code" in message
@@ -277,5 +297,135 @@ async def test_fake_login_cli_inside_the_runtime_image(settings, runtime_image, 
         await eventually(
             lambda: not docker_client.containers.list(all=True, filters={"name": f"anyon-login-{session.id}"})
         )
+    finally:
+        claude_login._sessions.clear()
+
+
+# --- the real CLIs' screens (tests/fixtures/transcripts/setup-token/) ------------------------------------------
+
+
+class _Recorder:
+    """A login session fed with recorded output instead of a process; what it would save or stop is recorded."""
+
+    def __init__(self, monkeypatch):
+        self.session = claude_login.LoginSession(user_id=0)
+        self.saved: list[str] = []
+        self.failed: list[str] = []
+        monkeypatch.setattr(self.session, "_save", self.saved.append)
+        monkeypatch.setattr(self.session, "fail", self._fail)
+
+    def _fail(self, message: str) -> None:  # as the real one: final state, no alert or process to stop
+        self.failed.append(message)
+        self.session.state = claude_login.State.ERROR
+
+    def feed(self, raw: str, chunk: int = 7) -> None:
+        for i in range(0, len(raw), chunk):  # small chunks: sequences and words cut anywhere
+            self.session._on_output(raw[i : i + chunk])
+
+    def code_sent(self) -> None:
+        self.session._raw_at_code = len(self.session._raw)
+        self.session.state = claude_login.State.EXCHANGING
+
+
+def screen(name: str) -> str:
+    return (SCREENS / name).read_bytes().decode("utf-8", errors="replace")
+
+
+@pytest.mark.parametrize(
+    ("version", "url_start"),
+    [
+        ("2.0.31", "https://claude.ai/oauth/authorize?code=true&client_id="),
+        ("2.1.332", "https://claude.ai/oauth/authorize?"),
+    ],
+)
+def test_real_screens_reach_the_code_prompt(monkeypatch, version, url_start):
+    raw = screen(f"{version}.raw")
+    rec = _Recorder(monkeypatch)
+    rec.feed(raw)
+    session = rec.session
+    assert session.state == claude_login.State.WAITING_CODE
+    assert session.url.startswith(url_start) and session.url in raw and not session.url.endswith(("\x1b", "\x07"))
+    if version == "2.1.332":
+        # The URL is the OSC 8 hyperlink's target, the same as the text shown.
+        assert f";{session.url}\x07" in raw
+        assert "\x1b]8;" in raw and "\x1b]8;" not in session.transcript
+    else:
+        assert "&state=" in session.url
+    assert "Paste code here if prompted" in session.transcript
+    assert "\x1b" not in session.transcript and not rec.saved and not rec.failed
+
+
+@pytest.mark.parametrize("version", ["2.0.31", "2.1.332"])
+def test_real_exchange_error_ends_the_login(monkeypatch, version):
+    """Both CLIs stay open after an OAuth error; the session fails with the CLI's message."""
+    before, full = screen(f"{version}.raw"), screen(f"{version}-exchange-error.raw")
+    assert full.startswith(before)
+    rec = _Recorder(monkeypatch)
+    rec.feed(before)
+    assert rec.session.state == claude_login.State.WAITING_CODE
+    rec.code_sent()
+    rec.feed(full[len(before) :])
+    assert len(rec.failed) == 1 and "OAuth error" in rec.failed[0] and not rec.saved
+    assert ("EAI_AGAIN" in rec.failed[0]) and "\x1b" not in rec.failed[0]
+
+
+def test_an_oauth_error_before_the_code_does_not_count(monkeypatch):
+    rec = _Recorder(monkeypatch)
+    rec.feed(screen("2.1.332.raw") + "OAuth error: stale\r\n")
+    rec.code_sent()
+    rec.feed("\x1b[2K Exchanging…\r\n")
+    assert not rec.failed
+
+
+@pytest.mark.parametrize("ending", ["\x1b[22m", "\r\r\n", " "])
+def test_token_is_taken_only_once_it_has_ended(monkeypatch, ending):
+    token = track_secret("sk-ant-oat01-" + "E" * 90 + "-endAA")
+    rec = _Recorder(monkeypatch)
+    rec.feed(screen("2.1.332.raw"))
+    rec.code_sent()
+    rec.session._on_output("\x1b[2GYour\x1b[7GOAuth\x1b[13Gtoken\r\r\n\x1b[2G\x1b[1m" + token[:40])
+    rec.session._on_output(token[40:-1])
+    assert not rec.saved, "a token cut by a chunk boundary must not be stored"
+    rec.session._on_output(token[-1:])
+    assert not rec.saved
+    rec.session._on_output(ending)
+    assert rec.saved == [token]
+
+
+def test_cleaning_places_words_and_drops_queries():
+    raw = (
+        "\x1b[2GPaste\x1b[8Gcode\x1b[13Ghere\r\r\n\x1b[>0q\x1b[c\x1b_Gi=31,a=q;AAAA\x1b\\\x1b]7501;?\x07ok\x1b[?2026$p"
+    )
+    assert claude_login.clean_terminal_output(raw) == " Paste code here\nok"
+
+
+@pytest.mark.docker
+@pytest.mark.django_db(transaction=True)
+async def test_real_cli_login_screens_inside_the_runtime_image(settings, runtime_image, docker_client):
+    """The production command with the image's real `claude setup-token` (no network: it draws the URL, then the
+    exchange fails): the session reaches the code prompt, sends the code with Enter, and ends on the CLI's error."""
+    import shutil
+
+    if not shutil.which("docker"):
+        pytest.skip("the docker command-line client is not installed")
+    settings.ANYON_CLAUDE_LOGIN_COMMAND = settings.ANYON_CLAUDE_LOGIN_COMMAND.replace(
+        "--network {network}", "--network none"
+    )
+    user = await database_sync_to_async(make_user)("real")
+    comm = communicator(user)
+    try:
+        assert (await comm.connect())[0]
+        await comm.send_to(text_data=json.dumps({"type": "start", "method": "subscription"}))
+        url = (await until(comm, lambda m: m["type"] == "url", timeout=60))["url"]
+        assert url.startswith("https://claude.ai/oauth/authorize?")
+        await until(comm, lambda m: m["type"] == "need_code", timeout=60)
+        await comm.send_to(text_data=json.dumps({"type": "code", "code": "madeUpCode1234#madeUpState5678"}))
+        failed = await until(comm, lambda m: m["type"] == "status" and m["state"] == "error", timeout=60)
+        assert "OAuth error" in failed["message"] and "madeUpCode1234" not in failed["message"]
+        session = claude_login._sessions[user.pk]
+        await eventually(
+            lambda: not docker_client.containers.list(all=True, filters={"name": f"anyon-login-{session.id}"})
+        )
+        await comm.disconnect()
     finally:
         claude_login._sessions.clear()
