@@ -46,10 +46,12 @@ class SealedEgress:
 
     def alive(self) -> bool:
         try:
-            return egress.client().ping()
+            problem = "" if egress.client().ping() else "no answer to ping"
         except EgressError as exc:
-            self._alert(f"attempt {self.attempt.pk}: the egress proxy stopped answering mid-run ({exc})")
-            return False
+            problem = str(exc)
+        if problem:
+            self._alert(f"attempt {self.attempt.pk}: the egress proxy stopped answering mid-run ({problem})")
+        return not problem
 
     def close(self) -> None:
         with contextlib.suppress(EgressError):  # a proxy that is down has no sockets left to close

@@ -306,7 +306,7 @@ class AttemptSession:
         do_finish_run(
             run=run, status=outcome.status, exit_code=end.exit_code, error=outcome.error, session_id=session_id
         )
-        if outcome.status == RunStatus.FAILED and end.exit_code not in (None, 0):
+        if outcome.status == RunStatus.FAILED and end.stopped is None and end.exit_code not in (None, 0):
             do_raise_alert(
                 kind=AlertKind.EXEC_NONZERO_EXIT,
                 message=f"attempt {self.attempt.pk}: {run.title or run.kind} exited with {end.exit_code}",

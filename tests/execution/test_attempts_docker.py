@@ -81,7 +81,7 @@ def test_cleanup_after_cancel(world, docker_client):
     assert_cleaned(attempt, docker_client)
 
 
-def agent_that_prints_the_token_then_waits(world, when_waiting) -> Attempt:
+def agent_that_prints_the_token_then_waits(world, docker_client, when_waiting) -> Attempt:
     """An agent session whose first tool prints the GitHub token (the CLI records it in its session history) and
     whose second waits; ``when_waiting(attempt)`` runs in the background once the second has started."""
     world.api.enqueue(
@@ -92,7 +92,19 @@ def agent_that_prints_the_token_then_waits(world, when_waiting) -> Attempt:
     )
     attempt = world.attempt(plan=[{"kind": "agent", "title": "Claude Code", "argv": AGENT_ARGV, "stdin": "go"}])
 
-    when(lambda: "perl -e 'sleep 60'" in logs(attempt), lambda: when_waiting(attempt))
+    def history_has_the_token() -> bool:
+        """The wait has started and the CLI has written the first tool's output to its session file (2.1.x writes
+        the transcript a moment after the tool ran: acting earlier would leave nothing to mask)."""
+        if "perl -e 'sleep 60'" not in logs(attempt):
+            return False
+        try:
+            container = docker_client.containers.get(container_name(attempt.pk))
+            found = container.exec_run(["sh", "-c", "grep -rlq 'token is ' /home/anyon/.claude/projects"])
+        except docker.errors.APIError:
+            return False
+        return found.exit_code == 0
+
+    when(history_has_the_token, lambda: when_waiting(attempt))
     return attempt
 
 
@@ -105,7 +117,9 @@ def session_history(docker_client, attempt) -> list[str]:
 
 def test_a_cancelled_agent_session_still_has_its_history_masked(world, docker_client):
     """Cancel kills the container mid-agent; a helper container with only the home volume masks the session history."""
-    attempt = agent_that_prints_the_token_then_waits(world, lambda a: do_cancel_attempt(attempt=a, by="alice"))
+    attempt = agent_that_prints_the_token_then_waits(
+        world, docker_client, lambda a: do_cancel_attempt(attempt=a, by="alice")
+    )
     assert run_attempt(attempt.pk) == AttemptStatus.CANCELLED, logs(attempt)
     text = logs(attempt)
     assert "token is ***" in text and "Masked secrets in 1 file(s) of the agent's session history" in text
@@ -118,7 +132,7 @@ def test_a_cancelled_agent_session_still_has_its_history_masked(world, docker_cl
 def test_history_is_masked_even_when_the_container_was_removed_from_outside(world, docker_client):
     """Someone runs ``docker rm -f`` mid-agent: the home volume is still masked, by a throw-away container."""
     attempt = agent_that_prints_the_token_then_waits(
-        world, lambda a: docker_client.containers.get(container_name(a.pk)).remove(force=True)
+        world, docker_client, lambda a: docker_client.containers.get(container_name(a.pk)).remove(force=True)
     )
     assert run_attempt(attempt.pk) == AttemptStatus.FAILED, logs(attempt)
     assert "Masked secrets in 1 file(s) of the agent's session history" in logs(attempt), logs(attempt)

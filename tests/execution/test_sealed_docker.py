@@ -112,10 +112,10 @@ echo '== mounts'; ls -la /run/anyon-secrets; cat /run/anyon-secrets/* 2>/dev/nul
 echo '== files'; grep -rIaoE 'sk-ant-[A-Za-z0-9_-]{{20,}}|gh[pousr]_[A-Za-z0-9]{{30,}}' \\
   /home /workspace /run /etc /tmp /root 2>/dev/null | head -100
 echo '== direct'; curl -sS -m 5 http://127.0.0.1:{evil_port}/direct
-echo '== proxy by ip'; curl -sS -m 5 -p -x http://127.0.0.1:18082 http://127.0.0.1:{evil_port}/by-ip
-echo '== proxy by name'; curl -sS -m 5 -p -x http://127.0.0.1:18082 http://localhost:{evil_port}/by-name
-echo '== proxy plain'; curl -sS -m 5 -x http://127.0.0.1:18082 http://127.0.0.1:{evil_port}/plain
-echo '== metadata'; curl -sS -m 5 -p -x http://127.0.0.1:18082 http://metadata.google.internal/computeMetadata/v1/
+echo '== proxy by ip'; curl -sS -m 5 --noproxy '' -p -x http://127.0.0.1:18082 http://127.0.0.1:{evil_port}/by-ip
+echo '== proxy by name'; curl -sS -m 5 --noproxy '' -p -x http://127.0.0.1:18082 http://localhost:{evil_port}/by-name
+echo '== proxy plain'; curl -sS -m 5 --noproxy '' -x http://127.0.0.1:18082 http://127.0.0.1:{evil_port}/plain
+echo '== metadata'; curl -sS -m 5 --noproxy '' -p -x http://127.0.0.1:18082 http://metadata.google.internal/computeMetadata/v1/
 echo done
 """
 
