@@ -344,6 +344,89 @@ def fan_out(platform: Platform) -> None:
     )
 
 
+def sealed_round_trip(client) -> None:
+    """The real Claude CLI's first answer (its first ``assistant`` event) through the egress proxy against the same
+    CLI talking to the API directly (host network): what sealing costs a Claude round trip. The proxy runs in this
+    process (the same code ``manage.py egress_proxy`` serves), in front of the fake Anthropic API on 127.0.0.1."""
+    import tempfile
+
+    from shared.egress import EgressClient, Grant, HostPort, run
+    from tests.fakes.anthropic_api import FakeAnthropicAPI
+
+    uid = settings.ANYON_CONTAINER_UID
+    folder = Path(tempfile.mkdtemp(prefix="ab-", dir="/tmp"))
+    sockets = folder / "attempt"
+    sockets.mkdir(mode=0o700)
+    os.chown(sockets, uid, uid)
+    control = folder / "control.sock"
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    ready = threading.Event()
+    thread = threading.Thread(
+        target=lambda: loop.run_until_complete(
+            run(control, lambda attempt, service: "sk-ant-api03-" + "r" * 40, stop=stop, on_ready=lambda p: ready.set())
+        ),
+        daemon=True,
+    )
+    thread.start()
+    ready.wait(30)
+    argv = ["claude", "-p", "ping", "--output-format", "stream-json", "--verbose"]
+    quiet = {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "HOME": "/home/anyon"}
+    with FakeAnthropicAPI() as api:
+        grant = Grant(
+            attempt_id="bench", placeholder="anyon-sealed-placeholder", anthropic_url=api.url,
+            internal=[str(HostPort.of_url(api.url))],
+        )  # fmt: skip
+        EgressClient(control).open(grant, sockets, uid=uid, gid=uid)
+        direct = client.containers.run(IMAGE, ["sleep", "infinity"], detach=True, network_mode="host", init=True)
+        sealed = client.containers.run(
+            IMAGE, ["sleep", "infinity"], detach=True, network_mode="none", init=True,
+            volumes={str(sockets): {"bind": "/run/anyon-secrets", "mode": "ro"}},
+        )  # fmt: skip
+        try:
+            client.api.exec_start(client.api.exec_create(sealed.id, ["anyon-egress-bridge"])["Id"])  # listeners up
+
+            def first_answer(container, environment: dict, prefix: list[str]) -> float:
+                exec_id = client.api.exec_create(container.id, [*prefix, *argv], environment=environment)["Id"]
+                started, seen = time.perf_counter(), None
+                for out, _ in client.api.exec_start(exec_id, stream=True, demux=True):
+                    if seen is None and out and b'"type":"assistant"' in out:
+                        seen = time.perf_counter() - started
+                if seen is None:
+                    raise RuntimeError(f"no assistant event: {client.api.exec_inspect(exec_id)}")
+                return seen
+
+            directs, sealeds = [], []
+            for _ in range(max(5, RUNS // 2)):
+                directs.append(
+                    first_answer(direct, {**quiet, "ANTHROPIC_BASE_URL": api.url, "ANTHROPIC_API_KEY": "k" * 20}, [])
+                )
+                sealeds.append(
+                    first_answer(
+                        sealed,
+                        {
+                            **quiet,
+                            "ANTHROPIC_BASE_URL": "http://127.0.0.1:18080",
+                            "ANTHROPIC_API_KEY": "anyon-sealed-placeholder",
+                        },
+                        ["anyon-egress-bridge"],
+                    )
+                )
+        finally:
+            direct.remove(force=True)
+            sealed.remove(force=True)
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(10)
+    emit(
+        "sealed_claude_round_trip",
+        runs=len(directs),
+        direct_p50_s=round(statistics.median(directs), 3),
+        sealed_p50_s=round(statistics.median(sealeds), 3),
+        ratio_p50=round(statistics.median(sealeds) / statistics.median(directs), 3),
+        target_ratio=1.1,
+    )
+
+
 def main() -> None:
     client = docker.from_env(timeout=120)
     client.images.get(IMAGE)
@@ -362,6 +445,8 @@ def main() -> None:
             concurrency(platform, single)
         if not only or "fanout" in only:
             fan_out(platform)
+        if not only or "sealed" in only:
+            sealed_round_trip(client)
     finally:
         platform.stop()
         for container in client.containers.list(
