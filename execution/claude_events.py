@@ -2,6 +2,9 @@
 
 Each stdout line of an agent run is one JSON event: ``system`` (init, with the session id), ``assistant`` (text and
 tool calls), ``user`` (tool results), ``result`` (the end, ``is_error`` when it failed).
+
+Lines are marked with plain ASCII labels (``[tool]``, ``[claude]``, ``->``), not emoji: the log is shown in
+monospace fonts that often lack emoji, where they render as empty boxes.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def render_event(line: str, outcome: AgentOutcome) -> str | None:
         outcome.session_id = str(event["session_id"])[:80]
     if kind == "system":
         if event.get("subtype") == "init":
-            return f"⚙ session started (model {event.get('model', '?')}, cwd {event.get('cwd', '?')})\n"
+            return f"[session] started (model {event.get('model', '?')}, cwd {event.get('cwd', '?')})\n"
         return ""
     if kind in ("assistant", "user"):
         parts = []
@@ -67,14 +70,14 @@ def render_event(line: str, outcome: AgentOutcome) -> str | None:
             if not isinstance(block, dict):
                 continue
             if block.get("type") == "text" and kind == "assistant":
-                parts.append(f"🤖 {_clip(block.get('text', ''))}\n")
+                parts.append(f"[claude] {_clip(block.get('text', ''))}\n")
             elif block.get("type") == "tool_use":
-                parts.append(f"🔧 {_tool_summary(str(block.get('name', 'tool')), block.get('input') or {})}\n")
+                parts.append(f"[tool] {_tool_summary(str(block.get('name', 'tool')), block.get('input') or {})}\n")
             elif block.get("type") == "tool_result":
                 body = block.get("content")
                 if isinstance(body, list):
                     body = " ".join(str(b.get("text", "")) for b in body if isinstance(b, dict))
-                marker = "✗" if block.get("is_error") else "↳"
+                marker = "-> error:" if block.get("is_error") else "->"
                 parts.append(f"   {marker} {_clip(str(body or ''), 500)}\n")
         return "".join(parts)
     if kind == "result":
@@ -87,5 +90,5 @@ def render_event(line: str, outcome: AgentOutcome) -> str | None:
         extra = ", ".join(x for x in (f"{turns} turns" if turns else "", f"${cost:.4f}" if cost else "") if x)
         if outcome.is_error:
             outcome.errors.append(outcome.result_text or str(event.get("subtype")))
-        return f"{'✗' if outcome.is_error else '✓'} {status}{f' ({extra})' if extra else ''}: {outcome.result_text}\n"
+        return f"[{status}]{f' ({extra})' if extra else ''}: {outcome.result_text}\n"
     return ""
