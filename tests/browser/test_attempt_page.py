@@ -7,6 +7,7 @@ import json
 
 import pytest
 from django.contrib.auth.models import User
+from playwright.sync_api import expect
 
 from execution.attempts import do_create_task, do_start_attempt
 from execution.claude_events import AgentOutcome, render_event
@@ -69,8 +70,10 @@ def test_after_a_cancel_the_page_says_the_clone_succeeded_and_nothing_was_record
     page.evaluate("window.__before_end = true")
     LogWriter(attempt.pk).write(None, "system", "Attempt cancelled: Cancelled by the user.\n")
     Attempt.objects.filter(pk=attempt.pk).update(status=AttemptStatus.CANCELLED, error="Cancelled by the user.")
-    page.wait_for_function("() => window.__before_end === undefined", timeout=15_000)  # reloaded
-    page.wait_for_load_state("load")
+    # The socket reports the end and the page reloads itself for the results (expect retries across the reload).
+    expect(note).to_contain_text(
+        "Cancelled after the repository was cloned, before any changes were recorded", timeout=15_000
+    )
+    assert page.evaluate("window.__before_end") is None  # it is the reloaded page that says so
     assert page.get_by_test_id("attempt-status").get_attribute("data-status") == "cancelled"
-    assert "Cancelled after the repository was cloned, before any changes were recorded" in note.inner_text()
     assert "once the repository is cloned" not in page.content()
