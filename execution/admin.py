@@ -6,7 +6,13 @@ from django.contrib import admin, messages
 from django.db.models import Count
 from django.utils.html import format_html
 
-from execution.attempts import AttemptBusy, do_cancel_attempt, do_clean_up_attempt, do_request_delete_attempt
+from execution.attempts import (
+    AttemptBusy,
+    do_cancel_attempt,
+    do_clean_up_attempt,
+    do_request_delete_attempt,
+    local_queue,
+)
 from execution.models import Attempt, AttemptJob, LogRecord, Run, Task
 from execution.prompts import printable
 from shared.docker.engine import DockerEngine, EngineError
@@ -21,6 +27,9 @@ class RunInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # runs are what a worker executed: the record of it, never typed in
 
 
 @admin.display(description="prompt")
@@ -50,7 +59,7 @@ class AttemptAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     search_fields = ("task__title", "task__owner__username", "container_id")
     readonly_fields = (
-        "task", "status", "container_id", "workspace_volume", "branch", "error", "worker", "heartbeat_at",
+        "task", "status", "container", "workspace_volume", "branch", "error", "worker", "heartbeat_at",
         "base_commit", "head_commit", "pr_number", "pr_url", "pr_state", "created_at", "started_at",
         "finished_at", "last_activity_at", "egress_blocked", "masked_log",
     )  # fmt: skip
@@ -68,6 +77,24 @@ class AttemptAdmin(admin.ModelAdmin):
     @admin.display(description="duration")
     def duration_display(self, obj: Attempt):
         return obj.duration or "—"
+
+    @admin.display(description="container")
+    def container(self, obj: Attempt):
+        """The container as the engine knows it now: running or stopped while it exists, plainly "removed" once
+        it is gone (the id alone would read as a live container)."""
+        if not obj.container_id:
+            return "—"
+        short = obj.container_id[:12]
+        if not local_queue(obj):
+            return f"{short} (on the Docker host of queue {obj.queue}; its state is not visible from here)"
+        try:
+            info = DockerEngine().inspect(obj.container_id)
+        except EngineError:
+            return f"{short} (state unknown: the Docker engine did not answer)"
+        if info is None:
+            return format_html('<span data-testid="container-removed">{} (removed)</span>', short)
+        state = info.get("State") or {}
+        return format_html('<span data-testid="container-live">{} ({})</span>', short, state.get("Status") or "exists")
 
     @admin.display(description="log (masked)")
     def masked_log(self, obj: Attempt):

@@ -9,6 +9,9 @@ fields everywhere (ignored), ``system/api_retry`` (shown), ``rate_limit_event`` 
 credential is recognised by its status as well as by its wording). An event of a type not known here is shown
 plainly (type and a clipped JSON body), and a line this module cannot render is shown as it is: never a crash,
 never a lost line.
+
+Lines are marked with plain ASCII labels (``[tool]``, ``[claude]``, ``->``), not emoji: the log is shown in
+monospace fonts that often lack emoji, where they render as empty boxes.
 """
 
 from __future__ import annotations
@@ -97,13 +100,13 @@ def _render(line: str, event, outcome: AgentOutcome) -> str | None:
                 else ""
             )
             model, cwd = _clip(str(event.get("model", "?")), 100), _clip(str(event.get("cwd", "?")), 300)
-            return f"⚙ session started ({version}model {model}, cwd {cwd})\n"
+            return f"[session] started ({version}model {model}, cwd {cwd})\n"
         if subtype == "api_retry":  # 2.1.x: the API failed, the CLI waits and tries again
             status = event.get("error_status") or event.get("error") or "error"
             delay = _number(event.get("retry_delay_ms"))
             wait = f" in {delay / 1000:.1f} s" if delay is not None else ""
             attempt = f"{event.get('attempt', '?')}/{event.get('max_retries', '?')}"
-            return f"↻ API {_clip(str(status), 80)}: retry {_clip(attempt, 40)}{wait}\n"
+            return f"[retry] API {_clip(str(status), 80)}: retry {_clip(attempt, 40)}{wait}\n"
         return ""  # compaction boundaries, hooks, status: the CLI's own bookkeeping
     if kind == "rate_limit_event":  # 2.1.x, subscription users: only a limit that bites is worth a line
         info = event.get("rate_limit_info") if isinstance(event.get("rate_limit_info"), dict) else {}
@@ -120,14 +123,14 @@ def _render(line: str, event, outcome: AgentOutcome) -> str | None:
             if not isinstance(block, dict):
                 continue
             if block.get("type") == "text" and kind == "assistant":
-                parts.append(f"🤖 {_clip(block.get('text', ''))}\n")
+                parts.append(f"[claude] {_clip(block.get('text', ''))}\n")
             elif block.get("type") == "tool_use":
-                parts.append(f"🔧 {_tool_summary(str(block.get('name', 'tool')), block.get('input') or {})}\n")
+                parts.append(f"[tool] {_tool_summary(str(block.get('name', 'tool')), block.get('input') or {})}\n")
             elif block.get("type") == "tool_result":
                 body = block.get("content")
                 if isinstance(body, list):
                     body = " ".join(str(b.get("text", "")) for b in body if isinstance(b, dict))
-                marker = "✗" if block.get("is_error") else "↳"
+                marker = "-> error:" if block.get("is_error") else "->"
                 parts.append(f"   {marker} {_clip(str(body or ''), 500)}\n")
         return "".join(parts)
     if kind == "result":
@@ -152,5 +155,5 @@ def _render(line: str, event, outcome: AgentOutcome) -> str | None:
             if event.get("api_error_status") or event.get("api_error_type"):  # 2.1.x: the API's own verdict
                 api_error = f"API {event.get('api_error_type') or 'error'} ({event.get('api_error_status') or '?'})"
                 outcome.errors.append(_clip(api_error, 200))
-        return f"{'✗' if outcome.is_error else '✓'} {status}{f' ({extra})' if extra else ''}: {outcome.result_text}\n"
+        return f"[{status}]{f' ({extra})' if extra else ''}: {outcome.result_text}\n"
     return _plain(event)

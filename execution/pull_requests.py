@@ -29,16 +29,24 @@ class PullRequest:
     state: str
 
 
-def _explain(status: int, body: dict, head: str, base: str) -> str:
+def _explain(status: int, body: dict, head: str, base: str, repo: str) -> str:
     message = str(body.get("message", ""))
     details = " ".join(str(e.get("message", "")) for e in body.get("errors", []) if isinstance(e, dict))
     if status in (401,):
         return "GitHub rejected the token (401). Connect GitHub again in Settings."
-    if status in (403, 404):
+    if status == 403:
         return (
-            f"GitHub answered {status} ({message or 'no access'}): the token has no permission to open pull "
-            "requests in this repository (classic tokens need the repo scope; fine-grained tokens need Pull "
-            "requests: read and write)."
+            f"GitHub answered 403 ({message or 'forbidden'}): the token has no permission to open pull requests in "
+            f"{repo} (classic tokens need the repo scope; fine-grained tokens need Pull requests: read and write)."
+        )
+    if status == 404:
+        # GitHub answers 404, not 403, when a token may not see a repository: "not found" is all that is known.
+        return (
+            f"GitHub answered 404 ({message or 'Not Found'}) to POST /repos/{repo}/pulls: either there is no "
+            f"repository {repo} at {settings.ANYON_GITHUB_API_URL}, or the connected token cannot see it. Check the "
+            "task's repository URL; that the token's account has access to it (a fine-grained token: the "
+            "repository is among its selected repositories; an organization's repository: the token is authorized "
+            "for its SSO); and that ANYON_GITHUB_API_URL is the API of the GitHub that hosts it."
         )
     if status == 422:
         text = f"{message} {details}".strip()
@@ -78,6 +86,12 @@ def open_pull_request(*, attempt, title: str, body: str, actor: str) -> PullRequ
         data = {}
     if response.status_code != 201:
         raise PullRequestError(
-            _explain(response.status_code, data if isinstance(data, dict) else {}, attempt.branch, task.base_branch)
+            _explain(
+                response.status_code,
+                data if isinstance(data, dict) else {},
+                attempt.branch,
+                task.base_branch,
+                f"{owner}/{repo}",
+            )
         )
     return PullRequest(number=int(data["number"]), url=str(data["html_url"]), state=str(data.get("state", "open")))

@@ -18,7 +18,7 @@ from execution.attempts import (
     do_start_follow_up,
 )
 from execution.forms import FollowUpForm, TaskForm
-from execution.models import Attempt, Task
+from execution.models import Attempt, AttemptStatus, RunKind, RunStatus, Task
 from shared.docker.engine import EngineError
 from shared.lookups import found_or_404
 
@@ -68,17 +68,40 @@ def attempt_start(request: HttpRequest, task_id: int) -> HttpResponse:
     return redirect("attempt-detail", attempt_id=attempt.pk)
 
 
+def changes_note(attempt: Attempt, runs: list) -> str:
+    """What the Changes section says when there is no diff to show: where the attempt really is."""
+    if attempt.base_commit:
+        return "No changes yet." if attempt.is_active else "No changes: the branch has nothing the base branch lacks."
+    if attempt.is_active:
+        return "Changes appear here once the repository is cloned and Claude has worked on it."
+    ended = {
+        AttemptStatus.CANCELLED: "Cancelled",
+        AttemptStatus.TIMED_OUT: "Timed out",
+        AttemptStatus.FAILED: "Failed",
+    }.get(attempt.status, "Ended")
+    if any(run.kind == RunKind.CLONE and run.status == RunStatus.SUCCEEDED for run in runs):
+        return (
+            f"{ended} after the repository was cloned, before any changes were recorded: there is nothing to "
+            "show or open a pull request for."
+        )
+    if attempt.status == AttemptStatus.SUCCEEDED:
+        return "This attempt's steps did not use a repository: there are no changes to show."
+    return f"{ended} before the repository was cloned: there are no changes."
+
+
 @login_required
 def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
     attempt = _attempt(request, attempt_id)
     records = list(attempt.log_records.order_by("-seq")[:HISTORY_ON_PAGE])[::-1]
+    runs = list(attempt.runs.all())
     return render(
         request,
         "execution/attempt_detail.html",
         {
             "attempt": attempt,
             "task": attempt.task,
-            "runs": attempt.runs.all(),
+            "runs": runs,
+            "changes_note": changes_note(attempt, runs),
             "records": records,
             "after_seq": records[-1].seq if records else 0,
             "jobs": attempt.jobs.all(),

@@ -62,19 +62,34 @@ def _timeout() -> float:
     return settings.ANYON_HTTP_TIMEOUT
 
 
+def _check_web_url() -> str:
+    return (
+        f"check ANYON_GITHUB_URL (now {settings.ANYON_GITHUB_URL}): it must be GitHub's web address "
+        "(https://github.com, or your GitHub Enterprise address), not its API address"
+    )
+
+
 def _post_form(url: str, data: dict) -> dict:
+    """A POST to GitHub's web host (the OAuth endpoints). An answer that cannot come from there names the setting
+    that points there."""
+    path = url.removeprefix(settings.ANYON_GITHUB_URL.rstrip("/"))
     try:
         response = requests.post(url, data=data, headers={"Accept": "application/json"}, timeout=_timeout())
     except requests.RequestException as exc:
-        raise ConnectError(f"GitHub could not be reached ({type(exc).__name__}). Try again in a minute.") from exc
+        raise ConnectError(
+            f"GitHub could not be reached ({type(exc).__name__}). Try again in a minute; if that keeps happening, "
+            f"{_check_web_url()}."
+        ) from exc
     if response.status_code >= 500:
         raise ConnectError(f"GitHub answered {response.status_code}. Try again in a minute.")
     try:
         body = response.json()
     except ValueError as exc:
-        raise ConnectError(f"GitHub answered with something that is not JSON (HTTP {response.status_code}).") from exc
+        raise ConnectError(
+            f"{path} answered HTTP {response.status_code} with something other than GitHub's JSON: {_check_web_url()}."
+        ) from exc
     if not isinstance(body, dict):
-        raise ConnectError("GitHub answered with an unexpected document.")
+        raise ConnectError(f"{path} answered with a document GitHub does not send: {_check_web_url()}.")
     return body
 
 
@@ -132,12 +147,16 @@ def get_user(token: str) -> GitHubUser:
         raise InvalidCredential("GitHub rejected the token (401): it is wrong, revoked or expired.")
     if response.status_code == 403:
         raise ConnectError("GitHub refused the request (403): the token may be rate limited or blocked by SSO.")
+    check_api = (
+        f"Check ANYON_GITHUB_API_URL (now {settings.ANYON_GITHUB_API_URL}): https://api.github.com, or "
+        "https://<host>/api/v3 for GitHub Enterprise."
+    )
     if response.status_code != 200:
-        raise ConnectError(f"GitHub answered {response.status_code} to GET /user.")
+        raise ConnectError(f"GitHub answered {response.status_code} to GET /user. {check_api}")
     try:
         login = str(response.json()["login"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise ConnectError("GitHub's answer to GET /user has no login.") from exc
+        raise ConnectError(f"The answer to GET /user is not GitHub's (it has no login). {check_api}") from exc
     scope_header = response.headers.get("X-OAuth-Scopes")
     scopes = [s.strip() for s in (scope_header or "").split(",") if s.strip()]
     return GitHubUser(
@@ -159,7 +178,13 @@ def request_device_code() -> DeviceCode:
         {"client_id": settings.ANYON_GITHUB_CLIENT_ID, "scope": settings.ANYON_GITHUB_OAUTH_SCOPES},
     )
     if "error" in body:
-        raise ConnectError(f"GitHub refused to start sign-in: {body.get('error_description') or body['error']}.")
+        hint = ""
+        if body["error"] in ("unauthorized_client", "incorrect_client_credentials", "device_flow_disabled"):
+            hint = (
+                " Check ANYON_GITHUB_CLIENT_ID: it must be the client ID of a GitHub OAuth or GitHub App with the "
+                "device flow enabled."
+            )
+        raise ConnectError(f"GitHub refused to start sign-in: {body.get('error_description') or body['error']}.{hint}")
     try:
         return DeviceCode(
             device_code=str(body["device_code"]),

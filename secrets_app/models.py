@@ -126,6 +126,8 @@ class GitHubDeviceFlow(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = "GitHub device flow"
+        verbose_name_plural = "GitHub device flows"
         constraints = [
             models.UniqueConstraint(
                 fields=["owner", "session_key"],

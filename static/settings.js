@@ -6,13 +6,88 @@
   const show = (el, on) => { el.hidden = !on; };
 
   // --- live cards ---------------------------------------------------------------------------------------------
+  // A push carries a card as the server renders it now. It is merged into the card on the page, never swapped in,
+  // so a live update never throws away what the user is doing or what the server last told them:
+  //  - elements are updated in place (matched by id, data-testid, name or a form's action, else by tag in order):
+  //    focus, caret and typed text stay where they are;
+  //  - the user's own state is not the server's to reset: whether a <details> or <dialog> is open, the value and
+  //    checked state of form controls (hidden inputs excepted), the text of a <textarea>;
+  //  - messages that answered the user's last request ([role=alert], e.g. a form's errors) stay until the user
+  //    acts again, although a live render, which answers no request, does not carry them.
+  const USER_STATE = { DETAILS: ["open"], DIALOG: ["open"], INPUT: ["value", "checked"], OPTION: ["selected"] };
+  const userOwned = (el, name) =>
+    !(el.nodeName === "INPUT" && el.type === "hidden") && (USER_STATE[el.nodeName] || []).includes(name);
+  const keyOf = (node) => node.nodeType !== 1 ? null
+    : node.id || node.getAttribute("data-testid") || node.getAttribute("name")
+      || (node.nodeName === "FORM" ? node.getAttribute("action") : null) || null;
+  const same = (a, b) => a.nodeType === b.nodeType && a.nodeName === b.nodeName && keyOf(a) === keyOf(b);
+  const keep = (node) => node.nodeType === 1 && node.matches("[role=alert]");
+
+  function morphAttributes(el, fresh) {
+    for (const { name, value } of Array.from(fresh.attributes)) {
+      if (!userOwned(el, name) && el.getAttribute(name) !== value) el.setAttribute(name, value);
+    }
+    for (const { name } of Array.from(el.attributes)) {
+      if (!userOwned(el, name) && !fresh.hasAttribute(name)) el.removeAttribute(name);
+    }
+  }
+
+  function morph(node, fresh) {
+    if (node.nodeType !== 1) {
+      if (node.nodeValue !== fresh.nodeValue) node.nodeValue = fresh.nodeValue;
+      return;
+    }
+    morphAttributes(node, fresh);
+    if (node.nodeName !== "TEXTAREA") morphChildren(node, fresh);
+  }
+
+  function dropUntil(node, end) {  // remove the nodes from node up to (not including) end; alerts stay
+    while (node && node !== end) {
+      const next = node.nextSibling;
+      if (!keep(node)) node.remove();
+      node = next;
+    }
+  }
+
+  function morphChildren(parent, freshParent) {
+    const freshNodes = Array.from(freshParent.childNodes);
+    let cursor = parent.firstChild;
+    freshNodes.forEach((fresh, i) => {
+      let match = null;
+      if (fresh.nodeType !== 1) {
+        match = cursor && same(cursor, fresh) ? cursor : null;  // text is matched in place only
+      } else {
+        // Look ahead for this element, but never past one that a later element will match (it would be dropped).
+        const later = freshNodes.slice(i + 1).filter((n) => n.nodeType === 1);
+        for (let node = cursor; node; node = node.nextSibling) {
+          if (same(node, fresh)) { match = node; break; }
+          if (node.nodeType === 1 && later.some((n) => same(node, n))) break;
+        }
+      }
+      if (match) {
+        dropUntil(cursor, match);
+        morph(match, fresh);
+        cursor = match.nextSibling;
+      } else {
+        parent.insertBefore(fresh, cursor);
+      }
+    });
+    dropUntil(cursor, null);
+  }
+
+  function applyCard(slot, html) {
+    const template = document.createElement("template");
+    template.innerHTML = html.trim();
+    morphChildren(slot, template.content);
+  }
+
   function cardsSocket() {
     const ws = new WebSocket(`${proto}://${location.host}/ws/settings/`);
     ws.onmessage = (event) => {
       const msg = JSON.parse(event.data);
       if (msg.type !== "card") return;
       const slot = document.getElementById(`card-${msg.provider}`);
-      if (slot) slot.innerHTML = msg.html;
+      if (slot) applyCard(slot, msg.html);
     };
     ws.onclose = () => setTimeout(cardsSocket, 2000);
   }
@@ -68,6 +143,8 @@
       show($("[data-cancel-login]"), false);
       setTimeout(() => modal.close(), 1200);
     } else if (msg.type === "error") {
+      // What was in progress ("Checking with Anthropic…") is over: the error replaces it.
+      $("[data-testid=paste-status]").textContent = "";
       error(msg.error);
     }
   }

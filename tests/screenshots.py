@@ -97,7 +97,9 @@ def main() -> None:
         page.get_by_role("button", name="Create task").click()
         page.get_by_role("button", name="Start attempt").click()
         page.wait_for_url(re.compile(r".*/attempts/\d+/$"))
-        page.wait_for_function("() => document.getElementById('log').textContent.includes('🔧 Bash')", timeout=90_000)
+        page.wait_for_function(
+            "() => document.getElementById('log').textContent.includes('[tool] Bash')", timeout=90_000
+        )
         shot("attempt-running", full=True)
         page.wait_for_selector('[data-testid="diff-file"]', timeout=90_000)
         shot("attempt-finished-diff", full=True)

@@ -136,3 +136,68 @@ def test_staff_cannot_point_a_task_at_another_host(db, client):
     )
     task.refresh_from_db()
     assert (task.repo_url, task.base_branch) == ("https://github.com/a/b.git", "main")
+
+
+# --- what staff read (issue 18, item 8) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def staff_client(client):
+    client.force_login(User.objects.create_superuser("ops", "ops@example.com", "ops password 123"))
+    return client
+
+
+def test_model_names_are_spelled_as_the_product_spells_them(staff_client):
+    html = staff_client.get(reverse("admin:index")).content.decode()
+    assert "GitHub device flows" in html and "Git hub" not in html
+    html = staff_client.get(reverse("admin:secrets_app_githubdeviceflow_changelist")).content.decode()
+    assert "Git hub" not in html
+
+
+def test_runs_on_an_attempt_are_a_record_with_nothing_to_add(staff_client, settings):
+    settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
+    owner = User.objects.create_user("runner", password="runner password 123")
+    task = do_create_task(owner=owner, title="t", repo_url="https://github.com/acme/a", base_branch="main", prompt="p")
+    attempt = do_start_attempt(task=task, enqueue=False)
+    Run.objects.create(attempt=attempt, kind=RunKind.CLONE, title="Clone repository", argv=["git"])
+    html = staff_client.get(reverse("admin:execution_attempt_change", args=[attempt.pk])).content.decode()
+    assert "Clone repository" in html
+    # The "Add another Run" link is drawn by the admin's script when the formset may grow: it may not.
+    assert 'name="runs-MAX_NUM_FORMS" value="0"' in html and "empty-form" not in html
+
+
+class FakeHarness:
+    containers: dict[str, dict] = {}
+
+    def inspect(self, container_id: str):
+        return self.containers.get(container_id)
+
+
+@pytest.mark.parametrize(
+    ("known", "queue", "shown"),
+    [
+        ({}, "", "c0ffee000000 (removed)"),
+        ({"c0ffee0000001234": {"State": {"Status": "running", "Running": True}}}, "", "c0ffee000000 (running)"),
+        ({"c0ffee0000001234": {"State": {"Status": "exited", "Running": False}}}, "", "c0ffee000000 (exited)"),
+        ({}, "host-b", "c0ffee000000 (on the Docker host of queue host-b; its state is not visible from here)"),
+    ],
+)
+def test_a_container_id_says_whether_the_container_still_exists(staff_client, monkeypatch, known, queue, shown):
+    monkeypatch.setattr("execution.admin.DockerHarness", FakeHarness)
+    monkeypatch.setattr(FakeHarness, "containers", known)
+    owner = User.objects.create_user("boxes", password="boxes password 123")
+    task = do_create_task(owner=owner, title="t", repo_url="https://github.com/acme/a", base_branch="main", prompt="p")
+    attempt = do_start_attempt(task=task, enqueue=False)
+    attempt.__class__.objects.filter(pk=attempt.pk).update(container_id="c0ffee0000001234", queue=queue)
+    html = staff_client.get(reverse("admin:execution_attempt_change", args=[attempt.pk])).content.decode()
+    assert shown in html
+
+
+def test_a_container_id_without_an_engine_to_ask_says_so(staff_client, settings):
+    settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
+    owner = User.objects.create_user("noengine", password="noengine password 123")
+    task = do_create_task(owner=owner, title="t", repo_url="https://github.com/acme/a", base_branch="main", prompt="p")
+    attempt = do_start_attempt(task=task, enqueue=False)
+    attempt.__class__.objects.filter(pk=attempt.pk).update(container_id="c0ffee0000001234")
+    html = staff_client.get(reverse("admin:execution_attempt_change", args=[attempt.pk])).content.decode()
+    assert "c0ffee000000 (state unknown: the Docker engine did not answer)" in html

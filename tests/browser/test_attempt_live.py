@@ -47,7 +47,9 @@ def test_attempt_logs_arrive_live(page, asgi_server, session_github, worker_fact
         log = page.get_by_test_id("log")
         status = page.get_by_test_id("attempt-status")
         # The tool call shows up while the attempt is still running (the tool itself takes four seconds).
-        page.wait_for_function("() => document.getElementById('log').textContent.includes('🔧 Bash')", timeout=60_000)
+        page.wait_for_function(
+            "() => document.getElementById('log').textContent.includes('[tool] Bash')", timeout=60_000
+        )
         assert status.get_attribute("data-status") == "running"
         assert page.get_by_test_id("live-state").inner_text() == "live"
         page.screenshot(path=str(ARTIFACTS / "attempt-running.png"), full_page=True)

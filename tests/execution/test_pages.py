@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from execution.attempts import do_create_task, do_start_attempt
-from execution.models import Attempt, AttemptStatus, LogRecord, Task
+from execution.models import Attempt, AttemptStatus, LogRecord, Run, RunKind, Task
 
 
 @pytest.fixture
@@ -63,6 +63,36 @@ def test_attempt_page_shows_logs_and_runs(alice_client, task):
     html = alice_client.get(f"/attempts/{attempt.pk}/").content.decode()
     assert "hello &lt;b&gt;world&lt;/b&gt;" in html and 'data-after="1"' in html
     assert 'data-status="queued"' in html
+
+
+@pytest.mark.parametrize(
+    ("status", "clone", "expected"),
+    [
+        ("cancelled", "succeeded", "Cancelled after the repository was cloned, before any changes were recorded"),
+        ("timed_out", "succeeded", "Timed out after the repository was cloned"),
+        ("cancelled", "cancelled", "Cancelled before the repository was cloned"),
+        ("failed", "failed", "Failed before the repository was cloned"),
+        ("failed", None, "Failed before the repository was cloned"),
+    ],
+)
+def test_an_ended_attempt_without_results_says_where_it_stopped(alice_client, task, status, clone, expected):
+    """Issue 18, item 3: after a cancel the clone had succeeded, yet the page promised changes "once the repository
+    is cloned"."""
+    attempt = do_start_attempt(task=task, enqueue=False)
+    if clone:
+        Run.objects.create(attempt=attempt, kind=RunKind.CLONE, title="Clone repository", status=clone, exit_code=0)
+    Attempt.objects.filter(pk=attempt.pk).update(status=status)
+    html = alice_client.get(f"/attempts/{attempt.pk}/").content.decode()
+    assert expected in html
+    assert "once the repository is cloned" not in html and "Create pull request" not in html
+
+
+def test_an_active_attempt_still_promises_its_changes(alice_client, task):
+    attempt = do_start_attempt(task=task, enqueue=False)
+    assert (
+        "Changes appear here once the repository is cloned"
+        in alice_client.get(f"/attempts/{attempt.pk}/").content.decode()
+    )
 
 
 def test_other_users_tasks_and_attempts_are_404(client, task, db, settings):

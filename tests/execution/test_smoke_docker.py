@@ -47,7 +47,7 @@ def test_clone_and_claude_succeed_with_injected_credentials(world, github, repo)
     assert expected in git_auth
     assert runs[2].session_id  # kept for follow-ups
     agent = logs(attempt, "agent")
-    assert "🤖 pong" in agent and "✓ done" in agent
+    assert "[claude] pong" in agent and "[done]" in agent
     assert "Cloning into '/workspace'" in logs(attempt, "stderr")
     assert not secret_dir.secret_dir_path(attempt.pk).exists()
     purposes = set(SecretAccess.objects.filter(attempt_id=attempt.pk).values_list("provider", "outcome"))
@@ -77,7 +77,7 @@ def test_agent_output_is_masked_and_a_cli_error_fails_the_run(world, github, rep
     assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
     text = logs(attempt)
     assert world.claude_token not in text and world.github_token not in text
-    assert "🔧 Bash: echo" in text and "token is ***" in text and "I saw *** and ***" in text
+    assert "[tool] Bash: echo" in text and "token is ***" in text and "I saw *** and ***" in text
     # The CLI's own session history (kept in the home volume for --resume) held both values: masked there too.
     assert "Masked secrets in 1 file(s) of the agent's session history" in text
     attempt.refresh_from_db()

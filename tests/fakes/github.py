@@ -59,6 +59,8 @@ class FakeGitHub(FakeHTTPServer):
         self.device_script: list[str] = ["pending", "success"]
         self.device_login = "octocat"
         self.pulls: list[dict] = []
+        #: Fixed answers by (method, path), before anything else: e.g. what a wrong ANYON_GITHUB_URL reaches.
+        self.replies: dict[tuple[str, str], Reply] = {}
         self._repos = tempfile.TemporaryDirectory(prefix="fake-github-repos-")
         self.repos_root = Path(self._repos.name)
 
@@ -86,6 +88,8 @@ class FakeGitHub(FakeHTTPServer):
         return token
 
     def handle(self, request: Recorded) -> Reply:
+        if (request.method, request.path) in self.replies:
+            return self.replies[request.method, request.path]
         if request.method == "POST" and request.path == "/login/device/code":
             return self._device_code(request)
         if request.method == "POST" and request.path == "/login/oauth/access_token":

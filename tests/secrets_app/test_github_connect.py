@@ -17,6 +17,7 @@ from secrets_app.github_connect import (
 from secrets_app.models import DeviceFlowStatus, GitHubDeviceFlow, Kind, Secret, SecretState
 from secrets_app.secret_store import fetch_secret
 from tests.fakes.github import classic_token, fine_grained_token
+from tests.fakes.http_server import Reply
 
 # --- PAT ---------------------------------------------------------------------------------------------------
 
@@ -87,6 +88,29 @@ def test_malformed_pat_never_reaches_github(github, alice, raw, message):
 def test_github_unreachable_is_a_clear_error(settings, alice):
     settings.ANYON_GITHUB_API_URL = "http://127.0.0.1:9"  # discard port: nothing listens
     with pytest.raises(ConnectError, match="could not be reached"):
+        do_connect_pat(owner=alice, raw_token=classic_token())
+
+
+@pytest.mark.parametrize(
+    ("reply", "setting"),
+    [
+        (Reply(401, "<html>Unauthorized</html>", {"Content-Type": "text/html"}), "ANYON_GITHUB_URL"),
+        (Reply(200, ["not", "an", "object"]), "ANYON_GITHUB_URL"),
+        (Reply(200, {"error": "unauthorized_client", "error_description": "x"}), "ANYON_GITHUB_CLIENT_ID"),
+    ],
+)
+def test_device_flow_against_the_wrong_server_names_the_setting(github, alice, reply, setting):
+    """Issue 18, item 5: not "something that is not JSON (HTTP 401)" alone, but which setting to check."""
+    github.replies[("POST", "/login/device/code")] = reply
+    with pytest.raises(ConnectError, match=setting) as caught:
+        do_start_device_flow(owner=alice, session_key="s")
+    if setting == "ANYON_GITHUB_URL":
+        assert f"(now {github.url})" in str(caught.value) and "/login/device/code" in str(caught.value)
+
+
+def test_get_user_answering_other_than_github_names_the_api_setting(github, alice, settings):
+    settings.ANYON_GITHUB_API_URL = github.url  # the web address where the API address belongs
+    with pytest.raises(ConnectError, match="ANYON_GITHUB_API_URL"):
         do_connect_pat(owner=alice, raw_token=classic_token())
 
 

@@ -1,0 +1,79 @@
+"""The attempt page in real Chromium with its live log socket connected, without Docker: the test writes the log
+records and the status a worker would, and the page follows them over the websocket."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import expect
+
+from execution.attempts import do_create_task, do_start_attempt
+from execution.claude_events import AgentOutcome, render_event
+from execution.log_writer import LogWriter
+from execution.models import Attempt, AttemptStatus, Run, RunKind, RunStatus
+from tests.fixtures.browser import login
+
+pytestmark = pytest.mark.browser
+
+# Emoji and other pictographs: what a monospace font without an emoji fallback draws as an empty box.
+PICTOGRAPH = "/[\\p{Extended_Pictographic}\\p{Emoji_Presentation}\\u{FE0F}]/u"
+
+AGENT_EVENTS = [
+    {"type": "system", "subtype": "init", "model": "claude-x", "cwd": "/workspace", "session_id": "s-1"},
+    {"type": "assistant", "message": {"content": [{"type": "text", "text": "Let me look."}]}},
+    {"type": "assistant", "message": {"content": [{"type": "tool_use", "name": "Bash", "input": {"command": "ls"}}]}},
+    {"type": "user", "message": {"content": [{"type": "tool_result", "content": "README.md"}]}},
+    {"type": "user", "message": {"content": [{"type": "tool_result", "content": "denied", "is_error": True}]}},
+    {"type": "assistant", "message": {"content": [{"type": "tool_use", "name": "Edit", "input": {"file_path": "a"}}]}},
+    {"type": "result", "subtype": "success", "result": "Done.", "num_turns": 3, "total_cost_usd": 0.02},
+]
+
+
+def running_attempt(page, asgi_server, name: str):
+    user = User.objects.create_user(name, password=f"{name} password 123")
+    task = do_create_task(owner=user, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
+    attempt = do_start_attempt(task=task, enqueue=False)
+    Attempt.objects.filter(pk=attempt.pk).update(status=AttemptStatus.RUNNING)
+    clone = Run.objects.create(attempt=attempt, kind=RunKind.CLONE, title="Clone repository", exit_code=0)
+    Run.objects.filter(pk=clone.pk).update(status=RunStatus.SUCCEEDED)
+    login(page, asgi_server.url, name, f"{name} password 123")
+    page.goto(f"{asgi_server.url}/attempts/{attempt.pk}/")
+    page.wait_for_function("() => document.getElementById('live-state').textContent === 'live'")
+    return attempt
+
+
+def test_the_live_log_shows_tool_lines_without_emoji(page, asgi_server, transactional_db):
+    """Issue 18, item 6: the agent's lines arrive over the socket and their markers are glyphs every font has."""
+    attempt = running_attempt(page, asgi_server, "icons")
+    agent = Run.objects.create(attempt=attempt, kind=RunKind.AGENT, title="Claude Code")
+    writer = LogWriter(attempt.pk)
+    outcome = AgentOutcome()
+    for event in AGENT_EVENTS:
+        writer.write(agent.pk, "agent", render_event(json.dumps(event), outcome))
+    writer.close()
+    page.wait_for_function("() => document.getElementById('log').textContent.includes('[done] (3 turns')")
+    text = page.get_by_test_id("log").inner_text()
+    assert "[tool] Bash: ls" in text and "[tool] Edit: a" in text and "[claude] Let me look." in text
+    found = page.evaluate(f"() => document.getElementById('log').textContent.match({PICTOGRAPH}g)")
+    assert found is None, found
+    assert page.evaluate(f"() => {PICTOGRAPH}.test('\\u{{1F527}} Bash')")  # the check does see the old icon
+
+
+def test_after_a_cancel_the_page_says_the_clone_succeeded_and_nothing_was_recorded(page, asgi_server, transactional_db):
+    """Issue 18, item 3: the clone succeeded, then the user cancelled; the page reloads at the end (the socket says
+    so) and tells what happened instead of "Changes appear here once the repository is cloned…"."""
+    attempt = running_attempt(page, asgi_server, "canceller")
+    note = page.get_by_test_id("changes-note")
+    assert "once the repository is cloned" in note.inner_text()  # still running: the promise holds
+    page.evaluate("window.__before_end = true")
+    LogWriter(attempt.pk).write(None, "system", "Attempt cancelled: Cancelled by the user.\n")
+    Attempt.objects.filter(pk=attempt.pk).update(status=AttemptStatus.CANCELLED, error="Cancelled by the user.")
+    # The socket reports the end and the page reloads itself for the results (expect retries across the reload).
+    expect(note).to_contain_text(
+        "Cancelled after the repository was cloned, before any changes were recorded", timeout=15_000
+    )
+    assert page.evaluate("window.__before_end") is None  # it is the reloaded page that says so
+    assert page.get_by_test_id("attempt-status").get_attribute("data-status") == "cancelled"
+    assert "once the repository is cloned" not in page.content()
