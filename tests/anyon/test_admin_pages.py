@@ -166,7 +166,7 @@ def test_runs_on_an_attempt_are_a_record_with_nothing_to_add(staff_client, setti
     assert 'name="runs-MAX_NUM_FORMS" value="0"' in html and "empty-form" not in html
 
 
-class FakeHarness:
+class FakeEngineInspect:
     containers: dict[str, dict] = {}
 
     def inspect(self, container_id: str):
@@ -183,8 +183,8 @@ class FakeHarness:
     ],
 )
 def test_a_container_id_says_whether_the_container_still_exists(staff_client, monkeypatch, known, queue, shown):
-    monkeypatch.setattr("execution.admin.DockerHarness", FakeHarness)
-    monkeypatch.setattr(FakeHarness, "containers", known)
+    monkeypatch.setattr("execution.admin.DockerEngine", FakeEngineInspect)
+    monkeypatch.setattr(FakeEngineInspect, "containers", known)
     owner = User.objects.create_user("boxes", password="boxes password 123")
     task = do_create_task(owner=owner, title="t", repo_url="https://github.com/acme/a", base_branch="main", prompt="p")
     attempt = do_start_attempt(task=task, enqueue=False)

@@ -21,7 +21,7 @@ IDLE = (
     "readinto (socket",
     "get (queue",
     "(multiprocessing/",
-    "wait (anyon/wakeups.py",
+    "wait (shared/wakeups/sockets.py",
 )
 
 

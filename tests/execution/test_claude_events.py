@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from execution.claude_events import AgentOutcome, render_event
-from execution.runner import CLAUDE_AUTH_ERROR
+from execution.runner.outcomes import CLAUDE_AUTH_ERROR
 
 TRANSCRIPTS = Path(__file__).resolve().parents[1] / "fixtures" / "transcripts"
 VERSIONS = ("2.0.31", "2.1.332")
@@ -26,16 +26,16 @@ def test_tool_use_transcript(version):
     rendered, outcome, events = replay(version, "tool_use")
     assert None not in rendered, "every line of a real transcript is an event"
     text = "".join(rendered)
-    assert f"⚙ session started (Claude Code {version}, model {events[0]['model']}, cwd /workspace)" in text
-    assert "🤖 On it.\n" in text
-    assert "🔧 Bash: echo transcript > note.txt && cat note.txt\n" in text
-    assert "   ↳ transcript\n" in text
+    assert f"[session] started (Claude Code {version}, model {events[0]['model']}, cwd /workspace)" in text
+    assert "[claude] On it.\n" in text
+    assert "[tool] Bash: echo transcript > note.txt && cat note.txt\n" in text
+    assert "   -> transcript\n" in text
     assert outcome.result_seen and not outcome.is_error and not outcome.errors
     assert outcome.result_text == "Wrote note.txt."
     assert outcome.session_id == events[0]["session_id"]
     done = rendered[-1]
     cost = events[-1]["total_cost_usd"]
-    assert done.startswith(f"✓ done (2 turns, ${cost:.4f}, ") and done.endswith(": Wrote note.txt.\n")
+    assert done.startswith(f"[done] (2 turns, ${cost:.4f}, ") and done.endswith(": Wrote note.txt.\n")
     for model in events[-1]["modelUsage"]:  # model and cost: what the attempt page shows of the run
         assert model in done
 
@@ -58,7 +58,7 @@ def test_rejected_credential_is_recognised(version, name):
     assert None not in rendered
     assert outcome.result_seen and outcome.is_error
     assert CLAUDE_AUTH_ERROR.search("; ".join(outcome.errors)), outcome.errors
-    assert rendered[-1].startswith("✗ error")
+    assert rendered[-1].startswith("[error]")
     if version != "2.0.31":  # 2.1.x also says so in fields, whatever the wording
         assert "API authentication_error (401)" in outcome.errors
     assert json.loads(json.dumps(events[-1]))["is_error"] is True
@@ -79,7 +79,7 @@ def test_new_events_of_2_1():
     assert outcome.result_text == "pong" and not outcome.is_error
     rendered, _, events = replay("2.1.332", "oauth_auth_failure")
     retries = [r for r, e in zip(rendered, events, strict=True) if e.get("subtype") == "api_retry"]
-    assert retries and retries[0].startswith("↻ API 401: retry 1/10 in ")
+    assert retries and retries[0].startswith("[retry] API 401: retry 1/10 in ")
 
 
 def test_a_rate_limit_that_bites_is_shown():
