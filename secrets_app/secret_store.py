@@ -57,8 +57,9 @@ def do_store_secret(
         raise ValueError("an empty secret cannot be stored")
     now = timezone.now()
     with transaction.atomic():
+        # The replaced credential's ciphertext goes too, as when it is revoked: it is never needed again.
         Secret.objects.filter(owner=owner, provider=provider, kind=kind, state=SecretState.ACTIVE).update(
-            state=SecretState.REVOKED, state_reason="replaced by a newer credential", updated_at=now
+            state=SecretState.REVOKED, state_reason="replaced by a newer credential", value="", updated_at=now
         )
         secret = Secret.objects.create(
             owner=owner,
@@ -79,16 +80,18 @@ def do_store_secret(
 
 def do_revoke_secret(*, secret: Secret, actor: str, reason: str = "disconnected") -> None:
     """Revoke (disconnect) one secret. The ciphertext is dropped too: a revoked credential is never needed again."""
-    Secret.objects.filter(pk=secret.pk).update(
-        state=SecretState.REVOKED, state_reason=f"{reason} by {actor}"[:255], value="", updated_at=timezone.now()
-    )
+    with transaction.atomic():
+        Secret.objects.filter(pk=secret.pk).update(
+            state=SecretState.REVOKED, state_reason=f"{reason} by {actor}"[:255], value="", updated_at=timezone.now()
+        )
     logger.info("secret %s revoked by %s", secret.pk, actor)
     wake_settings_viewers(user_id=secret.owner_id, provider=secret.provider)
 
 
 def do_mark_secret_state(*, secret: Secret, state: str, reason: str) -> None:
     """Record what validation found out (expired, invalid) so the cards and notices show it."""
-    Secret.objects.filter(pk=secret.pk).update(state=state, state_reason=reason[:255], updated_at=timezone.now())
+    with transaction.atomic():
+        Secret.objects.filter(pk=secret.pk).update(state=state, state_reason=reason[:255], updated_at=timezone.now())
     wake_settings_viewers(user_id=secret.owner_id, provider=secret.provider)
 
 

@@ -111,6 +111,7 @@ class AttemptSession:
         status = {AttemptStatus.SUCCEEDED: JobStatus.SUCCEEDED, AttemptStatus.CANCELLED: JobStatus.CANCELLED}.get(
             final, JobStatus.FAILED
         )
+        error = self.masker.mask(error)
         self.say(f"{job.get_kind_display()} {status}" + (f": {error}" if error else ""))
         self.writer.close()
         do_finish_job(job=job, status=status, error=error)
@@ -199,6 +200,7 @@ class AttemptSession:
             finally:  # the secret dir goes whatever the scrub met
                 self._clean_up(wrote_secrets)
             do_touch_attempt(attempt=self.attempt)
+        error = self.masker.mask(error)
         if initial:
             label = final.replace("_", " ")
             self.say(f"Attempt {label}: {error}" if error else f"Attempt {label}")
@@ -302,6 +304,7 @@ class AttemptSession:
         if end.stopped is None and not end.failure and end.agent is not None and end.agent.is_error:
             self._agent_error(end)
         outcome = step_outcome(end)
+        outcome.error = self.masker.mask(outcome.error)  # every field that can hold output is stored masked
         session_id = end.agent.session_id if end.agent is not None else ""
         do_finish_run(
             run=run, status=outcome.status, exit_code=end.exit_code, error=outcome.error, session_id=session_id

@@ -136,6 +136,9 @@ class ExecStream:
         for line in lines:
             if not line.strip():
                 continue
+            # Masked before rendering: the rendering clips long fields, and a secret cut in two by a clip would
+            # no longer match (its first part would stay readable). The result text and errors come out masked too.
+            line = self.masker.mask(line)
             rendered = render_event(line, outcome)
             if rendered is None:
                 self.writer.write(run.pk, LogStream.STDOUT, masker.feed(line + "\n"))

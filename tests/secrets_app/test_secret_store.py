@@ -39,11 +39,15 @@ def test_round_trip_and_ciphertext_at_rest(alice, provider, kind, make):
 
 
 def test_one_active_secret_per_kind_new_one_revokes_old(alice):
-    first = do_store_secret(owner=alice, provider="github", kind="pat", value=classic_token())
+    first_value = classic_token()
+    first = do_store_secret(owner=alice, provider="github", kind="pat", value=first_value)
+    first_ciphertext = raw_column(first.pk)
     second_value = classic_token()
     second = do_store_secret(owner=alice, provider="github", kind="pat", value=second_value)
     first.refresh_from_db()
     assert first.state == SecretState.REVOKED and second.state == SecretState.ACTIVE
+    # The replaced credential's ciphertext is gone, as after a revoke: nothing left that a key could open.
+    assert first.value == "" and raw_column(first.pk) != first_ciphertext
     assert fetch_secret(owner=alice, provider="github", purpose="t", actor="a").value == second_value
     with pytest.raises(IntegrityError), transaction.atomic():
         Secret.objects.create(owner=alice, provider="github", kind="pat", value="x", fingerprint="")

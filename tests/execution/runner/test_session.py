@@ -132,3 +132,25 @@ def test_cancel_and_timeout_kill_the_container_and_end_the_step(alice, claude_to
     expected = AttemptStatus.CANCELLED if reason == "cancel" else AttemptStatus.TIMED_OUT
     assert status == expected and engine.killed
     assert text(attempt, "stdout").count("tick") < 100
+
+
+def test_a_token_in_the_agents_result_is_masked_before_any_cut_and_in_every_stored_error(alice, claude_token):
+    """The CLI's result text goes into the log, Run.error and Attempt.error: a token in it is masked everywhere,
+    also where the rendering clips the text (2000 characters) right through the token."""
+    from tests.fakes.github import classic_token
+
+    token = classic_token()  # a token-shaped string nobody told the masker about
+    result = "x" * 1980 + token + " and " + claude_token  # the clip at 2000 cuts the token after 20 characters
+    refused = {"type": "result", "is_error": True, "result": result}
+    engine = FakeEngine(lambda argv: ScriptedExec(agent_events(refused)) if "claude" in argv else None)
+    status, attempt = run(alice, engine, [AGENT_STEP])
+    assert status == AttemptStatus.FAILED
+    run_row = Run.objects.get(attempt=attempt, kind="agent")
+    for stored in (
+        text_of := text(attempt),
+        run_row.error,
+        attempt.error,
+        Alert.objects.get(kind="claude_cli_error").message,
+    ):
+        assert token[:12] not in stored and claude_token[:16] not in stored, stored[-200:]
+    assert "***" in text_of
