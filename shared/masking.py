@@ -66,6 +66,7 @@ def secret_variants(value: str) -> set[str]:
         variants.add(quote(piece, safe=""))
         variants.add(json.dumps(piece)[1:-1])
         variants.update(_base64_forms(raw))
+        variants.update((raw.hex(), raw.hex().upper()))  # xxd -p, od, hexdump: a common way to smuggle text
     return {v for v in variants if len(v) >= MIN_SECRET_LENGTH}
 
 

@@ -82,6 +82,7 @@ def output_with_secrets(draw):
             st.one_of(
                 st.sampled_from(secrets),
                 st.sampled_from([base64.b64encode(v.encode()).decode() for v in secrets]),
+                st.sampled_from([v.encode().hex() for v in secrets] + [v.encode().hex().upper() for v in secrets]),
                 st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30),
                 st.just("\n"),
             ),
@@ -110,6 +111,7 @@ def test_no_secret_survives_any_chunking(case):
     for secret in secrets:
         assert secret not in out
         assert base64.b64encode(secret.encode()).decode()[:-4] not in out
+        assert secret.encode().hex() not in out.lower()
     # Nothing but secrets was lost: removing the masks from both sides leaves the same non-secret text.
     original = "".join(chunks)
     assert original.count("\n") == out.count("\n")
