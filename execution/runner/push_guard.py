@@ -7,7 +7,7 @@ import codecs
 
 from django.conf import settings
 
-from execution.runner.workspace import EXEC_ENV
+from execution.runner.workspace import exec_environment
 from shared.docker.engine import DockerEngine, ExecResult
 from shared.masking import Masker
 
@@ -26,7 +26,7 @@ def refusal(*, engine: DockerEngine, container_id: str, masker: Masker) -> str:
     overlap = max(masker.max_variant, 300)  # a value split across two chunks is still found
     tail, found = "", ""
     for stream, data in engine.exec_stream(
-        container_id, UNPUSHED, result, environment=EXEC_ENV, user=str(settings.ANYON_CONTAINER_UID)
+        container_id, UNPUSHED, result, environment=exec_environment(), user=str(settings.ANYON_CONTAINER_UID)
     ):
         if stream != "stdout" or found:
             continue  # read to the end either way: the exec's exit code is only known then

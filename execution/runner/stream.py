@@ -17,7 +17,7 @@ from execution.claude_events import AgentOutcome, render_event
 from execution.log_writer import LogWriter
 from execution.models import LogStream, Run
 from execution.runner.outcomes import ExecEnd
-from execution.runner.workspace import EXEC_ENV
+from execution.runner.workspace import exec_environment
 from execution.steps import StopReason
 from shared.docker.engine import DockerEngine, EngineError, ExecResult
 from shared.masking import Masker, StreamMasker
@@ -46,7 +46,7 @@ class ExecStream:
                     self.container_id,
                     argv,
                     result,
-                    environment=EXEC_ENV,
+                    environment=exec_environment(),
                     user=str(settings.ANYON_CONTAINER_UID),
                     stdin=stdin,
                 ):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -14,7 +15,11 @@ from shared.masking import Masker
 
 logger = logging.getLogger(__name__)
 
-EXEC_ENV = {"HOME": "/home/anyon"}
+
+def exec_environment() -> dict[str, str]:
+    """The environment of every exec (visible in ``docker inspect`` of the exec: nothing secret). git's credential
+    helper offers the token to the configured GitHub host only."""
+    return {"HOME": "/home/anyon", "ANYON_GIT_CREDENTIAL_HOSTS": urlsplit(settings.ANYON_GITHUB_URL).netloc}
 
 
 @dataclass
@@ -31,7 +36,11 @@ class WorkspaceGit:
 
     def git(self, *args: str, limit: int = 64 * 1024) -> tuple[int | None, str, bool]:
         return self.engine.exec_capture(
-            self.container_id, ["git", *args], limit=limit, environment=EXEC_ENV, user=str(settings.ANYON_CONTAINER_UID)
+            self.container_id,
+            ["git", *args],
+            limit=limit,
+            environment=exec_environment(),
+            user=str(settings.ANYON_CONTAINER_UID),
         )
 
     def head(self) -> str:

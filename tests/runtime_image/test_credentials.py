@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -189,8 +190,9 @@ def test_git_authenticates_with_the_injected_token(
         ["git", "-C", "/workspace/demo", "fetch", "--quiet", "origin"],
     ]
     exec_ids = []
+    hosts = {"ANYON_GIT_CREDENTIAL_HOSTS": urlsplit(server.url).netloc}  # what the worker sets on every exec
     for argv in steps:
-        result = run_exec(docker_client, container, ["anyon-exec", *argv])
+        result = run_exec(docker_client, container, ["anyon-exec", *argv], environment=hosts)
         exec_ids.append(result.exec_id)
         assert result.exit_code == 0, f"{argv}: {result.stderr}"
         if argv[1] == "ls-remote":
@@ -215,7 +217,10 @@ def test_git_is_refused_without_the_token(
     server, _token = git_remote
     files = {"github_token": fake_github_token()} if secret == "wrong" else {}
     container = container_factory(runtime_image, network_mode="host", volumes=secrets_volume(secret_dir(**files)))
-    result = run_exec(docker_client, container, ["anyon-exec", "git", "ls-remote", server.url], timeout=60)
+    hosts = {"ANYON_GIT_CREDENTIAL_HOSTS": urlsplit(server.url).netloc}
+    result = run_exec(
+        docker_client, container, ["anyon-exec", "git", "ls-remote", server.url], timeout=60, environment=hosts
+    )
     assert result.exit_code != 0
     expected = "Authentication failed" if secret == "wrong" else "could not read Username"
     assert expected in result.stderr
@@ -224,7 +229,7 @@ def test_git_is_refused_without_the_token(
 
 
 def test_credential_helper_scope(docker_client, runtime_image, container_factory, secret_dir):
-    """The token goes out over https, or over plain http only to loopback; ANYON_GIT_CREDENTIAL_HOSTS narrows it."""
+    """The token goes only to ANYON_GIT_CREDENTIAL_HOSTS (none when unset), over https, or plain http to loopback."""
     token = fake_github_token()
     container = container_factory(runtime_image, volumes=secrets_volume(secret_dir(github_token=token)))
     digest = hashlib.sha256(f"username=x-access-token\npassword={token}\n".encode()).hexdigest()
@@ -242,13 +247,15 @@ def test_credential_helper_scope(docker_client, runtime_image, container_factory
         assert result.exit_code == 0, result.stderr
         return result.stdout.split()[0]
 
-    assert ask("https", "github.com") == digest
-    assert ask("http", "127.0.0.1:8080") == digest
-    assert ask("http", "localhost") == digest
-    assert ask("http", "github.com") == empty
-    assert ask("http", "10.1.2.3:80") == empty
-    assert ask("ssh", "github.com") == empty
-    assert ask("https", "github.com", hosts="github.com") == digest
+    everywhere = "github.com 127.0.0.1:8080 localhost 10.1.2.3:80"
+    assert ask("https", "github.com") == empty  # no host list: nothing is offered
+    assert ask("https", "github.com", hosts="") == empty
+    assert ask("https", "github.com", hosts=everywhere) == digest
+    assert ask("http", "127.0.0.1:8080", hosts=everywhere) == digest
+    assert ask("http", "localhost", hosts=everywhere) == digest
+    assert ask("http", "github.com", hosts=everywhere) == empty
+    assert ask("http", "10.1.2.3:80", hosts=everywhere) == empty
+    assert ask("ssh", "github.com", hosts=everywhere) == empty
     assert ask("https", "evil.example", hosts="github.com, ghe.example") == empty
     store = run_exec(
         docker_client,
