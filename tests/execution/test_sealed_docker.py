@@ -203,3 +203,44 @@ def test_without_a_running_proxy_a_sealed_run_does_not_start(world, repo, settin
     assert "egress proxy is not answering" in attempt.error and not attempt.container_id
     assert Alert.objects.filter(kind="egress_proxy_down").exists()
     assert not secret_dir.secret_dir_path(attempt.pk).exists()
+
+
+def test_two_users_at_once_each_run_carries_only_its_own_users_credential(world, repo, sealed, bob, settings):
+    """Alice's and Bob's sealed runs at the same time through one proxy: every request the API sees carries the
+    credential of the user whose prompt it is, and the finished attempts' sockets are gone."""
+    import threading as threads
+
+    from execution.attempts import do_create_task, do_start_attempt
+    from secrets_app.secret_store import do_store_secret
+    from tests.execution.conftest import oauth_token
+
+    bob_token = oauth_token()
+    do_store_secret(owner=bob, provider="claude", kind="oauth_token", value=bob_token)
+    world.api.expected_token = None  # this fake answers both users; the test attributes each request itself
+    attempts = {
+        world.claude_token: world.attempt(repo_url=repo, prompt="Alice asks: say pong"),
+        bob_token: do_start_attempt(
+            task=do_create_task(owner=bob, title="b", repo_url=repo, base_branch="main", prompt="Bob asks: say pong"),
+            enqueue=False,
+        ),
+    }
+    results: dict[str, str] = {}
+    runners = [
+        threads.Thread(target=lambda t=token, a=attempt: results.__setitem__(t, run_attempt(a.pk)))
+        for token, attempt in attempts.items()
+    ]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join(120)
+    assert set(results.values()) == {AttemptStatus.SUCCEEDED}, {t[-6:]: logs(a) for t, a in attempts.items()}
+    turns = [r for r in world.api.messages_requests() if r.is_agent_turn]
+    assert turns
+    for request in turns:
+        asked = str(request.json["messages"][0]["content"])
+        owner_token = world.claude_token if "Alice asks" in asked else bob_token
+        assert "Alice asks" in asked or "Bob asks" in asked
+        assert request.credential == owner_token
+    assert {r.credential for r in turns} == {world.claude_token, bob_token}
+    for attempt in attempts.values():
+        assert not secret_dir.secret_dir_path(attempt.pk).exists()
