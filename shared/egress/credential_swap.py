@@ -113,8 +113,9 @@ def git_handler(attempt) -> Callable[[web.BaseRequest], Awaitable[web.StreamResp
         if token is None:
             return refuse(403, "egress proxy: no GitHub credential is available for this run")
         headers = request_headers(request, drop=("Authorization", "Cookie"))
-        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-        headers["Authorization"] = f"Basic {basic}"
+        if token:  # "": the user has none; the request goes out anonymously (public repositories clone)
+            basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+            headers["Authorization"] = f"Basic {basic}"
         return await forward(request, attempt.session(Service.GITHUB), attempt.git_upstream, headers,
                              attempt.policy, grant.internal)  # fmt: skip
 

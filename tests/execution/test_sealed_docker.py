@@ -205,7 +205,7 @@ def test_without_a_running_proxy_a_sealed_run_does_not_start(world, repo, settin
     assert not secret_dir.secret_dir_path(attempt.pk).exists()
 
 
-def test_two_users_at_once_each_run_carries_only_its_own_users_credential(world, repo, sealed, bob, settings):
+def test_two_users_at_once_each_run_carries_only_its_own_users_credential(world, repo, sealed, bob, github):
     """Alice's and Bob's sealed runs at the same time through one proxy: every request the API sees carries the
     credential of the user whose prompt it is, and the finished attempts' sockets are gone."""
     import threading as threads
@@ -213,9 +213,12 @@ def test_two_users_at_once_each_run_carries_only_its_own_users_credential(world,
     from execution.attempts import do_create_task, do_start_attempt
     from secrets_app.secret_store import do_store_secret
     from tests.execution.conftest import oauth_token
+    from tests.fakes.github import classic_token
 
     bob_token = oauth_token()
     do_store_secret(owner=bob, provider="claude", kind="oauth_token", value=bob_token)
+    bob_github = github.add_token(classic_token(), login="bob-gh")
+    do_store_secret(owner=bob, provider="github", kind="pat", value=bob_github)
     world.api.expected_token = None  # this fake answers both users; the test attributes each request itself
     attempts = {
         world.claude_token: world.attempt(repo_url=repo, prompt="Alice asks: say pong"),
@@ -242,5 +245,7 @@ def test_two_users_at_once_each_run_carries_only_its_own_users_credential(world,
         assert "Alice asks" in asked or "Bob asks" in asked
         assert request.credential == owner_token
     assert {r.credential for r in turns} == {world.claude_token, bob_token}
+    git_tokens = {basic_credentials(r.headers.get("authorization"))[1] for r in github.git_requests()}
+    assert git_tokens == {world.github_token, bob_github}  # each clone with its own user's token, added by the proxy
     for attempt in attempts.values():
         assert not secret_dir.secret_dir_path(attempt.pk).exists()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from yarl import URL
 
-from shared.egress import GIT_SOCKET
+from shared.egress import GIT_SOCKET, Service
 from shared.egress.credential_swap import git_request_allowed
 from tests.fakes.git_http import FakeGitHTTPServer, head_commit, make_bare_repo
 from tests.shared.egress.conftest import GH_TOKEN, grant, tcp_bridge, unix_session
@@ -112,3 +112,21 @@ async def test_other_paths_on_the_git_host_are_refused(proxy, attempt_dirs, git_
 )
 def test_git_request_rule(method, path, query, expected):
     assert git_request_allowed(method, path, query, "octo/demo", push=True) == expected
+
+
+async def test_a_user_without_a_github_credential_goes_out_anonymously(
+    proxy, attempt_dirs, git_server, credentials, tmp_path
+):
+    """The wiring answers "" when the user has no GitHub credential (public repositories clone without one, as in
+    mounted mode): the request goes upstream with no Authorization at all, neither the container's nor one added."""
+    credentials.values[("1", Service.GITHUB)] = ""
+    paths = await proxy.open_attempt(git_grant(git_server), attempt_dirs[0])
+    async with tcp_bridge(paths[GIT_SOCKET]) as port:
+        url = f"http://x-access-token:forged@127.0.0.1:{port}/octo/demo.git"
+        env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **GIT_ENV}
+        process = await asyncio.create_subprocess_exec(
+            "git", "ls-remote", url, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        await process.communicate()
+    assert process.returncode != 0  # the fake git server wants a token: this one is private
+    assert git_server.requests and all(r.username is None and not r.auth_ok for r in git_server.requests)
