@@ -41,6 +41,9 @@ class LiveStack:
         call_command("createcachetable", verbosity=0)
         env = dict(os.environ)
         self.web = start_asgi(f"{name}-web", env)
+        self.egress = None
+        if env.get("ANYON_CREDENTIAL_MODE") == "sealed":  # sealed runs need this host's egress proxy
+            self.egress = start_process(f"{name}-egress", [sys.executable, "manage.py", "egress_proxy"], env)
         self.worker = (
             start_process(f"{name}-worker", [sys.executable, "manage.py", "qcluster"], env) if worker else None
         )
@@ -63,6 +66,8 @@ class LiveStack:
 
     def stop(self) -> None:
         self.web.stop()
+        if self.egress:
+            self.egress.stop()
         if self.worker:
             self.worker.stop()
 
