@@ -11,7 +11,9 @@
   // The page rendered the newest records; the socket continues after the last of them.
   let lastSeq = Number(log.dataset.after || 0);
   let ended = false;
-  let sawActive = false;  // the page was rendered before the work ended: reload once at the end for the results
+  // The page was rendered before the work ended (as rendered, or as the socket first reported): reload once at the
+  // end for the results. Rendered active counts too: the work may end before the socket's first status arrives.
+  let sawActive = !cancelForm.hidden;
   let retry = 500;
 
   const label = (s) => s.replace("_", " ").replace(/^./, (c) => c.toUpperCase());

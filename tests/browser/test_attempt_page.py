@@ -77,3 +77,33 @@ def test_after_a_cancel_the_page_says_the_clone_succeeded_and_nothing_was_record
     assert page.evaluate("window.__before_end") is None  # it is the reloaded page that says so
     assert page.get_by_test_id("attempt-status").get_attribute("data-status") == "cancelled"
     assert "once the repository is cloned" not in page.content()
+
+
+def test_an_attempt_that_ends_before_the_socket_opens_still_reloads_for_its_results(
+    page, asgi_server, transactional_db
+):
+    """The page was rendered while the attempt ran; it ended before the log socket connected, so the socket's first
+    status is already final. The page must still reload once for the results (it used to stay as rendered)."""
+    user = User.objects.create_user("racer", password="racer password 123")
+    task = do_create_task(owner=user, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
+    attempt = do_start_attempt(task=task, enqueue=False)
+    Attempt.objects.filter(pk=attempt.pk).update(status=AttemptStatus.RUNNING)
+    Run.objects.create(attempt=attempt, kind=RunKind.CLONE, title="Clone repository", status=RunStatus.SUCCEEDED)
+    login(page, asgi_server.url, "racer", "racer password 123")
+    held, released = [], []
+
+    def hold(ws) -> None:  # the first socket waits until the test lets it through; later ones connect at once
+        if released:
+            ws.connect_to_server()
+        else:
+            held.append(ws)
+
+    page.route_web_socket("**/ws/attempts/**", hold)
+    page.goto(f"{asgi_server.url}/attempts/{attempt.pk}/")
+    page.evaluate("window.__first_render = true")
+    Attempt.objects.filter(pk=attempt.pk).update(status=AttemptStatus.CANCELLED, error="Cancelled by the user.")
+    released.append(True)
+    for ws in held:
+        ws.connect_to_server()
+    expect(page.get_by_test_id("changes-note")).to_contain_text("Cancelled after the repository was cloned")
+    assert page.evaluate("window.__first_render") is None
