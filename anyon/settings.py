@@ -189,6 +189,9 @@ AXES_CLIENT_IP_CALLABLE = "anyon.login_throttle.client_ip"
 #: Behind a reverse proxy every request comes from the proxy's address: name the header the proxy sets to the
 #: client's address (X-Real-IP, or X-Forwarded-For whose right-most entry is used), or leave empty for the peer.
 ANYON_LOGIN_CLIENT_IP_HEADER = env.str("ANYON_LOGIN_CLIENT_IP_HEADER", default="")
+#: Open websockets re-check their session (still there, not expired, same active user and password) this often;
+#: a log-out or a deactivation in this process family closes them at once (shared/live/sessions.py).
+ANYON_LIVE_SESSION_CHECK_SECONDS = env.float("ANYON_LIVE_SESSION_CHECK_SECONDS", default=30.0)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
