@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -46,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_q",
+    "axes",
     "anyon",
     "shared",
     "secrets_app",
@@ -60,6 +62,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a refused sign-in into the lockout page (anyon/login_throttle.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "anyon.urls"
@@ -163,6 +167,31 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Sign-in throttling (django-axes): after ANYON_LOGIN_FAILURE_LIMIT failures for one username (from any address) or
+# from one address (for any username) within the cool-off, that username or address is refused, even with the right
+# password, until ANYON_LOGIN_COOLOFF_MINUTES after its last counted failure or `manage.py axes_reset_username`
+# (docs/RUNBOOK.md). Covers /login/ and /admin/login/ (every authenticate() with a request).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("ANYON_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("ANYON_LOGIN_COOLOFF_MINUTES", default=15))
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME.total_seconds() <= 0:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("ANYON_LOGIN_FAILURE_LIMIT must be at least 1 and ANYON_LOGIN_COOLOFF_MINUTES above 0")
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one alone locks: per account and per address
+# Tries during a lockout are refused without being counted, so the cool-off ends when the page says it does.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "anyon.login_throttle.locked_out"
+AXES_CLIENT_IP_CALLABLE = "anyon.login_throttle.client_ip"
+#: Behind a reverse proxy every request comes from the proxy's address: name the header the proxy sets to the
+#: client's address (X-Real-IP, or X-Forwarded-For whose right-most entry is used), or leave empty for the peer.
+ANYON_LOGIN_CLIENT_IP_HEADER = env.str("ANYON_LOGIN_CLIENT_IP_HEADER", default="")
+#: Open websockets re-check their session (still there, not expired, same active user and password) this often;
+#: a log-out or a deactivation in this process family closes them at once (shared/live/sessions.py).
+ANYON_LIVE_SESSION_CHECK_SECONDS = env.float("ANYON_LIVE_SESSION_CHECK_SECONDS", default=30.0)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

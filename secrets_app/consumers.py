@@ -54,6 +54,12 @@ class ClaudeLoginConsumer(JsonConsumer):
             claude_login.detach(self.session, asyncio.get_running_loop(), self.queue)
         if hasattr(self, "pump"):
             self.pump.cancel()
+        await super().disconnect(code)
+
+    async def sign_out(self) -> None:
+        if hasattr(self, "pump"):
+            self.pump.cancel()  # nothing more of the login goes to a signed-out socket
+        await super().sign_out()
 
     async def _pump(self) -> None:
         while True:

@@ -1,9 +1,10 @@
 """The base of every websocket consumer: JSON out, and client frames checked before anything reads them.
 
 Every client message must be a JSON object with a ``type``; binary, oversized or malformed frames get an ``error``
-message back, never a crash. Messages out are encoded with orjson: a viewer of a busy run receives megabytes a
-second, and the standard encoder spent more time on them than anything else in the web process (profiled,
-docs/PERFORMANCE.md).
+message back, never a crash. A signed-in user's socket lasts only as long as the session that opened it
+(shared/live/sessions.py): closed with 4401 on log-out, deactivation, or a failed periodic re-check. Messages out
+are encoded with orjson: a viewer of a busy run receives megabytes a second, and the standard encoder spent more
+time on them than anything else in the web process (profiled, docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -14,13 +15,65 @@ import json
 from collections.abc import Awaitable, Callable
 
 import orjson
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils.crypto import constant_time_compare
+
+from shared.live import sessions
 
 
 class JsonConsumer(AsyncWebsocketConsumer):
     #: Largest client frame accepted, in characters; consumers that only listen may lower it.
     max_frame = 8192
     follower: asyncio.Task | None = None
+    session_guard: asyncio.Task | None = None
+    signed_out = False
+
+    async def accept(self, subprotocol=None, headers=None) -> None:
+        """Accept, and for a signed-in user join the user's group and re-check the session periodically."""
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            self.session_user_id = user.pk
+            self.session_key = getattr(self.scope.get("session"), "session_key", None) or ""
+            group = sessions.user_group(user.pk)
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups.append(group)
+            self.session_guard = asyncio.create_task(self._guard_session())
+        await super().accept(subprotocol, headers)
+
+    async def _guard_session(self) -> None:
+        while True:
+            await asyncio.sleep(settings.ANYON_LIVE_SESSION_CHECK_SECONDS)
+            if not await self._session_still_valid():
+                await self.sign_out()
+                return
+
+    async def _session_still_valid(self) -> bool:
+        return await database_sync_to_async(sessions.still_signed_in)(
+            user_id=self.session_user_id, session_key=self.session_key
+        )
+
+    async def session_ended(self, event: dict) -> None:
+        """The user logged out somewhere or changed: close if it was this socket's session, else re-check now."""
+        digest = event.get("session")
+        if self.session_key and isinstance(digest, str) and digest:
+            if constant_time_compare(digest, sessions.session_digest(self.session_key)):
+                await self.sign_out()
+            return  # another session of the same user logged out: this one is unaffected
+        if not await self._session_still_valid():
+            await self.sign_out()
+
+    async def sign_out(self) -> None:
+        """Stop following and close with 4401; the client's page shows the sign-in form on its next load."""
+        if self.signed_out:
+            return
+        self.signed_out = True
+        current = asyncio.current_task()
+        for task in (self.follower, self.session_guard):
+            if task is not None and task is not current:
+                task.cancel()
+        await self.close(code=sessions.CLOSE_SIGNED_OUT)
 
     async def accept_and_follow(self, group: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Join ``group`` (channels leaves it on disconnect), accept, and run ``loop`` until the socket closes.
@@ -41,8 +94,9 @@ class JsonConsumer(AsyncWebsocketConsumer):
         self.wake.clear()
 
     async def disconnect(self, code: int) -> None:
-        if self.follower is not None:
-            self.follower.cancel()
+        for task in (self.follower, self.session_guard):
+            if task is not None:
+                task.cancel()
 
     async def send_json(self, payload: dict) -> None:
         try:

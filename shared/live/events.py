@@ -16,8 +16,9 @@ from django.db import transaction
 logger = logging.getLogger(__name__)
 
 
-#: The only messages that wake consumers, and the only ones accepted from another process.
-WAKE_TYPES = frozenset({"attempt.changed", "settings.changed"})
+#: The only messages that wake consumers, and the only ones accepted from another process. ``session.ended`` makes
+#: a user's sockets re-check their session (shared/live/sessions.py).
+WAKE_TYPES = frozenset({"attempt.changed", "settings.changed", "session.ended"})
 
 
 def wake_group(group: str, event: dict) -> None:

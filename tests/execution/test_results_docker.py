@@ -141,8 +141,8 @@ def test_admin_bulk_delete(world, repo, docker_client, client):
 
     attempts = [finished_attempt(world, repo) for _ in range(2)]
     volumes = [a.workspace_volume for a in attempts]
-    User.objects.create_superuser("ops", "ops@example.com", "ops password 123")
-    client.login(username="ops", password="ops password 123")
+    ops = User.objects.create_superuser("ops", "ops@example.com", "ops password 123")
+    client.force_login(ops)  # client.login() has no request, which the sign-in throttle (django-axes) requires
     response = client.post(
         "/admin/execution/attempt/",
         {"action": "delete_with_resources", "_selected_action": [a.pk for a in attempts]},
