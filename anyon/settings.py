@@ -276,6 +276,9 @@ ANYON_CLAUDE_LOGIN_COMMAND = env.str(
     ),
 )
 ANYON_CLAUDE_LOGIN_NETWORK = env.str("ANYON_CLAUDE_LOGIN_NETWORK", default="bridge")
+#: Limits of the login container (a `docker run` login command without its own --memory / --pids-limit gets them).
+ANYON_CLAUDE_LOGIN_MEMORY = env.str("ANYON_CLAUDE_LOGIN_MEMORY", default="512m")
+ANYON_CLAUDE_LOGIN_PIDS = env.int("ANYON_CLAUDE_LOGIN_PIDS", default=128)
 ANYON_CLAUDE_LOGIN_TIMEOUT = env.int("ANYON_CLAUDE_LOGIN_TIMEOUT", default=600)
 ANYON_CLAUDE_LOGIN_GRACE = env.int("ANYON_CLAUDE_LOGIN_GRACE", default=30)
 
