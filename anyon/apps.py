@@ -7,6 +7,11 @@ class AnyonConfig(AppConfig):
     verbose_name = "Anyon Cloud"
 
     def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
+        from anyon.data_dir import restrict_sqlite_files
+
+        connection_created.connect(restrict_sqlite_files, dispatch_uid="anyon.restrict_sqlite_files")
         if settings.SENTRY_DSN:
             import sentry_sdk
 

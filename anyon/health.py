@@ -160,19 +160,20 @@ def _is_tmpfs(path: Path) -> bool:
 
 
 def check_temp_dir() -> Check:
+    from shared.tempdir import temp_dir_problem
+
     path: Path = settings.ANYON_TEMP_DIR
-    fix = f"mkdir -p {path} && chmod 700 {path} && chown {os.getuid()} {path}"
+    fix = f"mkdir -p {path} && chmod 700 {path} && chown {os.geteuid()} {path}"
+    problem = temp_dir_problem(path)
+    if problem:  # a symlink, not a directory, or another user's: never chmod-ed into use
+        return Check("temp dir", FAIL, problem, f"rm -rf {path} (as root if needed), then {fix}")
     try:
-        info = path.stat()
+        info = path.lstat()
     except FileNotFoundError:
         return Check("temp dir", FAIL, f"{path} does not exist", fix)
     mode = stat.S_IMODE(info.st_mode)
-    if not stat.S_ISDIR(info.st_mode):
-        return Check("temp dir", FAIL, f"{path} is not a directory", fix)
     if mode != 0o700:
         return Check("temp dir", FAIL, f"{path} has mode {mode:04o}, secrets need 0700", f"chmod 700 {path}")
-    if info.st_uid != os.getuid():
-        return Check("temp dir", FAIL, f"{path} is owned by uid {info.st_uid}, not {os.getuid()}", fix)
     if not _is_tmpfs(path):
         return Check(
             "temp dir",
@@ -182,6 +183,82 @@ def check_temp_dir() -> Check:
             required=False,
         )
     return Check("temp dir", OK, f"{path} is 0700 on tmpfs")
+
+
+def check_data_dir() -> Check:
+    """The SQLite database (sessions, the audit trail, ciphertexts) and its folder are this service user's only."""
+    from anyon.data_dir import SQLITE_SUFFIXES, sqlite_path
+
+    name = "data dir"
+    path = sqlite_path(connections[DEFAULT_DB_ALIAS].settings_dict)
+    if path is None:
+        return Check(name, OK, f"the database is {connections[DEFAULT_DB_ALIAS].vendor}, not a local file")
+    folder = path.parent
+    try:
+        info = folder.lstat()
+    except FileNotFoundError:
+        return Check(name, FAIL, f"{folder} does not exist", f"mkdir -m 700 -p {folder}")
+    loose = []
+    for suffix in SQLITE_SUFFIXES:
+        try:
+            found = Path(f"{path}{suffix}").lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_IMODE(found.st_mode) & 0o077 or found.st_uid != os.geteuid():
+            loose.append(f"{path.name}{suffix} ({stat.S_IMODE(found.st_mode):04o}, uid {found.st_uid})")
+    if loose:
+        return Check(
+            name,
+            FAIL,
+            f"database files others may read: {', '.join(loose)}; they hold session keys",
+            f"chown {os.geteuid()} {path}* && chmod 600 {path}*",
+        )
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077 or info.st_uid != os.geteuid():
+        return Check(
+            name,
+            WARN,
+            f"{folder} has mode {mode:04o} (uid {info.st_uid}): other users can list it; the database files are 0600",
+            f"chown {os.geteuid()} {folder} && chmod 700 {folder} (docs/RUNBOOK.md)",
+            required=False,
+        )
+    return Check(name, OK, f"{folder} is 0700, the database files 0600")
+
+
+def check_container_uid() -> Check:
+    """The uid of the agents must be nobody on this host, and this worker must be able to give it the secret dir."""
+    import pwd
+
+    from shared.tempdir import can_hand_over
+
+    name = "container uid"
+    uid = settings.ANYON_CONTAINER_UID
+    try:
+        account = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        account = ""
+    if (account and uid != os.geteuid()) or uid == 0:
+        return Check(
+            name,
+            WARN,
+            f"containers run as uid {uid}, which is the host account {account or 'root'}: it can read every agent's "
+            "/proc/<pid>/environ and, through /proc/<pid>/root, the secret files",
+            "runtime-image/build.sh -- --build-arg CONTAINER_UID=<a uid no host account has>, then set "
+            "ANYON_CONTAINER_UID/GID to it (docs/RUNBOOK.md)",
+            required=False,
+        )
+    if not can_hand_over(uid):
+        return Check(
+            name,
+            WARN,
+            f"this process runs as uid {os.geteuid()} without CAP_CHOWN: it cannot give the secret dir to uid {uid}, "
+            "so runs fail (secret_injection_failed)",
+            "run the worker as root, as uid ANYON_CONTAINER_UID, or with AmbientCapabilities=CAP_CHOWN "
+            "(docs/DEPLOYMENT.md)",
+            required=False,
+        )
+    owner = "this service user" if account else "no host account"
+    return Check(name, OK, f"containers run as uid {uid} ({owner}); the secret dir can be handed over")
 
 
 def check_secret_key() -> Check:
@@ -275,6 +352,8 @@ DOCTOR_CHECKS: list[Callable[[], Check]] = [
     check_migrations,
     check_secret_key,
     check_temp_dir,
+    check_data_dir,
+    check_container_uid,
     check_docker,
     check_runtime_image,
     check_claude_cli,

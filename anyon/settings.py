@@ -14,6 +14,7 @@ from pathlib import Path
 
 import environ
 
+from anyon.data_dir import ensure_data_dir
 from anyon.devkey import resolve_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -91,7 +92,7 @@ DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'anyon.sqlite3'}"),
 }
 if "DATABASE_URL" not in env.ENVIRON:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)  # the default SQLite file must have a folder to live in
+    ensure_data_dir(DATA_DIR)  # the default SQLite file must have a folder to live in: created 0700 (anyon/data_dir.py)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web and worker write at the same time: WAL lets readers run beside the writer, the busy timeout makes a
     # writer wait instead of failing with "database is locked", and IMMEDIATE transactions take the write lock
@@ -304,6 +305,9 @@ ANYON_CLAUDE_LOGIN_COMMAND = env.str(
     ),
 )
 ANYON_CLAUDE_LOGIN_NETWORK = env.str("ANYON_CLAUDE_LOGIN_NETWORK", default="bridge")
+#: Limits of the login container (a `docker run` login command without its own --memory / --pids-limit gets them).
+ANYON_CLAUDE_LOGIN_MEMORY = env.str("ANYON_CLAUDE_LOGIN_MEMORY", default="512m")
+ANYON_CLAUDE_LOGIN_PIDS = env.int("ANYON_CLAUDE_LOGIN_PIDS", default=128)
 ANYON_CLAUDE_LOGIN_TIMEOUT = env.int("ANYON_CLAUDE_LOGIN_TIMEOUT", default=600)
 ANYON_CLAUDE_LOGIN_GRACE = env.int("ANYON_CLAUDE_LOGIN_GRACE", default=30)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from shared.tempdir import ensure_temp_dir
+from shared.tempdir import can_hand_over, ensure_temp_dir
 
 logger = logging.getLogger(__name__)
 
@@ -57,28 +57,39 @@ def write_secret_dir(attempt_id: int, files: dict[str, str]) -> Path:
     path = secret_dir_path(attempt_id)
     uid, gid = _owner_ids()
     need_chown = os.geteuid() != uid
-    if need_chown and os.geteuid() != 0:
+    if not can_hand_over(uid):
         raise SecretDirError(
             f"the worker runs as uid {os.geteuid()} and cannot give the secret dir to the container user {uid}: "
-            "run the worker as root or as uid ANYON_CONTAINER_UID"
+            "run the worker as root, as uid ANYON_CONTAINER_UID, or with CAP_CHOWN (docs/RUNBOOK.md)"
         )
     try:
-        if path.exists():  # left over from a crash: never reuse stale content
+        if path.exists() or path.is_symlink():  # left over from a crash: never reuse stale content
             remove_secret_dir(attempt_id)
         path.mkdir(mode=0o700)
         os.chmod(path, 0o700)
-        if need_chown:  # owned by the container user from the start: nobody ever sees it half handed over
-            os.chown(path, uid, gid)
         for name, value in files.items():
             fd = os.open(path / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
             with os.fdopen(fd, "w") as handle:
                 if need_chown:
                     os.fchown(fd, uid, gid)
                 handle.write(value)
+        if need_chown:  # given away last: until then only the worker can enter it, so nobody sees it half written
+            os.chown(path, uid, gid, follow_symlinks=False)
     except OSError as exc:
+        _take_back(path)
         shutil.rmtree(path, ignore_errors=True)
         raise SecretDirError(f"could not write the secret dir {path}: {exc.strerror or exc}") from exc
     return path
+
+
+def _take_back(path: Path) -> None:
+    """Own ``path`` again before removing it: a worker that is not root (CAP_CHOWN only) cannot list a 0700 directory
+    of the container user."""
+    try:
+        if path.lstat().st_uid != os.geteuid() and os.geteuid() != 0:
+            os.chown(path, os.geteuid(), os.getegid(), follow_symlinks=False)
+    except OSError:
+        pass
 
 
 def remove_secret_dir(attempt_id: int, *, retries: int = 3, delay: float = 0.2) -> bool:
@@ -89,6 +100,7 @@ def remove_secret_dir(attempt_id: int, *, retries: int = 3, delay: float = 0.2) 
             if path.is_symlink() or path.is_file():
                 path.unlink()
             elif path.exists():
+                _take_back(path)
                 shutil.rmtree(path)
         except OSError as exc:
             logger.warning("removing secret dir %s failed (try %s): %s", path, attempt_no + 1, exc)

@@ -64,6 +64,7 @@ API_KEY = whole(ANTHROPIC_API_KEY)
 CODE = re.compile(r"^[A-Za-z0-9_-]{4,}#[A-Za-z0-9_-]{4,}$")
 PROMPT = "Paste code here"
 MAX_TRANSCRIPT = 20_000
+LATE_CONTAINER_CHECK = 5.0  # seconds after the end of a login whose container was not found yet
 TOKEN_LIFETIME = timedelta(days=365)
 
 
@@ -135,15 +136,32 @@ def do_connect_anthropic_credential(*, owner, value: str, kind: str):
 # --- subscription login sessions ---------------------------------------------------------------------------------
 
 
+def login_container_name(session_id: str) -> str:
+    return f"anyon-login-{session_id}"
+
+
 def login_argv(session_id: str) -> list[str]:
-    """The login command, with {name}, {image}, {instance}, {network} filled in (each argv item separately)."""
+    """The login command, with {name}, {image}, {instance}, {network}, {memory}, {pids} filled in (each argv item
+    separately). A ``docker run`` that sets no memory or process limit gets ANYON_CLAUDE_LOGIN_MEMORY and
+    ANYON_CLAUDE_LOGIN_PIDS: one user's login cannot take the host's memory or processes."""
     values = {
-        "name": f"anyon-login-{session_id}",
+        "name": login_container_name(session_id),
         "image": settings.ANYON_CLOUD_IMAGE,
         "instance": settings.ANYON_INSTANCE,
         "network": settings.ANYON_CLAUDE_LOGIN_NETWORK,
+        "memory": settings.ANYON_CLAUDE_LOGIN_MEMORY,
+        "pids": str(settings.ANYON_CLAUDE_LOGIN_PIDS),
     }
-    return [part.format(**values) for part in shlex.split(settings.ANYON_CLAUDE_LOGIN_COMMAND)]
+    argv = [part.format(**values) for part in shlex.split(settings.ANYON_CLAUDE_LOGIN_COMMAND)]
+    if len(argv) > 2 and argv[:2] == ["docker", "run"]:
+        limits = []
+        if not any(arg == "--memory" or arg.startswith(("--memory=", "-m")) for arg in argv):
+            memory = settings.ANYON_CLAUDE_LOGIN_MEMORY
+            limits += ["--memory", memory, "--memory-swap", memory]  # the same value: no swap on top
+        if not any(arg == "--pids-limit" or arg.startswith("--pids-limit=") for arg in argv):
+            limits += ["--pids-limit", str(settings.ANYON_CLAUDE_LOGIN_PIDS)]
+        argv[2:2] = limits
+    return argv
 
 
 @dataclass
@@ -279,9 +297,8 @@ class LoginSession:
             value=token,
             expires_at=timezone.now() + TOKEN_LIFETIME,
         )
-        self.set_state(State.SAVED, "Claude is connected with your subscription.")
+        self.finish(State.SAVED, "Claude is connected with your subscription.")
         self.emit({"type": "saved"})
-        self._stop_process()
 
     def _on_exit(self) -> None:
         if self.final:
@@ -311,29 +328,47 @@ class LoginSession:
         self.finish(State.ERROR, message)
 
     def finish(self, state: str, message: str) -> None:
-        if self.final:
-            return
-        self.set_state(state, message)
+        """End the login (saved, failed, cancelled, timed out): the CLI and its container are gone before the final
+        state is announced, so a login never outlives its page in a container waiting for the cleanup sweep."""
+        with self._lock:
+            if self.final:
+                return
+            # Final from here on: the reader stops, and the CLI's exit below is not taken for a failure.
+            self.state, self.message = state, message
         self._stop_process()
+        self.emit({"type": "status", "state": state, "message": message})
+        wake_settings_viewers(user_id=self.user_id, provider=Provider.CLAUDE)
 
     def _stop_process(self) -> None:
-        """Kill the CLI and, when it ran in a container, the container (killing the docker client alone would
-        leave it running)."""
+        """Kill the CLI and, when it ran in a container, remove the container (killing the docker client alone
+        would leave it running)."""
         if self.child is not None and self.child.isalive():
             try:
                 self.child.terminate(force=True)
             except Exception:
                 logger.debug("terminating login %s failed", self.id, exc_info=True)
+        if not self._remove_container():
+            # The docker client may have been killed while its create request was on the way: look once more
+            # when that container would exist.
+            timer = threading.Timer(LATE_CONTAINER_CHECK, self._remove_container)
+            timer.daemon = True
+            timer.start()
+
+    def _remove_container(self) -> bool:
+        """Remove this login's container (SIGKILL, no grace: it holds nothing to keep). True if there was one."""
+        if "{name}" not in settings.ANYON_CLAUDE_LOGIN_COMMAND:
+            return True  # a command that names no container (the CLI on the host, as in tests): nothing to remove
         try:
             from shared.docker.engine import DockerEngine
 
             engine = DockerEngine()
-            info = engine.inspect(f"anyon-login-{self.id}")
+            info = engine.inspect(login_container_name(self.id))
             if info:
-                engine.stop_and_remove(info["Id"], timeout=1)
+                engine.stop_and_remove(info["Id"], timeout=0)
+            return info is not None
         except Exception:
-            logger.debug("no login container to remove for %s", self.id, exc_info=True)
-        wake_settings_viewers(user_id=self.user_id, provider=Provider.CLAUDE)
+            logger.warning("could not remove the login container of %s", self.id, exc_info=True)
+            return False
 
 
 _sessions: dict[int, LoginSession] = {}

@@ -33,6 +33,8 @@ def test_doctor_json_lists_every_check(settings, tmp_path, capsys):
         "migrations",
         "secret key",
         "temp dir",
+        "data dir",
+        "container uid",
         "docker engine",
         "runtime image",
         "claude code",
@@ -120,3 +122,110 @@ def test_doctor_runs_and_reports_in_every_configuration(tmp_path, case):
     )
     assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-2000:]
     assert proc.returncode == 1 and all(part in proc.stdout for part in expected), proc.stdout
+
+
+def test_container_uid_of_a_host_account_is_a_warning(settings):
+    """That account could read every agent's /proc/<pid>/environ and its secret files through /proc/<pid>/root."""
+    import pwd
+
+    from anyon.health import OK, WARN, check_container_uid
+
+    settings.ANYON_CONTAINER_UID = 0
+    check = check_container_uid()
+    assert check.status == WARN and "host account root" in check.detail and "/proc/<pid>/environ" in check.detail
+    other = next(p for p in pwd.getpwall() if p.pw_uid not in (0, os.geteuid()))
+    settings.ANYON_CONTAINER_UID = other.pw_uid
+    check = check_container_uid()
+    assert check.status == WARN and f"host account {other.pw_name}" in check.detail
+    assert "CONTAINER_UID=" in check.fix and not check.required
+    settings.ANYON_CONTAINER_UID = _free_uid()
+    assert check_container_uid().status == OK or os.geteuid() != 0
+
+
+def _free_uid() -> int:
+    import pwd
+
+    taken = {p.pw_uid for p in pwd.getpwall()}
+    return next(uid for uid in range(61000, 62000) if uid not in taken)
+
+
+def test_a_worker_that_cannot_hand_the_secret_dir_over_is_a_warning(settings, monkeypatch):
+    from anyon.health import WARN, check_container_uid
+    from shared import tempdir
+
+    settings.ANYON_CONTAINER_UID = _free_uid()
+    monkeypatch.setattr(tempdir.os, "geteuid", lambda: 4244)  # neither root nor the container uid ...
+    monkeypatch.setattr(tempdir, "has_cap_chown", lambda: False)  # ... and no CAP_CHOWN
+    check = check_container_uid()
+    assert check.status == WARN and "cannot give the secret dir" in check.detail and "CAP_CHOWN" in check.fix
+
+
+@pytest.mark.django_db
+def test_database_files_with_loose_permissions_are_made_0600_and_doctor_reports_them(tmp_path, monkeypatch):
+    """A database (and its -wal/-shm) left 0644 by an older version or a wide umask: doctor fails on it, and the next
+    connection makes every file 0600."""
+    import sqlite3
+    import stat
+
+    from django.db import connections
+    from django.db.backends.sqlite3.base import DatabaseWrapper
+
+    from anyon.health import FAIL, OK, WARN, check_data_dir
+
+    folder = tmp_path / "var"
+    folder.mkdir(mode=0o700)
+    db = folder / "anyon.sqlite3"
+    holder = sqlite3.connect(db)  # kept open: the -wal and -shm files exist while a connection does
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("CREATE TABLE t (x)")
+    holder.commit()
+    files = [db, folder / "anyon.sqlite3-wal", folder / "anyon.sqlite3-shm"]
+    for file in files:
+        os.chmod(file, 0o644)
+    monkeypatch.setitem(connections["default"].settings_dict, "NAME", str(db))
+    check = check_data_dir()
+    assert check.status == FAIL and "anyon.sqlite3-wal (0644" in check.detail and "chmod 600" in check.fix
+    wrapper = DatabaseWrapper({**connections["default"].settings_dict, "NAME": str(db)}, "hostile")
+    wrapper.connect()
+    try:
+        assert [oct(stat.S_IMODE(f.stat().st_mode)) for f in files] == ["0o600"] * 3
+        assert check_data_dir().status == OK
+        os.chmod(folder, 0o755)
+        check = check_data_dir()
+        assert check.status == WARN and "other users can list it" in check.detail and "chmod 700" in check.fix
+    finally:
+        wrapper.close()
+        holder.close()
+
+
+def test_a_new_data_dir_is_created_0700(tmp_path):
+    """The default SQLite setup (no DATABASE_URL) creates ANYON_DATA_DIR for this user only, whatever the umask."""
+    import subprocess
+    import sys
+
+    from tests.fixtures.processes import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
+    env.update(DJANGO_SETTINGS_MODULE="anyon.settings", ANYON_DATA_DIR=str(tmp_path / "new" / "var"))
+    code = "import os; os.umask(0); import django; django.setup()"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=60)
+    assert oct((tmp_path / "new" / "var").stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_new_sqlite_database_and_its_wal_are_0600(tmp_path):
+    """The first connection of a fresh install (umask 0) leaves the database, -wal and -shm 0600."""
+    import subprocess
+    import sys
+
+    from tests.fixtures.processes import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
+    env.update(DJANGO_SETTINGS_MODULE="anyon.settings", ANYON_DATA_DIR=str(tmp_path / "var"))
+    code = (
+        "import os; os.umask(0); import django; django.setup(); from django.db import connection; "
+        "c = connection.cursor(); c.execute('CREATE TABLE t (x)'); "
+        "print(sorted((n, oct(os.stat(os.path.join({!r}, n)).st_mode & 0o777)) for n in os.listdir({!r})))"
+    ).format(str(tmp_path / "var"), str(tmp_path / "var"))
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "'anyon.sqlite3-wal', '0o600'" in run.stdout and "'anyon.sqlite3', '0o600'" in run.stdout, run.stdout

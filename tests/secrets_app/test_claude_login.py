@@ -273,6 +273,66 @@ async def test_bad_messages_and_unauthenticated(login_command, anthropic):
     await comm.disconnect()
 
 
+def test_a_docker_login_gets_memory_and_process_limits(settings):
+    argv = claude_login.login_argv("abc123")
+    assert argv[:8] == ["docker", "run", "--memory", "512m", "--memory-swap", "512m", "--pids-limit", "128"]
+    assert "anyon-login-abc123" in argv and argv.count("--memory") == 1
+    settings.ANYON_CLAUDE_LOGIN_MEMORY, settings.ANYON_CLAUDE_LOGIN_PIDS = "300m", 64
+    settings.ANYON_CLAUDE_LOGIN_COMMAND = "docker run --memory 1g --pids-limit={pids} -i img claude setup-token"
+    argv = claude_login.login_argv("x")
+    assert argv == ["docker", "run", "--memory", "1g", "--pids-limit=64", "-i", "img", "claude", "setup-token"]
+    settings.ANYON_CLAUDE_LOGIN_COMMAND = "bash fake.sh"  # not a container: nothing to add
+    assert claude_login.login_argv("x") == ["bash", "fake.sh"]
+
+
+class _RecordingEngine:
+    """Stands in for shared.docker.engine.DockerEngine: records what the login removes, and when."""
+
+    removed: list[str] = []
+
+    def inspect(self, name):
+        return {"Id": name}
+
+    def stop_and_remove(self, container_id, *, timeout=5):
+        assert timeout == 0  # a login container holds nothing: no grace
+        self.removed.append(container_id)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("end", ["saved", "error", "cancelled", "timed_out"])
+async def test_the_login_container_is_removed_before_the_login_is_announced_ended(
+    login_command, settings, monkeypatch, end
+):
+    """Whatever ends the login, its container (found by its name) is removed before the final state is sent: never
+    left for the cleanup sweep. The fake CLI runs on the host; the engine is a recorder."""
+    from shared.docker import engine
+
+    settings.ANYON_CLAUDE_LOGIN_COMMAND = f"bash {FAKE_LOGIN_CLI} {{name}}"  # names a container, as docker run does
+    monkeypatch.setattr(engine, "DockerEngine", _RecordingEngine)
+    monkeypatch.setattr(_RecordingEngine, "removed", [])
+    user = await database_sync_to_async(make_user)()
+    comm = communicator(user)
+    await comm.connect()
+    if end == "timed_out":
+        settings.ANYON_CLAUDE_LOGIN_TIMEOUT = 0
+    await comm.send_to(text_data=json.dumps({"type": "start", "method": "subscription"}))
+    if end != "timed_out":
+        url = (await until(comm, lambda m: m["type"] == "url"))["url"]
+        await until(comm, lambda m: m["type"] == "need_code")
+    if end == "saved":
+        await comm.send_to(text_data=json.dumps({"type": "code", "code": f"thecode123#{state_of(url)}"}))
+    elif end == "error":
+        await comm.send_to(text_data=json.dumps({"type": "code", "code": "abcd#not-the-state"}))
+    elif end == "cancelled":
+        await comm.send_to(text_data=json.dumps({"type": "cancel"}))
+    final = await until(comm, lambda m: m["type"] == "status" and m["state"] in claude_login.State.FINAL)
+    assert final["state"] == end
+    session = claude_login._sessions[user.pk]
+    assert _RecordingEngine.removed == [f"anyon-login-{session.id}"]  # already, when the end is announced
+    assert not session.child.isalive()
+    await comm.disconnect()
+
+
 @pytest.mark.docker
 @pytest.mark.django_db(transaction=True)
 async def test_fake_login_cli_inside_the_runtime_image(settings, runtime_image, docker_client, monkeypatch):
@@ -297,6 +357,44 @@ async def test_fake_login_cli_inside_the_runtime_image(settings, runtime_image, 
         await eventually(
             lambda: not docker_client.containers.list(all=True, filters={"name": f"anyon-login-{session.id}"})
         )
+    finally:
+        claude_login._sessions.clear()
+
+
+@pytest.mark.docker
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("end", ["cancelled", "timed_out"])
+async def test_login_container_is_limited_and_gone_when_the_login_ends(settings, runtime_image, docker_client, end):
+    """The default `docker run` command (the fake CLI mounted into the runtime image): while the login waits for the
+    code its container has the memory and process limits; when the login ends it is already gone."""
+    import shutil
+
+    if not shutil.which("docker"):
+        pytest.skip("the docker command-line client is not installed")
+    settings.ANYON_CLAUDE_LOGIN_COMMAND = (
+        settings.ANYON_CLAUDE_LOGIN_COMMAND.replace("--network {network}", "--network none")
+        .replace("anyon-exec claude setup-token", "bash /fakes/fake_claude_setup_token.sh")
+        .replace("{image}", f"-v {FAKE_LOGIN_CLI.parent}:/fakes:ro {{image}}")
+    )
+    settings.ANYON_CLAUDE_LOGIN_MEMORY, settings.ANYON_CLAUDE_LOGIN_PIDS = "256m", 100
+    user = await database_sync_to_async(make_user)("lim")
+    comm = communicator(user)
+    try:
+        assert (await comm.connect())[0]
+        await comm.send_to(text_data=json.dumps({"type": "start", "method": "subscription"}))
+        await until(comm, lambda m: m["type"] == "need_code", timeout=60)
+        session = claude_login._sessions[user.pk]
+        name = f"anyon-login-{session.id}"
+        host = docker_client.api.inspect_container(name)["HostConfig"]
+        assert host["Memory"] == 256 * 1024**2 and host["MemorySwap"] == 256 * 1024**2 and host["PidsLimit"] == 100
+        if end == "cancelled":
+            await comm.send_to(text_data=json.dumps({"type": "cancel"}))
+        else:
+            settings.ANYON_CLAUDE_LOGIN_TIMEOUT = 0
+        final = await until(comm, lambda m: m["type"] == "status" and m["state"] in claude_login.State.FINAL)
+        assert final["state"] == end
+        assert not docker_client.containers.list(all=True, filters={"name": name})  # gone already, no sweep
+        await comm.disconnect()
     finally:
         claude_login._sessions.clear()
 
