@@ -66,7 +66,36 @@ def test_screenshots_exist_and_show_the_current_ui():
     missing = [name for name in referenced if not (ROOT / "docs" / name).exists()]
     assert not missing, f"run make screenshots: missing {missing}"
     recorded = (ROOT / "docs" / "screenshots" / "SOURCE.sha256").read_text().strip()
-    assert recorded == ui_source_hash(), "templates or static files changed since the screenshots: make screenshots"
+    assert recorded == ui_source_hash(), "what the pages are made of changed since the screenshots: make screenshots"
+
+
+def test_the_screenshot_hash_covers_the_python_that_renders_the_pages():
+    from tests.live_stack import ui_source_files
+
+    covered = {str(path.relative_to(ROOT)) for path in ui_source_files()}
+    for name in (
+        "templates/base.html", "static/anyon.css", "anyon/views.py", "anyon/admin.py", "anyon/context_processors.py",
+        "anyon/templatetags/ops_dashboard.py", "execution/views.py", "execution/admin.py", "execution/forms.py",
+        "execution/models.py", "execution/claude_events.py", "execution/templatetags/diff_tags.py",
+        "secrets_app/views.py", "secrets_app/forms.py", "secrets_app/models.py", "secrets_app/admin.py",
+        "shared/admin.py", "shared/models.py", "tests/screenshots.py",
+    ):  # fmt: skip
+        assert name in covered, f"{name} shapes the screenshots but is not in ui_source_hash"
+    assert not any(name.startswith(("tests/anyon", ".venv")) for name in covered)
+
+
+def test_the_screenshots_show_no_test_ports():
+    """Every picture's visible text is kept in pages.txt; none may show a loopback address with a port (the fake
+    GitHub of make screenshots answers as http://localhost on port 80)."""
+    from tests.screenshots import TEST_ADDRESS
+
+    pages = (ROOT / "docs" / "screenshots" / "pages.txt").read_text()
+    shown = set(re.findall(r"^== (screenshots/)?([\w.-]+\.png) ==$", pages, re.MULTILINE))
+    pictures = {path.name for path in (ROOT / "docs" / "screenshots").glob("*.png")}
+    assert {name for _, name in shown} == pictures, "pages.txt and the pictures differ: make screenshots"
+    assert "http://localhost/ada-lovelace/analytical-engine.git" in pages
+    assert not TEST_ADDRESS.findall(pages), f"the screenshots show test addresses: {TEST_ADDRESS.findall(pages)}"
+    assert TEST_ADDRESS.search("git clone http://127.0.0.1:36475/a/b.git") and TEST_ADDRESS.search("localhost:8000")
 
 
 # --- claims of DEPLOYMENT.md and RUNBOOK.md, each pinned to the code that makes it true ----------------------------
