@@ -213,6 +213,17 @@ def test_the_single_vm_service_user_has_the_container_uid():
     # The worker refuses to hand a secret dir to the container user from any other uid (what the steps warn about).
     assert "run the worker as root or as uid ANYON_CONTAINER_UID" in (ROOT / "execution" / "secret_dir.py").read_text()
     assert "the worker runs as uid … and cannot give the secret dir to the container user" in unwrapped(single_vm)
+    readme = unwrapped((ROOT / "README.md").read_text())
+    assert "CAP_CHOWN" not in readme and f"runs as root or as uid {image_uid}" in readme  # geteuid() == 0, not a cap
+
+
+def test_the_qa_checklist_names_every_health_check():
+    from anyon.health import HEALTH_CHECKS
+
+    checklist = (ROOT / "docs" / "QA_CHECKLIST.md").read_text()
+    step = re.search(r"^2\. `curl .*?(?=^3\. )", checklist, re.MULTILINE | re.DOTALL).group()
+    missing = [name for name in HEALTH_CHECKS if f"`{name}`" not in step]
+    assert not missing, f"QA step 2 leaves out health checks: {missing}"
 
 
 def test_every_worker_host_starts_the_egress_proxy():
