@@ -6,7 +6,9 @@ Each check is a small function returning a :class:`Check`; none of them raises.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,6 +88,90 @@ def check_runtime_image(timeout: int = 3) -> Check:
     except Exception as exc:
         return Check("runtime image", FAIL, f"cannot ask the engine ({type(exc).__name__})", "fix the engine first")
     return Check("runtime image", OK, f"{image} present")
+
+
+#: Python versions the app supports: ``requires-python`` of pyproject.toml (a test keeps the two in step).
+PYTHON_SUPPORTED = ((3, 11), (3, 13))
+#: The oldest engine API the runner is tested against: Docker Engine 20.10.
+MIN_DOCKER_API = "1.41"
+#: Free disk below which ``doctor`` warns: the runtime image alone takes ~1.5 GB, workspaces come on top.
+MIN_FREE_BYTES = 5 * 1024**3
+GIB = 1024**3
+
+
+def check_python() -> Check:
+    low, high = PYTHON_SUPPORTED
+    here = ".".join(str(part) for part in sys.version_info[:3])
+    supported = f"{low[0]}.{low[1]} to {high[0]}.{high[1]}"
+    if not sys.platform.startswith("linux"):
+        return Check("python", FAIL, f"Python {here} on {sys.platform}: Anyon Cloud runs on Linux", "run it on Linux")
+    if not low <= sys.version_info[:2] <= high:
+        return Check(
+            "python",
+            FAIL,
+            f"Python {here}; Anyon Cloud supports {supported}",
+            f"install Python {supported} and recreate the virtualenv (rm -rf .venv && make run)",
+        )
+    return Check("python", OK, f"Python {here} on Linux (supported: {supported})")
+
+
+def check_docker_version(timeout: int = 3) -> Check:
+    from shared.docker.client import get_docker_client
+
+    name = "docker version"
+    try:
+        version = get_docker_client(timeout=timeout).version()
+    except Exception as exc:
+        return Check(name, FAIL, f"cannot ask the engine ({type(exc).__name__})", "fix the engine first")
+    engine, api = version.get("Version", "?"), str(version.get("ApiVersion", ""))
+    if _version_key(api) < _version_key(MIN_DOCKER_API):
+        return Check(
+            name,
+            FAIL,
+            f"Docker {engine}, API {api or '?'}: Anyon Cloud needs Docker Engine 20.10 or later (API {MIN_DOCKER_API})",
+            "upgrade Docker Engine (https://docs.docker.com/engine/install/)",
+        )
+    return Check(name, OK, f"Docker {engine}, API {api} (needs API {MIN_DOCKER_API} or later)")
+
+
+def _docker_root_dir(timeout: int) -> Path | None:
+    """Docker's data root when the engine runs on this machine (a local socket), else None."""
+    if settings.DOCKER_HOST and not settings.DOCKER_HOST.startswith("unix://"):
+        return None
+    from shared.docker.client import get_docker_client
+
+    try:
+        root = get_docker_client(timeout=timeout).info().get("DockerRootDir", "")
+    except Exception:
+        return None
+    return Path(root) if root and Path(root).exists() else None
+
+
+def check_disk(timeout: int = 3) -> Check:
+    """Free space for the database and logs (``ANYON_DATA_DIR``) and for images and workspaces (Docker's data root)."""
+    places = {"data dir": Path(settings.DATA_DIR)}
+    docker_root = _docker_root_dir(timeout)
+    if docker_root is not None:
+        places["Docker"] = docker_root
+    free: dict[str, tuple[Path, int]] = {}
+    for what, path in places.items():
+        try:
+            free[what] = (path, shutil.disk_usage(path).free)
+        except OSError as exc:
+            return Check("disk", WARN, f"cannot measure {path} ({exc.strerror})", required=False)
+    text = "; ".join(f"{what} {path}: {space / GIB:.1f} GB free" for what, (path, space) in free.items())
+    if docker_root is None:
+        text += "; Docker's data root is not on this machine (not measured)"
+    low = [f"{path}" for path, space in free.values() if space < MIN_FREE_BYTES]
+    if low:
+        return Check(
+            "disk",
+            WARN,
+            f"less than {MIN_FREE_BYTES // GIB} GB free: {text}",
+            "free space (docker image prune, old workspaces: manage.py cleanup) or grow the disk of " + ", ".join(low),
+            required=False,
+        )
+    return Check("disk", OK, text, required=False)
 
 
 CLAUDE_CODE_LABEL = "io.anyon.versions.claude-code"
@@ -348,6 +434,7 @@ def check_egress_proxy() -> Check:
 
 #: Checks in the order ``doctor`` prints them.
 DOCTOR_CHECKS: list[Callable[[], Check]] = [
+    check_python,
     check_database,
     check_migrations,
     check_secret_key,
@@ -355,6 +442,8 @@ DOCTOR_CHECKS: list[Callable[[], Check]] = [
     check_data_dir,
     check_container_uid,
     check_docker,
+    check_docker_version,
+    check_disk,
     check_runtime_image,
     check_claude_cli,
     check_worker,

@@ -72,12 +72,40 @@ class LiveStack:
             self.worker.stop()
 
 
+#: What decides how the pictures of docs/screenshots look: templates and static files, and the Python that renders
+#: them (views, forms, the admin, template tags, models' verbose names and choices, the banner, the agent's log lines)
+#: and the script that takes them. A change to any of these asks for ``make screenshots``.
+UI_SOURCES = (
+    "templates/**/*",
+    "static/**/*",
+    "*/views.py",
+    "*/forms.py",
+    "*/admin.py",
+    "*/models.py",
+    "*/templatetags/*.py",
+    "anyon/context_processors.py",
+    "secrets_app/selectors.py",
+    "execution/claude_events.py",
+    "tests/screenshots.py",
+)
+UI_PACKAGES = ("anyon", "execution", "secrets_app", "shared")
+
+
+def ui_source_files() -> list[Path]:
+    files = {
+        path
+        for pattern in UI_SOURCES
+        for path in ROOT.glob(pattern)
+        if path.is_file() and "__pycache__" not in path.parts
+        and (not pattern.startswith("*/") or path.relative_to(ROOT).parts[0] in UI_PACKAGES)
+    }  # fmt: skip
+    return sorted(files)
+
+
 def ui_source_hash() -> str:
-    """A hash of everything that decides how pages look (templates and static files)."""
+    """A hash of everything that decides how the screenshots look (``UI_SOURCES``)."""
     digest = hashlib.sha256()
-    for folder in ("templates", "static"):
-        for path in sorted((ROOT / folder).rglob("*")):
-            if path.is_file():
-                digest.update(str(path.relative_to(ROOT)).encode())
-                digest.update(path.read_bytes())
+    for path in ui_source_files():
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -3,6 +3,12 @@ the pictures of docs/USER_GUIDE.md into docs/screenshots/, plus the hash of the 
 (tests/anyon/test_docs.py fails when templates or static files change without new screenshots).
 
 Needs the Docker engine and the runtime image (the attempt pictures come from a real run) and Chromium.
+
+The pictures show the default installation: sealed runs through an egress proxy. GitHub's URLs appear on the pages
+(the device-flow link, the clone in the log), so the fake GitHub listens on port 80 of the loopback interface and is
+configured as ``http://localhost``: no test port in any picture. The visible text of every picture is saved in
+docs/screenshots/pages.txt, and a picture whose page shows a loopback address with a port is refused
+(tests/anyon/test_docs.py checks the saved text too).
 """
 
 from __future__ import annotations
@@ -22,10 +28,15 @@ from tests.live_stack import LiveStack, configure, ui_source_hash  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 FAKE_LOGIN_CLI = ROOT / "tests" / "fakes" / "fake_claude_setup_token.sh"
+#: A loopback address with a port: what a picture must not show (a test port readers would copy).
+TEST_ADDRESS = re.compile(r"(?:127\.0\.0\.1|localhost|\[::1\]):\d+")
 
 
 def main() -> None:
-    github = FakeGitHub(interval=1).__enter__()
+    try:
+        github = FakeGitHub(interval=1, port=80, host="localhost").__enter__()
+    except OSError as exc:
+        sys.exit(f"make screenshots serves the fake GitHub on 127.0.0.1:80 (http://localhost on the pages): {exc}")
     api = FakeAnthropicAPI().__enter__()
     configure(
         "screens",
@@ -34,17 +45,24 @@ def main() -> None:
         ANYON_GITHUB_CLIENT_ID=CLIENT_ID,
         ANYON_ANTHROPIC_API_URL=api.url,
         ANYON_CLAUDE_LOGIN_COMMAND=f"bash {FAKE_LOGIN_CLI}",
-        ANYON_CLOUD_NETWORK="host",
+        ANYON_CREDENTIAL_MODE="sealed",
+        ANYON_EGRESS_ALLOW_INTERNAL=f"{api.url.removeprefix('http://')},localhost:80",
     )
     import django
 
     django.setup()
+    from django.conf import settings
     from django.contrib.auth.models import User
     from playwright.sync_api import sync_playwright
 
+    from shared.egress import EgressClient
     from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS, login
+    from tests.fixtures.processes import start_process
+    from tests.fixtures.waiting import wait_for
 
     stack = LiveStack("screens")
+    egress = start_process("screens-egress", [sys.executable, "manage.py", "egress_proxy"], dict(os.environ))
+    wait_for(lambda: _answers(EgressClient(settings.ANYON_EGRESS_CONTROL, timeout=2)), 30, what="the egress proxy")
     User.objects.create_user("ada", email="ada@example.com", password="ada password 123")
     User.objects.create_superuser("ops", "ops@example.com", "ops password 123")
     github.device_script = ["pending", "success"]
@@ -57,8 +75,14 @@ def main() -> None:
         page = browser.new_page(viewport={"width": 1200, "height": 780})
         page.set_default_timeout(30_000)
 
+        texts: dict[str, str] = {}
+
         def shot(name: str, full: bool = False) -> None:
+            shown = TEST_ADDRESS.findall(page.content())
+            if shown:
+                sys.exit(f"docs/screenshots/{name}.png would show test addresses: {sorted(set(shown))}")
             page.screenshot(path=str(OUT / f"{name}.png"), full_page=full)
+            texts[name] = page.inner_text("body")
             print(f"saved docs/screenshots/{name}.png")
 
         page.goto(f"{stack.url}/login/")
@@ -110,12 +134,15 @@ def main() -> None:
         page.goto(f"{stack.url}/admin/")
         shot("admin-dashboard")
         browser.close()
+    (OUT / "pages.txt").write_text(
+        "".join(f"== {name}.png ==\n{text.strip()}\n\n" for name, text in sorted(texts.items()))
+    )
     (OUT / "SOURCE.sha256").write_text(ui_source_hash() + "\n")
     stack.stop()
+    egress.stop()
     github.__exit__(None, None, None)
     api.__exit__(None, None, None)
     import docker
-    from django.conf import settings
 
     client = docker.from_env()
     label = f"anyon.instance={settings.ANYON_INSTANCE}"
@@ -123,6 +150,13 @@ def main() -> None:
         container.remove(force=True)
     for volume in client.volumes.list(filters={"label": label}):
         volume.remove(force=True)
+
+
+def _answers(client) -> bool:
+    try:
+        return client.ping()
+    except Exception:
+        return False
 
 
 if __name__ == "__main__":

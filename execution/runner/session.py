@@ -223,6 +223,8 @@ class AttemptSession:
             )
 
     def _scrub_history(self) -> None:
+        if not self.container_id:  # no container was made (engine down, image missing): no history, no engine to ask
+            return
         line = scrub_session_history(
             engine=self.engine, attempt=self.attempt, container_id=self.container_id, masker=self.masker
         )

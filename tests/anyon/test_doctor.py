@@ -29,6 +29,7 @@ def test_doctor_json_lists_every_check(settings, tmp_path, capsys):
 
     checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)}
     assert set(checks) == {
+        "python",
         "database",
         "migrations",
         "secret key",
@@ -36,6 +37,8 @@ def test_doctor_json_lists_every_check(settings, tmp_path, capsys):
         "data dir",
         "container uid",
         "docker engine",
+        "docker version",
+        "disk",
         "runtime image",
         "claude code",
         "worker",
@@ -229,3 +232,81 @@ def test_a_new_sqlite_database_and_its_wal_are_0600(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "'anyon.sqlite3-wal', '0o600'" in run.stdout and "'anyon.sqlite3', '0o600'" in run.stdout, run.stdout
+
+
+# --- the requirements doctor checks besides the services: Python, the engine's version, free disk ---------------
+
+
+class FakeEngineClient:
+    def __init__(self, version: dict | None = None, root: str = "") -> None:
+        self._version, self._root = version, root
+
+    def version(self) -> dict:
+        if self._version is None:
+            raise ConnectionError("engine down")
+        return self._version
+
+    def info(self) -> dict:
+        return {"DockerRootDir": self._root}
+
+
+@pytest.fixture
+def engine(monkeypatch):
+    """Replace the Docker client the checks use; returns a setter for what the fake engine answers."""
+    from shared.docker import client
+
+    def answer(**kwargs) -> None:
+        monkeypatch.setattr(client, "get_docker_client", lambda **_: FakeEngineClient(**kwargs))
+
+    return answer
+
+
+def test_python_check_accepts_the_supported_versions_and_names_them(monkeypatch):
+    from anyon import health
+
+    check = health.check_python()
+    assert check.status == health.OK and "supported: 3.11 to 3.13" in check.detail
+    monkeypatch.setattr(health, "PYTHON_SUPPORTED", ((3, 20), (3, 21)))
+    check = health.check_python()
+    assert check.failed and check.required and "supports 3.20 to 3.21" in check.detail
+    assert "recreate the virtualenv" in check.fix
+
+
+def test_docker_version_check_refuses_an_engine_older_than_20_10(engine):
+    from anyon import health
+
+    engine(version={"Version": "19.03.15", "ApiVersion": "1.40"})
+    check = health.check_docker_version()
+    assert check.failed and "Docker 19.03.15, API 1.40" in check.detail and "20.10 or later" in check.detail
+    engine(version={"Version": "20.10.24", "ApiVersion": "1.41"})
+    assert health.check_docker_version().status == health.OK
+    engine(version={"Version": "28.0.1", "ApiVersion": "1.48"})
+    assert health.check_docker_version().status == health.OK  # 1.48 > 1.41 as versions, not as decimals
+    engine(version=None)
+    check = health.check_docker_version()
+    assert check.failed and check.fix == "fix the engine first"
+
+
+def test_disk_check_measures_the_data_dir_and_a_local_docker_root(engine, settings, tmp_path, monkeypatch):
+    from anyon import health
+
+    settings.DATA_DIR = tmp_path
+    settings.DOCKER_HOST = ""
+    docker_root = tmp_path / "docker"
+    docker_root.mkdir()
+    engine(version={}, root=str(docker_root))
+    check = health.check_disk()
+    assert (
+        check.status == health.OK
+        and f"data dir {tmp_path}:" in check.detail
+        and f"Docker {docker_root}:" in check.detail
+    )
+    monkeypatch.setattr(health, "MIN_FREE_BYTES", 1 << 60)
+    check = health.check_disk()
+    assert check.status == health.WARN and not check.required and "grow the disk" in check.fix
+    settings.DOCKER_HOST = "tcp://docker.internal:2376"  # the engine's disk is not this machine's
+    check = health.check_disk()
+    assert "Docker's data root is not on this machine (not measured)" in check.detail
+    settings.DATA_DIR = tmp_path / "missing"
+    check = health.check_disk()
+    assert check.status == health.WARN and "cannot measure" in check.detail

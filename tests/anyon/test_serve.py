@@ -68,7 +68,7 @@ def test_serve_starts_web_and_worker_and_stops_on_sigint(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=40)
-    assert "Docker engine" in out and "Starting anyway" in out
+    assert "Docker engine" in out and "Starting anyway; until the engine answers" in out
     assert "Stopped." in out
     leftover = subprocess.run(["pgrep", "-f", f"daphne -b 127.0.0.1 -p {port}"], capture_output=True, text=True)
     assert leftover.stdout.strip() == ""

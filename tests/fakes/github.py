@@ -49,8 +49,8 @@ class DeviceGrant:
 
 
 class FakeGitHub(FakeHTTPServer):
-    def __init__(self, *, interval: int = 1, expires_in: int = 900) -> None:
-        super().__init__()
+    def __init__(self, *, interval: int = 1, expires_in: int = 900, port: int = 0, host: str = "127.0.0.1") -> None:
+        super().__init__(port=port, host=host)
         self.accounts: dict[str, Account] = {}
         self.grants: dict[str, DeviceGrant] = {}
         self.interval = interval

@@ -46,9 +46,12 @@ class QuietServer(ThreadingHTTPServer):
 
 
 class FakeHTTPServer:
-    """Start with ``with Fake() as fake:``; ``fake.url`` is ``http://127.0.0.1:<port>``."""
+    """Start with ``with Fake() as fake:``; ``fake.url`` is ``http://127.0.0.1:<port>``.
 
-    def __init__(self) -> None:
+    It always listens on 127.0.0.1; ``port`` (default: any free one) and ``host`` (the name in ``url``, e.g.
+    ``localhost``) give a fixed address, for pictures that show its URLs (``make screenshots``)."""
+
+    def __init__(self, *, port: int = 0, host: str = "127.0.0.1") -> None:
         self._records: list[Recorded] = []
         self.lock = threading.Lock()
         fake = self
@@ -100,8 +103,9 @@ class FakeHTTPServer:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
-        self.server = QuietServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = QuietServer(("127.0.0.1", port), Handler)
+        bound = self.server.server_address[1]
+        self.url = f"http://{host}" if bound == 80 else f"http://{host}:{bound}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def handle(self, request: Recorded) -> Reply:

@@ -39,6 +39,10 @@ def stop_process_group(proc: subprocess.Popen, *, grace: float = GRACE_SECONDS) 
         proc.wait()
 
 
+#: What happens to runs while the engine is down (docs/RUNBOOK.md, "Docker engine outage", says the same).
+SERVE_WITHOUT_DOCKER = "Starting anyway; until the engine answers, a worker takes each run and fails it at once."
+
+
 class Command(BaseCommand):
     help = "Start the web server, the worker and (sealed mode) the egress proxy; stop them all on Ctrl-C."
 
@@ -52,7 +56,7 @@ class Command(BaseCommand):
         docker = check_docker()
         if docker.failed:
             self.stderr.write(self.style.WARNING(f"Docker engine: {docker.detail}. Fix: {docker.fix}"))
-            self.stderr.write(self.style.WARNING("Starting anyway; runs stay queued until the engine answers."))
+            self.stderr.write(self.style.WARNING(SERVE_WITHOUT_DOCKER))
         python = sys.executable
         children: dict[str, subprocess.Popen] = {
             "web": subprocess.Popen(
