@@ -173,3 +173,10 @@ def test_admin_can_revoke(staff_client, alice):
     assert b"Revoked 1 secret" in response.content
     secret.refresh_from_db()
     assert secret.state == SecretState.REVOKED and "staff:root" in secret.state_reason
+
+
+def test_the_settings_page_says_where_credentials_go_in_each_mode(alice_client, settings):
+    settings.ANYON_CREDENTIAL_MODE = "sealed"
+    assert "never\nenter a run's container" in alice_client.get("/settings/").content.decode()
+    settings.ANYON_CREDENTIAL_MODE = "mounted"
+    assert "given to a run's container only while it needs them" in alice_client.get("/settings/").content.decode()
