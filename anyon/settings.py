@@ -258,6 +258,13 @@ ANYON_SECRET_DIR_MAX_AGE = env.int("ANYON_SECRET_DIR_MAX_AGE", default=RUN_TIMEO
 ANYON_STALE_ATTEMPT_SECONDS = env.int("ANYON_STALE_ATTEMPT_SECONDS", default=120)
 ANYON_CLEANUP_MINUTES = env.int("ANYON_CLEANUP_MINUTES", default=5)
 
+# --- limits (docs/DEPLOYMENT.md, "Limits"): bad input and abuse lose nothing and stop nothing else ----------------
+#: Attempts of one user that provision or run at once; the others wait queued, in order, without a worker slot.
+ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER = env.int("ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER", default=2)
+#: Characters of output stored per attempt (its runs and jobs together); past it the run goes on, the log says
+#: where output was cut, and the total is still counted.
+ANYON_ATTEMPT_LOG_MAX_CHARS = env.int("ANYON_ATTEMPT_LOG_MAX_CHARS", default=50_000_000)
+
 # GitHub (github.com by default; GitHub Enterprise: https://ghe.example.com and https://ghe.example.com/api/v3)
 ANYON_GITHUB_URL = env.str("ANYON_GITHUB_URL", default="https://github.com")
 ANYON_GITHUB_API_URL = env.str("ANYON_GITHUB_API_URL", default="https://api.github.com")

@@ -26,7 +26,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from tests.live_stack import LiveStack, configure  # noqa: E402
 
-WORK = configure("bench", ANYON_CLOUD_NETWORK="none", ANYON_WORKERS=os.environ.get("ANYON_WORKERS", "4"))
+WORK = configure(
+    "bench",
+    ANYON_CLOUD_NETWORK="none",
+    ANYON_WORKERS=os.environ.get("ANYON_WORKERS", "4"),
+    ANYON_ATTEMPT_LOG_MAX_CHARS="0",  # the benchmark stores every byte (200 MB runs)
+    ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER="0",  # and measures concurrency, not the per-user limit
+)
 
 import django  # noqa: E402
 
