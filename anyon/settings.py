@@ -264,6 +264,8 @@ ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER = env.int("ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER
 #: Characters of output stored per attempt (its runs and jobs together); past it the run goes on, the log says
 #: where output was cut, and the total is still counted.
 ANYON_ATTEMPT_LOG_MAX_CHARS = env.int("ANYON_ATTEMPT_LOG_MAX_CHARS", default=50_000_000)
+#: A finished attempt's workspace larger than this many bytes is removed by the cleanup sweep (0: no size cap).
+ANYON_WORKSPACE_MAX_BYTES = env.int("ANYON_WORKSPACE_MAX_BYTES", default=0)
 
 # GitHub (github.com by default; GitHub Enterprise: https://ghe.example.com and https://ghe.example.com/api/v3)
 ANYON_GITHUB_URL = env.str("ANYON_GITHUB_URL", default="https://github.com")

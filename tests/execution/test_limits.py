@@ -219,3 +219,48 @@ def test_the_cap_covers_the_attempts_later_sessions_too():
     assert "60 characters of output were not stored" in logs(attempt, "system")
     assert attempt.log_chars >= 80 + 50 + 30 and attempt.log_cut_at_seq is not None
 
+
+# --- workspace size -----------------------------------------------------------------------------------------------
+
+
+def test_the_sweep_removes_idle_and_too_large_workspaces_and_leaves_working_and_small_ones(settings):
+    """ANYON_ATTEMPT_IDLE_TTL and ANYON_WORKSPACE_MAX_BYTES: a finished attempt's workspace that is idle, or (with the
+    cap set) larger than the cap, is removed and the attempt says why; a running attempt's workspace, however large,
+    and small recent ones (another user's too) stay."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from execution.cleanup import sweep_idle_workspaces
+    from execution.containers import home_volume
+    from tests.execution.conftest import make_attempt
+
+    settings.ANYON_ATTEMPT_IDLE_TTL = 3600
+    engine = FakeEngine()
+    attempts = {}
+    for name, status, age, size in (
+        ("idle", AttemptStatus.SUCCEEDED, 7200, 10),
+        ("large", AttemptStatus.SUCCEEDED, 0, 3 * 1024**3),
+        ("small", AttemptStatus.FAILED, 0, 10 * 1024**2),
+        ("running", AttemptStatus.RUNNING, 0, 5 * 1024**3),
+        ("bobs", AttemptStatus.SUCCEEDED, 0, 10),
+    ):
+        attempt = make_attempt(f"user-{name}")
+        volume = f"ws-{name}"
+        Attempt.objects.filter(pk=attempt.pk).update(
+            status=status, workspace_volume=volume, last_activity_at=timezone.now() - timedelta(seconds=age)
+        )
+        engine.volumes |= {volume, home_volume(volume)}
+        engine.sizes[volume] = size
+        attempts[name] = attempt
+
+    settings.ANYON_WORKSPACE_MAX_BYTES = 0  # no size cap: only the idle one goes
+    assert sweep_idle_workspaces(engine=engine).removed == ["ws-idle"]
+
+    settings.ANYON_WORKSPACE_MAX_BYTES = 1024**3
+    assert sweep_idle_workspaces(engine=engine).removed == ["ws-large"]
+    assert engine.volumes == {v for n in ("small", "running", "bobs") for v in (f"ws-{n}", home_volume(f"ws-{n}"))}
+    large = Attempt.objects.get(pk=attempts["large"].pk)
+    assert large.workspace_volume == "" and large.status == AttemptStatus.SUCCEEDED  # its logs and diff stay
+    assert "removed by the cleanup sweep: 3,221,225,472 bytes, more than ANYON_WORKSPACE_MAX_BYTES" in logs(large)
+    assert Attempt.objects.get(pk=attempts["running"].pk).workspace_volume == "ws-running"
