@@ -264,6 +264,11 @@ ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER = env.int("ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER
 #: Characters of output stored per attempt (its runs and jobs together); past it the run goes on, the log says
 #: where output was cut, and the total is still counted.
 ANYON_ATTEMPT_LOG_MAX_CHARS = env.int("ANYON_ATTEMPT_LOG_MAX_CHARS", default=50_000_000)
+#: Largest websocket message (and frame) the web server accepts, in bytes; a bigger one closes that socket (1009)
+#: before it is buffered.
+ANYON_WS_MAX_MESSAGE_BYTES = env.int("ANYON_WS_MAX_MESSAGE_BYTES", default=64 * 1024)
+#: Websockets one user may hold open at once in one web process.
+ANYON_MAX_WEBSOCKETS_PER_USER = env.int("ANYON_MAX_WEBSOCKETS_PER_USER", default=20)
 #: A finished attempt's workspace larger than this many bytes is removed by the cleanup sweep (0: no size cap).
 ANYON_WORKSPACE_MAX_BYTES = env.int("ANYON_WORKSPACE_MAX_BYTES", default=0)
 

@@ -79,6 +79,10 @@
     };
     ws.onclose = (event) => {
       if (ended) return;
+      if (event.code === 4429) {  // too many sockets of this user: say so, and do not knock again
+        state.textContent = "not live: too many open live views; close some tabs, then reload";
+        return;
+      }
       state.textContent = "reconnecting…";
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, 10000);
