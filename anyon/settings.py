@@ -269,6 +269,8 @@ ANYON_ATTEMPT_LOG_MAX_CHARS = env.int("ANYON_ATTEMPT_LOG_MAX_CHARS", default=50_
 ANYON_WS_MAX_MESSAGE_BYTES = env.int("ANYON_WS_MAX_MESSAGE_BYTES", default=64 * 1024)
 #: Websockets one user may hold open at once in one web process.
 ANYON_MAX_WEBSOCKETS_PER_USER = env.int("ANYON_MAX_WEBSOCKETS_PER_USER", default=20)
+#: Claude subscription logins one user may start per minute.
+ANYON_CLAUDE_LOGIN_STARTS_PER_MINUTE = env.int("ANYON_CLAUDE_LOGIN_STARTS_PER_MINUTE", default=5)
 #: A finished attempt's workspace larger than this many bytes is removed by the cleanup sweep (0: no size cap).
 ANYON_WORKSPACE_MAX_BYTES = env.int("ANYON_WORKSPACE_MAX_BYTES", default=0)
 
