@@ -67,7 +67,7 @@ def do_start_attempt(*, task: Task, plan: list[dict] | None = None, enqueue: boo
 
     At most ``ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER`` attempts of one user hold a queue task or a worker at once; the
     others wait queued (``waiting_for_slot``), without a queue task, until one of those ends (see
-    :func:`dispatch_waiting_attempts`). ``enqueue=False`` creates the attempt only (the caller runs it)."""
+    :func:`do_dispatch_waiting_attempts`). ``enqueue=False`` creates the attempt only (the caller runs it)."""
     with transaction.atomic():
         attempt = Attempt.objects.create(task=task, queue=pick_queue(), waiting_for_slot=enqueue)
         attempt.branch = branch_name(attempt.pk)
@@ -75,13 +75,13 @@ def do_start_attempt(*, task: Task, plan: list[dict] | None = None, enqueue: boo
         attempt.plan = plan if plan is not None else [step.to_plan() for step in steps]
         attempt.save(update_fields=["branch", "plan"])
         if enqueue:
-            dispatch_waiting_attempts(owner_id=task.owner_id)
+            do_dispatch_waiting_attempts(owner_id=task.owner_id)
             attempt.refresh_from_db(fields=["waiting_for_slot", "queue"])
     logger.info("attempt %s of task %s queued%s", attempt.pk, task.pk, " (waiting)" if attempt.waiting_for_slot else "")
     return attempt
 
 
-def dispatch_waiting_attempts(*, owner_id: int) -> list[int]:
+def do_dispatch_waiting_attempts(*, owner_id: int) -> list[int]:
     """Give the owner's waiting attempts, oldest first, the slots that are free: each gets its queue task (on
     commit). Called when an attempt is started and when one ends, so a waiting attempt never holds a worker and
     the owner's attempts start in the order they were made. Returns the ids it dispatched."""
@@ -141,7 +141,7 @@ def do_transition(
                 setattr(attempt, key, value)
             wake_attempt_viewers(attempt.pk, status=to)
             if to in FINAL_STATUSES:  # its slot is free: the owner's next waiting attempt gets it
-                dispatch_waiting_attempts(
+                do_dispatch_waiting_attempts(
                     owner_id=Task.objects.values_list("owner_id", flat=True).get(pk=attempt.task_id)
                 )
     return bool(moved)
