@@ -58,7 +58,7 @@ def waiting_note(attempt: Attempt) -> str:
     if not ahead:
         return ""
     return (
-        f"Queued behind your other attempts: {ahead} of them go first (at most "
+        f"Queued behind your other attempts ({ahead} ahead of it; at most "
         f"{settings.ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER} of yours run at once). It starts by itself."
     )
 

@@ -102,7 +102,7 @@ def test_a_flood_of_attempts_waits_in_order_without_queue_tasks_and_all_of_them_
     client.force_login(mallory)
     settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
     html = client.get(f"/attempts/{flood[5].pk}/").content.decode()
-    assert "Queued behind your other attempts: 5 of them go first" in html
+    assert "Queued behind your other attempts (5 ahead of it; at most 2 of yours run at once)" in html
     assert 'data-testid="attempt-waiting" hidden' in client.get(f"/attempts/{flood[0].pk}/").content.decode()
 
     # Another user is not held up by the flood: bob's attempt gets its queue task at once.
