@@ -13,8 +13,9 @@ thread's connection could not see the transaction's rows.
 An attempt stores at most ``ANYON_ATTEMPT_LOG_MAX_CHARS`` characters of output (its runs and jobs together). Past
 that the run goes on: the writer stores the part that fits, a system line that says output was cut there, and from
 then on only counts; the total (``Attempt.log_chars``) and where it was cut (``Attempt.log_cut_at_seq``) are kept
-on the attempt, and a last system line tells how much was not stored. Anyon's own (system) lines are always stored:
-they are few, and they say how the attempt ended.
+on the attempt, and a last system line tells how much was not stored. Anyon's own (system) lines are still stored
+past the cap, up to ``SYSTEM_CHARS_AFTER_CUT`` a session: they say how the attempt ended, and a run that makes many
+of them (refused connections are logged one by one) is bounded too.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ FLUSH_SECONDS = 0.1
 #: nothing else is coming), still at most 1 / QUIET_FLUSH_SECONDS transactions a second.
 QUIET_FLUSH_SECONDS = 0.02
 MAX_BATCHES_IN_FLIGHT = 4
+#: Anyon's own lines stored after the log was cut, per writer (session).
+SYSTEM_CHARS_AFTER_CUT = 1024 * 1024
 
 
 def attempt_group(attempt_id: int) -> str:
@@ -69,11 +72,18 @@ class LogWriter:
         self.total_chars, self.cut_at_seq = size
         self._recorded = size
         self._not_stored = 0  # since the last "not stored" line
+        self._system_after_cut = 0
 
     def write(self, run_id: int | None, stream: str, text: str) -> None:
         if not text:
             return
         text = text.replace("\x00", "\ufffd")  # NUL cannot be stored in PostgreSQL text
+        if stream == LogStream.SYSTEM and self.cut_at_seq is not None and self.max_chars > 0:
+            self._system_after_cut += len(text)
+            if self._system_after_cut > SYSTEM_CHARS_AFTER_CUT:
+                self.total_chars += len(text)
+                self._not_stored += len(text)
+                return
         if stream != LogStream.SYSTEM and self.max_chars > 0:
             if self.cut_at_seq is not None:
                 self.total_chars += len(text)

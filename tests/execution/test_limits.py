@@ -217,6 +217,25 @@ def test_the_cap_covers_the_attempts_later_sessions_too():
     assert logs(attempt, "stdout") == "a" * 80 + "b" * 20 and logs(attempt, "stderr") == ""
     assert "Follow-up succeeded" in logs(attempt, "system")
     assert "60 characters of output were not stored" in logs(attempt, "system")
+
+
+def test_anyons_own_lines_past_the_cap_are_bounded_too():
+    """Refused connections are logged as system lines one by one: a run making millions of them is bounded too."""
+    from execution.log_writer import SYSTEM_CHARS_AFTER_CUT
+    from tests.execution.conftest import make_attempt
+
+    attempt = make_attempt()
+    writer = LogWriter(attempt.pk, max_chars=1000)
+    writer.write(None, "stdout", "o" * 2000)
+    line = "blocked: 10.0.0.1:443 is not on the allowlist\n"
+    for _ in range(3 * SYSTEM_CHARS_AFTER_CUT // len(line)):
+        writer.write(None, "system", line)
+    writer.close()
+    system = logs(attempt, "system")
+    assert SYSTEM_CHARS_AFTER_CUT - len(line) <= system.count("blocked:") * len(line) <= SYSTEM_CHARS_AFTER_CUT
+    assert "characters of output were not stored" in system.splitlines()[-1]
+    attempt.refresh_from_db()
+    assert attempt.log_chars >= 2000 + 3 * SYSTEM_CHARS_AFTER_CUT - len(line)
     assert attempt.log_chars >= 80 + 50 + 30 and attempt.log_cut_at_seq is not None
 
 
