@@ -288,6 +288,22 @@ ANYON_SECRET_DIR_MAX_AGE = env.int("ANYON_SECRET_DIR_MAX_AGE", default=RUN_TIMEO
 ANYON_STALE_ATTEMPT_SECONDS = env.int("ANYON_STALE_ATTEMPT_SECONDS", default=120)
 ANYON_CLEANUP_MINUTES = env.int("ANYON_CLEANUP_MINUTES", default=5)
 
+# --- limits (docs/DEPLOYMENT.md, "Limits"): bad input and abuse lose nothing and stop nothing else ----------------
+#: Attempts of one user that provision or run at once; the others wait queued, in order, without a worker slot.
+ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER = env.int("ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER", default=2)
+#: Characters of output stored per attempt (its runs and jobs together); past it the run goes on, the log says
+#: where output was cut, and the total is still counted.
+ANYON_ATTEMPT_LOG_MAX_CHARS = env.int("ANYON_ATTEMPT_LOG_MAX_CHARS", default=50_000_000)
+#: Largest websocket message (and frame) the web server accepts, in bytes; a bigger one closes that socket (1009)
+#: before it is buffered.
+ANYON_WS_MAX_MESSAGE_BYTES = env.int("ANYON_WS_MAX_MESSAGE_BYTES", default=64 * 1024)
+#: Websockets one user may hold open at once in one web process.
+ANYON_MAX_WEBSOCKETS_PER_USER = env.int("ANYON_MAX_WEBSOCKETS_PER_USER", default=20)
+#: Claude subscription logins one user may start per minute.
+ANYON_CLAUDE_LOGIN_STARTS_PER_MINUTE = env.int("ANYON_CLAUDE_LOGIN_STARTS_PER_MINUTE", default=5)
+#: A finished attempt's workspace larger than this many bytes is removed by the cleanup sweep (0: no size cap).
+ANYON_WORKSPACE_MAX_BYTES = env.int("ANYON_WORKSPACE_MAX_BYTES", default=0)
+
 # GitHub (github.com by default; GitHub Enterprise: https://ghe.example.com and https://ghe.example.com/api/v3)
 ANYON_GITHUB_URL = env.str("ANYON_GITHUB_URL", default="https://github.com")
 ANYON_GITHUB_API_URL = env.str("ANYON_GITHUB_API_URL", default="https://api.github.com")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from django.conf import settings
@@ -11,7 +12,16 @@ from django.db.models import Count
 from django.utils import timezone
 
 from execution.log_writer import wake_attempt_viewers
-from execution.models import ATTEMPT_TRANSITIONS, Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, Task
+from execution.models import (
+    ATTEMPT_TRANSITIONS,
+    FINAL_STATUSES,
+    Attempt,
+    AttemptJob,
+    AttemptStatus,
+    JobKind,
+    JobStatus,
+    Task,
+)
 from execution.prompts import validate_prompt
 from execution.repo_urls import validate_branch, validate_repo_url
 from execution.selectors import attempt_is_working
@@ -36,7 +46,9 @@ def pick_queue() -> str:
     queues = settings.ANYON_WORKER_QUEUES
     busy = dict(
         Attempt.objects.filter(
-            queue__in=queues, status__in=[AttemptStatus.QUEUED, AttemptStatus.PROVISIONING, AttemptStatus.RUNNING]
+            queue__in=queues,
+            status__in=[AttemptStatus.QUEUED, AttemptStatus.PROVISIONING, AttemptStatus.RUNNING],
+            waiting_for_slot=False,
         )
         .values("queue")
         .annotate(n=Count("pk"))
@@ -51,27 +63,60 @@ def local_queue(attempt: Attempt) -> bool:
 
 
 def do_start_attempt(*, task: Task, plan: list[dict] | None = None, enqueue: bool = True) -> Attempt:
-    """Create an attempt and queue it for a worker. ``plan`` overrides the default steps (tests, benchmarks)."""
+    """Create an attempt and queue it for a worker. ``plan`` overrides the default steps (tests, benchmarks).
+
+    At most ``ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER`` attempts of one user hold a queue task or a worker at once; the
+    others wait queued (``waiting_for_slot``), without a queue task, until one of those ends (see
+    :func:`do_dispatch_waiting_attempts`). ``enqueue=False`` creates the attempt only (the caller runs it)."""
     with transaction.atomic():
-        attempt = Attempt.objects.create(task=task, queue=pick_queue())
+        attempt = Attempt.objects.create(task=task, queue=pick_queue(), waiting_for_slot=enqueue)
         attempt.branch = branch_name(attempt.pk)
         steps = default_plan(repo_url=task.repo_url, base_branch=task.base_branch, attempt_id=attempt.pk)
         attempt.plan = plan if plan is not None else [step.to_plan() for step in steps]
         attempt.save(update_fields=["branch", "plan"])
-    if enqueue:
-        from django_q.tasks import async_task
-
-        transaction.on_commit(
-            lambda: async_task(
-                "execution.runner.run_attempt",
-                attempt.pk,
-                task_name=f"attempt-{attempt.pk}",
-                group="attempts",
-                cluster=attempt.queue,
-            )
-        )
-    logger.info("attempt %s of task %s queued", attempt.pk, task.pk)
+        if enqueue:
+            do_dispatch_waiting_attempts(owner_id=task.owner_id)
+            attempt.refresh_from_db(fields=["waiting_for_slot", "queue"])
+    logger.info("attempt %s of task %s queued%s", attempt.pk, task.pk, " (waiting)" if attempt.waiting_for_slot else "")
     return attempt
+
+
+def do_dispatch_waiting_attempts(*, owner_id: int) -> list[int]:
+    """Give the owner's waiting attempts, oldest first, the slots that are free: each gets its queue task (on
+    commit). Called when an attempt is started and when one ends, so a waiting attempt never holds a worker and
+    the owner's attempts start in the order they were made. Returns the ids it dispatched."""
+    from django.contrib.auth import get_user_model
+    from django_q.tasks import async_task
+
+    with transaction.atomic():
+        # One dispatcher per user at a time (PostgreSQL: the row lock; SQLite: IMMEDIATE transactions).
+        get_user_model().objects.select_for_update().filter(pk=owner_id).exists()
+        mine = Attempt.objects.filter(task__owner_id=owner_id)
+        holding = mine.filter(
+            status__in=[AttemptStatus.QUEUED, AttemptStatus.PROVISIONING, AttemptStatus.RUNNING], waiting_for_slot=False
+        ).count()
+        limit = settings.ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER  # 0: no limit
+        free = limit - holding if limit > 0 else None
+        if free is not None and free <= 0:
+            return []
+        waiting = list(
+            mine.filter(status=AttemptStatus.QUEUED, waiting_for_slot=True).order_by("pk").values_list("pk", flat=True)
+        )[:free]
+        for attempt_id in waiting:
+            queue = pick_queue()
+            Attempt.objects.filter(pk=attempt_id).update(waiting_for_slot=False, queue=queue)
+            transaction.on_commit(
+                functools.partial(
+                    async_task,
+                    "execution.runner.run_attempt",
+                    attempt_id,
+                    task_name=f"attempt-{attempt_id}",
+                    group="attempts",
+                    cluster=queue,
+                )
+            )
+            wake_attempt_viewers(attempt_id)
+    return waiting
 
 
 def do_transition(
@@ -95,6 +140,10 @@ def do_transition(
             for key, value in updates.items():
                 setattr(attempt, key, value)
             wake_attempt_viewers(attempt.pk, status=to)
+            if to in FINAL_STATUSES:  # its slot is free: the owner's next waiting attempt gets it
+                do_dispatch_waiting_attempts(
+                    owner_id=Task.objects.values_list("owner_id", flat=True).get(pk=attempt.task_id)
+                )
     return bool(moved)
 
 

@@ -9,6 +9,13 @@ output while the database stores the previous batch (a SQLite commit spends most
 GIL). At most ``MAX_BATCHES_IN_FLIGHT`` batches wait, which bounds memory; :meth:`LogWriter.flush` returns once
 everything written so far is stored. Inside a transaction (tests, admin actions) the insert happens inline: another
 thread's connection could not see the transaction's rows.
+
+An attempt stores at most ``ANYON_ATTEMPT_LOG_MAX_CHARS`` characters of output (its runs and jobs together). Past
+that the run goes on: the writer stores the part that fits, a system line that says output was cut there, and from
+then on only counts; the total (``Attempt.log_chars``) and where it was cut (``Attempt.log_cut_at_seq``) are kept
+on the attempt, and a last system line tells how much was not stored. Anyon's own (system) lines are still stored
+past the cap, up to ``SYSTEM_CHARS_AFTER_CUT`` a session: they say how the attempt ended, and a run that makes many
+of them (refused connections are logged one by one) is bounded too.
 """
 
 from __future__ import annotations
@@ -19,11 +26,12 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from execution.models import LogRecord
+from execution.models import Attempt, LogRecord, LogStream
 from shared.live.events import wake_group
 
 logger = logging.getLogger(__name__)
@@ -35,6 +43,8 @@ FLUSH_SECONDS = 0.1
 #: nothing else is coming), still at most 1 / QUIET_FLUSH_SECONDS transactions a second.
 QUIET_FLUSH_SECONDS = 0.02
 MAX_BATCHES_IN_FLIGHT = 4
+#: Anyon's own lines stored after the log was cut, per writer (session).
+SYSTEM_CHARS_AFTER_CUT = 1024 * 1024
 
 
 def attempt_group(attempt_id: int) -> str:
@@ -47,7 +57,7 @@ def wake_attempt_viewers(attempt_id: int, **event) -> None:
 
 
 class LogWriter:
-    def __init__(self, attempt_id: int) -> None:
+    def __init__(self, attempt_id: int, *, max_chars: int | None = None) -> None:
         self.attempt_id = attempt_id
         last = LogRecord.objects.filter(attempt_id=attempt_id).aggregate(m=Max("seq"))["m"]
         self.next_seq = (last or 0) + 1
@@ -56,12 +66,47 @@ class LogWriter:
         self._last_flush = time.monotonic()
         self._inserter: ThreadPoolExecutor | None = None
         self._in_flight: deque[Future] = deque()
-        self.total_chars = 0
+        self.max_chars = settings.ANYON_ATTEMPT_LOG_MAX_CHARS if max_chars is None else max_chars
+        # What earlier sessions of the attempt (its jobs) wrote counts against the same limit.
+        size = Attempt.objects.filter(pk=attempt_id).values_list("log_chars", "log_cut_at_seq").first() or (0, None)
+        self.total_chars, self.cut_at_seq = size
+        self._recorded = size
+        self._not_stored = 0  # since the last "not stored" line
+        self._system_after_cut = 0
 
     def write(self, run_id: int | None, stream: str, text: str) -> None:
         if not text:
             return
         text = text.replace("\x00", "\ufffd")  # NUL cannot be stored in PostgreSQL text
+        if stream == LogStream.SYSTEM and self.cut_at_seq is not None and self.max_chars > 0:
+            self._system_after_cut += len(text)
+            if self._system_after_cut > SYSTEM_CHARS_AFTER_CUT:
+                self.total_chars += len(text)
+                self._not_stored += len(text)
+                return
+        if stream != LogStream.SYSTEM and self.max_chars > 0:
+            if self.cut_at_seq is not None:
+                self.total_chars += len(text)
+                self._not_stored += len(text)
+                return
+            room = self.max_chars - self.total_chars
+            if len(text) > room:
+                self._append(run_id, stream, text[: max(room, 0)])
+                self.total_chars += len(text) - max(room, 0)
+                self._not_stored += len(text) - max(room, 0)
+                self._append(
+                    run_id,
+                    LogStream.SYSTEM,
+                    f"\n--- output cut here: the log of an attempt keeps at most {self.max_chars:,} characters. The "
+                    "run goes on; what it prints from now on is counted, not stored. ---\n",
+                )
+                self.cut_at_seq = self.next_seq - 1
+                self._send_batch()
+                self._record_size()
+                return
+        self._append(run_id, stream, text)
+
+    def _append(self, run_id: int | None, stream: str, text: str) -> None:
         self.total_chars += len(text)
         while text:
             last = self._pending[-1] if self._pending else None
@@ -94,9 +139,23 @@ class LogWriter:
 
     def flush(self) -> None:
         """Store everything written so far; returns when it is in the database."""
+        if self._not_stored:
+            not_stored, self._not_stored = self._not_stored, 0
+            self._append(
+                None,
+                LogStream.SYSTEM,
+                f"--- {not_stored:,} characters of output were not stored; {self.total_chars:,} in all so far ---\n",
+            )
         self._send_batch()
         while self._in_flight:
             self._in_flight.popleft().result()
+        self._record_size()
+
+    def _record_size(self) -> None:
+        size = (self.total_chars, self.cut_at_seq)
+        if size != self._recorded:
+            do_record_log_size(attempt_id=self.attempt_id, chars=self.total_chars, cut_at_seq=self.cut_at_seq)
+            self._recorded = size
 
     def close(self) -> None:
         """Flush, then stop the inserting thread and close its database connection."""
@@ -142,3 +201,10 @@ def _insert_sql() -> str:
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(map(quote, columns))}) "  # noqa: S608 - names from the model
         f"VALUES ({', '.join(['%s'] * len(columns))})"
     )
+
+
+def do_record_log_size(*, attempt_id: int, chars: int, cut_at_seq: int | None) -> None:
+    """How much output the attempt printed in all, and after which record its log was cut (None: not cut)."""
+    with transaction.atomic():
+        Attempt.objects.filter(pk=attempt_id).update(log_chars=chars, log_cut_at_seq=cut_at_seq)
+        wake_attempt_viewers(attempt_id)

@@ -54,6 +54,9 @@ class Attempt(models.Model):
     error = models.TextField(blank=True)
     plan = models.JSONField(default=list, help_text="The steps (kind, title, argv) this attempt runs.")
     cancel_requested = models.BooleanField(default=False)
+    waiting_for_slot = models.BooleanField(
+        default=False, help_text="queued behind the owner's other attempts (ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER)"
+    )
     queue = models.CharField(max_length=64, blank=True, help_text="worker queue (Docker host) that owns it")
     worker = models.CharField(max_length=120, blank=True, help_text="host:pid of the worker running it")
     base_commit = models.CharField(max_length=64, blank=True, help_text="the base branch's commit it started from")
@@ -65,6 +68,12 @@ class Attempt(models.Model):
     pr_state = models.CharField(max_length=32, blank=True)
     last_activity_at = models.DateTimeField(null=True, blank=True, help_text="for the workspace idle TTL")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    log_chars = models.BigIntegerField(default=0, help_text="characters of output in all, stored or not")
+    log_cut_at_seq = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="the log record after which output was no longer stored (ANYON_ATTEMPT_LOG_MAX_CHARS)",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

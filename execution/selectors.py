@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, QuerySet
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet
 
-from execution.models import Attempt, JobStatus, LogRecord, Task
+from execution.models import ACTIVE_STATUSES, Attempt, AttemptStatus, JobStatus, LogRecord, Task
 
 
 def tasks_for(*, user) -> QuerySet[Task]:
@@ -37,6 +38,29 @@ def own_attempt_for(*, user, attempt_id: int) -> Attempt:
 def attempt_is_working(attempt: Attempt) -> bool:
     """Queued or running, itself or one of its jobs: its workspace and container are in use."""
     return attempt.is_active or attempt.jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists()
+
+
+def attempts_ahead(attempt: Attempt) -> int:
+    """For an attempt waiting for a slot (``ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER``): how many of its owner's attempts
+    go before it, the ones it waits for included. 0 for any other attempt."""
+    if not attempt.waiting_for_slot or attempt.status != AttemptStatus.QUEUED:
+        return 0
+    return (
+        Attempt.objects.filter(task__owner_id=attempt.task.owner_id, status__in=ACTIVE_STATUSES)
+        .filter(Q(waiting_for_slot=False) | Q(pk__lt=attempt.pk))
+        .count()
+    )
+
+
+def waiting_note(attempt: Attempt) -> str:
+    """What the attempt page says about a waiting attempt ("" for any other)."""
+    ahead = attempts_ahead(attempt)
+    if not ahead:
+        return ""
+    return (
+        f"Queued behind your other attempts ({ahead} ahead of it; at most "
+        f"{settings.ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER} of yours run at once). It starts by itself."
+    )
 
 
 def log_records_after(*, attempt_id: int, after_seq: int, limit: int = 500, max_chars: int | None = None) -> list:
@@ -79,6 +103,9 @@ def attempt_snapshot(attempt: Attempt) -> dict:
         "jobs": jobs,
         "head_commit": attempt.head_commit,
         "pr_url": attempt.pr_url,
+        "waiting": waiting_note(attempt),
+        "log_chars": attempt.log_chars,
+        "log_cut_at_seq": attempt.log_cut_at_seq,
         "duration": attempt.duration.total_seconds() if attempt.duration else None,
         "runs": runs,
     }

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -109,6 +110,8 @@ def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
             "diff_added": sum(f["added"] for f in attempt.diff),
             "diff_removed": sum(f["removed"] for f in attempt.diff),
             "egress_blocked": selectors.egress_block_count(attempt=attempt),
+            "waiting_note": selectors.waiting_note(attempt),
+            "log_limit": settings.ANYON_ATTEMPT_LOG_MAX_CHARS,
         },
     )
 

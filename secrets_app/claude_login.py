@@ -25,6 +25,7 @@ import shlex
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -381,9 +382,34 @@ def current_session(user_id: int) -> LoginSession | None:
     return session if session and not session.final else None
 
 
+#: When each user started their recent logins (this process), for ``ANYON_CLAUDE_LOGIN_STARTS_PER_MINUTE``.
+_starts: dict[int, deque[float]] = {}
+
+
+def _count_start(user_id: int) -> None:
+    """Count a login start, or raise ConnectError when the user already started the most a minute allows. Called
+    with the registry lock held."""
+    limit = settings.ANYON_CLAUDE_LOGIN_STARTS_PER_MINUTE
+    if limit <= 0:
+        return
+    now = time.monotonic()
+    recent = _starts.setdefault(user_id, deque())
+    while recent and now - recent[0] >= 60:
+        recent.popleft()
+    if len(recent) >= limit:
+        wait = max(1, int(60 - (now - recent[0])) + 1)
+        raise ConnectError(
+            f"Too many Claude logins started: at most {limit} a minute. Wait {wait} s, then start again."
+        )
+    recent.append(now)
+
+
 def start_subscription_login(user_id: int) -> LoginSession:
-    """One login per user: a running one is replaced (its process and container stopped)."""
+    """One login per user: a running one is replaced (its process and container stopped). At most
+    ``ANYON_CLAUDE_LOGIN_STARTS_PER_MINUTE`` starts a minute per user: past that ConnectError, and the running login
+    (if any) is left alone."""
     with _registry_lock:
+        _count_start(user_id)
         old = _sessions.get(user_id)
         session = LoginSession(user_id=user_id)
         _sessions[user_id] = session

@@ -34,7 +34,8 @@ class ClaudeLoginConsumer(JsonConsumer):
         if self.user is None or not self.user.is_authenticated:
             await self.close(code=4401)
             return
-        await self.accept()
+        if not await self.admit():
+            return
         self.queue: asyncio.Queue = asyncio.Queue()
         self.pump = asyncio.create_task(self._pump())
         session = claude_login.current_session(self.user.pk)

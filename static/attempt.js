@@ -7,6 +7,7 @@
   const statusBadge = document.getElementById("attempt-status");
   const runs = document.getElementById("runs");
   const errorLine = document.getElementById("attempt-error");
+  const waitingLine = document.getElementById("attempt-waiting");
   const cancelForm = document.getElementById("cancel-form");
   // The page rendered the newest records; the socket continues after the last of them.
   let lastSeq = Number(log.dataset.after || 0);
@@ -42,6 +43,8 @@
     statusBadge.className = `badge status-${a.status}`;
     errorLine.hidden = !a.error;
     errorLine.textContent = a.error || "";
+    waitingLine.hidden = !a.waiting;
+    waitingLine.textContent = a.waiting || "";
     cancelForm.hidden = !a.active;
     runs.replaceChildren(...a.runs.map((r) => {
       const tr = document.createElement("tr");
@@ -76,8 +79,12 @@
         if (sawActive) setTimeout(() => window.location.reload(), 300);  // diff, follow-up form, PR button
       }
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       if (ended) return;
+      if (event.code === 4429) {  // too many sockets of this user: say so, and do not knock again
+        state.textContent = "not live: too many open live views; close some tabs, then reload";
+        return;
+      }
       state.textContent = "reconnecting…";
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, 10000);

@@ -85,6 +85,18 @@ def container_factory(docker_client):
             container.remove(force=True)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_per_user_counters():
+    """The per-process limits (open websockets, Claude login starts) count per user id: ids come back in the next
+    test's database, so each test starts with none counted."""
+    yield
+    from secrets_app import claude_login
+    from shared.live import consumer
+
+    consumer._open_sockets.clear()
+    claude_login._starts.clear()
+
+
 @pytest.fixture
 def alice(db):
     return User.objects.create_user("alice", password="alice password 123")

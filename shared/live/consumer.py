@@ -2,9 +2,15 @@
 
 Every client message must be a JSON object with a ``type``; binary, oversized or malformed frames get an ``error``
 message back, never a crash. A signed-in user's socket lasts only as long as the session that opened it
-(shared/live/sessions.py): closed with 4401 on log-out, deactivation, or a failed periodic re-check. Messages out
-are encoded with orjson: a viewer of a busy run receives megabytes a second, and the standard encoder spent more
-time on them than anything else in the web process (profiled, docs/PERFORMANCE.md).
+(shared/live/sessions.py): closed with 4401 on log-out, deactivation, or a failed periodic re-check. (A frame larger
+than ``ANYON_WS_MAX_MESSAGE_BYTES`` never reaches a consumer: the web server closes its socket before buffering it,
+see ``anyon/management/commands/serve.py``.)
+
+One user holds at most ``ANYON_MAX_WEBSOCKETS_PER_USER`` sockets at once in one web process: another one is told why
+and closed (code 4429), and the user's other sockets, and everyone else's, go on.
+
+Messages out are encoded with orjson: a viewer of a busy run receives megabytes a second, and the standard encoder
+spent more time on them than anything else in the web process (profiled, docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -21,6 +28,14 @@ from django.conf import settings
 from django.utils.crypto import constant_time_compare
 
 from shared.live import sessions
+
+#: Open sockets per user id in this process (consumers of one process share its event loop).
+_open_sockets: Counter[int] = Counter()
+TOO_MANY_SOCKETS = 4429
+
+
+def open_sockets(user_id: int) -> int:
+    return _open_sockets[user_id]
 
 
 class JsonConsumer(AsyncWebsocketConsumer):
@@ -75,14 +90,41 @@ class JsonConsumer(AsyncWebsocketConsumer):
                 task.cancel()
         await self.close(code=sessions.CLOSE_SIGNED_OUT)
 
+    _counted_user: int | None = None
+
+    async def admit(self) -> bool:
+        """Accept the socket if its user has room for one more (``ANYON_MAX_WEBSOCKETS_PER_USER``); otherwise
+        accept only to say why, and close it. Returns whether it was admitted."""
+        user_id = self.scope["user"].pk
+        limit = settings.ANYON_MAX_WEBSOCKETS_PER_USER
+        if limit > 0 and _open_sockets[user_id] >= limit:
+            await self.accept()
+            await self.send_error(
+                f"Too many open live views: at most {limit} per user. Close some tabs, then reload this page."
+            )
+            await self.close(code=TOO_MANY_SOCKETS)
+            return False
+        _open_sockets[user_id] += 1
+        self._counted_user = user_id
+        await self.accept()
+        return True
+
+    async def websocket_disconnect(self, message) -> None:
+        if self._counted_user is not None:  # however the consumer's own disconnect goes
+            _open_sockets[self._counted_user] -= 1
+            if _open_sockets[self._counted_user] <= 0:
+                del _open_sockets[self._counted_user]
+            self._counted_user = None
+        await super().websocket_disconnect(message)
+
     async def accept_and_follow(self, group: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Join ``group`` (channels leaves it on disconnect), accept, and run ``loop`` until the socket closes.
         A handler of the group's messages (:func:`shared.live.events.wake_group`) calls ``woken``."""
         self.wake = asyncio.Event()
         await self.channel_layer.group_add(group, self.channel_name)
         self.groups.append(group)
-        await self.accept()
-        self.follower = asyncio.create_task(loop())
+        if await self.admit():
+            self.follower = asyncio.create_task(loop())
 
     def woken(self) -> None:
         self.wake.set()

@@ -34,6 +34,8 @@ WORK = configure(
     ANYON_CLOUD_NETWORK="none",
     ANYON_WORKERS=os.environ.get("ANYON_WORKERS", "4"),
     ANYON_CREDENTIAL_MODE=MODE,
+    ANYON_ATTEMPT_LOG_MAX_CHARS="0",  # the benchmark stores every byte (200 MB runs)
+    ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER="0",  # and measures concurrency, not the per-user limit
 )
 
 import django  # noqa: E402

@@ -107,3 +107,26 @@ def test_an_attempt_that_ends_before_the_socket_opens_still_reloads_for_its_resu
         ws.connect_to_server()
     expect(page.get_by_test_id("changes-note")).to_contain_text("Cancelled after the repository was cloned")
     assert page.evaluate("window.__first_render") is None
+
+
+def test_a_waiting_attempt_says_so_and_the_note_goes_when_it_gets_its_slot(
+    page, asgi_server, transactional_db, settings, monkeypatch
+):
+    """ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER: the page of an attempt queued behind the user's others says so, and the
+    note goes live when the earlier attempt ends and this one is handed to the queue."""
+    from execution.attempts import do_transition
+
+    monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kwargs: None)  # no worker in this test
+    settings.ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER = 1
+    user = User.objects.create_user("patient", password="patient password 123")
+    task = do_create_task(owner=user, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
+    first, second = do_start_attempt(task=task), do_start_attempt(task=task)
+    assert second.waiting_for_slot
+    login(page, asgi_server.url, "patient", "patient password 123")
+    page.goto(f"{asgi_server.url}/attempts/{second.pk}/")
+    page.wait_for_function("() => document.getElementById('live-state').textContent === 'live'")
+    note = page.get_by_test_id("attempt-waiting")
+    expect(note).to_contain_text("Queued behind your other attempts (1 ahead of it")
+    do_transition(attempt=first, to=AttemptStatus.CANCELLED)
+    expect(note).to_be_hidden(timeout=10_000)
+    assert page.get_by_test_id("attempt-status").get_attribute("data-status") == "queued"

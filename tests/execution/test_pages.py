@@ -46,7 +46,8 @@ def test_start_attempt_queues_it_with_the_default_plan(alice_client, task, djang
     assert [step["kind"] for step in attempt.plan] == ["clone", "custom", "agent"]
     clone = attempt.plan[0]["argv"]
     assert clone[-3:] == ["--", "https://github.com/acme/widgets.git", "/workspace"]
-    assert len(callbacks) == 1  # enqueued only once the transaction commits
+    queued = [c for c in callbacks if getattr(c, "args", ())[:1] == ("execution.runner.run_attempt",)]
+    assert len(queued) == 1  # enqueued only once the transaction commits
 
 
 def test_cancel_a_queued_attempt(alice_client, task):

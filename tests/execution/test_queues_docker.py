@@ -28,6 +28,7 @@ def wait_until(predicate, timeout=90.0):
 
 def test_attempts_spread_over_host_queues_and_stay_there(world, worker_factory, settings, docker_client):
     settings.ANYON_WORKER_QUEUES = ["host-a", "host-b"]
+    settings.ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER = 4  # all four start at once (the per-user limit is tested elsewhere)
     common = {"ANYON_TEMP_DIR": str(settings.ANYON_TEMP_DIR), "ANYON_CLOUD_NETWORK": "none"}
     workers = {q: worker_factory(ANYON_WORKER_QUEUE=q, **common) for q in ("host-a", "host-b")}
     attempts = [

@@ -33,6 +33,7 @@ class FakeEngine:
         self.script = script or (lambda argv: None)
         self.containers: dict[str, dict] = {}
         self.volumes: set[str] = set()
+        self.sizes: dict[str, int] = {}  # bytes used by a volume (volume_sizes), 0 when not set
         self.execs: list[list[str]] = []
         self.killed: list[str] = []
         self._ids = itertools.count(1)
@@ -46,6 +47,10 @@ class FakeEngine:
 
     def remove_volume(self, name: str) -> None:
         self.volumes.discard(name)
+        self.sizes.pop(name, None)
+
+    def volume_sizes(self) -> dict[str, int]:
+        return {name: self.sizes.get(name, 0) for name in self.volumes}
 
     def create_container(self, spec: ContainerSpec) -> str:
         container_id = f"{next(self._ids):064x}"

@@ -120,6 +120,7 @@ def login_command(settings):
     settings.ANYON_CLAUDE_LOGIN_COMMAND = f"bash {FAKE_LOGIN_CLI}"
     yield
     claude_login._sessions.clear()
+    claude_login._starts.clear()
 
 
 def make_user(name="lou"):
@@ -220,6 +221,48 @@ async def test_cancel_reattach_and_out_of_order(login_command):
     await eventually(lambda: not session.child.isalive())
     await comm.disconnect()
     await second.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_login_starts_in_a_loop_are_limited_per_minute_with_a_clear_error(login_command, settings, monkeypatch):
+    """ANYON_CLAUDE_LOGIN_STARTS_PER_MINUTE: a user starting logins in a loop gets an error in the modal; the login
+    already running is not replaced by the refused start, another user still starts one, and a minute later the
+    user may start again."""
+    settings.ANYON_CLAUDE_LOGIN_STARTS_PER_MINUTE = 3
+    mallory = await database_sync_to_async(make_user)("mallory")
+    comm = communicator(mallory)
+    await comm.connect()
+    await until(comm, lambda m: m["type"] == "status")
+    errors = []
+    for _ in range(8):
+        await comm.send_to(text_data=json.dumps({"type": "start", "method": "subscription"}))
+        message = await until(
+            comm, lambda m: m["type"] == "error" or (m["type"] == "status" and m["state"] == "starting")
+        )
+        if message["type"] == "error":
+            errors.append(message["error"])
+    assert len(errors) == 5
+    assert errors[0].startswith("Too many Claude logins started: at most 3 a minute. Wait ")
+    running = claude_login._sessions[mallory.pk]
+    await until(comm, lambda m: m["type"] == "need_code")  # the third login goes on, untouched by the refusals
+    assert not running.final and running.child.isalive()
+
+    lou = await database_sync_to_async(make_user)("lou")
+    other = communicator(lou)
+    await other.connect()
+    await until(other, lambda m: m["type"] == "status")
+    await other.send_to(text_data=json.dumps({"type": "start", "method": "subscription"}))
+    await until(other, lambda m: m["type"] == "need_code")
+
+    later = claude_login.time.monotonic() + 61
+    monkeypatch.setattr(claude_login.time, "monotonic", lambda: later)
+    await comm.send_to(text_data=json.dumps({"type": "start", "method": "subscription"}))
+    await until(comm, lambda m: m["type"] == "status" and m["state"] == "starting")
+    assert claude_login._sessions[mallory.pk] is not running
+    for c in (comm, other):
+        await c.send_to(text_data=json.dumps({"type": "cancel"}))
+        await until(c, lambda m: m["type"] == "status" and m["state"] == "cancelled")
+        await c.disconnect()
 
 
 @pytest.mark.django_db(transaction=True)

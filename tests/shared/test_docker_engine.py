@@ -38,3 +38,26 @@ def test_the_runner_reuses_one_client_per_process_and_engine(docker_client, sett
     assert first.ping()
     settings.ANYON_DOCKER_TIMEOUT = settings.ANYON_DOCKER_TIMEOUT + 1  # another configuration: another client
     assert shared_docker_client() is not first
+
+
+@pytest.mark.docker
+def test_volume_sizes_measure_what_a_container_wrote(docker_client, base_image, container_factory, settings):
+    """What the workspace size sweep (ANYON_WORKSPACE_MAX_BYTES) reads: the engine's size of each volume."""
+    import uuid
+
+    from shared.docker.engine import DockerEngine
+
+    name = f"anyon-test-size-{uuid.uuid4().hex[:8]}"
+    engine = DockerEngine(docker_client)
+    engine.ensure_volume(name, {"anyon.instance": settings.ANYON_INSTANCE})
+    writer = None
+    try:
+        writer = container_factory(
+            base_image, command=["sh", "-c", "head -c 3000000 /dev/zero > /v/blob"], volumes={name: {"bind": "/v"}}
+        )
+        assert writer.wait(timeout=60)["StatusCode"] == 0
+        assert engine.volume_sizes()[name] >= 3_000_000
+    finally:
+        if writer is not None:
+            writer.remove(force=True)  # the volume is in use until its container is gone
+        engine.remove_volume(name)

@@ -43,6 +43,27 @@ def stop_process_group(proc: subprocess.Popen, *, grace: float = GRACE_SECONDS) 
 SERVE_WITHOUT_DOCKER = "Starting anyway; until the engine answers, a worker takes each run and fails it at once."
 
 
+def web_argv(host: str, port: int) -> list[str]:
+    """Daphne serving the app. A websocket message or frame larger than ``ANYON_WS_MAX_MESSAGE_BYTES`` closes its
+    socket (1009) as soon as its header announces the size, before the payload is buffered (autobahn's
+    ``maxMessagePayloadSize`` / ``maxFramePayloadSize``); the consumers then check what they accept in detail."""
+    limit = str(settings.ANYON_WS_MAX_MESSAGE_BYTES)
+    return [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        host,
+        "-p",
+        str(port),
+        "--websocket-max-message-size",
+        limit,
+        "--websocket-max-frame-size",
+        limit,
+        "anyon.asgi:application",
+    ]
+
+
 class Command(BaseCommand):
     help = "Start the web server, the worker and (sealed mode) the egress proxy; stop them all on Ctrl-C."
 
@@ -59,19 +80,7 @@ class Command(BaseCommand):
             self.stderr.write(self.style.WARNING(SERVE_WITHOUT_DOCKER))
         python = sys.executable
         children: dict[str, subprocess.Popen] = {
-            "web": subprocess.Popen(
-                [
-                    python,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    options["host"],
-                    "-p",
-                    str(options["port"]),
-                    "anyon.asgi:application",
-                ],
-                start_new_session=True,
-            )
+            "web": subprocess.Popen(web_argv(options["host"], options["port"]), start_new_session=True)
         }
         if not options["no_worker"]:
             if settings.ANYON_CREDENTIAL_MODE == "sealed":  # sealed runs reach out only through this host's proxy
