@@ -124,3 +124,14 @@ def github(settings):
         settings.ANYON_GITHUB_API_URL = fake.api_url
         settings.ANYON_GITHUB_CLIENT_ID = CLIENT_ID
         yield fake
+
+
+@pytest.fixture
+def slack(settings):
+    """A fake Slack webhook on 127.0.0.1 and an alert e-mail address: where alerts are delivered."""
+    from tests.fakes.slack import FakeSlack
+
+    with FakeSlack() as fake:
+        settings.ANYON_SLACK_WEBHOOK_URL = fake.webhook_url
+        settings.ANYON_ALERT_EMAILS = ["ops@example.com"]
+        yield fake

@@ -1,16 +1,6 @@
 """Alerts raised by their real causes: an unreachable engine during the sweeps, a secret dir that cannot be made."""
 
-import pytest
-
 from shared.models import Alert
-from tests.fakes.slack import FakeSlack
-
-
-@pytest.fixture
-def slack(settings):
-    with FakeSlack() as fake:
-        settings.ANYON_SLACK_WEBHOOK_URL = fake.webhook_url
-        yield fake
 
 
 def test_docker_unreachable_is_raised_by_its_real_cause(transactional_db, settings, slack):

@@ -22,17 +22,8 @@ from shared.alerts import AlertKind
 from shared.models import Alert
 from tests.execution.conftest import custom
 from tests.fakes.github import classic_token
-from tests.fakes.slack import FakeSlack
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def slack(settings):
-    with FakeSlack() as fake:
-        settings.ANYON_SLACK_WEBHOOK_URL = fake.webhook_url
-        settings.ANYON_ALERT_EMAILS = ["ops@example.com"]
-        yield fake
 
 
 def delivered(slack, kind: str) -> Alert:

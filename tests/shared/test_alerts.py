@@ -8,15 +8,6 @@ from shared.alerts import AlertKind, do_raise_alert
 from shared.models import Alert
 from shared.notifiers import before_send
 from tests.fakes.github import classic_token
-from tests.fakes.slack import FakeSlack
-
-
-@pytest.fixture
-def slack(settings):
-    with FakeSlack() as fake:
-        settings.ANYON_SLACK_WEBHOOK_URL = fake.webhook_url
-        settings.ANYON_ALERT_EMAILS = ["ops@example.com"]
-        yield fake
 
 
 def test_delivered_scrubbed_and_deduplicated(transactional_db, slack):
