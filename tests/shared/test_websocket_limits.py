@@ -13,7 +13,7 @@ from django.test import Client
 
 from execution.attempts import do_create_task, do_start_attempt
 from execution.consumers import AttemptLogConsumer
-from execution.models import Attempt, AttemptStatus
+from execution.models import Attempt, AttemptStatus, LogRecord
 from secrets_app.consumers import ClaudeLoginConsumer
 from shared.live.consumer import open_sockets
 from tests.execution.conftest import make_attempt
@@ -111,13 +111,22 @@ def test_a_10_mb_websocket_frame_is_refused_by_the_server_before_it_is_buffered(
     url = f"ws://127.0.0.1:{port}/ws/attempts/{attempt.pk}/logs/"
     headers = {"Cookie": f"sessionid={client.cookies['sessionid'].value}", "Origin": f"http://127.0.0.1:{port}"}
 
+    # The viewer's own batches are far larger than what it may send: they must still arrive whole.
+    LogRecord.objects.bulk_create(
+        LogRecord(attempt=attempt, seq=seq, stream="stdout", text=f"{seq:04d} " + "z" * 16_000 + "\n")
+        for seq in range(1, 21)
+    )
+
     async def attack() -> tuple[list[int], int]:
-        async with websockets.connect(url, additional_headers=headers) as bystander:
+        async with websockets.connect(url, additional_headers=headers, max_size=None) as bystander:
+            history = json.loads(await asyncio.wait_for(bystander.recv(), timeout=10))
+            assert history["type"] == "logs" and len(history["records"]) == 20  # one 320 KB message
             assert json.loads(await bystander.recv())["type"] == "status"
             before = _peak_memory_kb(server.proc.pid)
             codes = []
             for size in (512 * 1024, 10 * 1024 * 1024):  # 512 KiB: under daphne's own default limit (1 MiB)
                 async with websockets.connect(url, additional_headers=headers, max_size=None) as attacker:
+                    assert json.loads(await attacker.recv())["type"] == "logs"
                     assert json.loads(await attacker.recv())["type"] == "status"
                     # Under the server's limit: it reaches the consumer, which answers and keeps the socket.
                     await attacker.send("y" * 60_000)

@@ -44,9 +44,11 @@ SERVE_WITHOUT_DOCKER = "Starting anyway; until the engine answers, a worker take
 
 
 def web_argv(host: str, port: int) -> list[str]:
-    """Daphne serving the app. A websocket message or frame larger than ``ANYON_WS_MAX_MESSAGE_BYTES`` closes its
-    socket (1009) as soon as its header announces the size, before the payload is buffered (autobahn's
-    ``maxMessagePayloadSize`` / ``maxFramePayloadSize``); the consumers then check what they accept in detail."""
+    """Daphne serving the app. A websocket frame larger than ``ANYON_WS_MAX_MESSAGE_BYTES`` closes its socket as
+    soon as its header announces the size, before the payload is buffered (autobahn's ``maxFramePayloadSize``); a
+    message of many small frames stops at daphne's own 1 MiB; the consumers then check what they accept in detail.
+    (``--websocket-max-message-size`` is not lowered: with it, daphne stopped sending the server's own messages
+    above that size, the batches a viewer of a busy run receives.)"""
     limit = str(settings.ANYON_WS_MAX_MESSAGE_BYTES)
     return [
         sys.executable,
@@ -56,8 +58,6 @@ def web_argv(host: str, port: int) -> list[str]:
         host,
         "-p",
         str(port),
-        "--websocket-max-message-size",
-        limit,
         "--websocket-max-frame-size",
         limit,
         "anyon.asgi:application",
