@@ -36,6 +36,7 @@ WORK = configure(
     ANYON_CREDENTIAL_MODE=MODE,
     ANYON_ATTEMPT_LOG_MAX_CHARS="0",  # the benchmark stores every byte (200 MB runs)
     ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER="0",  # and measures concurrency, not the per-user limit
+    ANYON_MAX_WEBSOCKETS_PER_USER="0",  # 50 viewers of one user (the fan-out figure), not the socket limit
 )
 
 import django  # noqa: E402
