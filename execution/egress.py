@@ -67,6 +67,7 @@ def container_environment(*, claude_kind: str | None) -> dict[str, str]:
         "https_proxy": proxy,
         "http_proxy": proxy,
         "NO_PROXY": "127.0.0.1,localhost",
+        "ANYON_EGRESS_LISTEN": "all",  # the bridge listens before the sockets exist (runtime-image/files/…-bridge)
         "no_proxy": "127.0.0.1,localhost",
     }
     if claude_kind:
