@@ -249,3 +249,40 @@ def test_two_users_at_once_each_run_carries_only_its_own_users_credential(world,
     assert git_tokens == {world.github_token, bob_github}  # each clone with its own user's token, added by the proxy
     for attempt in attempts.values():
         assert not secret_dir.secret_dir_path(attempt.pk).exists()
+
+
+def test_with_the_operators_opt_in_the_agent_reads_its_own_repository_through_the_api(
+    world, repo, sealed, github, settings
+):
+    """``ANYON_AGENT_GITHUB_API=true``: the agent's curl reaches the REST API of its task's repository with the
+    token added by the proxy; another repository is refused and logged; the container still holds no token."""
+    settings.ANYON_AGENT_GITHUB_API = True
+    github.add_repo("acme", "private-other")
+    script = (
+        "exec > /workspace/api.txt 2>&1; env | grep GITHUB_API_URL; "
+        'curl -sS -m 10 "$GITHUB_API_URL/repos/acme/widgets"; echo; '
+        'curl -sS -m 10 -o /dev/null -w "other %{http_code}\\n" "$GITHUB_API_URL/repos/acme/private-other"'
+    )
+    world.api.enqueue(ToolUseReply("Bash", {"command": script, "description": "read"}), TextReply("Read it."))
+    attempt = world.attempt(repo_url=repo, prompt="Read the repository")
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
+    attempt.refresh_from_db()
+    seen = next(f for f in attempt.diff if f["path"] == "api.txt")["patch"]
+    assert "GITHUB_API_URL=http://127.0.0.1:18083" in seen
+    assert '"full_name": "acme/widgets"' in seen and "other 403" in seen
+    assert all(value not in seen for value in world.values)
+    api_reads = [r for r in github.requests if r.path.startswith("/api/repos/")]
+    assert [r.path for r in api_reads] == ["/api/repos/acme/widgets"]
+    assert api_reads[0].headers["authorization"] == f"Bearer {world.github_token}"
+    assert "refused /repos/acme/private-other" in logs(attempt)
+
+
+def test_without_the_opt_in_the_agent_has_no_github_api(world, repo, sealed, github):
+    script = 'exec > /workspace/api.txt 2>&1; echo "url=${GITHUB_API_URL-none}"; curl -sS -m 5 http://127.0.0.1:18083/'
+    world.api.enqueue(ToolUseReply("Bash", {"command": script, "description": "read"}), TextReply("Tried."))
+    attempt = world.attempt(repo_url=repo, prompt="Read the repository")
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
+    attempt.refresh_from_db()
+    seen = next(f for f in attempt.diff if f["path"] == "api.txt")["patch"]
+    assert "url=none" in seen and "curl: (" in seen  # no socket behind the port: the connection ends at once
+    assert not [r for r in github.requests if r.path.startswith("/api/repos/")]
