@@ -286,3 +286,44 @@ def test_without_the_opt_in_the_agent_has_no_github_api(world, repo, sealed, git
     seen = next(f for f in attempt.diff if f["path"] == "api.txt")["patch"]
     assert "url=none" in seen and "curl: (" in seen  # no socket behind the port: the connection ends at once
     assert not [r for r in github.requests if r.path.startswith("/api/repos/")]
+
+
+def _peak_rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+
+
+def test_a_100_mb_clone_and_push_go_through_the_proxy_streaming(world, repo, sealed, github, tmp_path):
+    """100 MB of incompressible data is cloned through git.sock and 100 MB more pushed back, in a container with no
+    network; the proxy process's peak memory grows by far less than what went through it (nothing is buffered)."""
+    from execution.steps import default_plan, push_step
+
+    bare = github.repo_path("acme", "widgets")
+    work = tmp_path / "seed"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "clone", "-q", str(bare), str(work)], check=True)
+    (work / "big.bin").write_bytes(Path("/dev/urandom").open("rb").read(100 * 1024 * 1024))
+    subprocess.run([*git, "-C", str(work), "add", "big.bin"], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-qm", "100 MB"], check=True)
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "HEAD:main"], check=True)
+    rss_before = _peak_rss_kib(sealed.proc.pid)
+
+    attempt = world.attempt(repo_url=repo)
+    clone, branch, _agent = default_plan(repo_url=repo, base_branch="main", attempt_id=attempt.pk)
+    write = ["sh", "-c", "head -c 104857600 /dev/urandom > more.bin && git add more.bin && "
+             "git -c user.name=a -c user.email=a@a commit -qm more && git rev-parse HEAD"]  # fmt: skip
+    attempt.plan = [clone.to_plan(), branch.to_plan(), {"kind": "custom", "title": "write", "argv": write},
+                    push_step(branch=attempt.branch).to_plan()]  # fmt: skip
+    attempt.save(update_fields=["plan"])
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
+
+    pushed = subprocess.run(
+        ["git", "--git-dir", str(bare), "cat-file", "-s", f"{attempt.branch}:more.bin"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert int(pushed) == 104857600
+    growth_mib = (_peak_rss_kib(sealed.proc.pid) - rss_before) / 1024
+    assert growth_mib < 40, f"the egress proxy's peak RSS grew by {growth_mib:.0f} MiB for 200 MB through it"
+    assert all(
+        basic_credentials(r.headers.get("authorization"))[1] == world.github_token for r in github.git_requests()
+    )
