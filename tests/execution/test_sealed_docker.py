@@ -11,6 +11,7 @@ the real credentials, which only the proxy added.
 from __future__ import annotations
 
 import base64
+import os
 import signal
 import socket
 import subprocess
@@ -34,7 +35,7 @@ from tests.fakes.github import FakeGitHub
 from tests.fixtures.processes import start_process, subprocess_env
 from tests.fixtures.waiting import wait_for
 
-pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True), pytest.mark.hostile]
 
 
 class CountingServer:
@@ -302,7 +303,7 @@ def test_a_100_mb_clone_and_push_go_through_the_proxy_streaming(world, repo, sea
     work = tmp_path / "seed"
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(["git", "clone", "-q", str(bare), str(work)], check=True)
-    (work / "big.bin").write_bytes(Path("/dev/urandom").open("rb").read(100 * 1024 * 1024))
+    (work / "big.bin").write_bytes(os.urandom(100 * 1024 * 1024))
     subprocess.run([*git, "-C", str(work), "add", "big.bin"], check=True)
     subprocess.run([*git, "-C", str(work), "commit", "-qm", "100 MB"], check=True)
     subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "HEAD:main"], check=True)

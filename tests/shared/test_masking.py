@@ -4,10 +4,13 @@ import base64
 import json
 from urllib.parse import quote
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.masking import MASK, Masker, StreamMasker
+
+pytestmark = pytest.mark.hostile  # attacks: counted in docs/QA_CHECKLIST.md
 
 GH = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 OAT = "sk-ant-oat01-" + "x" * 40 + "_-Zz"

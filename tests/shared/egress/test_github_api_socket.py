@@ -10,6 +10,8 @@ from shared.egress.credential_swap import github_api_request_allowed
 from tests.fakes.github import FakeGitHub
 from tests.shared.egress.conftest import GH_TOKEN, grant, unix_session
 
+pytestmark = pytest.mark.hostile  # attacks: counted in docs/QA_CHECKLIST.md
+
 
 @pytest.fixture
 def github():
