@@ -81,8 +81,14 @@
     };
     ws.onclose = (event) => {
       if (ended) return;
-      if (event.code === 4429) {  // too many sockets of this user: say so, and do not knock again
-        state.textContent = "not live: too many open live views; close some tabs, then reload";
+      // Closes that knocking again cannot fix: say why, and stop (the log shown so far stays on the page).
+      const final = {
+        4401: "not live: you were signed out; sign in again, then reload",
+        4404: "not live: this attempt is gone or not yours",
+        4429: "not live: too many open live views; close some tabs, then reload",
+      }[event.code];
+      if (final) {
+        state.textContent = final;
         return;
       }
       state.textContent = "reconnecting…";

@@ -89,7 +89,14 @@
       const slot = document.getElementById(`card-${msg.provider}`);
       if (slot) applyCard(slot, msg.html);
     };
-    ws.onclose = () => setTimeout(cardsSocket, 2000);
+    ws.onclose = (event) => {
+      if (event.code === 4401) {  // signed out (here or in another tab): knocking again cannot help
+        const note = document.getElementById("signed-out");
+        if (note) note.hidden = false;
+        return;
+      }
+      setTimeout(cardsSocket, 2000);
+    };
   }
   cardsSocket();
 
