@@ -40,8 +40,8 @@ logger = logging.getLogger(__name__)
 TAIL_LINES = 20
 #: A kept line longer than this is shortened (a minified file printed as one line).
 TAIL_LINE_CHARS = 2000
-#: Rows per delete transaction: a few milliseconds of write lock each (docs/PERFORMANCE.md).
-DELETE_BATCH = 1000
+#: Rows per delete transaction: at most 4 MB of 16 KB records, tens of milliseconds of write lock (PERFORMANCE.md).
+DELETE_BATCH = 250
 READ_CHUNK = 200
 
 
