@@ -210,7 +210,7 @@ def sweep_old_logs(
     days = settings.ANYON_LOG_RETENTION_DAYS if days is None else days
     report = SweepReport("old logs", dry_run=dry_run)
     if days <= 0:
-        progress("ANYON_LOG_RETENTION_DAYS is 0: logs are kept forever")
+        progress("a retention of 0 days keeps logs forever (ANYON_LOG_RETENTION_DAYS=0): nothing to remove")
         return report
     candidates = attempts_past_retention(days)
     for attempt in candidates[:limit] if limit else candidates:

@@ -128,6 +128,10 @@ def test_the_sweep_removes_only_the_logs_of_attempts_finished_longer_ago_than_th
 
     settings.ANYON_LOG_RETENTION_DAYS = 0  # keep forever
     assert sweep_old_logs().examined == 0 and LogRecord.objects.filter(attempt=old).exists()
+    out = StringIO()
+    call_command("drop_old_logs", "--days", "0", stdout=out)
+    assert "a retention of 0 days keeps logs forever" in out.getvalue()
+    assert LogRecord.objects.filter(attempt=old).exists()
 
     settings.ANYON_LOG_RETENTION_DAYS = 30
     out = StringIO()
