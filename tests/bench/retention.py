@@ -93,10 +93,14 @@ def db_size() -> dict:
         return {"log_table_bytes": log_table, "file_bytes": database}
 
 
+#: ``0``: no VACUUM by hand after a sweep (PostgreSQL then depends on autovacuum's own timing).
+VACUUM = os.environ.get("ANYON_BENCH_RETENTION_VACUUM", "1") != "0"
+
+
 def vacuum() -> None:
     """PostgreSQL: what autovacuum does after a sweep (marks the deleted rows' space reusable); SQLite: nothing, it
     reuses freed pages at once."""
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and VACUUM:
         with connection.cursor() as cursor:
             cursor.execute(f'VACUUM "{LogRecord._meta.db_table}"')
 
@@ -185,6 +189,7 @@ def main() -> None:
     log_tables = [s["log_table_bytes"] for s in after_writes]
     result = {
         "database": connection.vendor,
+        "vacuum_after_sweep": VACUUM and connection.vendor == "postgresql",
         "attempts_per_round": ATTEMPTS,
         "lines_per_attempt": LINES,
         "log_text_bytes_per_round": sum(len(line) for line in log_lines(random.Random(19), LINES)) * ATTEMPTS,
