@@ -305,6 +305,9 @@ ANYON_MAX_WEBSOCKETS_PER_USER = env.int("ANYON_MAX_WEBSOCKETS_PER_USER", default
 ANYON_CLAUDE_LOGIN_STARTS_PER_MINUTE = env.int("ANYON_CLAUDE_LOGIN_STARTS_PER_MINUTE", default=5)
 #: A finished attempt's workspace larger than this many bytes is removed by the cleanup sweep (0: no size cap).
 ANYON_WORKSPACE_MAX_BYTES = env.int("ANYON_WORKSPACE_MAX_BYTES", default=0)
+#: Days a finished attempt keeps its full log; then the hourly retention sweep removes its log records and keeps a
+#: summary (line counts, bytes, the last lines of each step). 0: logs are kept forever.
+ANYON_LOG_RETENTION_DAYS = env.int("ANYON_LOG_RETENTION_DAYS", default=30)
 
 # GitHub (github.com by default; GitHub Enterprise: https://ghe.example.com and https://ghe.example.com/api/v3)
 ANYON_GITHUB_URL = env.str("ANYON_GITHUB_URL", default="https://github.com")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Count
-from django.utils.html import format_html
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from execution.attempts import (
     AttemptBusy,
@@ -13,8 +15,10 @@ from execution.attempts import (
     do_request_delete_attempt,
     local_queue,
 )
+from execution.log_retention import do_drop_attempt_log
 from execution.models import Attempt, AttemptJob, LogRecord, Run, Task
 from execution.prompts import printable
+from execution.selectors import log_removed_note
 from shared.docker.engine import DockerEngine, EngineError
 
 LOG_CHARS_IN_ADMIN = 50_000
@@ -61,11 +65,11 @@ class AttemptAdmin(admin.ModelAdmin):
     readonly_fields = (
         "task", "status", "container", "workspace_volume", "branch", "error", "worker", "heartbeat_at",
         "base_commit", "head_commit", "pr_number", "pr_url", "pr_state", "created_at", "started_at",
-        "finished_at", "last_activity_at", "egress_blocked", "masked_log",
+        "finished_at", "last_activity_at", "egress_blocked", "log_retention", "masked_log",
     )  # fmt: skip
-    exclude = ("plan", "diff", "cancel_requested", "diff_truncated")
+    exclude = ("plan", "diff", "cancel_requested", "diff_truncated", "log_summary", "log_removed_at")
     inlines = [RunInline]
-    actions = ["cancel_selected", "cleanup_selected", "delete_with_resources"]
+    actions = ["cancel_selected", "cleanup_selected", "drop_logs_selected", "delete_with_resources"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(blocked_count=Count("egress_blocks"))
@@ -96,6 +100,23 @@ class AttemptAdmin(admin.ModelAdmin):
         state = info.get("State") or {}
         return format_html('<span data-testid="container-live">{} ({})</span>', short, state.get("Status") or "exists")
 
+    @admin.display(description="log retention")
+    def log_retention(self, obj: Attempt):
+        """Kept in full, or removed: when, after how many days, and the summary with the last lines of each step."""
+        note = log_removed_note(obj)
+        if not note:
+            days = settings.ANYON_LOG_RETENTION_DAYS
+            return f"full log kept ({f'removed {days} days after the attempt finishes' if days else 'forever'})"
+        tails = format_html_join(
+            "",
+            '<p style="margin:8px 0 2px">{}: last {} lines</p><pre style="white-space:pre-wrap">{}</pre>',
+            (
+                (t["title"] if t["run"] else "Anyon", len(t["lines"]), "".join(line for _, line in t["lines"]))
+                for t in obj.log_summary.get("tails", [])
+            ),
+        )
+        return format_html('<p data-testid="admin-log-removed">{}</p>{}', note, tails)
+
     @admin.display(description="log (masked)")
     def masked_log(self, obj: Attempt):
         texts, size = [], 0
@@ -113,6 +134,22 @@ class AttemptAdmin(admin.ModelAdmin):
         for attempt in active:
             do_cancel_attempt(attempt=attempt, by=f"staff:{request.user.get_username()}")
         self.message_user(request, f"Cancelling {len(active)} attempt(s).", messages.SUCCESS)
+
+    @admin.action(description="Remove the full logs of selected finished attempts now (a summary stays)")
+    def drop_logs_selected(self, request, queryset) -> None:
+        dropped, busy = 0, 0
+        for attempt in queryset:
+            if not attempt.finished_at:
+                busy += 1
+                continue
+            try:  # the page then says how many days after its end the log went
+                days = (timezone.now() - attempt.finished_at).days
+                dropped += bool(do_drop_attempt_log(attempt=attempt, days=days).records)
+            except AttemptBusy:
+                busy += 1
+        self.message_user(
+            request, f"Removed the full logs of {dropped} attempt(s); {busy} still working.", messages.SUCCESS
+        )
 
     @admin.action(description="Clean up selected: remove leftover secret dirs and containers of finished attempts")
     def cleanup_selected(self, request, queryset) -> None:

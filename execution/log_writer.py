@@ -60,7 +60,6 @@ class LogWriter:
     def __init__(self, attempt_id: int, *, max_chars: int | None = None) -> None:
         self.attempt_id = attempt_id
         last = LogRecord.objects.filter(attempt_id=attempt_id).aggregate(m=Max("seq"))["m"]
-        self.next_seq = (last or 0) + 1
         self._pending: list[LogRecord] = []
         self._pending_chars = 0
         self._last_flush = time.monotonic()
@@ -68,9 +67,12 @@ class LogWriter:
         self._in_flight: deque[Future] = deque()
         self.max_chars = settings.ANYON_ATTEMPT_LOG_MAX_CHARS if max_chars is None else max_chars
         # What earlier sessions of the attempt (its jobs) wrote counts against the same limit.
-        size = Attempt.objects.filter(pk=attempt_id).values_list("log_chars", "log_cut_at_seq").first() or (0, None)
-        self.total_chars, self.cut_at_seq = size
-        self._recorded = size
+        row = Attempt.objects.filter(pk=attempt_id).values_list("log_chars", "log_cut_at_seq", "log_summary").first()
+        chars, cut_at_seq, summary = row or (0, None, {})
+        self.total_chars, self.cut_at_seq = chars, cut_at_seq
+        self._recorded = (chars, cut_at_seq)
+        # Records removed by log retention (execution/log_retention.py) keep their numbers: a viewer's place holds.
+        self.next_seq = max(last or 0, (summary or {}).get("through_seq", 0)) + 1
         self._not_stored = 0  # since the last "not stored" line
         self._system_after_cut = 0
 

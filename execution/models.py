@@ -74,6 +74,12 @@ class Attempt(models.Model):
         blank=True,
         help_text="the log record after which output was no longer stored (ANYON_ATTEMPT_LOG_MAX_CHARS)",
     )
+    log_removed_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the full log was removed (ANYON_LOG_RETENTION_DAYS); a summary stays"
+    )
+    log_summary = models.JSONField(
+        default=dict, blank=True, help_text="what the removed log held: line counts, bytes, the last lines of each step"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

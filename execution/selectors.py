@@ -63,6 +63,20 @@ def waiting_note(attempt: Attempt) -> str:
     )
 
 
+def log_removed_note(attempt: Attempt) -> str:
+    """What the attempt page (and a live viewer) says about a log removed by retention ("" while it is kept)."""
+    if not attempt.log_removed_at:
+        return ""
+    summary = attempt.log_summary or {}
+    days = summary.get("days", settings.ANYON_LOG_RETENTION_DAYS)
+    streams = ", ".join(f"{name} {counts['lines']:,}" for name, counts in summary.get("streams", {}).items())
+    return (
+        f"The full log was removed {days} day{'s' if days != 1 else ''} after the attempt finished (on "
+        f"{attempt.log_removed_at:%Y-%m-%d}). It had {summary.get('lines', 0):,} lines ({streams}), "
+        f"{summary.get('bytes', 0):,} bytes. Kept: the steps, the changes and the last lines of each step."
+    )
+
+
 def log_records_after(*, attempt_id: int, after_seq: int, limit: int = 500, max_chars: int | None = None) -> list:
     """The attempt's records after ``after_seq`` in order: at most ``limit`` of them, and no more than needed to
     reach ``max_chars`` of text (records are read one small batch at a time, so a backlog of large records is not
@@ -106,6 +120,7 @@ def attempt_snapshot(attempt: Attempt) -> dict:
         "waiting": waiting_note(attempt),
         "log_chars": attempt.log_chars,
         "log_cut_at_seq": attempt.log_cut_at_seq,
+        "log_removed": log_removed_note(attempt),
         "duration": attempt.duration.total_seconds() if attempt.duration else None,
         "runs": runs,
     }

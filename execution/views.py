@@ -112,6 +112,8 @@ def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
             "egress_blocked": selectors.egress_block_count(attempt=attempt),
             "waiting_note": selectors.waiting_note(attempt),
             "log_limit": settings.ANYON_ATTEMPT_LOG_MAX_CHARS,
+            "log_removed_note": selectors.log_removed_note(attempt),
+            "log_tails": attempt.log_summary.get("tails", []) if attempt.log_removed_at else [],
         },
     )
 

@@ -8,6 +8,7 @@
   const runs = document.getElementById("runs");
   const errorLine = document.getElementById("attempt-error");
   const waitingLine = document.getElementById("attempt-waiting");
+  const removedLine = document.getElementById("log-removed");
   const cancelForm = document.getElementById("cancel-form");
   // The page rendered the newest records; the socket continues after the last of them.
   let lastSeq = Number(log.dataset.after || 0);
@@ -32,6 +33,7 @@
       span.textContent = r.text;
       frag.appendChild(span);
     }
+    if (frag.childNodes.length) log.hidden = false;  // hidden while a removed log had nothing new
     log.appendChild(frag);
     if (nearBottom) log.scrollTop = log.scrollHeight;
   }
@@ -45,6 +47,10 @@
     errorLine.textContent = a.error || "";
     waitingLine.hidden = !a.waiting;
     waitingLine.textContent = a.waiting || "";
+    if (a.log_removed) {  // the full log was removed by retention: say so, with its summary (no error)
+      removedLine.hidden = false;
+      removedLine.textContent = a.log_removed;
+    }
     cancelForm.hidden = !a.active;
     runs.replaceChildren(...a.runs.map((r) => {
       const tr = document.createElement("tr");

@@ -127,6 +127,15 @@ def main() -> None:
         shot("attempt-running", full=True)
         page.wait_for_selector('[data-testid="diff-file"]', timeout=90_000)
         shot("attempt-finished-diff", full=True)
+        from execution.log_retention import do_drop_attempt_log
+        from execution.models import Attempt
+
+        page.wait_for_function("() => document.getElementById('live-state').textContent === 'complete'")
+        finished = Attempt.objects.get(pk=int(re.search(r"/attempts/(\d+)/", page.url).group(1)))
+        do_drop_attempt_log(attempt=finished, days=30)  # what the retention sweep does 30 days later
+        page.reload()
+        page.get_by_test_id("log-tail").first.wait_for()
+        shot("attempt-log-removed", full=True)
 
         page.get_by_test_id("current-user").wait_for()
         page.context.clear_cookies()

@@ -439,11 +439,43 @@ def sealed_round_trip(client) -> None:
     )
 
 
+def retention() -> None:
+    """Item 7 (``tests/bench/retention.py``) in its own process, once on a fresh SQLite file and once on a throwaway
+    PostgreSQL server: database growth per 1,000 lines and per attempt, and none once the sweep runs."""
+    import subprocess
+
+    from tests.fixtures.services import postgres_server
+
+    def measure(database_url: str) -> None:
+        env = {**os.environ, "DATABASE_URL": database_url}
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.bench.retention"], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        results = [line[len("RESULT ") :] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if done.returncode or not results:
+            raise RuntimeError(f"retention bench failed ({done.returncode}): {done.stderr[-3000:]}")
+        emit("log_retention", **json.loads(results[-1]))
+
+    measure(f"sqlite:///{WORK / 'retention.sqlite3'}")
+    with postgres_server("anyon_bench_retention") as url:
+        measure(url)
+
+
 def main() -> None:
+    only = set(filter(None, os.environ.get("ANYON_BENCH_ONLY", "").split(",")))
+    if not only or only - {"retention"}:
+        with_platform(only)
+    if not only or "retention" in only:  # after the stack stopped; needs no Docker, only the databases
+        retention()
+    print("\nsummary:")
+    for line in RESULTS:
+        print(" ", json.dumps(line))
+
+
+def with_platform(only: set[str]) -> None:
     client = docker.from_env(timeout=120)
     client.images.get(IMAGE)
     platform = Platform()
-    only = set(filter(None, os.environ.get("ANYON_BENCH_ONLY", "").split(",")))
     try:
         single = start_latency(platform, client) if not only or "start" in only else 0.0
         if not only or "throughput" in only:
@@ -467,9 +499,6 @@ def main() -> None:
             container.remove(force=True)
         for volume in client.volumes.list(filters={"label": f"anyon.instance={settings.ANYON_INSTANCE}"}):
             volume.remove(force=True)
-    print("\nsummary:")
-    for line in RESULTS:
-        print(" ", json.dumps(line))
 
 
 if __name__ == "__main__":
