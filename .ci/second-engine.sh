@@ -15,17 +15,19 @@ logfile="${ANYON_ENGINE2_LOG:-$data.log}"
 images=("${ANYON_CLOUD_IMAGE:-anyon/claude-runtime:0.2.0}" "${ANYON_BASE_IMAGE:-anyon/debian-base:trixie}")
 
 answers() { docker -H "$sock" version >/dev/null 2>&1; }
+# A killed dockerd may stay a zombie until its parent reaps it (kill -0 would still succeed): look at its state.
+alive() { [[ -r "/proc/$1/stat" ]] && [[ "$(awk '{print $3}' "/proc/$1/stat")" != Z ]]; }
 
 start() {
   if answers; then echo "second engine already answers at $sock"; return 0; fi
   mkdir -p "$data" "$run/exec"
-  if [[ -f "$pidfile" ]] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then rm -f "$pidfile"; fi
+  if [[ -f "$pidfile" ]] && ! alive "$(cat "$pidfile")"; then rm -f "$pidfile"; fi
   # --bridge=none --iptables=false: no network of its own and no firewall rules shared with the first engine.
   setsid dockerd -H "$sock" --data-root "$data" --exec-root "$run/exec" --pidfile "$pidfile" \
     --bridge=none --iptables=false --ip-masq=false --shutdown-timeout=2 >>"$logfile" 2>&1 </dev/null &
-  for i in $(seq 1 60); do
+  for _ in $(seq 1 120); do
     answers && { echo "second engine answers at $sock"; return 0; }
-    sleep 1
+    sleep 0.5
   done
   echo "second engine did not answer within 60 s:" >&2
   tail -n 40 "$logfile" >&2
@@ -46,8 +48,9 @@ stop() {
   [[ -f "$pidfile" ]] || return 0
   pid=$(cat "$pidfile")
   kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done
+  for _ in $(seq 1 60); do alive "$pid" || { rm -f "$pidfile"; return 0; }; sleep 0.5; done
   kill -9 "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
 }
 
 case "${1:-}" in

@@ -13,7 +13,7 @@ import time
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from execution.hosts import do_host_heartbeat, do_mark_engine_lost
+from execution.hosts import alert_engine_lost, do_host_heartbeat
 from execution.runner.entry import worker_identity
 from shared.docker.client import get_docker_client
 from shared.tempdir import ensure_temp_dir
@@ -44,8 +44,8 @@ def beat_once() -> list[str]:
         name=name, docker_host=settings.DOCKER_HOST, worker=worker_identity(), engine_ok=ok, engine_error=error,
         engine_version=version,
     )  # fmt: skip
-    if not ok and before is not False:
-        do_mark_engine_lost(name=name, detail=error)
+    if not ok and before is not False:  # the row lock of the heartbeat: only one of it and a session alerts
+        alert_engine_lost(name=name, detail=error)
         done.append(f"engine of {name} lost: {error}")
     if ok and before is False:  # back: what the engine kept of the attempts that ended meanwhile goes now
         done.append(f"engine of {name} back; cleanup: {run_scheduled_cleanup()}")

@@ -33,7 +33,7 @@ def do_host_heartbeat(
     *, name: str, docker_host: str, worker: str, engine_ok: bool, engine_error: str = "", engine_version: str = ""
 ) -> bool | None:
     """This worker's host is alive; whether its engine answered. Returns the engine state recorded before (None
-    for a host never seen), so the caller notices an engine coming back."""
+    for a host never seen), so the caller notices an engine going away or coming back."""
     now = timezone.now()
     fields = {"docker_host": docker_host, "worker": worker, "engine_ok": engine_ok, "heartbeat_at": now}
     fields["engine_error"] = "" if engine_ok else engine_error[:500]
@@ -46,10 +46,17 @@ def do_host_heartbeat(
 
 
 def do_mark_engine_lost(*, name: str, detail: str, attempt=None) -> None:
-    """The engine of ``name`` stopped answering: recorded at once (no new attempt goes there) and alerted, one
-    alert per host however many attempts it ended."""
+    """The engine of ``name`` stopped answering: recorded at once (no new attempt goes there) and alerted once,
+    by whoever records it first (one of the sessions it ended, or the host's heartbeat)."""
     with transaction.atomic():
-        DockerHost.objects.filter(name=name).update(engine_ok=False, engine_error=detail[:500])
+        flipped = DockerHost.objects.filter(name=name, engine_ok=True).update(
+            engine_ok=False, engine_error=detail[:500]
+        )
+    if flipped:
+        alert_engine_lost(name=name, detail=detail, attempt=attempt)
+
+
+def alert_engine_lost(*, name: str, detail: str, attempt=None) -> None:
     do_raise_alert(
         kind=AlertKind.DOCKER_HOST_LOST,
         message=f"Docker host {name}: its engine stopped answering ({detail[:300]}); its running attempts end "
