@@ -21,7 +21,12 @@ alive() { [[ -r "/proc/$1/stat" ]] && [[ "$(awk '{print $3}' "/proc/$1/stat")" !
 start() {
   if answers; then echo "second engine already answers at $sock"; return 0; fi
   mkdir -p "$data" "$run/exec"
-  if [[ -f "$pidfile" ]] && ! alive "$(cat "$pidfile")"; then rm -f "$pidfile"; fi
+  # After a kill, stale pid files (the engine's, and its containerd's, which dies with it) would make it wait for
+  # processes that are gone.
+  local stale
+  for stale in "$pidfile" "$run/exec/containerd/containerd.pid"; do
+    if [[ -f "$stale" ]] && ! alive "$(cat "$stale")"; then rm -f "$stale"; fi
+  done
   # --bridge=none --iptables=false: no network of its own and no firewall rules shared with the first engine.
   setsid dockerd -H "$sock" --data-root "$data" --exec-root "$run/exec" --pidfile "$pidfile" \
     --bridge=none --iptables=false --ip-masq=false --shutdown-timeout=2 >>"$logfile" 2>&1 </dev/null &
