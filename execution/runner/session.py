@@ -214,13 +214,7 @@ class AttemptSession:
     def _engine_lost(self) -> str:
         """Why the engine is gone when it no longer answers (it stopped, its host went away), else "". Asked only
         after a failure, and only when this session used the engine."""
-        if self._engine is None:
-            return ""
-        try:
-            self._engine.client.ping()
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"[:300]
-        return ""
+        return self._engine.unreachable() if self._engine is not None else ""
 
     def _cancel_requested(self) -> bool:
         if self.job is not None:
