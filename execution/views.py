@@ -112,6 +112,7 @@ def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
             "egress_blocked": selectors.egress_block_count(attempt=attempt),
             "waiting_note": selectors.waiting_note(attempt),
             "log_limit": settings.ANYON_ATTEMPT_LOG_MAX_CHARS,
+            "several_hosts": len(settings.ANYON_WORKER_QUEUES) > 1,  # one host: naming it says nothing
         },
     )
 
