@@ -432,6 +432,25 @@ def check_egress_proxy() -> Check:
     return Check(name, OK, f"pid {status.get('pid')}, {len(status.get('attempts', []))} attempt(s) open")
 
 
+def check_docker_hosts() -> Check:
+    """Every Docker host the installation knows, its state and its active attempts (from the workers' heartbeats,
+    so this works on a web host that cannot reach the engines)."""
+    from execution.models import HostState
+    from execution.selectors import host_rows
+
+    name = "docker hosts"
+    try:
+        rows = host_rows()
+    except Exception as exc:
+        return Check(name, FAIL, f"cannot read the hosts: {type(exc).__name__}", "fix the database first")
+    parts = [f"{row['name']} {row['label']} ({row['active']} active)" for row in rows]
+    bad = [row["name"] for row in rows if row["state"] in (HostState.LOST, HostState.ENGINE_DOWN)]
+    if bad:  # a warning: the worker and docker checks fail for this host's own engine and worker
+        fix = "docs/RUNBOOK.md, 'A Docker host lost': start the engine or the worker of " + ", ".join(bad)
+        return Check(name, WARN, "; ".join(parts), fix, required=False)
+    return Check(name, OK, "; ".join(parts))
+
+
 #: Checks in the order ``doctor`` prints them.
 DOCTOR_CHECKS: list[Callable[[], Check]] = [
     check_python,
@@ -447,6 +466,7 @@ DOCTOR_CHECKS: list[Callable[[], Check]] = [
     check_runtime_image,
     check_claude_cli,
     check_worker,
+    check_docker_hosts,
     check_egress_proxy,
     check_wakeups,
 ]

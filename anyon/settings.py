@@ -289,6 +289,10 @@ ANYON_ATTEMPT_IDLE_TTL = env.int("ANYON_ATTEMPT_IDLE_TTL", default=7 * 24 * 3600
 ANYON_SECRET_DIR_MAX_AGE = env.int("ANYON_SECRET_DIR_MAX_AGE", default=RUN_TIMEOUT + 900)
 ANYON_STALE_ATTEMPT_SECONDS = env.int("ANYON_STALE_ATTEMPT_SECONDS", default=120)
 ANYON_CLEANUP_MINUTES = env.int("ANYON_CLEANUP_MINUTES", default=5)
+#: How often each worker records that its Docker host (its engine) is alive, and how long without such a record
+#: a host counts as lost: new attempts then go to the other hosts, and its running attempts are ended.
+ANYON_HOST_HEARTBEAT_SECONDS = env.float("ANYON_HOST_HEARTBEAT_SECONDS", default=5.0)
+ANYON_HOST_LOST_SECONDS = env.int("ANYON_HOST_LOST_SECONDS", default=60)
 
 # --- limits (docs/DEPLOYMENT.md, "Limits"): bad input and abuse lose nothing and stop nothing else ----------------
 #: Attempts of one user that provision or run at once; the others wait queued, in order, without a worker slot.

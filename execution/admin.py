@@ -15,8 +15,9 @@ from execution.attempts import (
     do_request_delete_attempt,
     local_queue,
 )
+from execution.hosts import do_set_draining
 from execution.log_retention import do_drop_attempt_log
-from execution.models import Attempt, AttemptJob, LogRecord, Run, Task
+from execution.models import Attempt, AttemptJob, DockerHost, LogRecord, Run, Task
 from execution.prompts import printable
 from execution.selectors import log_removed_note
 from shared.docker.engine import DockerEngine, EngineError
@@ -57,13 +58,14 @@ class TaskAdmin(admin.ModelAdmin):
 @admin.register(Attempt)
 class AttemptAdmin(admin.ModelAdmin):
     list_display = (
-        "id", "task", "owner", "status", "worker", "started_at", "duration_display", "pr_number", "egress_blocked",
+        "id", "task", "owner", "status", "host", "worker", "started_at", "duration_display", "pr_number",
+        "egress_blocked",
     )  # fmt: skip
-    list_filter = ("status", "task__owner", "created_at")
+    list_filter = ("status", "queue", "task__owner", "created_at")
     date_hierarchy = "created_at"
     search_fields = ("task__title", "task__owner__username", "container_id")
     readonly_fields = (
-        "task", "status", "container", "workspace_volume", "branch", "error", "worker", "heartbeat_at",
+        "task", "status", "host", "container", "workspace_volume", "branch", "error", "worker", "heartbeat_at",
         "base_commit", "head_commit", "pr_number", "pr_url", "pr_state", "created_at", "started_at",
         "finished_at", "last_activity_at", "egress_blocked", "log_retention", "masked_log",
     )  # fmt: skip
@@ -81,6 +83,10 @@ class AttemptAdmin(admin.ModelAdmin):
     @admin.display(description="duration")
     def duration_display(self, obj: Attempt):
         return obj.duration or "—"
+
+    @admin.display(description="Docker host", ordering="queue")
+    def host(self, obj: Attempt) -> str:
+        return obj.queue or "—"
 
     @admin.display(description="container")
     def container(self, obj: Attempt):
@@ -153,15 +159,20 @@ class AttemptAdmin(admin.ModelAdmin):
 
     @admin.action(description="Clean up selected: remove leftover secret dirs and containers of finished attempts")
     def cleanup_selected(self, request, queryset) -> None:
-        cleaned = 0
+        cleaned, elsewhere = 0, [a.pk for a in queryset if not local_queue(a)]
         try:
             engine = DockerEngine()
             for attempt in queryset:
-                cleaned += do_clean_up_attempt(attempt=attempt, engine=engine)
+                if local_queue(attempt):  # another host's engine is not reachable from here: its sweeps clean it
+                    cleaned += do_clean_up_attempt(attempt=attempt, engine=engine)
         except EngineError as exc:
             self.message_user(request, f"Stopped after {cleaned} attempt(s): {exc}", messages.ERROR)
             return
         self.message_user(request, f"Cleaned {cleaned} finished attempt(s).", messages.SUCCESS)
+        if elsewhere:
+            self.message_user(
+                request, f"Left to their own hosts' cleanup sweeps: {', '.join(map(str, elsewhere))}", messages.WARNING
+            )
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -198,3 +209,60 @@ class AttemptJobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # jobs are queued from the attempt page, which checks the attempt is idle
+
+
+@admin.register(DockerHost)
+class DockerHostAdmin(admin.ModelAdmin):
+    """Every Docker host its workers reported: state, running attempts, and draining for maintenance."""
+
+    list_display = ("name", "state_display", "active_attempts", "draining", "docker_host", "worker", "heartbeat_at")
+    readonly_fields = (
+        "name", "docker_host", "worker", "engine_ok", "engine_error", "engine_version", "draining", "heartbeat_at",
+        "engine_seen_at",
+    )  # fmt: skip
+    actions = ["drain_selected", "undrain_selected"]
+
+    def get_queryset(self, request):
+        from django.db.models import OuterRef, Subquery
+        from django.db.models.functions import Coalesce
+
+        from execution.models import ACTIVE_STATUSES
+
+        active = (
+            Attempt.objects.filter(queue=OuterRef("name"), status__in=ACTIVE_STATUSES, waiting_for_slot=False)
+            .values("queue")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return super().get_queryset(request).annotate(active_count=Coalesce(Subquery(active), 0))
+
+    @admin.display(description="state")
+    def state_display(self, obj: DockerHost):
+        from datetime import timedelta
+
+        from django.conf import settings
+        from django.utils import timezone
+
+        state = obj.state(timezone.now(), timedelta(seconds=settings.ANYON_HOST_LOST_SECONDS))
+        detail = f": {obj.engine_error}" if state == "engine_down" and obj.engine_error else ""
+        return format_html('<span data-testid="host-state-{}">{}{}</span>', obj.name, state.replace("_", " "), detail)
+
+    @admin.display(description="active attempts", ordering="active_count")
+    def active_attempts(self, obj: DockerHost):
+        url = f"../attempt/?queue={obj.name}&status__in=queued,provisioning,running"
+        return format_html('<a href="{}">{}</a>', url, obj.active_count)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # a host appears when its worker first reports
+
+    @admin.action(description="Drain selected hosts: no new attempts; running ones finish")
+    def drain_selected(self, request, queryset) -> None:
+        names = list(queryset.values_list("name", flat=True))
+        do_set_draining(names=names, draining=True, by=f"staff:{request.user.get_username()}")
+        self.message_user(request, f"Draining {', '.join(names)}: new attempts go elsewhere.", messages.SUCCESS)
+
+    @admin.action(description="Put selected hosts back in service")
+    def undrain_selected(self, request, queryset) -> None:
+        names = list(queryset.values_list("name", flat=True))
+        do_set_draining(names=names, draining=False, by=f"staff:{request.user.get_username()}")
+        self.message_user(request, f"{', '.join(names)} take new attempts again.", messages.SUCCESS)

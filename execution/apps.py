@@ -16,13 +16,16 @@ class ExecutionConfig(AppConfig):
 def cleanup_when_worker_starts(sender, proc_name: str, **kwargs) -> None:
     """A worker that starts after a crash first clears what the crash left: once per cluster start (the cache
     lock keeps the cluster's other worker processes from queueing it again). Each worker process also imports the
-    runner now, so that its first attempt does not wait for the imports."""
+    runner now, so that its first attempt does not wait for the imports, and starts the host heartbeat."""
     from django.conf import settings
     from django.core.cache import cache
     from django_q.tasks import async_task
 
     import execution.runner  # noqa: F401
+    from execution.host_beat import start_host_beat
     from execution.schedules import ensure_cleanup_schedule
+
+    start_host_beat()  # every worker process; one of them at a time beats (a lock in ANYON_TEMP_DIR)
 
     queue = settings.ANYON_WORKER_QUEUE
     # The worker processes of one cluster share its sentinel as parent: one cleanup per cluster start.

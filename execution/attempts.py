@@ -24,7 +24,7 @@ from execution.models import (
 )
 from execution.prompts import validate_prompt
 from execution.repo_urls import validate_branch, validate_repo_url
-from execution.selectors import attempt_is_working
+from execution.selectors import attempt_is_working, placeable_queues
 from execution.steps import branch_name, default_plan
 
 logger = logging.getLogger(__name__)
@@ -42,8 +42,9 @@ def do_create_task(*, owner, title: str, repo_url: str, base_branch: str, prompt
 
 
 def pick_queue() -> str:
-    """The least busy of the worker queues (Docker hosts) that take new attempts."""
-    queues = settings.ANYON_WORKER_QUEUES
+    """The least busy of the worker queues (Docker hosts) that take new attempts: not draining, engine answering,
+    worker heartbeating (``execution.hosts``)."""
+    queues = placeable_queues(settings.ANYON_WORKER_QUEUES)
     busy = dict(
         Attempt.objects.filter(
             queue__in=queues,

@@ -22,9 +22,10 @@ from django.utils import timezone
 from execution import secret_dir
 from execution.attempts import do_transition
 from execution.containers import home_volume
+from execution.hosts import worker_lost
 from execution.log_writer import LogWriter
-from execution.models import ACTIVE_STATUSES, Attempt, AttemptStatus, JobStatus, LogStream
-from execution.runs import do_set_workspace_volume
+from execution.models import ACTIVE_STATUSES, Attempt, AttemptJob, AttemptStatus, DockerHost, JobStatus, LogStream
+from execution.runs import do_finish_job, do_set_workspace_volume
 from shared.alerts import AlertKind, do_raise_alert
 from shared.docker.engine import DockerEngine, EngineError
 from shared.models import AlertSeverity
@@ -255,8 +256,44 @@ def sweep_stale_attempts(*, engine: DockerEngine | None = None, progress: Progre
     return report
 
 
+def sweep_lost_hosts(*, progress: Progress = _noop, **_) -> SweepReport:
+    """End the attempts and jobs of other hosts whose worker stopped heartbeating (killed, its machine gone): that
+    worker cannot end them itself. Their container and secret dir stay on that host until its worker comes back
+    and sweeps them (an attempt that ended is not working, so its leftovers go)."""
+    report = SweepReport("lost hosts")
+    cutoff = timezone.now() - timedelta(seconds=settings.ANYON_HOST_LOST_SECONDS)
+    lost = DockerHost.objects.filter(heartbeat_at__lt=cutoff).exclude(name=settings.ANYON_WORKER_QUEUE)
+    for host in lost:
+        reason, ended = worker_lost(host.name, host.worker, host.heartbeat_at), []
+        silent = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
+        working = [AttemptStatus.PROVISIONING, AttemptStatus.RUNNING]
+        running = Attempt.objects.filter(silent, queue=host.name, status__in=working)
+        for attempt in running.select_related("task"):
+            report.examined += 1
+            if not do_transition(attempt=attempt, to=AttemptStatus.FAILED, error=reason):
+                continue
+            writer = LogWriter(attempt.pk)
+            writer.write(None, LogStream.SYSTEM, reason + "\n")
+            writer.close()
+            ended.append(f"attempt {attempt.pk}")
+            progress(f"ended attempt {attempt.pk} of lost host {host.name}")
+        for job in AttemptJob.objects.filter(attempt__queue=host.name, status=JobStatus.RUNNING):
+            report.examined += 1
+            do_finish_job(job=job, status=JobStatus.FAILED, error=reason)
+            ended.append(f"job {job.pk}")
+        report.removed += ended
+        if ended:
+            do_raise_alert(
+                kind=AlertKind.WORKER_LOST,
+                message=f"Docker host {host.name}: {reason} Ended: {', '.join(ended)[:1000]}",
+                dedupe_key=f"worker_lost:{host.name}",
+            )
+    return report
+
+
 SWEEPS: dict[str, Callable[..., SweepReport]] = {
     "stale": sweep_stale_attempts,
+    "lost-hosts": sweep_lost_hosts,
     "secret-dirs": sweep_secret_dirs,
     "containers": sweep_containers,
     "workspaces": sweep_idle_workspaces,

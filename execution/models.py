@@ -229,3 +229,39 @@ class EgressBlock(models.Model):
 
     def __str__(self) -> str:
         return f"blocked: {self.host}:{self.port} {self.reason}"
+
+
+class HostState(models.TextChoices):
+    HEALTHY = "healthy", "healthy"
+    DRAINING = "draining", "draining"
+    ENGINE_DOWN = "engine_down", "engine down"
+    LOST = "lost", "worker lost"
+
+
+class DockerHost(models.Model):
+    """A worker queue and the Docker engine next to it, as its worker last reported them (every
+    ``ANYON_HOST_HEARTBEAT_SECONDS``). The web places new attempts only on healthy hosts."""
+
+    name = models.CharField(max_length=64, unique=True, help_text="the worker queue (ANYON_WORKER_QUEUE)")
+    docker_host = models.CharField(max_length=300, blank=True, help_text="the worker's DOCKER_HOST (empty: local)")
+    worker = models.CharField(max_length=120, blank=True, help_text="host:pid of the worker that reported last")
+    engine_ok = models.BooleanField(default=True, help_text="its engine answered the last ping")
+    engine_error = models.CharField(max_length=500, blank=True)
+    engine_version = models.CharField(max_length=40, blank=True)
+    draining = models.BooleanField(default=False, help_text="takes no new attempts; running ones finish")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    engine_seen_at = models.DateTimeField(null=True, blank=True, help_text="last time its engine answered")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def state(self, now, lost_after) -> str:
+        """Lost (no heartbeat within ``lost_after``) > engine down > draining > healthy."""
+        if self.heartbeat_at is None or now - self.heartbeat_at > lost_after:
+            return HostState.LOST
+        if not self.engine_ok:
+            return HostState.ENGINE_DOWN
+        return HostState.DRAINING if self.draining else HostState.HEALTHY

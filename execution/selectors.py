@@ -124,3 +124,48 @@ def attempt_snapshot(attempt: Attempt) -> dict:
         "duration": attempt.duration.total_seconds() if attempt.duration else None,
         "runs": runs,
     }
+
+
+def host_rows() -> list[dict]:
+    """Every Docker host the installation knows (a worker reported it, or ANYON_WORKER_QUEUES names it), its state
+    and how many attempts run there: for ``doctor``, the admin dashboard and placement."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.db.models import Count
+    from django.utils import timezone
+
+    from execution.models import ACTIVE_STATUSES, DockerHost
+
+    now, lost_after = timezone.now(), timedelta(seconds=settings.ANYON_HOST_LOST_SECONDS)
+    running = dict(
+        Attempt.objects.filter(status__in=ACTIVE_STATUSES, waiting_for_slot=False)
+        .values("queue")
+        .annotate(n=Count("pk"))
+        .values_list("queue", "n")
+    )
+    hosts = {host.name: host for host in DockerHost.objects.all()}
+    names = list(dict.fromkeys([*settings.ANYON_WORKER_QUEUES, *hosts]))
+    rows = []
+    for name in names:
+        host = hosts.get(name)
+        rows.append(
+            {
+                "name": name,
+                "host": host,
+                "state": (state := host.state(now, lost_after) if host else "unknown"),
+                "label": str(state).replace("_", " "),
+                "active": running.get(name, 0),
+            }
+        )
+    return rows
+
+
+def placeable_queues(queues: list[str]) -> list[str]:
+    """The queues of ``queues`` that may take a new attempt: healthy hosts, and queues no worker has reported yet
+    (a fresh installation). When none may, all of them: the attempt waits queued for a host to come back."""
+    from execution.models import HostState
+
+    states = {row["name"]: row["state"] for row in host_rows()}
+    usable = [q for q in queues if states.get(q, "unknown") in (HostState.HEALTHY, "unknown")]
+    return usable or list(queues)

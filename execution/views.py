@@ -114,6 +114,7 @@ def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
             "log_limit": settings.ANYON_ATTEMPT_LOG_MAX_CHARS,
             "log_removed_note": selectors.log_removed_note(attempt),
             "log_tails": attempt.log_summary.get("tails", []) if attempt.log_removed_at else [],
+            "several_hosts": len(settings.ANYON_WORKER_QUEUES) > 1,  # one host: naming it says nothing
         },
     )
 

@@ -32,6 +32,8 @@ class AlertKind:
     STALE_ATTEMPT = "stale_attempt"
     EGRESS_PROXY_DOWN = "egress_proxy_down"
     PUSH_REFUSED_SECRET = "push_refused_secret"
+    DOCKER_HOST_LOST = "docker_host_lost"
+    WORKER_LOST = "worker_lost"
 
     @classmethod
     def all(cls) -> list[str]:

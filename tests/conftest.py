@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.browser",
     "tests.fixtures.leaks",
     "tests.fixtures.services",
+    "tests.fixtures.engines",
 ]
 
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from anyon.health import check_claude_cli, check_docker, check_worker
 from execution.models import ACTIVE_STATUSES, Attempt, AttemptStatus
+from execution.selectors import host_rows
 from shared.models import Alert
 
 register = template.Library()
@@ -31,4 +32,5 @@ def ops_dashboard() -> dict:
         "docker": check_docker(timeout=2),
         "worker": check_worker(),
         "claude_code": check_claude_cli(timeout=2),
+        "hosts": host_rows(),
     }

@@ -16,6 +16,7 @@ from execution import secret_dir
 from execution.attempts import do_transition
 from execution.containers import AttemptContainers
 from execution.egress import sealed as sealed_mode
+from execution.hosts import do_mark_engine_lost, host_went_away
 from execution.log_writer import LogWriter
 from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, LogStream, Run, RunKind, RunStatus
 from execution.prompts import printable
@@ -195,17 +196,26 @@ class AttemptSession:
             logger.exception("attempt %s crashed", self.attempt.pk)
             final, error = AttemptStatus.FAILED, f"internal error: {type(exc).__name__}"
         finally:
+            lost = final == AttemptStatus.FAILED and self._engine_lost()
+            if lost:  # nothing more to ask that engine: the scrub and the container wait for its return (sweeps)
+                final, error = AttemptStatus.FAILED, host_went_away(settings.ANYON_WORKER_QUEUE, lost)
+                do_mark_engine_lost(name=settings.ANYON_WORKER_QUEUE, detail=lost, attempt=self.attempt)
             try:
-                if need_claude:
+                if need_claude and not lost:
                     self._scrub_history()
             finally:  # the secret dir goes whatever the scrub met
-                self._clean_up(wrote_secrets)
+                self._clean_up(wrote_secrets, remove_container=not lost)
             do_touch_attempt(attempt=self.attempt)
         error = self.masker.mask(error)
         if initial:
             label = final.replace("_", " ")
             self.say(f"Attempt {label}: {error}" if error else f"Attempt {label}")
         return final, error
+
+    def _engine_lost(self) -> str:
+        """Why the engine is gone when it no longer answers (it stopped, its host went away), else "". Asked only
+        after a failure, and only when this session used the engine."""
+        return self._engine.unreachable() if self._engine is not None else ""
 
     def _cancel_requested(self) -> bool:
         if self.job is not None:
@@ -232,7 +242,7 @@ class AttemptSession:
         if line:
             self.say(line)
 
-    def _clean_up(self, wrote_secrets: bool) -> None:
+    def _clean_up(self, wrote_secrets: bool, *, remove_container: bool = True) -> None:
         """Whatever happened: the egress sockets close, the secret dir goes (verified), then the container."""
         if self.egress is not None:
             self.egress.close()
@@ -248,7 +258,7 @@ class AttemptSession:
             )
         elif wrote_secrets:
             self.say("Secret directory removed")
-        if self.container_id:
+        if self.container_id and remove_container:
             try:
                 AttemptContainers(self.engine).remove(self.container_id)
             except Exception:

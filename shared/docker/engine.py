@@ -63,6 +63,15 @@ class DockerEngine:
             raise EngineError(f"Docker engine not reachable: {exc}") from exc
         self.api = self.client.api
 
+    def unreachable(self) -> str:
+        """Why the engine does not answer a ping now ("" when it does): a run that failed asks, to tell a lost host
+        from an ordinary failure."""
+        try:
+            self.client.ping()
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"[:300]
+        return ""
+
     # --- images ---------------------------------------------------------------------------------------------
     def ensure_image(self, ref: str) -> None:
         try:

@@ -42,6 +42,7 @@ def test_doctor_json_lists_every_check(settings, tmp_path, capsys):
         "runtime image",
         "claude code",
         "worker",
+        "docker hosts",
         "egress proxy",
         "wake-ups",
     }

@@ -183,3 +183,65 @@ def test_every_kind_has_a_real_cause_here():
     source = inspect.getsource(sys.modules[__name__])
     missing = [name for name in vars(AlertKind) if name.isupper() and f"AlertKind.{name})" not in source]
     assert not missing, f"alert kinds without a test of their real cause: {missing}"
+
+
+def test_docker_host_lost_mid_run_and_swept_when_back(world, slack, settings, second_engine):
+    """An attempt on engine 2, which is killed mid-run: the attempt fails at once naming the host, one alert; when
+    the engine is back the host's heartbeat sweeps the container it kept."""
+    import threading
+
+    from execution.host_beat import beat_once
+    from execution.hosts import do_host_heartbeat
+    from execution.models import LogRecord
+
+    settings.DOCKER_HOST = second_engine.url
+    settings.ANYON_WORKER_QUEUE, settings.ANYON_WORKER_QUEUES = "engine-2", ["engine-2"]
+    do_host_heartbeat(name="engine-2", docker_host=second_engine.url, worker="test", engine_ok=True)
+    attempt = world.attempt(plan=[custom("sh", "-c", "echo started; sleep 120")])
+
+    def kill_when_started() -> None:
+        deadline = time.monotonic() + 60
+        while not LogRecord.objects.filter(attempt=attempt, text__contains="started").exists():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
+        second_engine.stop()
+
+    killer = threading.Thread(target=kill_when_started)
+    killer.start()
+    try:
+        started = time.monotonic()
+        assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+        killer.join()
+        assert time.monotonic() - started < 60
+        attempt.refresh_from_db()
+        assert attempt.error.startswith("The Docker host went away: the engine of host engine-2"), attempt.error
+        assert not secret_dir.secret_dir_path(attempt.pk).exists()
+        alert = delivered(slack, AlertKind.DOCKER_HOST_LOST)
+        assert alert.message.startswith("Docker host engine-2: its engine stopped answering") and alert.count == 1
+        beat_once()  # still down: recorded, no second alert
+        assert Alert.objects.get(kind=AlertKind.DOCKER_HOST_LOST).count == 1
+    finally:
+        if not second_engine.answers():
+            second_engine.start()
+    client = second_engine.client()
+    assert client.containers.list(all=True, filters={"label": f"anyon.attempt={attempt.pk}"})
+    assert any("back; cleanup: stale" in line for line in beat_once())
+    assert not client.containers.list(all=True, filters={"label": f"anyon.attempt={attempt.pk}"})
+
+
+def test_worker_lost(world, slack, settings):
+    """Another host's worker stopped heartbeating with an attempt running: this host's sweep ends it."""
+    from execution.cleanup import sweep_lost_hosts
+    from execution.hosts import do_host_heartbeat
+    from execution.models import Attempt, DockerHost
+
+    do_host_heartbeat(name="host-gone", docker_host="", worker="gone:7", engine_ok=True)
+    past = timezone.now() - timedelta(seconds=settings.ANYON_HOST_LOST_SECONDS + 5)
+    DockerHost.objects.filter(name="host-gone").update(heartbeat_at=past)
+    attempt = world.attempt(plan=[custom("true")])
+    Attempt.objects.filter(pk=attempt.pk).update(queue="host-gone")
+    do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING, heartbeat_at=past, worker="gone:7")
+    assert sweep_lost_hosts().removed == [f"attempt {attempt.pk}"]
+    alert = delivered(slack, AlertKind.WORKER_LOST)
+    assert alert.message.startswith("Docker host host-gone: The worker of Docker host host-gone (gone:7) stopped")

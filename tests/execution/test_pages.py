@@ -67,6 +67,15 @@ def test_attempt_page_shows_logs_and_runs(alice_client, task):
     assert 'data-status="queued"' in html
 
 
+def test_attempt_page_names_its_docker_host_when_there_are_several(alice_client, task, settings):
+    attempt = do_start_attempt(task=task, enqueue=False)
+    assert 'data-testid="attempt-host"' not in alice_client.get(f"/attempts/{attempt.pk}/").content.decode()
+    settings.ANYON_WORKER_QUEUES = ["host-a", "host-b"]
+    attempt = do_start_attempt(task=task, enqueue=False)
+    html = alice_client.get(f"/attempts/{attempt.pk}/").content.decode()
+    assert f'data-testid="attempt-host">Docker host: <code>{attempt.queue}</code>' in html
+
+
 @pytest.mark.parametrize(
     ("status", "clone", "expected"),
     [

@@ -36,7 +36,11 @@ class FakeEngine:
         self.sizes: dict[str, int] = {}  # bytes used by a volume (volume_sizes), 0 when not set
         self.execs: list[list[str]] = []
         self.killed: list[str] = []
+        self.gone = ""  # set: the engine stopped answering (unreachable() says this)
         self._ids = itertools.count(1)
+
+    def unreachable(self) -> str:
+        return self.gone
 
     # --- containers and volumes --------------------------------------------------------------------------
     def ensure_image(self, ref: str) -> None:

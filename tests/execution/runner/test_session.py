@@ -83,6 +83,35 @@ def test_a_container_that_goes_away_mid_step_is_reported_as_such(alice, claude_t
     assert status == AttemptStatus.FAILED and attempt.error == "The container stopped unexpectedly during the step."
 
 
+def test_an_engine_that_stops_answering_mid_step_ends_the_attempt_as_a_lost_host(alice, claude_token, settings):
+    """The run broke and the engine no longer answers: the host went away. Nothing more is asked of that engine
+    (its container waits for the host's sweep), the secret dir goes, the host is marked down, one alert."""
+    from execution import secret_dir
+    from execution.hosts import do_host_heartbeat
+    from execution.models import DockerHost
+
+    settings.ANYON_WORKER_QUEUE = "host-b"
+    do_host_heartbeat(name="host-b", docker_host="", worker="w", engine_ok=True)
+
+    def script(argv):
+        if argv[-1] == "x":
+            engine.gone = "ConnectionError: refused"
+            return ScriptedExec([("stdout", b"half")], exit_code=None, raises=ConnectionError("refused"))
+        return None
+
+    engine = FakeEngine(script)
+    status, attempt = run(alice, engine, [step("x")])
+    assert status == AttemptStatus.FAILED
+    assert attempt.error == (
+        "The Docker host went away: the engine of host host-b stopped answering during the attempt "
+        "(ConnectionError: refused). Start a new attempt: it goes to a healthy host."
+    )
+    assert list(engine.containers) and engine.containers[attempt.container_id]["running"]  # not asked to remove
+    assert not secret_dir.secret_dir_path(attempt.pk).exists()
+    assert not DockerHost.objects.get(name="host-b").engine_ok
+    assert Alert.objects.get(kind="docker_host_lost").attempt_id == attempt.pk
+
+
 def test_an_agent_that_ends_without_a_result_event_fails(alice, claude_token):
     init = {"type": "system", "subtype": "init", "session_id": "s-1", "model": "m"}
     engine = FakeEngine(lambda argv: ScriptedExec(agent_events(init)) if "claude" in argv else None)

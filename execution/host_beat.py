@@ -1,0 +1,95 @@
+"""The worker side of ``DockerHost``: one thread per worker host pings its engine every
+``ANYON_HOST_HEARTBEAT_SECONDS`` and records the answer, sweeps what the engine left behind when it comes back,
+and ends the attempts of hosts whose worker went silent (docs/ARCHITECTURE.md, "Docker hosts")."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from execution.hosts import alert_engine_lost, do_host_heartbeat
+from execution.runner.entry import worker_identity
+from shared.docker.client import get_docker_client
+from shared.tempdir import ensure_temp_dir
+
+logger = logging.getLogger(__name__)
+
+
+def ping_engine() -> tuple[bool, str, str]:
+    """(answers, error, version) of this host's engine (DOCKER_HOST)."""
+    try:
+        client = get_docker_client(timeout=5)
+        try:
+            return True, "", str(client.version().get("Version", ""))
+        finally:
+            client.close()
+    except Exception as exc:
+        where = settings.DOCKER_HOST or "the local socket"
+        return False, f"{where}: {type(exc).__name__}: {exc}"[:500], ""
+
+
+def beat_once() -> list[str]:
+    """One heartbeat of this host; returns what it did beyond recording (for the log and the tests)."""
+    from execution.cleanup import run_scheduled_cleanup, sweep_lost_hosts
+
+    name, done = settings.ANYON_WORKER_QUEUE, []
+    ok, error, version = ping_engine()
+    before = do_host_heartbeat(
+        name=name, docker_host=settings.DOCKER_HOST, worker=worker_identity(), engine_ok=ok, engine_error=error,
+        engine_version=version,
+    )  # fmt: skip
+    if not ok and before is not False:  # the row lock of the heartbeat: only one of it and a session alerts
+        alert_engine_lost(name=name, detail=error)
+        done.append(f"engine of {name} lost: {error}")
+    if ok and before is False:  # back: what the engine kept of the attempts that ended meanwhile goes now
+        done.append(f"engine of {name} back; cleanup: {run_scheduled_cleanup()}")
+    report = sweep_lost_hosts()
+    if report.removed:
+        done.append(report.line())
+    for line in done:
+        logger.warning("host %s: %s", name, line)
+    return done
+
+
+def _hold_beat_lock():
+    """One beating process per host: the worker processes of a cluster (and its recycled ones) share this lock."""
+    path = ensure_temp_dir(settings.ANYON_TEMP_DIR) / f"host-beat-{settings.ANYON_WORKER_QUEUE}.lock"
+    handle = open(path, "a")  # noqa: SIM115 - held for the life of the process
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def _loop() -> None:
+    lock = None
+    while True:
+        try:
+            lock = lock or _hold_beat_lock()
+            if lock is not None:
+                beat_once()
+        except Exception:
+            logger.exception("host heartbeat of %s failed", settings.ANYON_WORKER_QUEUE)
+        finally:
+            close_old_connections()
+            connection.close()
+        time.sleep(settings.ANYON_HOST_HEARTBEAT_SECONDS)
+
+
+_started: set[int] = set()
+
+
+def start_host_beat() -> None:
+    """Start this process's heartbeat thread (once per process; worker processes are forked)."""
+    if os.getpid() in _started or settings.ANYON_HOST_HEARTBEAT_SECONDS <= 0:
+        return
+    _started.add(os.getpid())
+    threading.Thread(target=_loop, name="anyon-host-beat", daemon=True).start()
