@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Count
+from django.db.models import Count, Sum
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -74,11 +74,11 @@ class AttemptAdmin(admin.ModelAdmin):
     actions = ["cancel_selected", "cleanup_selected", "drop_logs_selected", "delete_with_resources"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(blocked_count=Count("egress_blocks"))
+        return super().get_queryset(request).annotate(blocked_count=Sum("egress_blocks__count"))
 
     @admin.display(description="blocked connections", ordering="blocked_count")
     def egress_blocked(self, obj: Attempt) -> int:
-        return obj.blocked_count
+        return obj.blocked_count or 0
 
     @admin.display(description="duration")
     def duration_display(self, obj: Attempt):

@@ -12,6 +12,7 @@ import socket
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
+from django.db.models import F
 
 from execution.log_writer import wake_attempt_viewers
 from execution.models import Attempt, EgressBlock
@@ -119,9 +120,28 @@ def record_block(attempt_id: str, host: str, port: int, reason: str) -> None:
     do_record_egress_block(attempt_id=int(attempt_id), host=host, port=port, reason=reason)
 
 
+#: Distinct refusals itemised per attempt (each is one row and one log line); past it, further new hosts count on one
+#: "other hosts" row. A repeat of an itemised refusal only counts up. Bounded whatever an agent tries.
+MAX_BLOCK_ROWS = 100
+OVERFLOW_HOST = "(other hosts)"
+
+
 def do_record_egress_block(*, attempt_id: int, host: str, port: int, reason: str) -> None:
+    """Record one refusal: a new row (and, later, a log line) for a host, port and reason not seen before in this
+    attempt; a count for a repeat; past ``MAX_BLOCK_ROWS`` rows, a count on the attempt's overflow row."""
+    host, reason = host[:255], reason[:200]
     with transaction.atomic():
-        EgressBlock.objects.create(attempt_id=attempt_id, host=host[:255], port=port, reason=reason[:200])
+        Attempt.objects.select_for_update().only("pk").get(pk=attempt_id)  # one recorder of this attempt at a time
+        blocks = EgressBlock.objects.filter(attempt_id=attempt_id)
+        if blocks.filter(host=host, port=port, reason=reason).update(count=F("count") + 1):
+            return  # a repeat: counted, nothing new to show
+        if blocks.count() >= MAX_BLOCK_ROWS:
+            updated = blocks.filter(host=OVERFLOW_HOST).update(count=F("count") + 1)
+            if updated:
+                return
+            host, port = OVERFLOW_HOST, 0
+            reason = f"more hosts were refused; only the first {MAX_BLOCK_ROWS} are itemised (the page counts them all)"
+        EgressBlock.objects.create(attempt_id=attempt_id, host=host, port=port, reason=reason)
         wake_attempt_viewers(attempt_id)
 
 

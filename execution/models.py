@@ -221,6 +221,9 @@ class EgressBlock(models.Model):
     host = models.CharField(max_length=255)
     port = models.PositiveIntegerField()
     reason = models.CharField(max_length=200)
+    #: Refusals of this host, port and reason: a repeat counts here instead of adding a row (and a log line), so an
+    #: agent in a loop cannot fill the database (see ``execution.egress.MAX_BLOCK_ROWS``).
+    count = models.PositiveIntegerField(default=1)
     logged = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -228,6 +231,8 @@ class EgressBlock(models.Model):
         ordering = ["id"]
 
     def __str__(self) -> str:
+        if self.port == 0:  # the overflow row (no real connection goes to port 0)
+            return f"blocked: {self.reason}"
         return f"blocked: {self.host}:{self.port} {self.reason}"
 
 

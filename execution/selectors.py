@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 
 from execution.models import ACTIVE_STATUSES, Attempt, AttemptStatus, JobStatus, LogRecord, Task
 
@@ -25,8 +25,8 @@ def attempt_for(*, user, attempt_id: int) -> Attempt:
 
 
 def egress_block_count(*, attempt: Attempt) -> int:
-    """How many connections the egress proxy refused for this attempt (sealed runs)."""
-    return attempt.egress_blocks.count()
+    """How many connections the egress proxy refused for this attempt (sealed runs), repeats included."""
+    return attempt.egress_blocks.aggregate(total=Sum("count"))["total"] or 0
 
 
 def own_attempt_for(*, user, attempt_id: int) -> Attempt:
