@@ -9,7 +9,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -60,6 +60,7 @@ def do_raise_alert(
     window = timedelta(seconds=settings.ANYON_ALERT_WINDOW)
     try:
         with transaction.atomic():
+            _one_writer_per_key(dedupe_key)
             recent = Alert.objects.filter(dedupe_key=dedupe_key, last_seen__gte=now - window).order_by("-id").first()
             if recent is not None:
                 Alert.objects.filter(pk=recent.pk).update(count=F("count") + 1, last_seen=now, message=message)
@@ -74,6 +75,14 @@ def do_raise_alert(
         logger.exception("could not record alert %s", kind)
         return None
     return alert
+
+
+def _one_writer_per_key(dedupe_key: str) -> None:
+    """Two processes raising the same alert at once must count up one alert, not create two. SQLite's IMMEDIATE
+    transactions already take the write lock before the read; PostgreSQL gets a transaction-scoped advisory lock."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"anyon-alert:{dedupe_key}"])
 
 
 def do_acknowledge_alerts(*, alerts, by) -> int:

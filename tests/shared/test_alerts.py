@@ -90,3 +90,42 @@ def test_an_alert_raised_in_a_transaction_that_rolls_back_is_neither_kept_nor_de
         do_raise_alert(kind=AlertKind.DOCKER_UNREACHABLE, message="engine down")
         raise RuntimeError("the caller's transaction fails")
     assert not Alert.objects.exists() and slack.texts() == [] and mail.outbox == []
+
+
+RACE = """
+import threading
+from django.db import connection
+from shared.alerts import do_raise_alert
+from shared.models import Alert
+
+Alert.objects.filter(dedupe_key="race").delete()
+start = threading.Barrier(8)
+
+def raise_some():
+    start.wait()
+    for _ in range(10):
+        do_raise_alert(kind="docker_host_lost", message="host b went away", dedupe_key="race")
+    connection.close()
+
+threads = [threading.Thread(target=raise_some) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+print("ROWS", list(Alert.objects.filter(dedupe_key="race").values_list("count", flat=True)))
+"""
+
+
+def test_processes_raising_one_alert_at_once_count_up_one_alert_on_postgresql(postgres_url, tmp_path):
+    """Eight writers at once (threads with their own connections, as processes would be) on PostgreSQL, where
+    read committed lets two of them both see "no recent alert" without the advisory lock."""
+    import subprocess
+    import sys
+
+    from tests.fixtures.processes import ROOT, subprocess_env
+
+    env = subprocess_env(DATABASE_URL=postgres_url, ANYON_TEMP_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", RACE], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert "ROWS [80]" in done.stdout, done.stdout + done.stderr
