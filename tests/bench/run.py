@@ -117,11 +117,12 @@ class Platform:
         stamps: dict | None = None,
         seqs: dict | None = None,
         check: list[str] | None = None,
+        joined: asyncio.Event | None = None,
     ) -> float:
         """Connect a viewer; return the time at which a stdout record containing ``until`` arrived (the system
         line that echoes the command does not count). With ``stamps``, note each time-stamped line's delay (and the
         record that carried it in ``seqs``). With ``check``, count the masks in the output it receives and raise if
-        any of those values arrives unmasked."""
+        any of those values arrives unmasked. ``joined`` is set at the first message (the viewer has caught up)."""
         async with websockets.connect(
             f"{self.ws_url}/ws/attempts/{attempt_id}/logs/",
             additional_headers={"Cookie": self.cookie, "Origin": self.url},
@@ -130,6 +131,8 @@ class Platform:
             received: list[str] = []
             async for raw in ws:
                 message = json.loads(raw)
+                if joined is not None:
+                    joined.set()
                 if message["type"] == "logs":
                     now = time.time()
                     for record in message["records"]:
@@ -352,15 +355,25 @@ def fan_out(platform: Platform) -> None:
     the web process and the worker with py-spy meanwhile."""
     from tests.bench.query_counter import read_counts
 
-    script = 'for i in $(seq 1 400); do echo "T$(date +%s.%N) $i"; sleep 0.01; done; echo LAST-LINE'
+    # The output starts a second after the attempt does: the queries are counted once all viewers have joined.
+    script = 'sleep 1; for i in $(seq 1 400); do echo "T$(date +%s.%N) $i"; sleep 0.01; done; echo LAST-LINE'
     stamps: list[dict] = [{} for _ in range(50)]
     seqs: dict[int, int] = {}  # line -> seq of the record that carried it
+    web = platform.stack.web.proc.pid
+    before: dict[str, int] = {}
 
     async def viewers(attempt_id: int) -> None:
-        await asyncio.gather(*(platform.watch(attempt_id, "LAST-LINE", stamps[i], seqs) for i in range(50)))
+        joined = [asyncio.Event() for _ in range(50)]
 
-    web = platform.stack.web.proc.pid
-    before = read_counts(web)
+        async def count_when_joined() -> None:
+            await asyncio.gather(*(event.wait() for event in joined))
+            before.update(await asyncio.to_thread(read_counts, web))
+
+        await asyncio.gather(
+            count_when_joined(),
+            *(platform.watch(attempt_id, "LAST-LINE", stamps[i], seqs, joined=joined[i]) for i in range(50)),
+        )
+
     profiling = os.environ.get("ANYON_BENCH_PROFILE")
     with contextlib.ExitStack() as stack:
         if profiling:
@@ -378,15 +391,21 @@ def fan_out(platform: Platform) -> None:
     complete = all(list(s) == list(range(1, 401)) and all(len(v) == 1 for v in s.values()) for s in stamps)
     delays = [d for s in stamps for v in s.values() for d, _ in v]
     stored = dict(LogRecord.objects.filter(attempt=attempt).values_list("seq", "created_at"))
+    first = min(seqs.values())  # batches before the first time-stamped line were written before the count began
     # A batch is one insert: its records share their created_at.
-    batches = len(set(stored.values()))
+    batches = len({created for seq, created in stored.items() if seq >= first})
     to_store, to_viewer = [], []
+    arrivals: dict[int, list[float]] = {}  # line -> when each viewer got it
     for s in stamps:
         for line, values in s.items():
             for _, (sent, received) in values:
                 created = stored[seqs[line]].timestamp()
                 to_store.append(created - sent)
                 to_viewer.append(received - created)
+                arrivals.setdefault(line, []).append(received)
+    # Of the time from stored to viewer: until the first viewer has the line, and from the first to the last.
+    to_first = [min(times) - stored[seqs[line]].timestamp() for line, times in arrivals.items()]
+    spread = [max(times) - min(times) for times in arrivals.values()]
     log_queries = after.get("log_records", 0) - before.get("log_records", 0)
     emit(
         "fan_out_50",
@@ -400,6 +419,10 @@ def fan_out(platform: Platform) -> None:
         stored_p99_ms=round(percentile(to_store, 99) * 1000, 1),
         stored_to_viewer_p50_ms=round(statistics.median(to_viewer) * 1000, 1),
         stored_to_viewer_p99_ms=round(percentile(to_viewer, 99) * 1000, 1),
+        stored_to_first_viewer_p50_ms=round(statistics.median(to_first) * 1000, 1),
+        stored_to_first_viewer_p99_ms=round(percentile(to_first, 99) * 1000, 1),
+        first_to_last_viewer_p50_ms=round(statistics.median(spread) * 1000, 1),
+        first_to_last_viewer_p99_ms=round(percentile(spread, 99) * 1000, 1),
         batches=batches,
         web_log_queries=log_queries,
         web_log_queries_per_batch=round(log_queries / batches, 2),
