@@ -166,6 +166,7 @@ class AttemptTail:
                     await layer.group_discard(group, channel)
 
     async def _start(self) -> None:
+        self._status_due = False  # read now; a change from here on wakes the tail again
         status, position = await database_sync_to_async(_read_start)(self.attempt_id)
         self._records_read_at = self._status_read_at = time.monotonic()
         self.position = max(self.position, position)
