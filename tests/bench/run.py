@@ -427,6 +427,7 @@ def fan_out(platform: Platform) -> None:
         web_log_queries=log_queries,
         web_log_queries_per_batch=round(log_queries / batches, 2),
         web_queries_per_batch=round((after.get("all", 0) - before.get("all", 0)) / batches, 2),
+        web_full_gc_pauses_ms=after["gc_full_pauses_ms"][len(before["gc_full_pauses_ms"]) :],
     )
     if profiling:
         for name, summary in summaries.items():
