@@ -146,9 +146,14 @@ class AttemptTail:
         group = attempt_group(self.attempt_id)
         try:
             if layer is not None:  # joined before the first read, so no batch falls between the two
-                channel = await layer.new_channel()
-                await layer.group_add(group, channel)
-                receiver = asyncio.create_task(self._receive(layer, channel))
+                try:
+                    channel = await layer.new_channel()
+                    await layer.group_add(group, channel)
+                except Exception:  # Redis unreachable: the poll alone keeps the viewers going
+                    logger.warning("log tail of attempt %s: wake-ups not received", self.attempt_id, exc_info=True)
+                    channel = None
+                else:
+                    receiver = asyncio.create_task(self._receive(layer, channel))
             while not self.ended:
                 try:
                     await (self._step() if self.ready.is_set() else self._start())

@@ -308,3 +308,21 @@ async def test_with_redis_one_subscription_per_process(settings, redis_url):
     finally:
         await get_channel_layer().close_pools()
         client.close()
+
+
+async def test_without_wake_ups_the_poll_delivers(settings, monkeypatch):
+    """A channel layer that cannot be reached (Redis down) leaves the poll: records and the end still arrive."""
+
+    class Unreachable:
+        async def new_channel(self):
+            raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(log_tail, "get_channel_layer", Unreachable)
+    settings.ANYON_LOG_POLL_SECONDS = 0.05
+    attempt = await running_attempt()
+    async with log_tail.watch(attempt.pk) as viewer:
+        reader = asyncio.create_task(collect(viewer))
+        await database_sync_to_async(_store)(attempt.pk, 1, ["polled\n"])
+        await database_sync_to_async(do_transition)(attempt=attempt, to=AttemptStatus.SUCCEEDED)
+        seqs, others = await asyncio.wait_for(reader, 10)
+    assert seqs == [1] and others[-1]["type"] == "end"
