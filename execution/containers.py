@@ -90,7 +90,7 @@ class AttemptContainers:
             pids_limit=settings.ANYON_CONTAINER_PIDS,
         )
         if sealed_environment is not None:  # the bridge comes up while the worker gets ready for the first step
-            spec.command = ["anyon-egress-bridge", "sleep", "infinity"]
+            spec.command = ["anyon-egress-bridge", "--no-wait", "sleep", "infinity"]
         return self.engine.create_container(spec)
 
     def remove(self, container_id: str) -> None:

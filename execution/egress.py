@@ -21,7 +21,17 @@ from secrets_app.errors import SecretError
 from secrets_app.models import Kind, Provider
 from secrets_app.secret_store import fetch_secret
 from secrets_app.selectors import GITHUB_PRECEDENCE
-from shared.egress import API_SOCKET, BRIDGE_PORTS, GIT_SOCKET, PROXY_SOCKET, ApiAuth, EgressClient, Grant, Service
+from shared.egress import (
+    API_SOCKET,
+    BRIDGE_PORTS,
+    GIT_SOCKET,
+    GITHUB_API_SOCKET,
+    PROXY_SOCKET,
+    ApiAuth,
+    EgressClient,
+    Grant,
+    Service,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +50,7 @@ def client() -> EgressClient:
 
 def grant_for(attempt: Attempt, *, claude_kind: str | None) -> Grant:
     """The Anthropic API (when the session runs the agent), git of the task's own repository on the configured
-    GitHub host, and the hosts the operator allows."""
+    GitHub host (and its REST API when the operator enables it), and the hosts the operator allows."""
     owner, repo = repo_owner_and_name(attempt.task.repo_url)
     return Grant(
         attempt_id=str(attempt.pk),
@@ -49,6 +59,7 @@ def grant_for(attempt: Attempt, *, claude_kind: str | None) -> Grant:
         api_auth=ApiAuth.BEARER if claude_kind == Kind.OAUTH_TOKEN else ApiAuth.API_KEY,
         git_url=settings.ANYON_GITHUB_URL,
         git_repository=f"{owner}/{repo}",
+        github_api_url=settings.ANYON_GITHUB_API_URL if settings.ANYON_AGENT_GITHUB_API else None,
         allowed=settings.ANYON_EGRESS_ALLOW,
         internal=settings.ANYON_EGRESS_ALLOW_INTERNAL,
     )
@@ -67,8 +78,11 @@ def container_environment(*, claude_kind: str | None) -> dict[str, str]:
         "https_proxy": proxy,
         "http_proxy": proxy,
         "NO_PROXY": "127.0.0.1,localhost",
+        "ANYON_EGRESS_LISTEN": "all",  # the bridge listens before the sockets exist (runtime-image/files/…-bridge)
         "no_proxy": "127.0.0.1,localhost",
     }
+    if settings.ANYON_AGENT_GITHUB_API:
+        env["GITHUB_API_URL"] = f"http://127.0.0.1:{BRIDGE_PORTS[GITHUB_API_SOCKET]}"
     if claude_kind:
         env["ANTHROPIC_BASE_URL"] = api
         env["CLAUDE_CODE_OAUTH_TOKEN" if claude_kind == Kind.OAUTH_TOKEN else "ANTHROPIC_API_KEY"] = PLACEHOLDER

@@ -3,7 +3,8 @@
 Two layers, as GitHub Actions' runner does it:
 
 * every injected secret value, each of its lines, and its common encodings (base64 in the three alignments it can
-  take inside a longer base64 text, URL-encoding, JSON string escaping);
+  take inside a longer base64 text, also when ``base64`` wraps it at 76 columns or ``openssl`` at 64, URL-encoding,
+  JSON string escaping, hex);
 * token patterns, for credentials nobody told us about (docs/ARCHITECTURE.md, "Secret rules").
 
 Output arrives in chunks that may split a secret anywhere. :class:`StreamMasker` only masks complete lines (a
@@ -15,6 +16,7 @@ whether the regular expressions need to run at all.
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import re
 from collections.abc import Iterable
@@ -35,6 +37,15 @@ _PATTERN_TAIL_RE = re.compile(
     r"|(?:x-access-token:[^@\s]*))$"
 )
 MIN_SECRET_LENGTH = 8
+
+#: A full line of wrapped base64 (``base64`` wraps at 76 columns, ``openssl base64`` and PEM at 64), and a block of
+#: them with its last line: a secret's base64 can straddle the line breaks, where the per-line search misses it.
+_WRAP_WIDTHS = (64, 76)
+_WRAP_LINE_RE = re.compile(r"[A-Za-z0-9+/_-]{64}(?:[A-Za-z0-9+/_-]{12})?")
+_WRAP_START_RE = re.compile(r"[A-Za-z0-9+/_-]{1,76}")
+#: Starts with a line break: a pattern with a literal first character is searched at C speed from one line break to
+#: the next, instead of being tried at every position (the text is searched with a line break put in front).
+_WRAPPED_RE = re.compile(r"\n((?:[A-Za-z0-9+/_-]{64}(?:[A-Za-z0-9+/_-]{12})?\n)+[A-Za-z0-9+/_=-]{1,76})(?=\n|\Z)")
 
 
 def _base64_forms(value: bytes) -> set[str]:
@@ -102,10 +113,14 @@ class Masker:
         self.variants = sorted(variants, key=len, reverse=True)
         self.max_variant = max((len(v) for v in self.variants), default=0)
         self._literal_re = re.compile("|".join(map(re.escape, self.variants))) if self.variants else None
+        #: Lines of a wrapped base64 block a stream holds back so a secret's base64 is never cut across a release.
+        self.wrap_lines_held = -(-self.max_variant // min(_WRAP_WIDTHS)) + 1 if self.variants else 0
 
     def mask(self, text: str) -> str:
         """Mask ``text``. The regular expressions are slow on megabytes, and no secret spans a line break, so they
         run only on the lines where a substring search (at C speed) found a variant or a token prefix."""
+        if self._literal_re is not None and "\n" in text:
+            text = self._mask_wrapped(text)
         starts = self._candidates(text)
         if not starts:
             return text
@@ -125,6 +140,50 @@ class Masker:
         if _PATTERN_RE.search(text):
             return "a token-shaped string"
         return ""
+
+    def wrapped_spans(self, block: str) -> list[tuple[int, int]]:
+        """Where in a block of wrapped base64 lines (``\\n`` between them) a known value's base64 lies, as spans
+        of ``block`` that may cross line breaks."""
+        flat = block.replace("\n", "")
+        if not any(variant in flat for variant in self.variants):  # substring search at C speed decides
+            return []
+        flat_starts, at = [], 0  # where each line starts in ``flat``; in ``block`` it starts ``index`` later
+        for line in block.split("\n"):
+            flat_starts.append(at)
+            at += len(line)
+
+        def in_block(position: int) -> int:
+            return position + bisect.bisect_right(flat_starts, position) - 1
+
+        return [(in_block(m.start()), in_block(m.end() - 1) + 1) for m in self._literal_re.finditer(flat)]
+
+    def _mask_wrapped(self, text: str) -> str:
+        """Mask base64 of a known value that line wrapping split (each piece of it on each line becomes ***)."""
+        pieces, done = [], 0
+        for match in _WRAPPED_RE.finditer("\n" + text):
+            found = match.group(1)
+            spans = self.wrapped_spans(found)
+            if not spans:
+                continue
+            base = match.start(1) - 1  # the line break put in front
+            masked = bytearray(len(found))
+            for start, end in spans:
+                masked[start:end] = b"\1" * (end - start)
+            out, run = [], False
+            for i, ch in enumerate(found):
+                if masked[i] and ch != "\n":
+                    if not run:
+                        out.append(MASK)
+                    run = True
+                else:
+                    out.append(ch)
+                    run = False
+            pieces += [text[done:base], "".join(out)]
+            done = base + len(found)
+        if not pieces:
+            return text
+        pieces.append(text[done:])
+        return "".join(pieces)
 
     def _mask_all(self, text: str) -> str:
         if self._literal_re is not None:
@@ -164,21 +223,37 @@ class Masker:
         return cut
 
 
+def trailing_wrap_lines(lines: list[str]) -> int:
+    """How many of the last ``lines`` are full lines of wrapped base64 (their block may go on in the next chunk)."""
+    count = 0
+    for line in reversed(lines):
+        if not _WRAP_LINE_RE.fullmatch(line):
+            break
+        count += 1
+    return count
+
+
 class StreamMasker:
-    """Masks one output stream that arrives in arbitrary chunks."""
+    """Masks one output stream that arrives in arbitrary chunks.
+
+    Complete lines are released masked, except a trailing run of full-width base64 lines: the block may go on in
+    the next chunk, and a secret's base64 may straddle the chunk boundary, so it is held until the block ends (or
+    grows past ``max_line``, or output pauses: then all but the lines a secret could still reach are released)."""
 
     def __init__(self, masker: Masker, *, max_line: int = 64 * 1024) -> None:
         self.masker = masker
         self.max_line = max_line
+        self._held = ""  # complete lines of a wrapped base64 block that may go on (each ends with a line break)
         self._partial = ""
 
     @property
     def pending(self) -> int:
-        return len(self._partial)
+        return len(self._held) + len(self._partial)
 
     def feed(self, text: str) -> str:
         """Add ``text``; return the masked complete lines it finishes (may be empty)."""
-        data = self._partial + text
+        data = self._held + self._partial + text
+        self._held = ""
         newline = data.rfind("\n")
         if newline < 0:
             self._partial = data
@@ -186,26 +261,59 @@ class StreamMasker:
                 return self.release()
             return ""
         self._partial = data[newline + 1 :]
-        out = self.masker.mask(data[: newline + 1])
+        complete = data[: newline + 1]
+        if self.masker.wrap_lines_held:
+            lines = complete[:-1].split("\n")
+            held = trailing_wrap_lines(lines)
+            if held:  # the block may go on in the incomplete line or the next chunk
+                self._held = "\n".join(lines[-held:]) + "\n"
+                complete = complete[: len(complete) - len(self._held)]
+                if len(self._held) > self.max_line:
+                    return self.masker.mask(complete) + self._release_held()
+        out = self.masker.mask(complete)
         if len(self._partial) > self.max_line:
             out += self.release()
         return out
 
-    def release(self) -> str:
-        """Output paused mid-line: release the masked part of the incomplete line that cannot start a secret."""
-        if not self._partial:
+    def _release_held(self, keep: int | None = None) -> str:
+        """Release the held block masked, but for its last lines (at least ``wrap_lines_held``), cut at a line
+        break no secret's base64 crosses, so the kept lines are masked whole with what follows them."""
+        lines = self._held[:-1].split("\n")
+        keep = min(len(lines), self.masker.wrap_lines_held if keep is None else keep)
+        spans = self.masker.wrapped_spans(self._held[:-1])
+        starts = [0]
+        for line in lines:
+            starts.append(starts[-1] + len(line) + 1)
+        cut = len(lines) - keep
+        while cut > 0 and any(start < starts[cut] < end for start, end in spans):
+            cut -= 1
+        released = "".join(line + "\n" for line in lines[:cut])
+        self._held = "".join(line + "\n" for line in lines[cut:])
+        if not released:
             return ""
+        # Masked with the kept lines, so a secret whose base64 ends within them is seen whole; then cut back.
+        masked = self.masker.mask(released + self._held).split("\n")
+        return "".join(line + "\n" for line in masked[:cut])
+
+    def release(self) -> str:
+        """Output paused: release the held block but for its last lines, and the masked part of the incomplete
+        line that cannot start a secret."""
+        out = self._release_held() if self._held else ""
+        if self._held or not self._partial:
+            return out  # lines still held: the partial line (if any) waits behind them
+        if self.masker.wrap_lines_held and _WRAP_START_RE.fullmatch(self._partial):
+            return out  # it may be the start of a line of wrapped base64: cut now, its block could not be seen whole
         masked = self.masker.mask(self._partial)
         if masked != self._partial:
             # A whole secret is already in the partial line: mask it and release up to its end.
             cut = self.masker.safe_prefix_length(masked)
-            out, self._partial = masked[:cut], masked[cut:]
-            return out
+            released, self._partial = masked[:cut], masked[cut:]
+            return out + released
         cut = self.masker.safe_prefix_length(self._partial)
-        out, self._partial = self._partial[:cut], self._partial[cut:]
-        return out
+        released, self._partial = self._partial[:cut], self._partial[cut:]
+        return out + released
 
     def finish(self) -> str:
         """End of stream: mask and return everything that is left."""
-        out, self._partial = self.masker.mask(self._partial), ""
+        out, self._held, self._partial = self.masker.mask(self._held + self._partial), "", ""
         return out

@@ -11,6 +11,8 @@ import pytest
 from tests.fixtures import leaks
 from tests.fixtures.waiting import wait_for
 
+pytestmark = pytest.mark.hostile  # attacks: counted in docs/QA_CHECKLIST.md
+
 
 def collected(value: str) -> list[str]:
     return [where for where, text in leaks._engine_texts if value in text]

@@ -71,6 +71,7 @@ class AttemptSession:
         self._last_egress_check = 0.0
         self.sealed = sealed_mode()
         self.egress: SealedEgress | None = None  # set once the session's sockets are open on the egress proxy
+        self._bridge_ready = False  # the container's egress listeners were seen up (by the session's first exec)
 
     def __enter__(self) -> AttemptSession:
         return self
@@ -292,7 +293,9 @@ class AttemptSession:
         return commit_step(message=message, login=github_account_login(owner=self.owner) or self.owner.get_username())
 
     def _exec_step(self, step: Step) -> tuple[StepOutcome, Run]:
-        argv = ["anyon-egress-bridge", "anyon-exec", *step.argv] if self.egress else ["anyon-exec", *step.argv]
+        argv = ["anyon-exec", *step.argv]
+        if self.egress is not None and not self._bridge_ready:  # the first exec waits for the listeners, no later one
+            argv, self._bridge_ready = ["anyon-egress-bridge", *argv], True
         run = do_start_run(attempt=self.attempt, job=self.job, step=step, argv=argv)
         stdin = self.attempt.task.prompt if step.stdin_from == STDIN_FROM_TASK_PROMPT else step.stdin
         shown = f"$ {' '.join(step.argv)[:500]}"

@@ -2,23 +2,25 @@
 
 A container without a network reaches the outside only through the sockets the proxy creates in its attempt's
 directory: ``api.sock`` (Anthropic API, placeholder swapped for the real credential), ``git.sock`` (git smart HTTP of
-one repository, token added) and ``proxy.sock`` (``CONNECT`` to allowlisted hosts). This package knows nothing of
+one repository, token added), ``proxy.sock`` (``CONNECT`` to allowlisted hosts) and, when the operator enables it,
+``github-api.sock`` (the GitHub REST API of that one repository, token added). This package knows nothing of
 Django: the wiring passes a :class:`Grant` per attempt and a :class:`CredentialSource` that returns credentials.
 """
 
 from shared.egress.address_policy import AddressPolicy, Refused, Resolver, address_problem, system_resolver
-from shared.egress.attempt_sockets import API_SOCKET, GIT_SOCKET, PROXY_SOCKET, SOCKET_NAMES
+from shared.egress.attempt_sockets import API_SOCKET, GIT_SOCKET, GITHUB_API_SOCKET, PROXY_SOCKET, SOCKET_NAMES
 from shared.egress.control_client import EgressClient, EgressError
 from shared.egress.grant import ApiAuth, CredentialSource, Grant, GrantLookup, HostPort, OnBlocked, Service
 from shared.egress.proxy import EgressProxy
 from shared.egress.serve import run, serve
 
 #: Loopback ports the container's bridge (runtime-image/files/anyon-egress-bridge) listens on, per socket.
-BRIDGE_PORTS = {API_SOCKET: 18080, GIT_SOCKET: 18081, PROXY_SOCKET: 18082}
+BRIDGE_PORTS = {API_SOCKET: 18080, GIT_SOCKET: 18081, PROXY_SOCKET: 18082, GITHUB_API_SOCKET: 18083}
 
 __all__ = [
     "API_SOCKET",
     "BRIDGE_PORTS",
+    "GITHUB_API_SOCKET",
     "GIT_SOCKET",
     "PROXY_SOCKET",
     "SOCKET_NAMES",

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from shared.egress.address_policy import AddressPolicy
 from shared.egress.connect_tunnel import serve_tunnel
-from shared.egress.credential_swap import anthropic_handler, git_handler
+from shared.egress.credential_swap import anthropic_handler, git_handler, github_api_handler
 from shared.egress.grant import CredentialSource, Grant, HostPort, OnBlocked, Service
 from shared.egress.reverse_proxy import Upstream, new_session
 
@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 API_SOCKET = "api.sock"
 GIT_SOCKET = "git.sock"
 PROXY_SOCKET = "proxy.sock"
-SOCKET_NAMES = (API_SOCKET, GIT_SOCKET, PROXY_SOCKET)
+GITHUB_API_SOCKET = "github-api.sock"
+SOCKET_NAMES = (API_SOCKET, GIT_SOCKET, PROXY_SOCKET, GITHUB_API_SOCKET)
 _MAX_UNIX_PATH = 107
 
 
@@ -51,7 +52,8 @@ class AttemptSockets:
         self._on_blocked = on_blocked
         self.api_upstream = Upstream.of(grant.anthropic_url) if grant.anthropic_url else None
         self.git_upstream = Upstream.of(grant.git_url) if grant.git_url else None
-        self._sessions: dict[Service, aiohttp.ClientSession] = {}
+        self.github_api_upstream = Upstream.of(grant.github_api_url) if grant.github_api_url else None
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._listeners: list[asyncio.Server] = []
         self._web_servers: list[web.Server] = []
         self._clients: set[asyncio.StreamWriter] = set()  # connections to proxy.sock
@@ -76,8 +78,9 @@ class AttemptSockets:
             except Exception:
                 logger.exception("egress on_blocked callback failed for attempt %s", self.grant.attempt_id)
 
-    def session(self, service: Service) -> aiohttp.ClientSession:
-        """One upstream client per service: a pooled TLS connection is never reused for the other host."""
+    def session(self, service: Service | str) -> aiohttp.ClientSession:
+        """One upstream client per service (``Service`` or another name): a pooled TLS connection is never reused
+        for another upstream."""
         if service not in self._sessions:
             self._sessions[service] = new_session()
         return self._sessions[service]
@@ -99,6 +102,8 @@ class AttemptSockets:
                 await self._listen_http(API_SOCKET, anthropic_handler(self), uid, gid)
             if self.git_upstream:
                 await self._listen_http(GIT_SOCKET, git_handler(self), uid, gid)
+            if self.github_api_upstream:
+                await self._listen_http(GITHUB_API_SOCKET, github_api_handler(self), uid, gid)
             await self._listen(PROXY_SOCKET, lambda r, w: serve_tunnel(self, r, w), uid, gid)
         except BaseException:
             await self.close()

@@ -1,8 +1,10 @@
-"""The two credential-adding reverse proxies: ``api.sock`` (Anthropic API) and ``git.sock`` (one repository).
+"""The credential-adding reverse proxies: ``api.sock`` (Anthropic API), ``git.sock`` (one repository) and the opt-in
+``github-api.sock`` (the GitHub REST API of that repository).
 
 The container holds a placeholder, never a credential. ``api.sock`` accepts a request only when its credential header
 is exactly the placeholder of the grant's kind, then puts the real credential in its place; ``git.sock`` accepts only
-git smart-HTTP of the grant's repository and adds ``Authorization: Basic x-access-token:<token>``. The credential
+git smart-HTTP of the grant's repository and adds ``Authorization: Basic x-access-token:<token>``; ``github-api.sock``
+accepts only ``/repos/<owner>/<repo>`` and what lies under it and adds ``Authorization: Bearer <token>``. The credential
 is asked for per request, so each use is the wiring's to audit.
 """
 
@@ -27,6 +29,8 @@ _GIT_PATH = re.compile(
     r"/(?P<repo>[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*)/(?P<endpoint>info/refs|git-upload-pack|git-receive-pack)"
 )
 _UPLOAD, _RECEIVE = "git-upload-pack", "git-receive-pack"
+#: A path with one of these could be read by the upstream as another path than it looks here ("/repos/a/b/../../c").
+_DISGUISES = re.compile(r"%2e|%2f|%5c|\\|(?:^|/)\.{1,2}(?:/|$)|//", re.IGNORECASE)
 
 
 def _anthropic_error(status: int, message: str) -> web.Response:
@@ -117,6 +121,39 @@ def git_handler(attempt) -> Callable[[web.BaseRequest], Awaitable[web.StreamResp
             basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
             headers["Authorization"] = f"Basic {basic}"
         return await forward(request, attempt.session(Service.GITHUB), attempt.git_upstream, headers,
+                             attempt.policy, grant.internal)  # fmt: skip
+
+    return handle
+
+
+def github_api_request_allowed(raw_path: str, repository: str) -> str | None:
+    """Why a GitHub REST request is refused, or None: ``/repos/<owner>/<repo>`` of ``repository`` and below only."""
+    if _DISGUISES.search(raw_path):
+        return "the path is not plain (dot segments or encoded separators)"
+    parts = raw_path.split("/")  # "", "repos", owner, repo, ...
+    if len(parts) < 4 or parts[1] != "repos" or f"{parts[2]}/{parts[3]}".lower() != repository.lower():
+        return "only the run's repository is reachable"
+    return None
+
+
+def github_api_handler(attempt) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    """``github-api.sock``: the GitHub REST API of the grant's repository, with the token added as a bearer token."""
+    grant = attempt.grant
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        path = request.raw_path.partition("?")[0]
+        problem = github_api_request_allowed(path, grant.git_repository or "")
+        if problem:
+            logger.info("egress attempt %s: GitHub API %s refused: %s", grant.attempt_id, request.method, problem)
+            await attempt.blocked(attempt.github_api_upstream.target, f"refused {path[:80]}: {problem}")
+            return refuse(403, f"egress proxy: {problem}", content_type="text/plain")
+        token = await _credential(attempt, Service.GITHUB)
+        if token is None:
+            return refuse(403, "egress proxy: no GitHub credential is available for this run")
+        headers = request_headers(request, drop=("Authorization", "Cookie"))
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return await forward(request, attempt.session("github-api"), attempt.github_api_upstream, headers,
                              attempt.policy, grant.internal)  # fmt: skip
 
     return handle

@@ -111,6 +111,8 @@ class Grant:
     ``internal`` lists the exact ``host:port`` that may resolve to loopback, private or link-local addresses
     (a GHES on a private network; the tests' 127.0.0.1 fakes); every other upstream must be public.
     ``placeholder`` is the fake credential the container's CLI sends; the proxy only swaps exactly that value.
+    ``github_api_url`` (the operator's opt-in, ``None`` by default) opens the GitHub REST API of ``git_repository``
+    only (``/repos/<owner>/<repo>…``), with the token added by the proxy.
     """
 
     attempt_id: str
@@ -120,6 +122,7 @@ class Grant:
     git_url: str | None = None
     git_repository: str | None = None
     git_push: bool = True
+    github_api_url: str | None = None
     allowed: frozenset[HostPort] = field(default_factory=frozenset)
     internal: frozenset[HostPort] = field(default_factory=frozenset)
 
@@ -132,9 +135,11 @@ class Grant:
             raise ValueError(f"bad attempt id {self.attempt_id!r}")
         if len(self.placeholder) < 8 or not self.placeholder.isprintable() or " " in self.placeholder:
             raise ValueError("the placeholder must be at least 8 printable characters without spaces")
-        for url in (self.anthropic_url, self.git_url):
+        for url in (self.anthropic_url, self.git_url, self.github_api_url):
             if url is not None:
                 HostPort.of_url(url)
+        if self.github_api_url is not None and self.git_url is None:
+            raise ValueError("the GitHub API is granted for the run's repository: git_url and git_repository too")
         if self.git_url is not None:
             repo = (self.git_repository or "").strip("/")
             if not _REPO.match(repo) or any(part in (".", "..") for part in repo.split("/")):

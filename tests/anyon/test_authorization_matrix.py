@@ -19,6 +19,8 @@ from secrets_app.models import GitHubDeviceFlow
 from secrets_app.secret_store import do_store_secret
 from tests.fakes.github import classic_token
 
+pytestmark = pytest.mark.hostile  # attacks: counted in docs/QA_CHECKLIST.md
+
 LOGIN = "login"  # a redirect to the login page
 # route name -> (method, expected for anonymous, for another user, for staff)
 MATRIX = {

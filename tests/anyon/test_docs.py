@@ -308,3 +308,16 @@ def test_the_runbook_says_how_claude_and_github_tokens_expire():
         and "Claude rejected the credential" in Path(session.__file__).read_text()
     )
     assert "`token_expiring`" in expiry and "`token_expired`" in expiry
+
+
+def test_the_qa_checklist_counts_the_attack_tests_and_none_went_missing():
+    import subprocess
+    import sys
+
+    recorded = int(re.search(r"\*\*(\d+)\*\* at this release", (ROOT / "docs" / "QA_CHECKLIST.md").read_text())[1])
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "hostile", "-p", "no:randomly"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    collected = int(re.search(r"^(\d+)/\d+ tests collected", done.stdout, re.MULTILINE)[1])
+    assert collected >= recorded, f"{recorded} attack tests are recorded, {collected} are collected"

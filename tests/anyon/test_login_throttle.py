@@ -15,6 +15,8 @@ from django.test import AsyncClient, Client
 
 from tests.fixtures.processes import ROOT
 
+pytestmark = pytest.mark.hostile  # attacks: counted in docs/QA_CHECKLIST.md
+
 PASSWORD = "correct horse battery"
 LOCKED = b"Too many failed sign-ins"
 

@@ -499,7 +499,7 @@ def sealed_round_trip(client) -> None:
                             "ANTHROPIC_BASE_URL": "http://127.0.0.1:18080",
                             "ANTHROPIC_API_KEY": "anyon-sealed-placeholder",
                         },
-                        ["anyon-egress-bridge"],
+                        [],  # as the runner's later execs: the listeners are up since the session's first
                     )
                 )
         finally:

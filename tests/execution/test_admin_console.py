@@ -53,6 +53,7 @@ def test_acknowledge_alerts(staff_client):
     assert alert.acknowledged_by.username == "ops" and alert.acknowledged_at
 
 
+@pytest.mark.hostile
 def test_non_staff_cannot_use_the_console(alice_client, attempt):
     for url in ("/admin/", f"/admin/execution/attempt/{attempt.pk}/change/", "/admin/shared/alert/"):
         response = alice_client.get(url)

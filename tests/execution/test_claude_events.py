@@ -107,6 +107,7 @@ def test_lines_that_are_not_events_are_shown_as_they_are():
     assert render_event(json.dumps({"no": "type"}), outcome) is None
 
 
+@pytest.mark.hostile
 def test_unknown_events_are_shown_plainly():
     outcome = AgentOutcome()
     assert render_event('{"type": "unknown"}', outcome) == "· unknown\n"

@@ -15,7 +15,7 @@ from secrets_app.secret_store import do_store_secret
 from tests.execution.conftest import logs, oauth_token
 from tests.fakes.docker_engine import FakeEngine, ScriptedExec
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.hostile]
 
 
 def step(*argv: str) -> dict:

@@ -29,6 +29,7 @@ def test_create_task_through_the_form(alice_client):
 @pytest.mark.parametrize(
     "repo_url", ["ext::sh -c id", "--upload-pack=id", "https://evil.example/acme/widgets", "file:///etc"]
 )
+@pytest.mark.hostile
 def test_hostile_url_is_rejected_and_nothing_is_created(alice_client, repo_url):
     response = alice_client.post(
         "/tasks/new/", {"title": "x", "repo_url": repo_url, "base_branch": "main", "prompt": "p"}
@@ -96,6 +97,7 @@ def test_an_active_attempt_still_promises_its_changes(alice_client, task):
     )
 
 
+@pytest.mark.hostile
 def test_other_users_tasks_and_attempts_are_404(client, task, db, settings):
     settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
     attempt = do_start_attempt(task=task, enqueue=False)

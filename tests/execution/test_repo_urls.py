@@ -3,6 +3,8 @@ from django.core.exceptions import ValidationError
 
 from execution.repo_urls import validate_branch, validate_repo_url
 
+pytestmark = pytest.mark.hostile  # attacks: counted in docs/QA_CHECKLIST.md
+
 GOOD = [
     ("https://github.com/acme/widgets", "https://github.com/acme/widgets.git"),
     ("https://github.com/acme/widgets.git", "https://github.com/acme/widgets.git"),

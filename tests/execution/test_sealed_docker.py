@@ -11,6 +11,7 @@ the real credentials, which only the proxy added.
 from __future__ import annotations
 
 import base64
+import os
 import signal
 import socket
 import subprocess
@@ -34,7 +35,7 @@ from tests.fakes.github import FakeGitHub
 from tests.fixtures.processes import start_process, subprocess_env
 from tests.fixtures.waiting import wait_for
 
-pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True), pytest.mark.hostile]
 
 
 class CountingServer:
@@ -249,3 +250,81 @@ def test_two_users_at_once_each_run_carries_only_its_own_users_credential(world,
     assert git_tokens == {world.github_token, bob_github}  # each clone with its own user's token, added by the proxy
     for attempt in attempts.values():
         assert not secret_dir.secret_dir_path(attempt.pk).exists()
+
+
+def test_with_the_operators_opt_in_the_agent_reads_its_own_repository_through_the_api(
+    world, repo, sealed, github, settings
+):
+    """``ANYON_AGENT_GITHUB_API=true``: the agent's curl reaches the REST API of its task's repository with the
+    token added by the proxy; another repository is refused and logged; the container still holds no token."""
+    settings.ANYON_AGENT_GITHUB_API = True
+    github.add_repo("acme", "private-other")
+    script = (
+        "exec > /workspace/api.txt 2>&1; env | grep GITHUB_API_URL; "
+        'curl -sS -m 10 "$GITHUB_API_URL/repos/acme/widgets"; echo; '
+        'curl -sS -m 10 -o /dev/null -w "other %{http_code}\\n" "$GITHUB_API_URL/repos/acme/private-other"'
+    )
+    world.api.enqueue(ToolUseReply("Bash", {"command": script, "description": "read"}), TextReply("Read it."))
+    attempt = world.attempt(repo_url=repo, prompt="Read the repository")
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
+    attempt.refresh_from_db()
+    seen = next(f for f in attempt.diff if f["path"] == "api.txt")["patch"]
+    assert "GITHUB_API_URL=http://127.0.0.1:18083" in seen
+    assert '"full_name": "acme/widgets"' in seen and "other 403" in seen
+    assert all(value not in seen for value in world.values)
+    api_reads = [r for r in github.requests if r.path.startswith("/api/repos/")]
+    assert [r.path for r in api_reads] == ["/api/repos/acme/widgets"]
+    assert api_reads[0].headers["authorization"] == f"Bearer {world.github_token}"
+    assert "refused /repos/acme/private-other" in logs(attempt)
+
+
+def test_without_the_opt_in_the_agent_has_no_github_api(world, repo, sealed, github):
+    script = 'exec > /workspace/api.txt 2>&1; echo "url=${GITHUB_API_URL-none}"; curl -sS -m 5 http://127.0.0.1:18083/'
+    world.api.enqueue(ToolUseReply("Bash", {"command": script, "description": "read"}), TextReply("Tried."))
+    attempt = world.attempt(repo_url=repo, prompt="Read the repository")
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
+    attempt.refresh_from_db()
+    seen = next(f for f in attempt.diff if f["path"] == "api.txt")["patch"]
+    assert "url=none" in seen and "curl: (" in seen  # no socket behind the port: the connection ends at once
+    assert not [r for r in github.requests if r.path.startswith("/api/repos/")]
+
+
+def _peak_rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+
+
+def test_a_100_mb_clone_and_push_go_through_the_proxy_streaming(world, repo, sealed, github, tmp_path):
+    """100 MB of incompressible data is cloned through git.sock and 100 MB more pushed back, in a container with no
+    network; the proxy process's peak memory grows by far less than what went through it (nothing is buffered)."""
+    from execution.steps import default_plan, push_step
+
+    bare = github.repo_path("acme", "widgets")
+    work = tmp_path / "seed"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "clone", "-q", str(bare), str(work)], check=True)
+    (work / "big.bin").write_bytes(os.urandom(100 * 1024 * 1024))
+    subprocess.run([*git, "-C", str(work), "add", "big.bin"], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-qm", "100 MB"], check=True)
+    subprocess.run(["git", "-C", str(work), "push", "-q", "origin", "HEAD:main"], check=True)
+    rss_before = _peak_rss_kib(sealed.proc.pid)
+
+    attempt = world.attempt(repo_url=repo)
+    clone, branch, _agent = default_plan(repo_url=repo, base_branch="main", attempt_id=attempt.pk)
+    write = ["sh", "-c", "head -c 104857600 /dev/urandom > more.bin && git add more.bin && "
+             "git -c user.name=a -c user.email=a@a commit -qm more && git rev-parse HEAD"]  # fmt: skip
+    attempt.plan = [clone.to_plan(), branch.to_plan(), {"kind": "custom", "title": "write", "argv": write},
+                    push_step(branch=attempt.branch).to_plan()]  # fmt: skip
+    attempt.save(update_fields=["plan"])
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
+
+    pushed = subprocess.run(
+        ["git", "--git-dir", str(bare), "cat-file", "-s", f"{attempt.branch}:more.bin"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert int(pushed) == 104857600
+    growth_mib = (_peak_rss_kib(sealed.proc.pid) - rss_before) / 1024
+    assert growth_mib < 40, f"the egress proxy's peak RSS grew by {growth_mib:.0f} MiB for 200 MB through it"
+    assert all(
+        basic_credentials(r.headers.get("authorization"))[1] == world.github_token for r in github.git_requests()
+    )

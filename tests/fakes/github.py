@@ -101,6 +101,9 @@ class FakeGitHub(FakeHTTPServer):
         pulls = _PULLS_PATH.match(request.path)
         if pulls and request.method == "POST":
             return self._create_pull(request, pulls["owner"], pulls["repo"])
+        repo = _REPO_PATH.match(request.path)
+        if repo and request.method == "GET":
+            return self._repo(request, repo["owner"], repo["repo"])
         return Reply(404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
 
     def _device_code(self, request: Recorded) -> Reply:
@@ -160,6 +163,15 @@ class FakeGitHub(FakeHTTPServer):
             headers["GitHub-Authentication-Token-Expiration"] = account.expiration
         return Reply(200, {"login": account.login, "id": 1, "type": "User"}, headers)
 
+    def _repo(self, request: Recorded, owner: str, repo: str) -> Reply:
+        """``GET /repos/{owner}/{repo}``: what an agent with API access reads (a known token is required)."""
+        token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if token not in self.accounts:
+            return Reply(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})
+        if not self.repo_path(owner, repo).exists():
+            return Reply(404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
+        return Reply(200, {"full_name": f"{owner}/{repo}", "default_branch": "main", "private": True})
+
     def _create_pull(self, request: Recorded, owner: str, repo: str) -> Reply:
         token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         account = self.accounts.get(token)
@@ -211,6 +223,7 @@ class FakeGitHub(FakeHTTPServer):
         return Reply(status, body, dict(headers))
 
 
+_REPO_PATH = re.compile(r"^/api/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)$")
 _PULLS_PATH = re.compile(r"^/api/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/pulls$")
 _GIT_PATH = re.compile(r"^/[A-Za-z0-9._-]+/[A-Za-z0-9._-]+\.git/")
 

@@ -53,6 +53,7 @@ def test_shell_scripts_pass_shellcheck():
         ROOT / "runtime-image" / "builder" / "fetch-claude",
         ROOT / "runtime-image" / "files" / "anyon-exec",
         ROOT / "runtime-image" / "files" / "anyon-git-credential",
+        ROOT / "runtime-image" / "files" / "anyon-egress-bridge",
     ]
     done = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout

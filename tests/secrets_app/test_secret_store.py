@@ -109,6 +109,7 @@ def test_revoke_drops_ciphertext_and_blocks_fetch(alice):
         fetch_secret(owner=alice, provider="github", purpose="t", actor="a")
 
 
+@pytest.mark.hostile
 def test_another_users_secret_is_never_fetched(alice, bob):
     do_store_secret(owner=alice, provider="github", kind="pat", value=classic_token())
     with pytest.raises(SecretMissing):

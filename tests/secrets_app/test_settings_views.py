@@ -81,6 +81,7 @@ def test_disconnect(alice_client, alice):
     assert Secret.objects.get(pk=secret.pk).state == SecretState.REVOKED
 
 
+@pytest.mark.hostile
 def test_other_users_objects_are_404(alice_client, bob, github):
     bobs = do_store_secret(owner=bob, provider="github", kind="pat", value=classic_token())
     flow = GitHubDeviceFlow.objects.create(
@@ -133,6 +134,7 @@ def staff_client(client, db, settings):
     return client
 
 
+@pytest.mark.hostile
 def test_admin_pages_never_contain_plaintext_or_ciphertext(staff_client, alice, github):
     values = [classic_token(), classic_token("gho")]
     secrets = [

@@ -20,7 +20,7 @@ from anyon.asgi import application
 from shared.live.sessions import CLOSE_SIGNED_OUT, still_signed_in
 from tests.execution.conftest import make_attempt
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.hostile]
 
 
 @pytest.fixture(autouse=True)

@@ -4,10 +4,13 @@ import base64
 import json
 from urllib.parse import quote
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.masking import MASK, Masker, StreamMasker
+
+pytestmark = pytest.mark.hostile  # attacks: counted in docs/QA_CHECKLIST.md
 
 GH = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 OAT = "sk-ant-oat01-" + "x" * 40 + "_-Zz"
@@ -141,7 +144,7 @@ def test_masking_only_the_candidate_lines_equals_masking_everything(text):
     """mask() runs the regular expressions on the lines where a substring search found something; the result must
     be what running them over the whole text gives."""
     masker = Masker([GH, OAT, PLAIN])
-    assert masker.mask(text) == masker._mask_all(text)
+    assert masker.mask(text) == masker._mask_all(masker._mask_wrapped(text))
 
 
 def test_output_full_of_candidates_is_masked_in_one_pass_with_the_same_result():
@@ -149,3 +152,77 @@ def test_output_full_of_candidates_is_masked_in_one_pass_with_the_same_result():
     text = ("ghp_short " + GH + " gh" + "\n") * 3000  # thousands of candidate positions
     assert masker.mask(text) == masker._mask_all(text)
     assert GH not in masker.mask(text)
+
+
+# --- base64 wrapped at 76 (``base64``, ``env | base64``) or 64 columns (``openssl base64``, PEM) -------------------
+def wrapped(data: bytes, width: int) -> str:
+    flat = base64.b64encode(data).decode()
+    return "\n".join(flat[i : i + width] for i in range(0, len(flat), width)) + "\n"
+
+
+def leaked_forms(secret: str, text: str) -> list[str]:
+    """The secret's base64 forms (at each alignment) still readable in ``text`` once its line breaks are gone."""
+    from shared.masking import secret_variants
+
+    flat = text.replace("\n", "")
+    return [v for v in secret_variants(secret) if v in flat]
+
+
+def test_base64_wrapped_at_76_or_64_columns_is_masked_across_the_line_breaks():
+    masker = Masker([GH, OAT])
+    for width in (76, 64):
+        for before in range(0, 120, 7):  # the secret lands at every position relative to the line breaks
+            data = b"PATH=/usr/bin\nHOME=/home/anyon\n" + b"x" * before + f"GH_TOKEN={GH}\nK={OAT}\n".encode()
+            text = wrapped(data + b"TERM=dumb\n" * 8, width)
+            masked = masker.mask(text)
+            assert not leaked_forms(GH, masked) and not leaked_forms(OAT, masked), (width, before)
+            assert MASK in masked and masked.count("\n") == text.count("\n")
+            # and only the secrets went: the lines far from them are intact
+            assert masked.splitlines()[0] == text.splitlines()[0] or before < 20
+
+
+def test_wrapped_base64_without_a_secret_passes_untouched():
+    text = wrapped(bytes(range(256)) * 4, 76)
+    assert Masker([GH]).mask(text) == text
+    stream = StreamMasker(Masker([GH]))
+    assert stream.feed(text[:500]) + stream.feed(text[500:]) + stream.finish() == text
+
+
+@st.composite
+def wrapped_output_in_chunks(draw):
+    width = draw(st.sampled_from([64, 76]))
+    before = draw(st.binary(max_size=200))
+    after = draw(st.binary(max_size=200))
+    text = "start\n" + wrapped(before + f"T={GH}".encode() + after, width) + "end\n"
+    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=10)))
+    chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    releases = draw(st.lists(st.booleans(), min_size=len(chunks), max_size=len(chunks)))
+    return text, chunks, releases
+
+
+@settings(max_examples=300, deadline=None)
+@given(wrapped_output_in_chunks())
+def test_no_wrapped_base64_of_a_secret_survives_any_chunking_or_pause(case):
+    """A stream holds back the full-width lines of a block that may go on; a pause releases all but the lines a
+    secret's base64 could still reach, cut where no secret crosses."""
+    text, chunks, releases = case
+    stream = StreamMasker(Masker([GH]))
+    out = ""
+    for chunk, release in zip(chunks, releases, strict=True):
+        out += stream.feed(chunk)
+        if release:
+            out += stream.release()
+    out += stream.finish()
+    assert not leaked_forms(GH, out)
+    assert out.count("\n") == text.count("\n") and out.startswith("start\n") and out.endswith("end\n")
+
+
+def test_a_long_wrapped_block_is_released_in_bounded_pieces_without_a_leak():
+    text = wrapped(b"y" * 200_000 + GH.encode() + b"z" * 200_000, 76)
+    stream = StreamMasker(Masker([GH]), max_line=4096)
+    out, most_held = "", 0
+    for i in range(0, len(text), 1000):
+        out += stream.feed(text[i : i + 1000])
+        most_held = max(most_held, stream.pending)
+    out += stream.finish()
+    assert most_held < 4096 + 2000 and not leaked_forms(GH, out) and out.count("\n") == text.count("\n")

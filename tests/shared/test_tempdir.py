@@ -57,6 +57,7 @@ def test_no_secret_is_written_below_a_symlinked_temp_dir(tmp_path, settings):
     assert list(target.iterdir()) == []
 
 
+@pytest.mark.hostile
 @as_root
 def test_a_temp_dir_owned_by_another_uid_is_refused(tmp_path):
     """Another local user created /tmp/anyon first (wide open, so a chmod would look like it fixed it)."""

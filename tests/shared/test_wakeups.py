@@ -159,6 +159,7 @@ def notify_from_another_process(wake_dir) -> None:
     subprocess.run([sys.executable, "-c", NOTIFY], cwd=ROOT, env=env, check=True, timeout=60)
 
 
+@pytest.mark.hostile
 def test_group_message_from_another_process_reaches_this_process_consumers(wake_dir):
     async def scenario() -> dict:
         layer = HostChannelLayer()

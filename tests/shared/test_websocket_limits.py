@@ -18,7 +18,7 @@ from secrets_app.consumers import ClaudeLoginConsumer
 from shared.live.consumer import open_sockets
 from tests.execution.conftest import make_attempt
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.hostile]
 
 
 # --- websockets per user ------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from shared.masking import Masker
 from tests.fakes.docker_engine import FakeEngine, ScriptedExec
 from tests.fakes.github import classic_token
 
+pytestmark = pytest.mark.hostile  # attacks: counted in docs/QA_CHECKLIST.md
+
 TOKEN = classic_token()
 
 

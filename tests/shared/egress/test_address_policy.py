@@ -9,6 +9,8 @@ import pytest
 from shared.egress import AddressPolicy, HostPort, Refused, address_problem
 from tests.shared.egress.conftest import OWN_ADDRESS, StubResolver
 
+pytestmark = pytest.mark.hostile  # attacks: counted in docs/QA_CHECKLIST.md
+
 PUBLIC = "93.184.216.34"
 
 

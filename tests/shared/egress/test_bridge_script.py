@@ -68,3 +68,56 @@ def test_bridge_without_sockets_just_runs_the_command(tmp_path):
     env = {**os.environ, "ANYON_EGRESS_DIR": str(tmp_path)}
     done = subprocess.run([str(BRIDGE), "true"], env=env, timeout=10, check=False)
     assert done.returncode == 0
+
+
+async def test_with_listen_all_the_ports_listen_before_the_sockets_exist(proxy, attempt_dirs):
+    """A sealed container's main process: listeners first, sockets whenever the proxy opens (or replaces) them."""
+    ports = {"API": free_port(), "GIT": free_port(), "PROXY": free_port()}
+    env = {**os.environ, "ANYON_EGRESS_DIR": str(attempt_dirs[0]), "ANYON_EGRESS_LISTEN": "all"}
+    env.update({f"ANYON_EGRESS_{name}_PORT": str(port) for name, port in ports.items()})
+    starter = await asyncio.create_subprocess_exec(str(BRIDGE), env=env, start_new_session=True)
+    try:
+        assert await asyncio.wait_for(starter.wait(), 10) == 0
+        assert not list(attempt_dirs[0].iterdir())  # nothing to connect to yet, yet every port listens
+        for port in ports.values():
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        with FakeAnthropicAPI(expected_token=OAUTH_TOKEN) as api:
+            g = grant("2", anthropic_url=api.url, api_auth=ApiAuth.BEARER, internal=[api.url.removeprefix("http://")])
+            await proxy.open_attempt(g, attempt_dirs[0])
+            async with (
+                aiohttp.ClientSession() as client,
+                client.post(
+                    f"http://127.0.0.1:{ports['API']}/v1/messages",
+                    json={"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]},
+                    headers={"Authorization": f"Bearer {PLACEHOLDER}"},
+                ) as response,
+            ):
+                assert response.status == 200
+            assert api.credentials() == {OAUTH_TOKEN}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(starter.pid, signal.SIGTERM)
+
+
+async def test_no_wait_runs_the_command_at_once_and_the_listeners_still_come_up(attempt_dirs):
+    """The container's main process: it does not wait for socat (the session's first exec does)."""
+    ports = {"API": free_port(), "GIT": free_port(), "PROXY": free_port(), "GITHUB_API": free_port()}
+    env = {**os.environ, "ANYON_EGRESS_DIR": str(attempt_dirs[0]), "ANYON_EGRESS_LISTEN": "all"}
+    env.update({f"ANYON_EGRESS_{name}_PORT": str(port) for name, port in ports.items()})
+    main = await asyncio.create_subprocess_exec(
+        str(BRIDGE), "--no-wait", "sh", "-c", "echo ran", env=env, stdout=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    groups = [main.pid]
+    try:
+        output, _ = await asyncio.wait_for(main.communicate(), 10)
+        assert (main.returncode, output) == (0, b"ran\n")
+        waiter = await asyncio.create_subprocess_exec(str(BRIDGE), env=env, start_new_session=True)  # the first exec
+        groups.append(waiter.pid)
+        assert await asyncio.wait_for(waiter.wait(), 10) == 0
+        for port in ports.values():
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGTERM)

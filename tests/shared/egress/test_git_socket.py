@@ -15,6 +15,8 @@ from shared.egress.credential_swap import git_request_allowed
 from tests.fakes.git_http import FakeGitHTTPServer, head_commit, make_bare_repo
 from tests.shared.egress.conftest import GH_TOKEN, grant, tcp_bridge, unix_session
 
+pytestmark = pytest.mark.hostile  # attacks: counted in docs/QA_CHECKLIST.md
+
 GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
     "GIT_CONFIG_GLOBAL": os.devnull,

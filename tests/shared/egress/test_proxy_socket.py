@@ -12,6 +12,8 @@ from shared.egress import PROXY_SOCKET
 from tests.fakes.http_server import FakeHTTPServer, Recorded, Reply
 from tests.shared.egress.conftest import ConnectionCounter, grant, tcp_bridge
 
+pytestmark = pytest.mark.hostile  # attacks: counted in docs/QA_CHECKLIST.md
+
 
 class Hello(FakeHTTPServer):
     def handle(self, request: Recorded) -> Reply:
