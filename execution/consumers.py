@@ -1,25 +1,21 @@
 """Live attempt logs over a websocket: history from the database first, then new records as they arrive.
 
-Delivery never depends on the channel layer reaching across processes (docs/ARCHITECTURE.md, "Live updates"): the
-layer only wakes the consumer early; without a wake-up it looks at the database every ``ANYON_LOG_POLL_SECONDS``.
-Records are sent strictly in ``seq`` order from the last one sent, so a viewer sees no duplicates and no gaps; a
-reconnecting viewer passes ``?after=<last seq>`` and continues where it stopped.
+The records come from the attempt's tail in this web process (``execution/log_tail.py``): one read per batch for
+all viewers of the attempt. A viewer sees every record once, in ``seq`` order, then the final status, then ``end``;
+a reconnecting viewer passes ``?after=<last seq>`` and continues where it stopped. Who may watch is decided here, at
+connect; the socket's session is re-checked by the base class.
 """
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 
-from execution import selectors
-from execution.log_writer import attempt_group
+from execution import log_tail, selectors
 from execution.models import Attempt
 from shared.live.consumer import JsonConsumer
-
-BATCH_RECORDS = 500
-MAX_MESSAGE_CHARS = 512 * 1024
 
 
 class AttemptLogConsumer(JsonConsumer):
@@ -43,10 +39,9 @@ class AttemptLogConsumer(JsonConsumer):
             self.last_seq = max(0, int(query.get("after", ["0"])[0]))
         except ValueError:
             self.last_seq = 0
-        await self.accept_and_follow(attempt_group(self.attempt_id), self.follow)
-
-    async def attempt_changed(self, event: dict) -> None:
-        self.woken()
+        # Not a member of the attempt's group itself: the tail is, once for all viewers of this process.
+        if await self.admit():
+            self.follower = asyncio.create_task(self.follow())
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Viewers only listen; a ``ping`` is answered, anything else gets an error message (never a crash)."""
@@ -59,35 +54,6 @@ class AttemptLogConsumer(JsonConsumer):
             await self.send_error("unknown message type")
 
     async def follow(self) -> None:
-        sent_snapshot: dict | None = None
-        while True:
-            if await self.send_new_records():
-                continue  # more may be waiting: drain before sleeping
-            snapshot = await database_sync_to_async(self._snapshot)()
-            if not snapshot["active"]:
-                # Records are written before the final status: every one goes out before it, so a viewer that
-                # sees the final status has the whole log.
-                while await self.send_new_records():
-                    pass
-            if snapshot != sent_snapshot:
-                await self.send_json({"type": "status", "attempt": snapshot})
-                sent_snapshot = snapshot
-            if not snapshot["active"]:
-                await self.send_json({"type": "end", "last_seq": self.last_seq})
-                return
-            await self.wait_for_wakeup(settings.ANYON_LOG_POLL_SECONDS)
-
-    def _snapshot(self) -> dict:
-        attempt = Attempt.objects.get(pk=self.attempt_id)
-        return selectors.attempt_snapshot(attempt)
-
-    async def send_new_records(self) -> bool:
-        records = await database_sync_to_async(selectors.log_records_after)(
-            attempt_id=self.attempt_id, after_seq=self.last_seq, limit=BATCH_RECORDS, max_chars=MAX_MESSAGE_CHARS
-        )
-        if not records:
-            return False
-        batch = [{"seq": seq, "run": run, "stream": stream, "text": text} for seq, run, stream, text in records]
-        await self.send_json({"type": "logs", "records": batch})
-        self.last_seq = batch[-1]["seq"]
-        return True
+        async with log_tail.watch(self.attempt_id, after_seq=self.last_seq) as viewer:
+            async for text in viewer.messages():
+                await self.send(text_data=text)

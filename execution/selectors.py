@@ -95,6 +95,12 @@ def log_records_after(*, attempt_id: int, after_seq: int, limit: int = 500, max_
     return records
 
 
+def last_log_seq(*, attempt_id: int) -> int:
+    """The ``seq`` of the attempt's newest record (0 before the first)."""
+    last = LogRecord.objects.filter(attempt_id=attempt_id).order_by("-seq").values_list("seq", flat=True).first()
+    return last or 0
+
+
 def attempt_snapshot(attempt: Attempt) -> dict:
     """What a live viewer needs to show the attempt's state (sent over the websocket)."""
     runs = [

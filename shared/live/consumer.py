@@ -38,6 +38,15 @@ def open_sockets(user_id: int) -> int:
     return _open_sockets[user_id]
 
 
+def encode_json(payload: dict) -> str:
+    """One outgoing message as text (orjson; a lone surrogate, which orjson refuses, goes through the standard
+    encoder, which escapes it)."""
+    try:
+        return orjson.dumps(payload).decode()
+    except TypeError:
+        return json.dumps(payload)
+
+
 class JsonConsumer(AsyncWebsocketConsumer):
     #: Largest client frame accepted, in characters; consumers that only listen may lower it.
     max_frame = 8192
@@ -141,11 +150,7 @@ class JsonConsumer(AsyncWebsocketConsumer):
                 task.cancel()
 
     async def send_json(self, payload: dict) -> None:
-        try:
-            text = orjson.dumps(payload).decode()
-        except TypeError:  # a lone surrogate (orjson refuses it): the standard encoder escapes it
-            text = json.dumps(payload)
-        await self.send(text_data=text)
+        await self.send(text_data=encode_json(payload))
 
     async def send_error(self, error: str) -> None:
         await self.send_json({"type": "error", "error": error})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
@@ -37,7 +38,9 @@ WORK = configure(
     ANYON_ATTEMPT_LOG_MAX_CHARS="0",  # the benchmark stores every byte (200 MB runs)
     ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER="0",  # and measures concurrency, not the per-user limit
     ANYON_MAX_WEBSOCKETS_PER_USER="0",  # 50 viewers of one user (the fan-out figure), not the socket limit
+    DJANGO_SETTINGS_MODULE="tests.bench.settings",  # the test settings and the web process's query counter
 )
+os.environ["ANYON_BENCH_QUERY_COUNTS"] = str(WORK)
 
 import django  # noqa: E402
 
@@ -108,11 +111,18 @@ class Platform:
         return do_start_attempt(task=self.task, plan=[{"kind": "custom", "title": "bench", "argv": argv}])
 
     async def watch(
-        self, attempt_id: int, until: str, stamps: dict | None = None, check: list[str] | None = None
+        self,
+        attempt_id: int,
+        until: str,
+        stamps: dict | None = None,
+        seqs: dict | None = None,
+        check: list[str] | None = None,
+        joined: asyncio.Event | None = None,
     ) -> float:
         """Connect a viewer; return the time at which a stdout record containing ``until`` arrived (the system
-        line that echoes the command does not count). With ``check``, count the masks in the output it receives
-        and raise if any of those values arrives unmasked."""
+        line that echoes the command does not count). With ``stamps``, note each time-stamped line's delay (and the
+        record that carried it in ``seqs``). With ``check``, count the masks in the output it receives and raise if
+        any of those values arrives unmasked. ``joined`` is set at the first message (the viewer has caught up)."""
         async with websockets.connect(
             f"{self.ws_url}/ws/attempts/{attempt_id}/logs/",
             additional_headers={"Cookie": self.cookie, "Origin": self.url},
@@ -121,12 +131,17 @@ class Platform:
             received: list[str] = []
             async for raw in ws:
                 message = json.loads(raw)
+                if joined is not None:
+                    joined.set()
                 if message["type"] == "logs":
                     now = time.time()
                     for record in message["records"]:
                         if stamps is not None:
                             for stamp in re.findall(r"^T(\d+\.\d+) (\d+)$", record["text"], re.MULTILINE):
-                                stamps.setdefault(int(stamp[1]), []).append(now - float(stamp[0]))
+                                sent, line = float(stamp[0]), int(stamp[1])
+                                stamps.setdefault(line, []).append((now - sent, (sent, now)))
+                                if seqs is not None:
+                                    seqs[line] = record["seq"]
                         if check is not None and record["stream"] == "stdout":
                             received.append(record["text"])  # records may split a value: checked joined
                         if record["stream"] == "stdout" and until in record["text"]:
@@ -333,19 +348,65 @@ def concurrency(platform: Platform, single_p50: float) -> None:
 
 
 def fan_out(platform: Platform) -> None:
-    script = 'for i in $(seq 1 400); do echo "T$(date +%s.%N) $i"; sleep 0.01; done; echo LAST-LINE'
-    attempt = platform.start(["sh", "-c", script])
+    """50 viewers of one attempt printing a time-stamped line every ~10 ms. Besides the delay from the line's time
+    stamp (taken in the container) to its arrival at each viewer, it reports where that delay goes (until the record
+    is stored, the record's ``created_at``; from there to the viewer) and how many queries the web process made per
+    stored batch (counted in the web process, ``tests/bench/query_counter.py``). ``ANYON_BENCH_PROFILE=1`` samples
+    the web process and the worker with py-spy meanwhile."""
+    from tests.bench.query_counter import read_counts
+
+    # The output starts a second after the attempt does: the queries are counted once all viewers have joined.
+    script = 'sleep 1; for i in $(seq 1 400); do echo "T$(date +%s.%N) $i"; sleep 0.01; done; echo LAST-LINE'
     stamps: list[dict] = [{} for _ in range(50)]
+    seqs: dict[int, int] = {}  # line -> seq of the record that carried it
+    web = platform.stack.web.proc.pid
+    before: dict[str, int] = {}
 
-    async def viewers() -> None:
-        await asyncio.gather(*(platform.watch(attempt.pk, "LAST-LINE", stamps[i]) for i in range(50)))
+    async def viewers(attempt_id: int) -> None:
+        joined = [asyncio.Event() for _ in range(50)]
 
-    asyncio.run(viewers())
+        async def count_when_joined() -> None:
+            await asyncio.gather(*(event.wait() for event in joined))
+            before.update(await asyncio.to_thread(read_counts, web))
+
+        await asyncio.gather(
+            count_when_joined(),
+            *(platform.watch(attempt_id, "LAST-LINE", stamps[i], seqs, joined=joined[i]) for i in range(50)),
+        )
+
+    profiling = os.environ.get("ANYON_BENCH_PROFILE")
+    with contextlib.ExitStack() as stack:
+        if profiling:
+            from tests.bench.profile import profiled
+
+            pids = {"web": web, "worker": platform.worker.proc.pid}
+            summaries = stack.enter_context(profiled(pids, WORK / "profile-fanout"))
+        attempt = platform.start(["sh", "-c", script])
+        asyncio.run(viewers(attempt.pk))
+        wait_until_finished(attempt)
+    after = read_counts(web)
     if not any(stamps):
         sample = "".join(LogRecord.objects.filter(attempt=attempt).values_list("text", flat=True))[:300]
         raise RuntimeError(f"no time-stamped lines reached the viewers; the log starts: {sample!r}")
     complete = all(list(s) == list(range(1, 401)) and all(len(v) == 1 for v in s.values()) for s in stamps)
-    delays = [d for s in stamps for v in s.values() for d in v]
+    delays = [d for s in stamps for v in s.values() for d, _ in v]
+    stored = dict(LogRecord.objects.filter(attempt=attempt).values_list("seq", "created_at"))
+    first = min(seqs.values())  # batches before the first time-stamped line were written before the count began
+    # A batch is one insert: its records share their created_at.
+    batches = len({created for seq, created in stored.items() if seq >= first})
+    to_store, to_viewer = [], []
+    arrivals: dict[int, list[float]] = {}  # line -> when each viewer got it
+    for s in stamps:
+        for line, values in s.items():
+            for _, (sent, received) in values:
+                created = stored[seqs[line]].timestamp()
+                to_store.append(created - sent)
+                to_viewer.append(received - created)
+                arrivals.setdefault(line, []).append(received)
+    # Of the time from stored to viewer: until the first viewer has the line, and from the first to the last.
+    to_first = [min(times) - stored[seqs[line]].timestamp() for line, times in arrivals.items()]
+    spread = [max(times) - min(times) for times in arrivals.values()]
+    log_queries = after.get("log_records", 0) - before.get("log_records", 0)
     emit(
         "fan_out_50",
         viewers=50,
@@ -353,7 +414,24 @@ def fan_out(platform: Platform) -> None:
         every_viewer_every_line_once_in_order=complete,
         p50_delay_ms=round(statistics.median(delays) * 1000, 1),
         p99_delay_ms=round(percentile(delays, 99) * 1000, 1),
+        target_p99_delay_ms=60,
+        stored_p50_ms=round(statistics.median(to_store) * 1000, 1),
+        stored_p99_ms=round(percentile(to_store, 99) * 1000, 1),
+        stored_to_viewer_p50_ms=round(statistics.median(to_viewer) * 1000, 1),
+        stored_to_viewer_p99_ms=round(percentile(to_viewer, 99) * 1000, 1),
+        stored_to_first_viewer_p50_ms=round(statistics.median(to_first) * 1000, 1),
+        stored_to_first_viewer_p99_ms=round(percentile(to_first, 99) * 1000, 1),
+        first_to_last_viewer_p50_ms=round(statistics.median(spread) * 1000, 1),
+        first_to_last_viewer_p99_ms=round(percentile(spread, 99) * 1000, 1),
+        batches=batches,
+        web_log_queries=log_queries,
+        web_log_queries_per_batch=round(log_queries / batches, 2),
+        web_queries_per_batch=round((after.get("all", 0) - before.get("all", 0)) / batches, 2),
+        web_full_gc_pauses_ms=after["gc_full_pauses_ms"][len(before["gc_full_pauses_ms"]) :],
     )
+    if profiling:
+        for name, summary in summaries.items():
+            emit("profile", process=name, item="fan_out_50", **summary)
 
 
 def sealed_round_trip(client) -> None:
