@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('execution', '0014_docker_hosts'),
+        ("execution", "0014_docker_hosts"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='egressblock',
-            name='count',
+            model_name="egressblock",
+            name="count",
             field=models.PositiveIntegerField(default=1),
         ),
     ]
