@@ -287,6 +287,11 @@ ANYON_ATTEMPT_IDLE_TTL = env.int("ANYON_ATTEMPT_IDLE_TTL", default=7 * 24 * 3600
 ANYON_SECRET_DIR_MAX_AGE = env.int("ANYON_SECRET_DIR_MAX_AGE", default=RUN_TIMEOUT + 900)
 ANYON_STALE_ATTEMPT_SECONDS = env.int("ANYON_STALE_ATTEMPT_SECONDS", default=120)
 ANYON_CLEANUP_MINUTES = env.int("ANYON_CLEANUP_MINUTES", default=5)
+#: Warm containers this worker's queue (Docker host) keeps started and unclaimed (docs/ARCHITECTURE.md, "Warm pool");
+#: 0 provisions each attempt's container when it starts.
+ANYON_POOL_SIZE = env.int("ANYON_POOL_SIZE", default=0)
+#: Seconds an unclaimed warm container may wait before it is replaced by a fresh one.
+ANYON_POOL_MAX_AGE = env.int("ANYON_POOL_MAX_AGE", default=3600)
 
 # --- limits (docs/DEPLOYMENT.md, "Limits"): bad input and abuse lose nothing and stop nothing else ----------------
 #: Attempts of one user that provision or run at once; the others wait queued, in order, without a worker slot.

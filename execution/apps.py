@@ -22,6 +22,7 @@ def cleanup_when_worker_starts(sender, proc_name: str, **kwargs) -> None:
     from django_q.tasks import async_task
 
     import execution.runner  # noqa: F401
+    from execution.pool import ensure_pool_schedule
     from execution.schedules import ensure_cleanup_schedule
 
     queue = settings.ANYON_WORKER_QUEUE
@@ -31,3 +32,6 @@ def cleanup_when_worker_starts(sender, proc_name: str, **kwargs) -> None:
         async_task(
             "execution.cleanup.run_scheduled_cleanup", task_name="cleanup-on-start", group="maintenance", cluster=queue
         )
+        # The warm pool fills (or, at size 0, empties) now, then every minute and after each claim.
+        ensure_pool_schedule(queue)
+        async_task("execution.pool.refill_pool", task_name="pool-refill", group="maintenance", cluster=queue)
