@@ -13,7 +13,7 @@ from execution.attempts import (
     do_request_delete_attempt,
     local_queue,
 )
-from execution.models import Attempt, AttemptJob, LogRecord, Run, Task
+from execution.models import Attempt, AttemptJob, LogRecord, PoolContainer, Run, Task
 from execution.prompts import printable
 from shared.docker.engine import DockerEngine, EngineError
 
@@ -161,3 +161,18 @@ class AttemptJobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # jobs are queued from the attempt page, which checks the attempt is idle
+
+
+@admin.register(PoolContainer)
+class PoolContainerAdmin(admin.ModelAdmin):
+    """The warm pool, to look at: the refill makes and retires these, a claim takes them."""
+
+    list_display = ("name", "queue", "created_at", "workspace_volume", "secret_dir")
+    list_filter = ("queue",)
+    readonly_fields = ("queue", "container_id", "name", "workspace_volume", "secret_dir", "fingerprint", "created_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
