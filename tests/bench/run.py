@@ -60,6 +60,9 @@ GH_TOKEN = "ghp_" + "B" * 30 + "enchT0ken1"
 RUNS = int(os.environ.get("ANYON_BENCH_RUNS", "20"))
 #: The warm pool of the "warm" items (the worker restarts with ANYON_POOL_SIZE set to this).
 POOL = int(os.environ.get("ANYON_BENCH_POOL", "10"))
+#: Worker processes of the warm items: the same as the other items unless set (10 processes on 2 cores were slower:
+#: they queue on SQLite's write lock and the CPU instead of on the task queue).
+POOL_WORKERS = int(os.environ.get("ANYON_BENCH_POOL_WORKERS", os.environ["ANYON_WORKERS"]))
 THROUGHPUT_RUNS = int(os.environ.get("ANYON_BENCH_THROUGHPUT_RUNS", "5"))
 
 
@@ -359,12 +362,13 @@ def fan_out(platform: Platform) -> None:
 
 
 # --- the warm pool (issue 20) ------------------------------------------------------------------------------------
-def with_warm_pool(platform: Platform, size: int) -> None:
-    """Restart the worker cluster with ``ANYON_POOL_SIZE=size`` and wait until its pool is full."""
+def with_warm_pool(platform: Platform, size: int, workers: int) -> None:
+    """Restart the worker cluster with ``ANYON_POOL_SIZE=size`` and ``workers`` processes; wait until its pool is
+    full."""
     from tests.fixtures.processes import start_process
 
     platform.stack.worker.stop()
-    env = {**os.environ, "ANYON_POOL_SIZE": str(size)}
+    env = {**os.environ, "ANYON_POOL_SIZE": str(size), "ANYON_WORKERS": str(workers)}
     platform.stack.worker = platform.worker = start_process(
         "bench-worker-pool", [sys.executable, "manage.py", "qcluster"], env
     )
@@ -443,11 +447,15 @@ def concurrency_warm(platform: Platform) -> None:
     async def all_at_once() -> list[float]:
         return await asyncio.gather(*(one() for _ in range(10)))
 
+    t0_wall = time.time()
     latencies = asyncio.run(all_at_once())
     deadline = time.time() + 120
     while Attempt.objects.filter(status__in=["queued", "provisioning", "running"]).exists() and time.time() < deadline:
         time.sleep(0.2)
     recent = list(Attempt.objects.order_by("-id")[:10])
+    if os.environ.get("ANYON_BENCH_TRACE"):
+        for attempt in sorted(recent, key=lambda a: a.started_at):
+            print(" ", trace(attempt, t0_wall, t0_wall))
     claimed = {a.secret_dir for a in recent}
     left = [p for p in secret_dir.secrets_root().glob("*") if p.name in claimed]
     running = {
@@ -464,7 +472,7 @@ def concurrency_warm(platform: Platform) -> None:
         p50_s=round(statistics.median(latencies), 3),
         max_s=round(max(latencies), 3),
         target_p50_s=1.0,
-        workers=int(os.environ["ANYON_WORKERS"]),
+        workers=POOL_WORKERS,
     )
 
 
@@ -576,7 +584,7 @@ def main() -> None:
         if not only or "sealed" in only:
             sealed_round_trip(client)
         if not only or only & {"warm", "concurrency_warm"}:
-            with_warm_pool(platform, POOL)
+            with_warm_pool(platform, POOL, POOL_WORKERS)
             if not only or "warm" in only:
                 start_latency_warm(platform, client)
             if not only or "concurrency_warm" in only:
