@@ -247,8 +247,9 @@ def refill_pool(engine: DockerEngine | None = None) -> str:
 
 
 def retire_stale(engine: DockerEngine) -> int:
-    """Rows are taken by a conditional delete, so this is safe next to a refill or a claim (the cleanup sweep)."""
-    return _retire_stale(engine, fingerprint(engine))
+    """Rows are taken by a conditional delete, so this is safe next to a refill or a claim (the cleanup sweep).
+    Without warm containers it asks the engine nothing (a fresh install without the image is not an error)."""
+    return _retire_stale(engine, fingerprint(engine)) if _mine().exists() else 0
 
 
 def _retire_stale(engine: DockerEngine, fp: str) -> int:

@@ -162,6 +162,8 @@ class AttemptSession:
             # A warm container of the pool, when there is one: it already runs, with its own volumes and empty
             # secret dir, which become the attempt's now (docs/ARCHITECTURE.md, "Warm pool").
             warm = do_claim_warm_container(attempt=self.attempt, engine=self.engine) if initial else None
+            if warm is not None:  # from now on it is this attempt's: removed at its end whatever happens next
+                self.container_id = warm.container_id
             key = secret_dir.key_of(self.attempt)
             files = {} if self.sealed else credentials.files
             try:  # sealed: the directory holds the egress sockets, never a credential
@@ -176,9 +178,7 @@ class AttemptSession:
                 self.egress = SealedEgress(self.attempt, claude_kind=credentials.claude_kind, directory=path)
                 self.egress.open()
                 self.say("Sealed run: no credential in the container; it reaches the outside only through the proxy")
-            if warm is not None:
-                self.container_id = warm.container_id  # recorded on the attempt by the claim
-            else:
+            if warm is None:
                 self.container_id = AttemptContainers(self.engine).provision(
                     self.attempt, secret_dir=path, sealed_environment=self.egress.environment if self.egress else None
                 )

@@ -9,10 +9,10 @@ import pytest
 from django.core.management import call_command
 
 from execution import pool, secret_dir
-from execution.attempts import do_transition
+from execution.attempts import do_start_follow_up, do_transition
 from execution.cleanup import sweep_containers, sweep_pool, sweep_secret_dirs
-from execution.models import Attempt, AttemptStatus, PoolContainer
-from execution.runner import run_attempt
+from execution.models import Attempt, AttemptStatus, JobStatus, PoolContainer
+from execution.runner import run_attempt, run_job
 from tests.execution.conftest import custom, logs
 from tests.execution.test_sealed_docker import repo, sealed  # noqa: F401  (fixtures)
 from tests.fakes.anthropic_api import TextReply
@@ -187,6 +187,17 @@ def test_a_mounted_agent_run_in_a_warm_container(world, warm_pool, repo, github)
     assert attempt.secret_dir.startswith("pool-") and "warm from the pool" in logs(attempt)
     assert world.api.credentials() == {world.claude_token}  # the Claude token, written at claim time
     assert not secret_dir.secret_dir_path(attempt.secret_dir).exists()
+    # A follow-up runs in a container of its own on the claimed workspace (the recorded names), never a warm one.
+    pool.refill_pool()
+    warm_left = {row.container_id for row in warm_rows()}
+    assert len(warm_left) == 1
+    world.api.enqueue(TextReply("Again."))
+    job = do_start_follow_up(attempt=attempt, prompt="Once more", enqueue=False)
+    assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(attempt)
+    after = Attempt.objects.get(pk=attempt.pk)
+    assert after.workspace_volume == attempt.workspace_volume and after.container_id not in warm_left
+    assert {row.container_id for row in warm_rows()} == warm_left
+    assert not secret_dir.secret_dir_path(attempt.secret_dir).exists()
 
 
 def test_a_sealed_agent_run_in_a_warm_container(world, warm_pool, repo, sealed, github):  # noqa: F811
@@ -205,3 +216,23 @@ def test_a_sealed_agent_run_in_a_warm_container(world, warm_pool, repo, sealed, 
     assert world.api.credentials() == {world.claude_token}
     assert all(value not in logs(attempt) for value in world.values)
     assert not secret_dir.secret_dir_path(attempt.secret_dir).exists()
+
+
+def test_a_claimed_container_is_removed_when_the_session_fails_before_its_first_step(
+    world,
+    warm_pool,
+    repo,
+    docker_client,  # noqa: F811
+):
+    settings = warm_pool
+    settings.ANYON_CREDENTIAL_MODE = "sealed"
+    settings.ANYON_EGRESS_CONTROL = str(settings.ANYON_TEMP_DIR / "no-proxy.sock")  # nobody answers there
+    settings.ANYON_POOL_SIZE = 1
+    pool.refill_pool()
+    (row,) = warm_rows()
+    attempt = world.attempt(plan=[custom("true")], repo_url=repo)
+    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    attempt.refresh_from_db()
+    assert attempt.container_id == row.container_id and "egress proxy" in attempt.error
+    assert gone(docker_client, row.container_id)
+    assert not secret_dir.secret_dir_path(row.secret_dir).exists()
