@@ -221,8 +221,8 @@ def test_a_sealed_agent_run_in_a_warm_container(world, warm_pool, repo, sealed, 
 def test_a_claimed_container_is_removed_when_the_session_fails_before_its_first_step(
     world,
     warm_pool,
-    repo,
-    docker_client,  # noqa: F811
+    repo,  # noqa: F811
+    docker_client,
 ):
     settings = warm_pool
     settings.ANYON_CREDENTIAL_MODE = "sealed"
