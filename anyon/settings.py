@@ -293,6 +293,11 @@ ANYON_CLEANUP_MINUTES = env.int("ANYON_CLEANUP_MINUTES", default=5)
 #: a host counts as lost: new attempts then go to the other hosts, and its running attempts are ended.
 ANYON_HOST_HEARTBEAT_SECONDS = env.float("ANYON_HOST_HEARTBEAT_SECONDS", default=5.0)
 ANYON_HOST_LOST_SECONDS = env.int("ANYON_HOST_LOST_SECONDS", default=60)
+#: Warm containers this worker's queue (Docker host) keeps started and unclaimed (docs/ARCHITECTURE.md, "Warm pool");
+#: 0 provisions each attempt's container when it starts.
+ANYON_POOL_SIZE = env.int("ANYON_POOL_SIZE", default=0)
+#: Seconds an unclaimed warm container may wait before it is replaced by a fresh one.
+ANYON_POOL_MAX_AGE = env.int("ANYON_POOL_MAX_AGE", default=3600)
 
 # --- limits (docs/DEPLOYMENT.md, "Limits"): bad input and abuse lose nothing and stop nothing else ----------------
 #: Attempts of one user that provision or run at once; the others wait queued, in order, without a worker slot.

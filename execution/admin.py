@@ -17,7 +17,7 @@ from execution.attempts import (
 )
 from execution.hosts import do_set_draining
 from execution.log_retention import do_drop_attempt_log
-from execution.models import Attempt, AttemptJob, DockerHost, LogRecord, Run, Task
+from execution.models import Attempt, AttemptJob, DockerHost, LogRecord, PoolContainer, Run, Task
 from execution.prompts import printable
 from execution.selectors import log_removed_note
 from shared.docker.engine import DockerEngine, EngineError
@@ -266,3 +266,18 @@ class DockerHostAdmin(admin.ModelAdmin):
         names = list(queryset.values_list("name", flat=True))
         do_set_draining(names=names, draining=False, by=f"staff:{request.user.get_username()}")
         self.message_user(request, f"{', '.join(names)} take new attempts again.", messages.SUCCESS)
+
+
+@admin.register(PoolContainer)
+class PoolContainerAdmin(admin.ModelAdmin):
+    """The warm pool, to look at: the refill makes and retires these, a claim takes them."""
+
+    list_display = ("name", "queue", "created_at", "workspace_volume", "secret_dir")
+    list_filter = ("queue",)
+    readonly_fields = ("queue", "container_id", "name", "workspace_volume", "secret_dir", "fingerprint", "created_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -256,16 +256,20 @@ def delete_attempt_task(attempt_id: int, by: str) -> str:
 
 def do_clean_up_attempt(*, attempt: Attempt, engine=None) -> bool:
     """Remove what a finished attempt may have left on this host: its secret dir and its containers (found by
-    their labels, so never another installation's). An attempt still working is left alone: returns False."""
+    their labels, so never another installation's, and the warm container it claimed, which carries no attempt
+    label, by its recorded id). An attempt still working is left alone: returns False."""
     from execution import secret_dir
     from shared.docker.engine import DockerEngine
 
     if attempt_is_working(attempt):
         return False
-    secret_dir.remove_secret_dir(attempt.pk)
+    secret_dir.remove_secret_dir(secret_dir.key_of(attempt))
     engine = engine or DockerEngine()
-    for info in engine.list_managed(settings.ANYON_INSTANCE, attempt_id=attempt.pk):
-        engine.stop_and_remove(info["Id"], timeout=1)
+    ids = {info["Id"] for info in engine.list_managed(settings.ANYON_INSTANCE, attempt_id=attempt.pk)}
+    if attempt.secret_dir and attempt.container_id:
+        ids.add(attempt.container_id)
+    for container_id in ids:
+        engine.stop_and_remove(container_id, timeout=1)
     return True
 
 

@@ -14,17 +14,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from execution import secret_dir
+from execution import pool, secret_dir
 from execution.attempts import do_transition
 from execution.containers import home_volume
 from execution.hosts import worker_lost
 from execution.log_writer import LogWriter
-from execution.models import ACTIVE_STATUSES, Attempt, AttemptJob, AttemptStatus, DockerHost, JobStatus, LogStream
+from execution.models import (
+    ACTIVE_STATUSES,
+    Attempt,
+    AttemptJob,
+    AttemptStatus,
+    DockerHost,
+    JobStatus,
+    LogStream,
+    PoolContainer,
+)
 from execution.runs import do_finish_job, do_set_workspace_volume
 from shared.alerts import AlertKind, do_raise_alert
 from shared.docker.engine import DockerEngine, EngineError
@@ -87,20 +97,26 @@ def sweep_secret_dirs(*, progress: Progress = _noop, dry_run: bool = False) -> S
     root = secret_dir.secrets_root()
     if not root.exists():
         return report
-    busy = _busy_attempt_ids()
+    warm = set(PoolContainer.objects.values_list("secret_dir", flat=True))  # read first: a claim moves a name
+    busy = _busy_attempt_ids()  # from the warm ones to an attempt's, never back
+    claimed = set(Attempt.objects.filter(pk__in=busy).exclude(secret_dir="").values_list("secret_dir", flat=True))
     max_age = settings.ANYON_SECRET_DIR_MAX_AGE
     for path in sorted(root.iterdir()):
         report.examined += 1
         age = time.time() - path.lstat().st_mtime
-        attempt_id = int(path.name) if path.name.isdigit() else None
-        if attempt_id in busy and age <= max_age:
+        key = int(path.name) if path.name.isdigit() else path.name
+        pooled = isinstance(key, str) and secret_dir.POOL_DIR.fullmatch(key) is not None
+        if pooled and (key in warm or age <= pool.CREATING_GRACE_SECONDS):
+            continue  # a warm container's (or one being made): the pool replaces it when it is too old
+        in_use = key in busy or key in claimed
+        if in_use and age <= max_age:
             continue
-        reason = "its attempt is not running" if attempt_id not in busy else f"older than {max_age} s"
+        reason = "its attempt is not running" if not in_use else f"older than {max_age} s"
         if dry_run:
             report.removed.append(str(path))
             progress(f"would remove secret dir {path} ({reason})")
             continue
-        removed = secret_dir.remove_secret_dir(attempt_id) if attempt_id is not None else _remove_odd(path)
+        removed = secret_dir.remove_secret_dir(key) if isinstance(key, int) or pooled else _remove_odd(path)
         if removed:
             report.removed.append(str(path))
             logger.warning("removed orphan secret dir %s (%s)", path, reason)
@@ -131,12 +147,19 @@ def _remove_odd(path) -> bool:
     return not path.exists()
 
 
+def _younger_than(labels: dict[str, str], seconds: float, now: float) -> bool:
+    created = labels.get("anyon.created", "")
+    return created.isdigit() and now - int(created) < seconds
+
+
 def sweep_containers(
     *, engine: DockerEngine | None = None, progress: Progress = _noop, dry_run: bool = False
 ) -> SweepReport:
-    """Remove this installation's containers whose attempt is finished, unknown, or past ``anyon.expires``."""
+    """Remove this installation's containers whose attempt is finished, unknown, or past ``anyon.expires``, and
+    warm containers of the pool that neither the pool nor an attempt owns (with their volumes and secret dir)."""
     report = SweepReport("containers", dry_run=dry_run)
     engine = engine or DockerEngine()
+    warm = set(PoolContainer.objects.values_list("container_id", flat=True))  # read first, as for secret dirs
     busy = _busy_attempt_ids()
     known = set(Attempt.objects.values_list("pk", flat=True))
     now = time.time()
@@ -151,9 +174,18 @@ def sweep_containers(
             expired = float(labels.get("anyon.expires", "inf")) < now
         except ValueError:
             expired = True
+        unowned_warm = False
+        if labels.get(pool.POOL_LABEL) == "1":
+            # A warm container carries no attempt label (it had none when it was made): the pool's own while it
+            # has its row (the refill replaces it when stale), the claiming attempt's once claimed, else an orphan.
+            if info["Id"] in warm or _younger_than(labels, pool.CREATING_GRACE_SECONDS, now):
+                continue
+            attempt_id = Attempt.objects.filter(container_id=info["Id"]).values_list("pk", flat=True).first()
+            unowned_warm = attempt_id is None
         if attempt_id in busy and not expired:
             continue
         reason = "expired" if expired else ("unknown attempt" if attempt_id not in known else "attempt finished")
+        reason = "a warm container nobody owns" if unowned_warm else reason
         name = (info.get("Names") or ["?"])[0].lstrip("/")
         if dry_run:
             report.removed.append(name)
@@ -161,6 +193,13 @@ def sweep_containers(
             continue
         try:
             engine.stop_and_remove(info["Id"], timeout=1)
+            if unowned_warm:  # nobody's workspace: its volumes and secret dir go with it
+                for mount in info.get("Mounts") or []:
+                    if mount.get("Type") == "volume" and mount.get("Name", "").startswith("anyon-workspace-pool-"):
+                        engine.remove_volume(mount["Name"])
+                    dir_name = Path(mount.get("Source", "")).name
+                    if mount.get("Type") == "bind" and secret_dir.POOL_DIR.fullmatch(dir_name):
+                        secret_dir.remove_secret_dir(dir_name)
         except Exception as exc:
             report.failed.append(name)
             progress(f"FAILED to remove container {name}: {exc}")
@@ -169,6 +208,29 @@ def sweep_containers(
         logger.warning("removed orphan container %s (%s)", name, reason)
         progress(f"removed container {name} ({reason})")
     _alert_orphans_removed(report, "container", dedupe_key="orphan_removed:containers")
+    return report
+
+
+def sweep_pool(*, engine: DockerEngine | None = None, progress: Progress = _noop) -> SweepReport:
+    """Warm containers of this queue whose container is gone, made from another image or settings, too old or
+    more than ``ANYON_POOL_SIZE`` are retired (the refill makes new ones); pool volumes nobody owns are removed."""
+    report = SweepReport("warm pool")
+    engine = engine or DockerEngine()
+    report.examined = PoolContainer.objects.filter(queue=settings.ANYON_WORKER_QUEUE).count()
+    retired = pool.retire_stale(engine)
+    report.removed += [f"warm container ({n + 1})" for n in range(retired)]
+    for volume in pool.orphan_pool_volumes(engine):
+        report.examined += 1
+        try:
+            engine.remove_volume(volume)
+        except Exception as exc:
+            report.failed.append(volume)
+            progress(f"FAILED to remove pool volume {volume}: {exc}")
+            continue
+        report.removed.append(volume)
+        progress(f"removed pool volume {volume} (no warm container or attempt owns it)")
+    if retired:
+        progress(f"retired {retired} warm container(s)")
     return report
 
 
@@ -236,7 +298,7 @@ def sweep_stale_attempts(*, engine: DockerEngine | None = None, progress: Progre
         )
         if not do_transition(attempt=attempt, to=AttemptStatus.FAILED, error=reason):
             continue
-        secret_dir.remove_secret_dir(attempt.pk)
+        secret_dir.remove_secret_dir(secret_dir.key_of(attempt))
         if attempt.container_id:
             try:
                 (engine or DockerEngine()).stop_and_remove(attempt.container_id, timeout=1)
@@ -296,6 +358,7 @@ SWEEPS: dict[str, Callable[..., SweepReport]] = {
     "lost-hosts": sweep_lost_hosts,
     "secret-dirs": sweep_secret_dirs,
     "containers": sweep_containers,
+    "pool": sweep_pool,
     "workspaces": sweep_idle_workspaces,
 }
 

@@ -51,6 +51,36 @@ def mounted_environment() -> dict[str, str]:
     return {"ANTHROPIC_BASE_URL": settings.ANYON_ANTHROPIC_API_URL}
 
 
+def container_spec(
+    *, name: str, labels: dict[str, str], volume: str, secret_dir: Path, sealed_environment: dict[str, str] | None
+) -> ContainerSpec:
+    """Every container that runs an attempt, made for it or warm in the pool: the same image, user, limits and
+    hardening. A sealed container (``sealed_environment`` given) has no network at all: it reaches out only through
+    the egress sockets in ``secret_dir``."""
+    spec = ContainerSpec(
+        name=name,
+        image=settings.ANYON_CLOUD_IMAGE,
+        labels=labels,
+        mounts=[
+            docker.types.Mount(WORKSPACE, volume, type="volume"),
+            docker.types.Mount(HOME, home_volume(volume), type="volume"),
+            docker.types.Mount(SECRET_MOUNT, str(secret_dir), type="bind", read_only=True),
+        ],
+        user=str(settings.ANYON_CONTAINER_UID),
+        working_dir=WORKSPACE,
+        environment={**mounted_environment(), **settings.ANYON_CONTAINER_ENV}
+        if sealed_environment is None
+        else {**settings.ANYON_CONTAINER_ENV, **sealed_environment},
+        network_mode="none" if sealed_environment is not None else settings.ANYON_CLOUD_NETWORK,
+        mem_limit=settings.ANYON_CONTAINER_MEMORY,
+        nano_cpus=int(settings.ANYON_CONTAINER_CPUS * 1e9),
+        pids_limit=settings.ANYON_CONTAINER_PIDS,
+    )
+    if sealed_environment is not None:  # the bridge comes up while the worker gets ready for the first step
+        spec.command = ["anyon-egress-bridge", "--no-wait", "sleep", "infinity"]
+    return spec
+
+
 class AttemptContainers:
     def __init__(self, engine: DockerEngine | None = None) -> None:
         self.engine = engine or DockerEngine()
@@ -70,27 +100,9 @@ class AttemptContainers:
         stale = self.engine.inspect(name)
         if stale:  # a container of a crashed earlier session of this attempt (or of a restored database)
             self.engine.stop_and_remove(stale["Id"], timeout=1)
-        spec = ContainerSpec(
-            name=name,
-            image=settings.ANYON_CLOUD_IMAGE,
-            labels=labels,
-            mounts=[
-                docker.types.Mount(WORKSPACE, volume, type="volume"),
-                docker.types.Mount(HOME, home_volume(volume), type="volume"),
-                docker.types.Mount(SECRET_MOUNT, str(secret_dir), type="bind", read_only=True),
-            ],
-            user=str(settings.ANYON_CONTAINER_UID),
-            working_dir=WORKSPACE,
-            environment={**mounted_environment(), **settings.ANYON_CONTAINER_ENV, **(sealed_environment or {})}
-            if sealed_environment is None
-            else {**settings.ANYON_CONTAINER_ENV, **sealed_environment},
-            network_mode="none" if sealed_environment is not None else settings.ANYON_CLOUD_NETWORK,
-            mem_limit=settings.ANYON_CONTAINER_MEMORY,
-            nano_cpus=int(settings.ANYON_CONTAINER_CPUS * 1e9),
-            pids_limit=settings.ANYON_CONTAINER_PIDS,
+        spec = container_spec(
+            name=name, labels=labels, volume=volume, secret_dir=secret_dir, sealed_environment=sealed_environment
         )
-        if sealed_environment is not None:  # the bridge comes up while the worker gets ready for the first step
-            spec.command = ["anyon-egress-bridge", "--no-wait", "sleep", "infinity"]
         return self.engine.create_container(spec)
 
     def remove(self, container_id: str) -> None:

@@ -50,6 +50,9 @@ class Attempt(models.Model):
     status = models.CharField(max_length=16, choices=AttemptStatus.choices, default=AttemptStatus.QUEUED)
     container_id = models.CharField(max_length=80, blank=True)
     workspace_volume = models.CharField(max_length=100, blank=True, help_text="Docker volume holding /workspace")
+    secret_dir = models.CharField(
+        max_length=64, blank=True, help_text="its directory under cloud-secrets when not named after it (a warm one)"
+    )
     branch = models.CharField(max_length=120, blank=True)
     error = models.TextField(blank=True)
     plan = models.JSONField(default=list, help_text="The steps (kind, title, argv) this attempt runs.")
@@ -270,3 +273,24 @@ class DockerHost(models.Model):
         if not self.engine_ok:
             return HostState.ENGINE_DOWN
         return HostState.DRAINING if self.draining else HostState.HEALTHY
+
+
+class PoolContainer(models.Model):
+    """A warm container waiting for an attempt (docs/ARCHITECTURE.md, "Warm pool"): started, hardened, with its own
+    fresh workspace and home volumes and its own empty secret dir, none of them any user's yet. Claiming deletes the
+    row and records the names on the attempt in the same transaction, so a container serves one attempt at most."""
+
+    queue = models.CharField(max_length=64, help_text="worker queue (Docker host) it runs on")
+    container_id = models.CharField(max_length=80, unique=True)
+    name = models.CharField(max_length=120)
+    workspace_volume = models.CharField(max_length=100)
+    secret_dir = models.CharField(max_length=64, help_text="its directory under cloud-secrets")
+    fingerprint = models.CharField(max_length=64, help_text="image id and container settings it was made with")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["queue", "fingerprint", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"warm container {self.name} ({self.queue})"

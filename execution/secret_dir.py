@@ -1,4 +1,5 @@
-"""The per-attempt secret directory on the host: ``<ANYON_TEMP_DIR>/cloud-secrets/<attempt>``.
+"""The per-attempt secret directory on the host: ``<ANYON_TEMP_DIR>/cloud-secrets/<attempt>``, or the
+``pool-<hex>`` directory of the warm container the attempt claimed (recorded as ``Attempt.secret_dir``).
 
 Created 0700 and owned by the container user's uid (bind mounts keep host ownership and modes), files 0400, written
 just before a container's first exec and removed right after its last. Removal is verified and retried; when it
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -26,6 +29,13 @@ ANTHROPIC_API_KEY = "anthropic_api_key"
 SECRET_FILES = (GITHUB_TOKEN, CLAUDE_OAUTH_TOKEN, ANTHROPIC_API_KEY)
 
 
+#: A warm container's directory: made with the container, before any attempt exists.
+POOL_DIR = re.compile(r"pool-[0-9a-f]{16}")
+
+#: An attempt's id, or the name of a warm container's directory.
+DirKey = int | str
+
+
 class SecretDirError(Exception):
     pass
 
@@ -34,19 +44,36 @@ def secrets_root() -> Path:
     return settings.ANYON_TEMP_DIR / "cloud-secrets"
 
 
-def secret_dir_path(attempt_id: int) -> Path:
-    return secrets_root() / str(int(attempt_id))
+def new_pool_dir_name() -> str:
+    return f"pool-{secrets.token_hex(8)}"
+
+
+def key_of(attempt) -> DirKey:
+    """The attempt's directory: the warm container's it claimed, else the one named after it."""
+    return attempt.secret_dir or attempt.pk
+
+
+def secret_dir_path(key: DirKey) -> Path:
+    if isinstance(key, str) and not key.isdigit():
+        if not POOL_DIR.fullmatch(key):
+            raise ValueError(f"not a secret dir name: {key!r}")
+        return secrets_root() / key
+    return secrets_root() / str(int(key))
 
 
 def _owner_ids() -> tuple[int, int]:
     return settings.ANYON_CONTAINER_UID, settings.ANYON_CONTAINER_GID
 
 
-def write_secret_dir(attempt_id: int, files: dict[str, str]) -> Path:
-    """Create the attempt's secret dir with ``files`` (name → value). Raises SecretDirError with the reason."""
+def _check_names(files: dict[str, str]) -> None:
     unknown = set(files) - set(SECRET_FILES)
     if unknown:
         raise SecretDirError(f"unknown secret file names: {sorted(unknown)}")
+
+
+def write_secret_dir(attempt_id: DirKey, files: dict[str, str]) -> Path:
+    """Create the attempt's secret dir with ``files`` (name → value). Raises SecretDirError with the reason."""
+    _check_names(files)
     root = secrets_root()
     try:
         ensure_temp_dir(settings.ANYON_TEMP_DIR)
@@ -67,17 +94,44 @@ def write_secret_dir(attempt_id: int, files: dict[str, str]) -> Path:
             remove_secret_dir(attempt_id)
         path.mkdir(mode=0o700)
         os.chmod(path, 0o700)
-        for name, value in files.items():
-            fd = os.open(path / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
-            with os.fdopen(fd, "w") as handle:
-                if need_chown:
-                    os.fchown(fd, uid, gid)
-                handle.write(value)
+        _write_files(path, files, need_chown)
         if need_chown:  # given away last: until then only the worker can enter it, so nobody sees it half written
             os.chown(path, uid, gid, follow_symlinks=False)
     except OSError as exc:
         _take_back(path)
         shutil.rmtree(path, ignore_errors=True)
+        raise SecretDirError(f"could not write the secret dir {path}: {exc.strerror or exc}") from exc
+    return path
+
+
+def _write_files(path: Path, files: dict[str, str], need_chown: bool) -> None:
+    uid, gid = _owner_ids()
+    for name, value in files.items():
+        fd = os.open(path / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
+        with os.fdopen(fd, "w") as handle:
+            if need_chown:
+                os.fchown(fd, uid, gid)
+            handle.write(value)
+
+
+def fill_secret_dir(key: str, files: dict[str, str]) -> Path:
+    """Write ``files`` into a warm container's directory, which its container already mounts (a bind mount keeps
+    the inode: the directory is filled in place, never replaced). It must be a real, empty directory."""
+    _check_names(files)
+    path = secret_dir_path(key)
+    uid, gid = _owner_ids()
+    need_chown = os.geteuid() != uid
+    try:
+        if path.is_symlink() or not path.is_dir():
+            raise SecretDirError(f"the warm container's secret dir {path} is missing")
+        _take_back(path)
+        if any(path.iterdir()):
+            raise SecretDirError(f"the warm container's secret dir {path} is not empty")
+        _write_files(path, files, need_chown)
+        os.chmod(path, 0o700)
+        if need_chown:
+            os.chown(path, uid, gid, follow_symlinks=False)
+    except OSError as exc:
         raise SecretDirError(f"could not write the secret dir {path}: {exc.strerror or exc}") from exc
     return path
 
@@ -92,7 +146,7 @@ def _take_back(path: Path) -> None:
         pass
 
 
-def remove_secret_dir(attempt_id: int, *, retries: int = 3, delay: float = 0.2) -> bool:
+def remove_secret_dir(attempt_id: DirKey, *, retries: int = 3, delay: float = 0.2) -> bool:
     """Remove the attempt's secret dir and verify it is gone. Returns False if it still exists after retries."""
     path = secret_dir_path(attempt_id)
     for attempt_no in range(retries):

@@ -19,6 +19,7 @@ from execution.egress import sealed as sealed_mode
 from execution.hosts import do_mark_engine_lost, host_went_away
 from execution.log_writer import LogWriter
 from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, LogStream, Run, RunKind, RunStatus
+from execution.pool import do_claim_warm_container
 from execution.prompts import printable
 from execution.pull_requests import PullRequestError, open_pull_request
 from execution.runner import push_guard
@@ -160,8 +161,15 @@ class AttemptSession:
             )
             self.claude_secret_id = credentials.claude_secret_id
             self.masker = Masker(credentials.values())
+            # A warm container of the pool, when there is one: it already runs, with its own volumes and empty
+            # secret dir, which become the attempt's now (docs/ARCHITECTURE.md, "Warm pool").
+            warm = do_claim_warm_container(attempt=self.attempt, engine=self.engine) if initial else None
+            if warm is not None:  # from now on it is this attempt's: removed at its end whatever happens next
+                self.container_id = warm.container_id
+            key = secret_dir.key_of(self.attempt)
+            files = {} if self.sealed else credentials.files
             try:  # sealed: the directory holds the egress sockets, never a credential
-                path = secret_dir.write_secret_dir(self.attempt.pk, {} if self.sealed else credentials.files)
+                path = secret_dir.fill_secret_dir(key, files) if warm else secret_dir.write_secret_dir(key, files)
                 wrote_secrets = not self.sealed
             except secret_dir.SecretDirError as exc:
                 do_raise_alert(
@@ -172,13 +180,15 @@ class AttemptSession:
                 self.egress = SealedEgress(self.attempt, claude_kind=credentials.claude_kind, directory=path)
                 self.egress.open()
                 self.say("Sealed run: no credential in the container; it reaches the outside only through the proxy")
-            self.container_id = AttemptContainers(self.engine).provision(
-                self.attempt, secret_dir=path, sealed_environment=self.egress.environment if self.egress else None
-            )
-            do_set_container(attempt=self.attempt, container_id=self.container_id)
+            if warm is None:
+                self.container_id = AttemptContainers(self.engine).provision(
+                    self.attempt, secret_dir=path, sealed_environment=self.egress.environment if self.egress else None
+                )
+                do_set_container(attempt=self.attempt, container_id=self.container_id)
             if initial and not do_transition(attempt=self.attempt, to=AttemptStatus.RUNNING):
                 raise Stop(AttemptStatus.CANCELLED, "Cancelled while provisioning.")
-            self.say(f"Container {self.container_id[:12]} started; {len(steps)} step(s)")
+            how = "warm from the pool" if warm is not None else "started"
+            self.say(f"Container {self.container_id[:12]} {how}; {len(steps)} step(s)")
             final = AttemptStatus.SUCCEEDED
             for step in steps:
                 if self._cancel_requested():
@@ -247,8 +257,8 @@ class AttemptSession:
         if self.egress is not None:
             self.egress.close()
             self._log_blocks()
-        if not secret_dir.remove_secret_dir(self.attempt.pk):
-            path = secret_dir.secret_dir_path(self.attempt.pk)
+        if not secret_dir.remove_secret_dir(secret_dir.key_of(self.attempt)):
+            path = secret_dir.secret_dir_path(secret_dir.key_of(self.attempt))
             self.say(f"WARNING: the secret directory {path} could not be removed; an operator was alerted.")
             do_raise_alert(
                 kind=AlertKind.SECRET_CLEANUP_FAILED,
@@ -312,7 +322,13 @@ class AttemptSession:
         if stdin is not None:
             shown += f"  (prompt on stdin, {len(stdin.encode()):,} bytes)"
         self.say(shown, run)
-        stream = ExecStream(engine=self.engine, container_id=self.container_id, writer=self.writer, masker=self.masker)
+        stream = ExecStream(
+            engine=self.engine,
+            container_id=self.container_id,
+            writer=self.writer,
+            masker=self.masker,
+            environment=self.egress.environment if self.egress else None,  # a warm sealed container lacks them
+        )
         end = stream.run(
             run, argv, agent=step.is_agent, stdin=stdin.encode() if stdin is not None else None, control=self._control
         )

@@ -32,8 +32,18 @@ Control = Callable[[float, float], StopReason | None]
 
 
 class ExecStream:
-    def __init__(self, *, engine: DockerEngine, container_id: str, writer: LogWriter, masker: Masker) -> None:
+    def __init__(
+        self,
+        *,
+        engine: DockerEngine,
+        container_id: str,
+        writer: LogWriter,
+        masker: Masker,
+        environment: dict[str, str] | None = None,
+    ) -> None:
         self.engine, self.container_id, self.writer, self.masker = engine, container_id, writer, masker
+        #: Added to every exec's environment (a sealed session's variables: nothing secret).
+        self.environment = environment or {}
 
     def run(self, run: Run, argv: list[str], *, agent: bool, stdin: bytes | None, control: Control) -> ExecEnd:
         chunks: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
@@ -46,7 +56,7 @@ class ExecStream:
                     self.container_id,
                     argv,
                     result,
-                    environment=exec_environment(),
+                    environment={**exec_environment(), **self.environment},
                     user=str(settings.ANYON_CONTAINER_UID),
                     stdin=stdin,
                 ):

@@ -79,6 +79,15 @@ class DockerEngine:
         except ImageNotFound as exc:
             raise EngineError(f"runtime image {ref} is not present on this engine: build it (make image)") from exc
 
+    def image_id(self, ref: str) -> str:
+        """The id of the image ``ref`` names now (a tag moved to a new build gives a new id)."""
+        try:
+            return self.client.images.get(ref).id
+        except ImageNotFound as exc:
+            raise EngineError(f"runtime image {ref} is not present on this engine: build it (make image)") from exc
+        except (APIError, DockerException, requests.RequestException) as exc:
+            raise EngineError(f"could not inspect image {ref}: {exc}") from exc
+
     # --- containers ----------------------------------------------------------------------------------------
     def create_container(self, spec: ContainerSpec) -> str:
         """Create and start a hardened, idle container (``spec.command`` under docker's init)."""
@@ -175,10 +184,10 @@ class DockerEngine:
             with contextlib.suppress(NotFound, APIError, requests.RequestException):
                 self.api.wait(container_id, timeout=timeout + 30, condition="removed")
 
-    def list_managed(self, instance: str, *, attempt_id: int | None = None) -> list[dict]:
-        """Containers this installation manages (label ``anyon.instance``), of one attempt if given; others on the
-        engine are not ours."""
-        labels = ["anyon.managed=1", f"anyon.instance={instance}"]
+    def list_managed(self, instance: str, *, attempt_id: int | None = None, also: tuple[str, ...] = ()) -> list[dict]:
+        """Containers this installation manages (label ``anyon.instance``), of one attempt if given, carrying the
+        labels ``also`` (``key=value``) too; others on the engine are not ours."""
+        labels = ["anyon.managed=1", f"anyon.instance={instance}", *also]
         if attempt_id is not None:
             labels.append(f"anyon.attempt={attempt_id}")
         try:
@@ -192,6 +201,16 @@ class DockerEngine:
             self.client.volumes.get(name)
         except NotFound:
             self.client.volumes.create(name=name, labels=labels)
+
+    def list_volumes(self, labels: list[str]) -> dict[str, float]:
+        """The volumes carrying every one of ``labels`` (``key=value``): name → their ``anyon.created`` label
+        (seconds since the epoch; 0 without one)."""
+        try:
+            found = self.api.volumes(filters={"label": labels}).get("Volumes") or []
+        except (APIError, DockerException, requests.RequestException) as exc:
+            raise EngineError(f"could not list volumes: {exc}") from exc
+        created = {v["Name"]: (v.get("Labels") or {}).get("anyon.created", "") for v in found}
+        return {name: float(value) if value.isdigit() else 0.0 for name, value in created.items()}
 
     def remove_volume(self, name: str) -> None:
         with contextlib.suppress(NotFound):
@@ -312,4 +331,4 @@ class DockerEngine:
                 return info.get("ExitCode")
             if time.monotonic() > deadline:
                 return None
-            time.sleep(0.05)
+            time.sleep(0.01)  # the stream has ended: the exit code is a moment away

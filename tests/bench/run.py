@@ -53,7 +53,7 @@ from django.contrib.auth.models import User  # noqa: E402
 
 from execution import secret_dir  # noqa: E402
 from execution.attempts import do_create_task, do_start_attempt  # noqa: E402
-from execution.models import Attempt, LogRecord  # noqa: E402
+from execution.models import Attempt, LogRecord, PoolContainer, Run  # noqa: E402
 from secrets_app.secret_store import do_store_secret  # noqa: E402
 from shared.masking import MASK, Masker  # noqa: E402
 
@@ -61,6 +61,11 @@ RESULTS: list[dict] = []
 IMAGE = settings.ANYON_CLOUD_IMAGE
 GH_TOKEN = "ghp_" + "B" * 30 + "enchT0ken1"
 RUNS = int(os.environ.get("ANYON_BENCH_RUNS", "20"))
+#: The warm pool of the "warm" items (the worker restarts with ANYON_POOL_SIZE set to this).
+POOL = int(os.environ.get("ANYON_BENCH_POOL", "10"))
+#: Worker processes of the warm items: the same as the other items unless set (10 processes on 2 cores were slower:
+#: they queue on SQLite's write lock and the CPU instead of on the task queue).
+POOL_WORKERS = int(os.environ.get("ANYON_BENCH_POOL_WORKERS", os.environ["ANYON_WORKERS"]))
 THROUGHPUT_RUNS = int(os.environ.get("ANYON_BENCH_THROUGHPUT_RUNS", "5"))
 
 
@@ -434,6 +439,125 @@ def fan_out(platform: Platform) -> None:
             emit("profile", process=name, item="fan_out_50", **summary)
 
 
+# --- the warm pool (issue 20) ------------------------------------------------------------------------------------
+def with_warm_pool(platform: Platform, size: int, workers: int) -> None:
+    """Restart the worker cluster with ``ANYON_POOL_SIZE=size`` and ``workers`` processes; wait until its pool is
+    full."""
+    from tests.fixtures.processes import start_process
+
+    platform.stack.worker.stop()
+    env = {**os.environ, "ANYON_POOL_SIZE": str(size), "ANYON_WORKERS": str(workers)}
+    platform.stack.worker = platform.worker = start_process(
+        "bench-worker-pool", [sys.executable, "manage.py", "qcluster"], env
+    )
+    wait_for_pool(size, timeout=120)
+
+
+def wait_for_pool(size: int, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while PoolContainer.objects.count() < size:
+        if time.time() > deadline:
+            raise RuntimeError(f"the warm pool holds {PoolContainer.objects.count()} of {size} after {timeout} s")
+        time.sleep(0.05)
+
+
+def trace(attempt: Attempt, t0_wall: float, seen: float) -> dict[str, float]:
+    """Where one attempt's first line spent its time, in ms from the start call (database timestamps)."""
+    attempt.refresh_from_db()
+    run = Run.objects.filter(attempt=attempt).order_by("id").first()
+    first = LogRecord.objects.filter(attempt=attempt, stream="stdout").order_by("seq").first()
+    marks = {
+        "picked_up": attempt.started_at.timestamp(),
+        "exec_requested": run.started_at.timestamp() if run else None,
+        "first_output_stored": first.created_at.timestamp() if first else None,
+        "viewer": seen,
+        "finished": attempt.finished_at.timestamp(),
+    }
+    if os.environ.get("ANYON_BENCH_TRACE"):
+        for record in LogRecord.objects.filter(attempt=attempt).order_by("seq"):
+            print(f"  {(record.created_at.timestamp() - t0_wall) * 1000:7.1f} ms {record.text.strip()[:80]}")
+    return {k: round((v - t0_wall) * 1000, 1) for k, v in marks.items() if v is not None}
+
+
+def start_latency_warm(platform: Platform, client) -> None:
+    """Item 1 with a full warm pool of ``POOL``: the pool is refilled between runs (a claim queues a refill). The
+    baseline is measured again in this item, interleaved with the platform's runs."""
+    base, ours, traces = [], [], []
+    for _ in range(RUNS):
+        base.append(baseline_run(client, ["echo", "ready"])[0])
+        wait_for_pool(POOL)
+        t0, t0_wall = time.perf_counter(), time.time()
+        attempt = platform.start(["echo", "ready"])
+        seen = asyncio.run(platform.watch(attempt.pk, "ready\n"))
+        ours.append(seen - t0)
+        wait_until_finished(attempt)
+        traces.append(trace(attempt, t0_wall, t0_wall + seen - t0))
+        if "warm from the pool" not in "".join(
+            LogRecord.objects.filter(attempt=attempt).values_list("text", flat=True)
+        ):
+            raise RuntimeError(f"attempt {attempt.pk} did not get a warm container")
+    http = platform.http_overhead()
+    ours = [x + http for x in ours]
+    emit(
+        "start_latency_warm",
+        mode=MODE,
+        runs=RUNS,
+        pool=POOL,
+        baseline_p50_s=round(statistics.median(base), 3),
+        platform_p50_s=round(statistics.median(ours), 3),
+        platform_p95_s=round(percentile(ours, 95), 3),
+        http_post_s=round(http, 4),
+        ratio_p50=round(statistics.median(ours) / statistics.median(base), 2),
+        target_ratio_p50=0.6,
+        trace_p50_ms={k: round(statistics.median(t[k] for t in traces if k in t), 1) for k in traces[0]},
+    )
+
+
+def concurrency_warm(platform: Platform) -> None:
+    """Item 4 with a full warm pool of ``POOL``: 10 attempts started at once, first line of each."""
+    wait_for_pool(POOL)
+
+    async def one() -> float:
+        t0 = time.perf_counter()
+        attempt = await asyncio.to_thread(platform.start, ["echo", "ready"])
+        return await platform.watch(attempt.pk, "ready\n") - t0
+
+    async def all_at_once() -> list[float]:
+        return await asyncio.gather(*(one() for _ in range(10)))
+
+    t0_wall = time.time()
+    latencies = asyncio.run(all_at_once())
+    deadline = time.time() + 120
+    while Attempt.objects.filter(status__in=["queued", "provisioning", "running"]).exists() and time.time() < deadline:
+        time.sleep(0.2)
+    recent = list(Attempt.objects.order_by("-id")[:10])
+    if os.environ.get("ANYON_BENCH_TRACE"):
+        for attempt in sorted(recent, key=lambda a: a.started_at):
+            print(" ", trace(attempt, t0_wall, t0_wall))
+    claimed = {a.secret_dir for a in recent}
+    left = [p for p in secret_dir.secrets_root().glob("*") if p.name in claimed]
+    running = {
+        c.id for c in client_of().containers.list(filters={"label": f"anyon.instance={settings.ANYON_INSTANCE}"})
+    }
+    emit(
+        "concurrency_10_warm",
+        pool=POOL,
+        all_succeeded=all(a.status == "succeeded" for a in recent),
+        all_warm=all(a.secret_dir.startswith("pool-") for a in recent),
+        one_container_each=len({a.container_id for a in recent}) == 10,
+        containers_removed=not any(a.container_id in running for a in recent),
+        secret_dirs_left=len(left),
+        p50_s=round(statistics.median(latencies), 3),
+        max_s=round(max(latencies), 3),
+        target_p50_s=1.0,
+        workers=POOL_WORKERS,
+    )
+
+
+def client_of() -> docker.DockerClient:
+    return docker.from_env(timeout=120)
+
+
 def sealed_round_trip(client) -> None:
     """The real Claude CLI's first answer (its first ``assistant`` event) through the egress proxy against the same
     CLI talking to the API directly (host network): what sealing costs a Claude round trip. The proxy runs in this
@@ -569,6 +693,12 @@ def with_platform(only: set[str]) -> None:
             fan_out(platform)
         if not only or "sealed" in only:
             sealed_round_trip(client)
+        if not only or only & {"warm", "concurrency_warm"}:
+            with_warm_pool(platform, POOL, POOL_WORKERS)
+            if not only or "warm" in only:
+                start_latency_warm(platform, client)
+            if not only or "concurrency_warm" in only:
+                concurrency_warm(platform)
     finally:
         platform.stop()
         for container in client.containers.list(
