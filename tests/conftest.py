@@ -28,21 +28,14 @@ def docker_client():
         client.ping()
     except Exception as exc:
         require_docker(f"no Docker engine reachable ({type(exc).__name__}); start dockerd or set DOCKER_HOST")
-    from tests.fixtures.leaks import EngineRecorder, sweep_engine
+    from tests.fixtures.leaks import EngineRecorder, search_and_clear_engine
 
     recorder = EngineRecorder(client)
     yield client
     recorder.stop()
     # Whatever this session's attempts left on the engine (workspace volumes outlive containers by design): searched
     # for leaked secrets, then removed.
-    sweep_engine(client, label=f"anyon.instance={settings.ANYON_INSTANCE}", image=settings.ANYON_BASE_IMAGE)
-    label = [f"anyon.instance={settings.ANYON_INSTANCE}"]
-    for container in client.containers.list(all=True, filters={"label": label}):
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
-    for volume in client.volumes.list(filters={"label": label}):
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            volume.remove(force=True)
+    search_and_clear_engine(client, label=f"anyon.instance={settings.ANYON_INSTANCE}", image=settings.ANYON_BASE_IMAGE)
     client.close()
 
 
