@@ -30,6 +30,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+async def placeholder_request(port: int) -> int:
+    """What the CLI in the container sends: a Messages request with the placeholder token, to the bridge's port."""
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(
+            f"http://127.0.0.1:{port}/v1/messages",
+            json={"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {PLACEHOLDER}"},
+        ) as response,
+    ):
+        return response.status
+
+
 async def test_bridge_listens_for_each_socket_present_and_then_runs_the_command(proxy, attempt_dirs):
     ports = {"API": free_port(), "GIT": free_port(), "PROXY": free_port()}
     env = {**os.environ, "ANYON_EGRESS_DIR": str(attempt_dirs[0])}
@@ -40,15 +53,7 @@ async def test_bridge_listens_for_each_socket_present_and_then_runs_the_command(
         starter = await asyncio.create_subprocess_exec(str(BRIDGE), env=env, start_new_session=True)
         try:
             assert await asyncio.wait_for(starter.wait(), 10) == 0
-            async with (
-                aiohttp.ClientSession() as client,
-                client.post(
-                    f"http://127.0.0.1:{ports['API']}/v1/messages",
-                    json={"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]},
-                    headers={"Authorization": f"Bearer {PLACEHOLDER}"},
-                ) as response,
-            ):
-                assert response.status == 200
+            assert await placeholder_request(ports["API"]) == 200
             assert api.credentials() == {OAUTH_TOKEN}
             with pytest.raises(OSError):  # no git.sock, so no git listener
                 socket.create_connection(("127.0.0.1", ports["GIT"]), timeout=2).close()
@@ -84,15 +89,7 @@ async def test_with_listen_all_the_ports_listen_before_the_sockets_exist(proxy, 
         with FakeAnthropicAPI(expected_token=OAUTH_TOKEN) as api:
             g = grant("2", anthropic_url=api.url, api_auth=ApiAuth.BEARER, internal=[api.url.removeprefix("http://")])
             await proxy.open_attempt(g, attempt_dirs[0])
-            async with (
-                aiohttp.ClientSession() as client,
-                client.post(
-                    f"http://127.0.0.1:{ports['API']}/v1/messages",
-                    json={"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]},
-                    headers={"Authorization": f"Bearer {PLACEHOLDER}"},
-                ) as response,
-            ):
-                assert response.status == 200
+            assert await placeholder_request(ports["API"]) == 200
             assert api.credentials() == {OAUTH_TOKEN}
     finally:
         with contextlib.suppress(ProcessLookupError):
