@@ -19,7 +19,11 @@ def cleanup_when_worker_starts(sender, proc_name: str, **kwargs) -> None:
     runner now, so that its first attempt does not wait for the imports, and starts the host heartbeat."""
     from django.conf import settings
     from django.core.cache import cache
+    from django_q.conf import Conf
     from django_q.tasks import async_task
+
+    if Conf.SYNC:  # django-q2's sync mode runs a task in the caller's process: no worker started, nothing to do
+        return
 
     import execution.runner  # noqa: F401
     from execution.host_beat import start_host_beat

@@ -145,3 +145,20 @@ def test_doctor_dashboard_and_admin_show_every_host(queues, task, client, settin
         {"action": "undrain_selected", "_selected_action": list(DockerHost.objects.values_list("pk", flat=True))},
     )
     assert not DockerHost.objects.filter(draining=True).exists()
+
+
+def test_sync_mode_runs_no_worker_start_in_the_callers_process(monkeypatch):
+    """django-q2's sync mode (used by the scheduler tests) sends post_spawn in the caller's own process: no host
+    heartbeat thread may start there (it would beat for a host from a test or web process forever)."""
+    import threading
+
+    from django_q.conf import Conf
+
+    from execution import host_beat
+    from execution.apps import cleanup_when_worker_starts
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+    monkeypatch.setattr(host_beat, "_started", set())
+    cleanup_when_worker_starts(sender="django_q", proc_name="Process-1")
+    assert host_beat._started == set()
+    assert not [t for t in threading.enumerate() if t.name == "anyon-host-beat"]
