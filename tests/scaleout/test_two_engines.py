@@ -173,7 +173,8 @@ def test_placement_and_an_engine_lost_mid_run(cluster, second_engine, docker_cli
     page.wait_for_selector('[data-testid="attempt-status"][data-status="failed"]', timeout=10_000)
     assert "The Docker host went away" in page.get_by_test_id("attempt-error").inner_text()
     page.screenshot(path=str(ARTIFACTS / "engines-host-lost.png"), full_page=True)
-    (alert,) = cluster.sql("SELECT message FROM shared_alert WHERE kind = 'docker_host_lost'")
+    lost_alerts = "SELECT message FROM shared_alert WHERE kind = 'docker_host_lost'"
+    (alert,) = wait(lambda: cluster.sql(lost_alerts), 10, "the docker_host_lost alert")
     assert alert[0].startswith("Docker host host-b: its engine stopped answering"), alert
     assert cluster.hosts()["host-b"][0] is False
     # While it is gone new attempts go to host-a only; host-a's attempts finish normally.
@@ -221,7 +222,8 @@ def test_a_worker_lost_mid_run(cluster, second_engine, docker_client):
     ended_after = time.monotonic() - lost_at
     assert status == "failed" and error.startswith("The worker of Docker host host-b ("), error
     assert "stopped: no heartbeat since" in error
-    (alert,) = cluster.sql("SELECT message FROM shared_alert WHERE kind = 'worker_lost'")
+    # The sweep raises the alert right after it ended the attempts (a few ms later, in its own transaction).
+    (alert,) = wait(lambda: cluster.sql("SELECT message FROM shared_alert WHERE kind = 'worker_lost'"), 10, "alert")
     assert alert[0].startswith("Docker host host-b:") and f"attempt {victim}" in alert[0]
     # Nobody could reach host-b's engine meanwhile: the container and secret dir wait for its worker.
     assert containers_of(engine2, victim)
