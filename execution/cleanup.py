@@ -195,7 +195,7 @@ def sweep_containers(
             engine.stop_and_remove(info["Id"], timeout=1)
             if unowned_warm:  # nobody's workspace: its volumes and secret dir go with it
                 for mount in info.get("Mounts") or []:
-                    if mount.get("Type") == "volume" and mount.get("Name", "").startswith("anyon-workspace-pool-"):
+                    if mount.get("Type") == "volume" and mount.get("Name", "").startswith(pool.POOL_VOLUME_PREFIX):
                         engine.remove_volume(mount["Name"])
                     dir_name = Path(mount.get("Source", "")).name
                     if mount.get("Type") == "bind" and secret_dir.POOL_DIR.fullmatch(dir_name):

@@ -42,6 +42,9 @@ from shared.tempdir import ensure_temp_dir
 
 logger = logging.getLogger(__name__)
 
+#: Workspace volumes of warm containers (an attempt that claims one keeps the name).
+POOL_VOLUME_PREFIX = "anyon-workspace-pool-"
+
 POOL_LABEL = "anyon.pool"
 #: A warm container younger than this may not have its row yet: the sweeps leave it alone.
 CREATING_GRACE_SECONDS = 120
@@ -89,7 +92,7 @@ def create_warm_container(engine: DockerEngine, fp: str) -> PoolContainer:
     engine.ensure_image(settings.ANYON_CLOUD_IMAGE)
     token = secrets.token_hex(8)
     dir_name = f"pool-{token}"
-    volume = f"anyon-workspace-pool-{token}"
+    volume = f"{POOL_VOLUME_PREFIX}{token}"
     labels = pool_labels()
     volume_labels = dict(labels)
     path = secret_dir.write_secret_dir(dir_name, {})
@@ -284,7 +287,7 @@ def orphan_pool_volumes(engine: DockerEngine) -> list[str]:
     names = [name for name, created in engine.list_volumes(labels).items() if created < young]
     owned = set(PoolContainer.objects.values_list("workspace_volume", flat=True))
     owned |= set(
-        Attempt.objects.filter(workspace_volume__startswith="anyon-workspace-pool-").values_list(
+        Attempt.objects.filter(workspace_volume__startswith=POOL_VOLUME_PREFIX).values_list(
             "workspace_volume", flat=True
         )
     )

@@ -326,16 +326,19 @@ def memory(platform: Platform) -> None:
     )
 
 
-def concurrency(platform: Platform, single_p50: float) -> None:
+async def ten_at_once(platform: Platform) -> list[float]:
+    """Ten attempts started together; each one's time to its first line at a viewer."""
+
     async def one() -> float:
         t0 = time.perf_counter()
         attempt = await asyncio.to_thread(platform.start, ["echo", "ready"])
         return await platform.watch(attempt.pk, "ready\n") - t0
 
-    async def all_at_once() -> list[float]:
-        return await asyncio.gather(*(one() for _ in range(10)))
+    return await asyncio.gather(*(one() for _ in range(10)))
 
-    latencies = asyncio.run(all_at_once())
+
+def concurrency(platform: Platform, single_p50: float) -> None:
+    latencies = asyncio.run(ten_at_once(platform))
     deadline = time.time() + 120
     while Attempt.objects.filter(status__in=["queued", "provisioning", "running"]).exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -517,16 +520,8 @@ def concurrency_warm(platform: Platform) -> None:
     """Item 4 with a full warm pool of ``POOL``: 10 attempts started at once, first line of each."""
     wait_for_pool(POOL)
 
-    async def one() -> float:
-        t0 = time.perf_counter()
-        attempt = await asyncio.to_thread(platform.start, ["echo", "ready"])
-        return await platform.watch(attempt.pk, "ready\n") - t0
-
-    async def all_at_once() -> list[float]:
-        return await asyncio.gather(*(one() for _ in range(10)))
-
     t0_wall = time.time()
-    latencies = asyncio.run(all_at_once())
+    latencies = asyncio.run(ten_at_once(platform))
     deadline = time.time() + 120
     while Attempt.objects.filter(status__in=["queued", "provisioning", "running"]).exists() and time.time() < deadline:
         time.sleep(0.2)
