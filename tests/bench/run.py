@@ -448,7 +448,8 @@ def fan_out(platform: Platform) -> None:
         worst = sorted(arrivals, key=lambda line: -(max(arrivals[line]) - stored[seqs[line]].timestamp()))[:12]
         for line in sorted(worst):
             created = stored[seqs[line]].timestamp()
-            print(f"line {line} seq {seqs[line]} at {created:.3f}: first {1000*(min(arrivals[line])-created):.1f} last {1000*(max(arrivals[line])-created):.1f} ms")
+            first, last = (1000 * (when(arrivals[line]) - created) for when in (min, max))
+            print(f"line {line} seq {seqs[line]} stored at {created:.3f}: first viewer {first:.1f}, last {last:.1f} ms")
     emit(
         "fan_out_50",
         viewers=50,
