@@ -1,7 +1,8 @@
 """One session of an attempt in its container (docs/ARCHITECTURE.md, "Data flow of one attempt"):
 
     credentials (audited) → secret dir → container → each step by docker exec → commit and diff
-    finally: mask the session history → remove the secret dir (verified, alert on failure) → remove the container
+    finally: mask the session history → remove the secret dir (verified, alert on failure) → freeze the container
+             (removed in the background while the worker takes its next attempt)
 
 An attempt's first session runs its plan; a job's session (follow-up, pull request) runs on the same workspace.
 """
@@ -14,6 +15,7 @@ from django.conf import settings
 
 from execution import secret_dir
 from execution.attempts import do_transition
+from execution.container_removal import remove_after_session
 from execution.containers import AttemptContainers
 from execution.egress import sealed as sealed_mode
 from execution.hosts import do_mark_engine_lost, host_went_away
@@ -253,7 +255,8 @@ class AttemptSession:
             self.say(line)
 
     def _clean_up(self, wrote_secrets: bool, *, remove_container: bool = True) -> None:
-        """Whatever happened: the egress sockets close, the secret dir goes (verified), then the container."""
+        """Whatever happened: the egress sockets close, the secret dir goes (verified), then the container is frozen
+        and handed to the process's remover (execution/container_removal.py)."""
         if self.egress is not None:
             self.egress.close()
             self._log_blocks()
@@ -268,11 +271,8 @@ class AttemptSession:
             )
         elif wrote_secrets:
             self.say("Secret directory removed")
-        if self.container_id and remove_container:
-            try:
-                AttemptContainers(self.engine).remove(self.container_id)
-            except Exception:
-                logger.exception("could not remove container %s", self.container_id[:12])
+        if self.container_id and remove_container:  # frozen now, removed while the worker takes its next attempt
+            remove_after_session(self.engine, self.container_id)
 
     # --- one step ----------------------------------------------------------------------------------------------
     def run_step(self, step: Step) -> StepOutcome:

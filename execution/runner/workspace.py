@@ -22,6 +22,15 @@ def exec_environment() -> dict[str, str]:
     return {"HOME": "/home/anyon", "ANYON_GIT_CREDENTIAL_HOSTS": urlsplit(settings.ANYON_GITHUB_URL).netloc}
 
 
+NO_REPOSITORY = 3
+#: ``$1``: the base branch whose remote-tracking commit is the base, or "" when the base is known already.
+COMMITS_SCRIPT = (
+    "git rev-parse --git-dir >/dev/null 2>&1 || exit 3; "
+    '[ -z "$1" ] || printf "base=%s\\n" "$(git rev-parse --verify -q "refs/remotes/origin/$1")"; '
+    'printf "head=%s\\n" "$(git rev-parse --verify -q HEAD)"'
+)
+
+
 @dataclass
 class Results:
     base_commit: str
@@ -51,21 +60,30 @@ class WorkspaceGit:
         """Base commit (kept once known), head and the masked diff; None when the container is not running (the
         next session records them) or the workspace holds no repository (a plan of custom steps)."""
         try:
-            if not self.engine.is_running(self.container_id) or self.git("rev-parse", "--git-dir")[0] != 0:
-                return None
-            return self._results(attempt, masker)
-        except EngineError:
-            logger.warning("could not read the results of attempt %s", attempt.pk, exc_info=True)
+            commits = self._commits(attempt)
+            return None if commits is None else self._results(masker, *commits)
+        except EngineError as exc:  # also: the container is not running (killed at a timeout or cancel)
+            logger.info("results of attempt %s not read: %s", attempt.pk, exc)
             return None
 
-    def _results(self, attempt: Attempt, masker: Masker) -> Results:
-        base = attempt.base_commit
-        if not base:
-            code, out, _ = self.git("rev-parse", "--verify", "-q", f"refs/remotes/origin/{attempt.task.base_branch}")
-            base = out.strip() if code == 0 else ""
-        results = Results(base_commit=base, head_commit=self.head())
-        if base and results.head_commit:
-            head = results.head_commit
+    def _commits(self, attempt: Attempt) -> tuple[str, str] | None:
+        """Whether the workspace holds a repository, the base commit and the head, in one exec (each exec is a
+        process start in the container and three engine calls: this check ends every session)."""
+        branch = "" if attempt.base_commit else attempt.task.base_branch
+        code, out, _ = self.engine.exec_capture(
+            self.container_id,
+            ["sh", "-c", COMMITS_SCRIPT, "commits", branch],
+            environment=exec_environment(),
+            user=str(settings.ANYON_CONTAINER_UID),
+        )
+        if code == NO_REPOSITORY:
+            return None
+        found = dict(line.partition("=")[::2] for line in out.splitlines() if "=" in line)
+        return attempt.base_commit or found.get("base", ""), found.get("head", "")
+
+    def _results(self, masker: Masker, base: str, head: str) -> Results:
+        results = Results(base_commit=base, head_commit=head)
+        if base and head:
             _, numstat, _ = self.git("diff", "--numstat", "--no-renames", base, head, limit=512 * 1024)
             results.diff = diffs.parse_numstat(numstat)
             _, patch, complete = self.git(

@@ -506,6 +506,7 @@ def trace(attempt: Attempt, t0_wall: float, seen: float) -> dict[str, float]:
     run = Run.objects.filter(attempt=attempt).order_by("id").first()
     first = LogRecord.objects.filter(attempt=attempt, stream="stdout").order_by("seq").first()
     marks = {
+        "created": attempt.created_at.timestamp(),
         "picked_up": attempt.started_at.timestamp(),
         "exec_requested": run.started_at.timestamp() if run else None,
         "first_output_stored": first.created_at.timestamp() if first else None,

@@ -12,8 +12,9 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings as django_settings
 
-from execution import secret_dir
+from execution import container_removal, secret_dir
 from execution.attempts import do_cancel_attempt
+from execution.container_removal import wait_for_removals
 from execution.containers import container_name, home_volume
 from execution.models import Attempt, AttemptStatus, LogRecord, RunStatus
 from execution.runner import run_attempt
@@ -30,6 +31,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
 def assert_cleaned(attempt, docker_client) -> None:
     assert not secret_dir.secret_dir_path(attempt.pk).exists()
+    assert wait_for_removals(30)  # the container goes right after the attempt's end, in the background
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(container_name(attempt.pk))
     assert "Secret directory removed" in logs(attempt)
@@ -138,6 +140,7 @@ def test_history_is_masked_even_when_the_container_was_removed_from_outside(worl
     assert "Masked secrets in 1 file(s) of the agent's session history" in logs(attempt), logs(attempt)
     history = session_history(docker_client, attempt)
     assert history and not any(value in h for h in history for value in world.values)
+    assert wait_for_removals(30)
     assert not docker_client.containers.list(all=True, filters={"label": f"anyon.attempt={attempt.pk}"})
     assert_cleaned(attempt, docker_client)
 
@@ -295,3 +298,27 @@ def test_binary_and_huge_output_is_kept_readable(world, docker_client):
     assert "\ufffd\ufffd broken utf8" in text
     assert text.count("a fairly long line of output\n") == 50000
     assert LogRecord.objects.filter(attempt=attempt).count() < 200  # batched, not a row per line
+
+
+@pytest.mark.hostile
+def test_nothing_an_agent_left_running_goes_on_after_its_attempt(world, docker_client, base_image, monkeypatch):
+    """A step starts a process in the background that keeps writing, and exits. When the attempt ends its container
+    is frozen at once, before the remover gets to it (held here): the process writes nothing more."""
+    handed: list[str] = []
+    monkeypatch.setattr(container_removal._remover, "hand_over", lambda engine, cid: handed.append(cid))
+    loop = "while :; do date +%s%N >> /workspace/ticks; sleep 0.02; done"
+    attempt = world.attempt(plan=[custom("sh", "-c", f"nohup sh -c '{loop}' >/dev/null 2>&1 & sleep 0.5")])
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
+    attempt.refresh_from_db()
+    assert handed == [attempt.container_id]
+    assert docker_client.api.inspect_container(attempt.container_id)["State"]["Paused"]
+
+    def ticks() -> int:
+        files = volume_files(docker_client, [attempt.workspace_volume], base_image)
+        return files[f"v/{attempt.workspace_volume}/ticks"].count(b"\n")
+
+    at_end = ticks()
+    assert at_end >= 5  # it did run while the attempt did
+    time.sleep(0.5)
+    assert ticks() == at_end
+    docker_client.api.remove_container(attempt.container_id, force=True)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from execution import secret_dir
 from execution.attempts import do_transition
 from execution.cleanup import run_scheduled_cleanup, sweep_containers, sweep_idle_workspaces, sweep_secret_dirs
+from execution.container_removal import wait_for_removals
 from execution.models import Attempt, AttemptStatus
 from shared.models import Alert
 from tests.execution.conftest import custom
@@ -97,6 +98,7 @@ def test_idle_workspace_is_removed_after_ttl(world, docker_client, settings):
     from execution.runner import run_attempt
 
     assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED
+    assert wait_for_removals(30)  # its container, removed right after the attempt (a volume in use stays)
     attempt.refresh_from_db()
     volume = attempt.workspace_volume
     assert sweep_idle_workspaces().removed == []  # fresh: kept

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from execution import pool, secret_dir
 from execution.attempts import do_start_follow_up, do_transition
 from execution.cleanup import sweep_containers, sweep_pool, sweep_secret_dirs
+from execution.container_removal import wait_for_removals
 from execution.models import Attempt, AttemptStatus, JobStatus, PoolContainer
 from execution.runner import run_attempt, run_job
 from tests.execution.conftest import custom, logs
@@ -34,6 +35,7 @@ def warm_rows() -> list[PoolContainer]:
 
 
 def gone(docker_client, container_id: str) -> bool:
+    assert wait_for_removals(30)  # an attempt's container goes right after its end, in the background
     try:
         docker_client.containers.get(container_id)
     except docker.errors.NotFound:

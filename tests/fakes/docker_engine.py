@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from execution.runner.workspace import COMMITS_SCRIPT, NO_REPOSITORY
 from shared.docker.engine import ContainerSpec, ExecResult
 
 
@@ -36,6 +37,7 @@ class FakeEngine:
         self.sizes: dict[str, int] = {}  # bytes used by a volume (volume_sizes), 0 when not set
         self.execs: list[list[str]] = []
         self.killed: list[str] = []
+        self.frozen: list[str] = []
         self.gone = ""  # set: the engine stopped answering (unreachable() says this)
         self._ids = itertools.count(1)
 
@@ -73,6 +75,9 @@ class FakeEngine:
         if container_id in self.containers:
             self.containers[container_id]["running"] = False
 
+    def freeze(self, container_id: str) -> None:
+        self.frozen.append(container_id)
+
     def stop_and_remove(self, container_id: str, *, timeout: int = 5) -> None:
         self.containers.pop(container_id, None)
 
@@ -102,7 +107,9 @@ class FakeEngine:
         self.execs.append(argv)
         scripted = self.script(argv)
         if scripted is None:  # internal commands: no repository, nothing to scrub
-            return (128, "", True) if argv[:1] == ["git"] else (0, "0\n", True)
+            if argv[:1] == ["git"]:
+                return 128, "", True
+            return (NO_REPOSITORY, "", True) if argv[:3] == ["sh", "-c", COMMITS_SCRIPT] else (0, "0\n", True)
         out = b"".join(data for stream, data in scripted.chunks if stream == "stdout")
         return scripted.exit_code, out[:limit].decode(errors="replace"), len(out) <= limit
 

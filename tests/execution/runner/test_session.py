@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from execution.attempts import do_create_task, do_start_attempt, do_transition
+from execution.container_removal import wait_for_removals
 from execution.models import AttemptStatus, LogRecord, Run, RunStatus
 from execution.runner.session import AttemptSession
 from execution.steps import AGENT_ARGV
@@ -143,7 +144,8 @@ def test_a_successful_agent_records_its_session_for_follow_ups(alice, claude_tok
     status, attempt = run(alice, engine, [AGENT_STEP])
     assert status == AttemptStatus.SUCCEEDED
     assert Run.objects.get(attempt=attempt, kind="agent").session_id == "s-42"
-    assert not engine.containers  # removed afterwards
+    assert engine.frozen == [attempt.container_id]  # at the end of the session
+    assert wait_for_removals(10) and not engine.containers  # then removed, in the background
 
 
 @pytest.mark.parametrize("reason", ["cancel", "timeout"])
