@@ -25,7 +25,7 @@ def cleanup_when_worker_starts(sender, proc_name: str, **kwargs) -> None:
     if Conf.SYNC:  # django-q2's sync mode runs a task in the caller's process: no worker started, nothing to do
         return
 
-    import execution.runner  # noqa: F401
+    warm_up_worker()
     from execution.host_beat import start_host_beat
     from execution.pool import ensure_pool_schedule
     from execution.schedules import ensure_cleanup_schedule
@@ -42,3 +42,16 @@ def cleanup_when_worker_starts(sender, proc_name: str, **kwargs) -> None:
         # The warm pool fills (or, at size 0, empties) now, then every minute and after each claim.
         ensure_pool_schedule(queue)
         async_task("execution.pool.refill_pool", task_name="pool-refill", group="maintenance", cluster=queue)
+
+
+def warm_up_worker() -> None:
+    """What every attempt needs, made ready before the first one comes: the session's modules (the queue's entry
+    points import them lazily; 25 ms idle, three times that with ten attempts starting at once) and this process's
+    Docker client (an API-version round trip). An engine that does not answer yet is asked again by the attempt."""
+    import contextlib
+
+    import execution.runner.session  # noqa: F401
+    from shared.docker.client import shared_docker_client
+
+    with contextlib.suppress(Exception):
+        shared_docker_client()

@@ -48,6 +48,14 @@ _WRAP_START_RE = re.compile(r"[A-Za-z0-9+/_-]{1,76}")
 _WRAPPED_RE = re.compile(r"\n((?:[A-Za-z0-9+/_-]{64}(?:[A-Za-z0-9+/_-]{12})?\n)+[A-Za-z0-9+/_=-]{1,76})(?=\n|\Z)")
 
 
+def _has_full_width_line(text: str) -> bool:
+    """Whether a line of ``text`` is exactly as long as a line of wrapped base64: the only lines the wrapped-base64
+    expression can start a block on. Lengths are counted at C speed; the expression itself tries 64-76 characters at
+    every line of output made of base64's alphabet (hex dumps, hashes, counters), three times slower."""
+    lengths = list(map(len, text.split("\n")))
+    return any(width in lengths for width in _WRAP_WIDTHS)
+
+
 def _base64_forms(value: bytes) -> set[str]:
     """Base64 of ``value`` as it appears inside a longer base64 text, at each of the 3 byte offsets."""
     forms = set()
@@ -119,7 +127,7 @@ class Masker:
     def mask(self, text: str) -> str:
         """Mask ``text``. The regular expressions are slow on megabytes, and no secret spans a line break, so they
         run only on the lines where a substring search (at C speed) found a variant or a token prefix."""
-        if self._literal_re is not None and "\n" in text:
+        if self._literal_re is not None and "\n" in text and _has_full_width_line(text):
             text = self._mask_wrapped(text)
         starts = self._candidates(text)
         if not starts:

@@ -237,13 +237,20 @@ def throughput(platform: Platform, client) -> None:
         base_time, size = baseline_run(client, argv, environment={"GH_TOKEN": GH_TOKEN})
         base_times.append(base_time)
         platform.masks_seen = 0
-        t0 = time.perf_counter()
+        t0, t0_wall = time.perf_counter(), time.time()
         attempt = platform.start(argv)
         our_times.append(
             asyncio.run(platform.watch(attempt.pk, "LAST-LINE", check=[GH_TOKEN, GH_BASE64, UNKNOWN_TOKEN])) - t0
         )
         masks.append(platform.masks_seen)
         wait_until_finished(attempt)
+        if os.environ.get("ANYON_BENCH_TRACE"):
+            last = LogRecord.objects.filter(attempt=attempt, stream="stdout").order_by("-seq").first()
+            marks = trace(attempt, t0_wall, t0_wall + our_times[-1], records=False)
+            print(
+                f"  baseline {base_time * 1000:.0f} ms; platform {marks}, last output stored "
+                f"{(last.created_at.timestamp() - t0_wall) * 1000:.1f}"
+            )
     if set(masks) != {3000}:
         raise RuntimeError(f"expected 3,000 masked secrets per run, the viewer saw {masks}")
     base_time, ours = statistics.median(base_times), statistics.median(our_times)
@@ -500,7 +507,7 @@ def wait_for_pool(size: int, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def trace(attempt: Attempt, t0_wall: float, seen: float) -> dict[str, float]:
+def trace(attempt: Attempt, t0_wall: float, seen: float, *, records: bool = True) -> dict[str, float]:
     """Where one attempt's first line spent its time, in ms from the start call (database timestamps)."""
     attempt.refresh_from_db()
     run = Run.objects.filter(attempt=attempt).order_by("id").first()
@@ -513,7 +520,7 @@ def trace(attempt: Attempt, t0_wall: float, seen: float) -> dict[str, float]:
         "viewer": seen,
         "finished": attempt.finished_at.timestamp(),
     }
-    if os.environ.get("ANYON_BENCH_TRACE"):
+    if records and os.environ.get("ANYON_BENCH_TRACE"):
         for record in LogRecord.objects.filter(attempt=attempt).order_by("seq"):
             print(f"  {(record.created_at.timestamp() - t0_wall) * 1000:7.1f} ms {record.text.strip()[:80]}")
     return {k: round((v - t0_wall) * 1000, 1) for k, v in marks.items() if v is not None}
