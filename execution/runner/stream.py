@@ -25,7 +25,9 @@ from shared.masking import Masker, StreamMasker
 CONTROL_SECONDS = 0.1  # how often the loop looks at cancel / timeout when output is quiet
 QUEUE_CHUNKS = 64  # bound on output chunks in flight between reader and writer (backpressure)
 IDLE_RELEASE_SECONDS = 0.25  # an incomplete line is shown after output has paused this long
-MAX_AGENT_LINE = 1024 * 1024  # longer than any event: not JSON, shown as plain output
+MAX_AGENT_LINE = 1024 * 1024
+#: Up to this much output waiting in the queue is joined into one piece (when the loop fell behind the engine).
+JOIN_BYTES = 256 * 1024  # longer than any event: not JSON, shown as plain output
 
 #: Called between chunks with the current monotonic time and the run's deadline: a reason to stop, or None.
 Control = Callable[[float, float], StopReason | None]
@@ -75,17 +77,33 @@ class ExecStream:
         deadline = time.monotonic() + settings.RUN_TIMEOUT
         stopped: StopReason | None = None
         last_output = time.monotonic()
+        carried = ""  # an item taken while joining chunks that belongs to the next round
         while True:
-            try:
-                item = chunks.get(timeout=CONTROL_SECONDS)
-            except queue.Empty:
-                item = ""
+            if carried != "":
+                item, carried = carried, ""
+            else:
+                try:
+                    item = chunks.get(timeout=CONTROL_SECONDS)
+                except queue.Empty:
+                    item = ""
             if item is None:
                 break
             now = time.monotonic()
             if item:
                 stream, data = item
-                text = decoders[stream].decode(data)
+                # Chunks that queued up meanwhile go on in one piece: one decode, one masking pass, one write.
+                pieces, size = [data], len(data)
+                while size < JOIN_BYTES:
+                    try:
+                        following = chunks.get_nowait()
+                    except queue.Empty:
+                        break
+                    if following is None or following[0] != stream:
+                        carried = following
+                        break
+                    pieces.append(following[1])
+                    size += len(following[1])
+                text = decoders[stream].decode(b"".join(pieces) if len(pieces) > 1 else data)
                 last_output = now
                 if agent and stream == "stdout":
                     agent_line += text
