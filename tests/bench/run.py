@@ -580,10 +580,8 @@ def concurrency_warm(platform: Platform) -> None:
     client = client_of()
     ours = {a.container_id for a in recent}
     while True:
-        present = {
-            c.id
-            for c in client.containers.list(all=True, filters={"label": f"anyon.instance={settings.ANYON_INSTANCE}"})
-        }
+        label = f"anyon.instance={settings.ANYON_INSTANCE}"
+        present = {c["Id"] for c in client.api.containers(all=True, filters={"label": label})}
         if not present & ours or time.time() - ended > 30:
             break
         time.sleep(0.05)
