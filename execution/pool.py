@@ -36,7 +36,7 @@ from django.utils import timezone
 from execution import egress, secret_dir
 from execution.containers import container_spec, home_volume
 from execution.log_writer import wake_attempt_viewers
-from execution.models import Attempt, PoolContainer
+from execution.models import Attempt, AttemptStatus, PoolContainer
 from shared.docker.engine import DockerEngine
 from shared.tempdir import ensure_temp_dir
 
@@ -164,7 +164,8 @@ def do_claim_warm_container(*, attempt: Attempt, engine: DockerEngine) -> PoolCo
                 .filter(queue=settings.ANYON_WORKER_QUEUE, fingerprint=fp, created_at__gte=cutoff)
                 .first()
             )
-            if row is None:
+            if row is None:  # empty: refilled once no attempt waits for a worker
+                request_refill()
                 return None
             if not PoolContainer.objects.filter(pk=row.pk).delete()[0]:
                 continue  # another worker took it between the read and the delete (SQLite has no row locks)
@@ -230,23 +231,38 @@ def _missing(fp: str) -> int:
     return max(0, settings.ANYON_POOL_SIZE - _mine().filter(fingerprint=fp).count())
 
 
+def attempts_waiting_for_a_worker() -> bool:
+    """Attempts of this queue that have their queue task and wait for a worker to pick it up."""
+    return Attempt.objects.filter(
+        queue=settings.ANYON_WORKER_QUEUE, status=AttemptStatus.QUEUED, waiting_for_slot=False
+    ).exists()
+
+
 def refill_pool(engine: DockerEngine | None = None) -> str:
-    """The background task: replace what is stale, then fill up to ``ANYON_POOL_SIZE``. Returns what it did."""
+    """The background task: replace what is stale, then fill up to ``ANYON_POOL_SIZE``. Returns what it did.
+
+    It yields to attempts: while one waits for a worker, it makes no more containers and lets its worker go. A warm
+    container only saves an attempt its container's start, and making one costs the engine the same, so filling
+    the pool while attempts queue (with ten started at once, a refill queued by the first claim came before the
+    later attempts) only delays them. The claim of the attempt that waited queues the next refill."""
     engine = engine or DockerEngine()
     made = retired = 0
-    while True:
+    yielded = ""
+    while not yielded:
         with _refill_lock() as held:
             if not held:
                 return "another refill is under way"
             fp = fingerprint(engine)
             retired += _retire_stale(engine, fp)
-
-            while _missing(fp):
+            while _missing(fp) and not yielded:
+                if attempts_waiting_for_a_worker():
+                    yielded = "; yielded to attempts waiting for a worker"
+                    break
                 create_warm_container(engine, fp)
                 made += 1
         if not _missing(fingerprint(engine)):  # a claim while the lock was held queued a refill that gave up
             break
-    return f"warm pool of {settings.ANYON_WORKER_QUEUE}: made {made}, retired {retired}"
+    return f"warm pool of {settings.ANYON_WORKER_QUEUE}: made {made}, retired {retired}{yielded}"
 
 
 def retire_stale(engine: DockerEngine) -> int:

@@ -102,6 +102,7 @@ def test_stale_containers_are_replaced_and_the_pool_refills(world, warm_pool, do
     # A new image: the old warm container is never claimed, and the refill replaces it with everything it had.
     settings.ANYON_CLOUD_IMAGE = runtime
     attempt = world.attempt(plan=[custom("true")])
+    assert do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING)  # picked up: claims as a worker would
     assert pool.do_claim_warm_container(attempt=attempt, engine=pool.DockerEngine()) is None
     assert "made 1, retired 1" in pool.refill_pool()
     (new,) = warm_rows()
@@ -129,6 +130,22 @@ def test_stale_containers_are_replaced_and_the_pool_refills(world, warm_pool, do
     assert "retired 1" in pool.refill_pool()
     assert warm_rows() == [] and gone(docker_client, last.container_id)
     docker_client.api.remove_container(claimed.container_id, force=True)
+
+
+def test_a_refill_yields_to_attempts_waiting_for_a_worker(world, warm_pool, docker_client, monkeypatch, settings):
+    """Filling the pool while attempts queue would only delay them: the refill makes nothing while one waits, and
+    the claim of that attempt, even from an empty pool, queues the next refill."""
+    waiting = world.attempt(plan=[custom("true")])  # queued with its task, not picked up yet
+    assert pool.attempts_waiting_for_a_worker()
+    assert pool.refill_pool().endswith("made 0, retired 0; yielded to attempts waiting for a worker")
+    assert warm_rows() == []
+    assert do_transition(attempt=waiting, to=AttemptStatus.PROVISIONING)
+    queued: list[tuple[str, str]] = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda func, *a, **kw: queued.append((func, kw["cluster"])))
+    assert pool.do_claim_warm_container(attempt=waiting, engine=pool.DockerEngine()) is None
+    assert queued == [("execution.pool.refill_pool", settings.ANYON_WORKER_QUEUE)]
+    assert pool.refill_pool().endswith("made 2, retired 0")
+    assert len(warm_rows()) == 2
 
 
 def test_the_sweeps_know_warm_containers(world, warm_pool, docker_client, monkeypatch, capsys):
