@@ -1,8 +1,8 @@
 """One session of an attempt in its container (docs/ARCHITECTURE.md, "Data flow of one attempt"):
 
     credentials (audited) → secret dir → container → each step by docker exec → commit and diff
-    finally: mask the session history → remove the secret dir (verified, alert on failure) → freeze the container
-             (removed in the background while the worker takes its next attempt)
+    finally: mask the session history → remove the secret dir (verified, alert on failure) → hand the container to
+             the remover (removed in the background while the worker takes its next attempt)
 
 An attempt's first session runs its plan; a job's session (follow-up, pull request) runs on the same workspace.
 """
@@ -255,8 +255,8 @@ class AttemptSession:
             self.say(line)
 
     def _clean_up(self, wrote_secrets: bool, *, remove_container: bool = True) -> None:
-        """Whatever happened: the egress sockets close, the secret dir goes (verified), then the container is frozen
-        and handed to the process's remover (execution/container_removal.py)."""
+        """Whatever happened: the egress sockets close, the secret dir goes (verified), then the container is handed
+        to the process's remover (execution/container_removal.py)."""
         if self.egress is not None:
             self.egress.close()
             self._log_blocks()
@@ -271,7 +271,7 @@ class AttemptSession:
             )
         elif wrote_secrets:
             self.say("Secret directory removed")
-        if self.container_id and remove_container:  # frozen now, removed while the worker takes its next attempt
+        if self.container_id and remove_container:  # removed while the worker takes its next attempt
             remove_after_session(self.engine, self.container_id)
 
     # --- one step ----------------------------------------------------------------------------------------------

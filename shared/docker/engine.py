@@ -169,11 +169,6 @@ class DockerEngine:
         with contextlib.suppress(NotFound, APIError):  # already gone or not running: the goal is reached
             self.api.kill(container_id)
 
-    def freeze(self, container_id: str) -> None:
-        """Pause every process of the container (cgroup freezer): they get no more CPU until it is removed."""
-        with contextlib.suppress(NotFound, APIError, requests.RequestException):  # gone, exited or paused already
-            self.api.pause(container_id)
-
     def stop_and_remove(self, container_id: str, *, timeout: int = 5) -> None:
         with contextlib.suppress(NotFound, APIError):
             self.api.stop(container_id, timeout=timeout)

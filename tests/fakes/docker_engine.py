@@ -37,7 +37,6 @@ class FakeEngine:
         self.sizes: dict[str, int] = {}  # bytes used by a volume (volume_sizes), 0 when not set
         self.execs: list[list[str]] = []
         self.killed: list[str] = []
-        self.frozen: list[str] = []
         self.gone = ""  # set: the engine stopped answering (unreachable() says this)
         self._ids = itertools.count(1)
 
@@ -74,9 +73,6 @@ class FakeEngine:
         self.killed.append(container_id)
         if container_id in self.containers:
             self.containers[container_id]["running"] = False
-
-    def freeze(self, container_id: str) -> None:
-        self.frozen.append(container_id)
 
     def stop_and_remove(self, container_id: str, *, timeout: int = 5) -> None:
         self.containers.pop(container_id, None)

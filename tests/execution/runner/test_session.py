@@ -144,8 +144,7 @@ def test_a_successful_agent_records_its_session_for_follow_ups(alice, claude_tok
     status, attempt = run(alice, engine, [AGENT_STEP])
     assert status == AttemptStatus.SUCCEEDED
     assert Run.objects.get(attempt=attempt, kind="agent").session_id == "s-42"
-    assert engine.frozen == [attempt.container_id]  # at the end of the session
-    assert wait_for_removals(10) and not engine.containers  # then removed, in the background
+    assert wait_for_removals(10) and not engine.containers  # removed, in the background
 
 
 @pytest.mark.parametrize("reason", ["cancel", "timeout"])
