@@ -80,7 +80,9 @@ def _is_full(rows: list) -> bool:
 
 
 def _read_status(attempt_id: int) -> dict | None:
-    attempt = Attempt.objects.filter(pk=attempt_id).first()
+    # Not the diff (up to megabytes of patches, decoded from JSON at every status change of every watched attempt)
+    # nor the plan: the snapshot shows neither.
+    attempt = Attempt.objects.defer("diff", "plan").filter(pk=attempt_id).first()
     return None if attempt is None else selectors.attempt_snapshot(attempt)
 
 

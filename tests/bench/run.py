@@ -565,7 +565,16 @@ def concurrency_warm(platform: Platform) -> None:
     wait_for_pool(POOL)
 
     t0_wall = time.time()
-    latencies = asyncio.run(ten_at_once(platform))
+    with contextlib.ExitStack() as stack:
+        if os.environ.get("ANYON_BENCH_PROFILE"):
+            from tests.bench.profile import profiled
+
+            pids = {"web": platform.stack.web.proc.pid, "worker": platform.worker.proc.pid}
+            summaries = stack.enter_context(profiled(pids, WORK / "profile-concurrency"))
+        latencies = asyncio.run(ten_at_once(platform))
+    if os.environ.get("ANYON_BENCH_PROFILE"):
+        for name, summary in summaries.items():
+            emit("profile", process=name, item="concurrency_10_warm", **summary)
     deadline = time.time() + 120
     while Attempt.objects.filter(status__in=["queued", "provisioning", "running"]).exists() and time.time() < deadline:
         time.sleep(0.2)

@@ -18,7 +18,7 @@ from execution import log_tail
 from execution.attempts import do_transition
 from execution.consumers import AttemptLogConsumer
 from execution.log_writer import attempt_group, wake_attempt_viewers
-from execution.models import AttemptStatus, LogRecord
+from execution.models import Attempt, AttemptStatus, LogRecord
 from tests.execution.conftest import make_attempt
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -326,3 +326,14 @@ async def test_without_wake_ups_the_poll_delivers(settings, monkeypatch):
         await database_sync_to_async(do_transition)(attempt=attempt, to=AttemptStatus.SUCCEEDED)
         seqs, others = await asyncio.wait_for(reader, 10)
     assert seqs == [1] and others[-1]["type"] == "end"
+
+
+def test_a_status_read_leaves_the_diff_and_the_plan_in_the_database():
+    """The status goes out at every change of a watched attempt: its diff (megabytes of patches) is not read for it."""
+    attempt = make_attempt()
+    Attempt.objects.filter(pk=attempt.pk).update(diff=[{"path": "big", "patch": "+" * 1_000_000}])
+    with CaptureQueriesContext(connection) as queries:
+        status = log_tail._read_status(attempt.pk)
+    assert status["id"] == attempt.pk and status["status"] == AttemptStatus.QUEUED
+    attempt_reads = [q["sql"] for q in queries.captured_queries if 'FROM "execution_attempt"' in q["sql"]]
+    assert attempt_reads and not any('"diff"' in sql or '"plan"' in sql for sql in attempt_reads)
