@@ -23,19 +23,18 @@ from django.utils import timezone
 from execution import pool, secret_dir
 from execution.attempts import do_transition
 from execution.containers import home_volume
-from execution.hosts import worker_lost
+from execution.hosts import do_end_work_of_lost_host
 from execution.log_writer import LogWriter
 from execution.models import (
     ACTIVE_STATUSES,
     Attempt,
-    AttemptJob,
     AttemptStatus,
     DockerHost,
     JobStatus,
     LogStream,
     PoolContainer,
 )
-from execution.runs import do_finish_job, do_set_workspace_volume
+from execution.runs import do_set_workspace_volume
 from shared.alerts import AlertKind, do_raise_alert
 from shared.docker.engine import DockerEngine, EngineError
 from shared.models import AlertSeverity
@@ -326,30 +325,11 @@ def sweep_lost_hosts(*, progress: Progress = _noop, **_) -> SweepReport:
     cutoff = timezone.now() - timedelta(seconds=settings.ANYON_HOST_LOST_SECONDS)
     lost = DockerHost.objects.filter(heartbeat_at__lt=cutoff).exclude(name=settings.ANYON_WORKER_QUEUE)
     for host in lost:
-        reason, ended = worker_lost(host.name, host.worker, host.heartbeat_at), []
-        silent = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
-        working = [AttemptStatus.PROVISIONING, AttemptStatus.RUNNING]
-        running = Attempt.objects.filter(silent, queue=host.name, status__in=working)
-        for attempt in running.select_related("task"):
-            report.examined += 1
-            if not do_transition(attempt=attempt, to=AttemptStatus.FAILED, error=reason):
-                continue
-            writer = LogWriter(attempt.pk)
-            writer.write(None, LogStream.SYSTEM, reason + "\n")
-            writer.close()
-            ended.append(f"attempt {attempt.pk}")
-            progress(f"ended attempt {attempt.pk} of lost host {host.name}")
-        for job in AttemptJob.objects.filter(attempt__queue=host.name, status=JobStatus.RUNNING):
-            report.examined += 1
-            do_finish_job(job=job, status=JobStatus.FAILED, error=reason)
-            ended.append(f"job {job.pk}")
+        ended = do_end_work_of_lost_host(host=host, cutoff=cutoff)
+        for what in ended:
+            progress(f"ended {what} of lost host {host.name}")
+        report.examined += len(ended)
         report.removed += ended
-        if ended:
-            do_raise_alert(
-                kind=AlertKind.WORKER_LOST,
-                message=f"Docker host {host.name}: {reason} Ended: {', '.join(ended)[:1000]}",
-                dedupe_key=f"worker_lost:{host.name}",
-            )
     return report
 
 

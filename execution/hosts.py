@@ -6,9 +6,13 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from execution.models import DockerHost
+from execution.attempts import do_transition
+from execution.log_writer import LogWriter
+from execution.models import Attempt, AttemptJob, AttemptStatus, DockerHost, JobStatus, LogStream
+from execution.runs import do_finish_job
 from shared.alerts import AlertKind, do_raise_alert
 
 logger = logging.getLogger(__name__)
@@ -43,6 +47,34 @@ def do_host_heartbeat(
         before = DockerHost.objects.select_for_update().filter(name=name).values_list("engine_ok", flat=True).first()
         DockerHost.objects.update_or_create(name=name, defaults=fields)
     return before
+
+
+def do_end_work_of_lost_host(*, host: DockerHost, cutoff) -> list[str]:
+    """End the attempts and jobs of a host whose worker stopped heartbeating before ``cutoff`` (that worker cannot
+    end them itself), each with a system line saying why, and raise one ``worker_lost`` alert naming them: in one
+    transaction, so nobody sees the attempts ended without the alert (or the alert for attempts still running).
+    Returns what it ended ("attempt 12", "job 3")."""
+    reason, ended = worker_lost(host.name, host.worker, host.heartbeat_at), []
+    silent = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
+    working = [AttemptStatus.PROVISIONING, AttemptStatus.RUNNING]
+    with transaction.atomic():
+        for attempt in Attempt.objects.filter(silent, queue=host.name, status__in=working).select_related("task"):
+            if not do_transition(attempt=attempt, to=AttemptStatus.FAILED, error=reason):
+                continue
+            writer = LogWriter(attempt.pk)  # inside the transaction it inserts inline
+            writer.write(None, LogStream.SYSTEM, reason + "\n")
+            writer.close()
+            ended.append(f"attempt {attempt.pk}")
+        for job in AttemptJob.objects.filter(attempt__queue=host.name, status=JobStatus.RUNNING):
+            do_finish_job(job=job, status=JobStatus.FAILED, error=reason)
+            ended.append(f"job {job.pk}")
+        if ended:
+            do_raise_alert(
+                kind=AlertKind.WORKER_LOST,
+                message=f"Docker host {host.name}: {reason} Ended: {', '.join(ended)[:1000]}",
+                dedupe_key=f"worker_lost:{host.name}",
+            )
+    return ended
 
 
 def do_mark_engine_lost(*, name: str, detail: str, attempt=None) -> None:

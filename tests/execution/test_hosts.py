@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from anyon.health import check_docker_hosts
+from execution import hosts
 from execution.attempts import do_create_task, do_start_attempt, do_transition, pick_queue
 from execution.cleanup import sweep_lost_hosts
 from execution.host_beat import beat_once
@@ -91,6 +92,29 @@ def test_a_silent_hosts_attempts_are_ended_by_another_host(queues, task, setting
     assert Attempt.objects.get(pk=mine.pk).status == AttemptStatus.RUNNING
     assert Alert.objects.get(kind="worker_lost").message.startswith("Docker host host-b:")
     assert sweep_lost_hosts().removed == []  # ended once
+
+
+def test_a_lost_hosts_attempts_end_with_their_alert_or_not_at_all(queues, task, monkeypatch):
+    """Ending the attempts and raising the alert are one transaction: if the alert cannot be written, the attempts
+    stay as they were for the next sweep (before, they ended and the alert could go missing)."""
+    (attempt,) = start(task, 1)
+    old = timezone.now() - timedelta(seconds=60)
+    Attempt.objects.filter(pk=attempt.pk).update(queue="host-b")
+    do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING, heartbeat_at=old, worker="b:1")
+    DockerHost.objects.filter(name="host-b").update(heartbeat_at=old)
+
+    def broken_alert(**kwargs):
+        raise RuntimeError("the alert could not be written")
+
+    monkeypatch.setattr(hosts, "do_raise_alert", broken_alert)
+    with pytest.raises(RuntimeError):
+        sweep_lost_hosts()
+    attempt.refresh_from_db()
+    assert attempt.status == AttemptStatus.PROVISIONING and attempt.error == ""
+    assert not LogRecord.objects.filter(attempt=attempt).exists()
+    monkeypatch.undo()
+    assert sweep_lost_hosts().removed == [f"attempt {attempt.pk}"]
+    assert Alert.objects.get(kind="worker_lost").message.endswith(f"Ended: attempt {attempt.pk}")
 
 
 def test_a_worker_whose_engine_does_not_answer_marks_its_host_down(queues, settings):
