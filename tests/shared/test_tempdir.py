@@ -89,6 +89,36 @@ def test_doctor_reports_a_symlinked_or_foreign_temp_dir(tmp_path, settings):
         assert check.status == FAIL and "belongs to uid 4242" in check.detail
 
 
+def readable_by_everyone(path: pathlib.Path) -> bool:
+    """Whether another uid can run or read ``path``: every folder above it searchable by all, itself readable."""
+    path = path.resolve()
+    return bool(path.stat().st_mode & stat.S_IROTH) and all(
+        parent.stat().st_mode & stat.S_IXOTH for parent in path.parents
+    )
+
+
+def runtime_for_another_uid(folder: pathlib.Path) -> tuple[str, str]:
+    """An interpreter and a PYTHONPATH that a process of another uid can read wherever the checkout and the virtualenv
+    live (a clone in root's 0700 folder is not readable by uid 4243): copies of Django, asgiref and the modules the
+    worker code below imports, in ``folder``; this interpreter's binary when others may run it, else Debian's."""
+    lib = folder / "lib"
+    import asgiref
+    import django
+
+    import execution.secret_dir
+    import shared
+
+    for package in (django, asgiref, shared):
+        shutil.copytree(pathlib.Path(package.__file__).parent, lib / package.__name__)
+    (lib / "execution").mkdir()
+    (lib / "execution/__init__.py").touch()
+    shutil.copy(execution.secret_dir.__file__, lib / "execution/secret_dir.py")
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    python = pathlib.Path(sys.executable)
+    return (str(python) if readable_by_everyone(python) else "/usr/bin/python3"), str(lib)
+
+
 @as_root
 @pytest.mark.skipif(not shutil.which("setpriv"), reason="setpriv (util-linux) runs the worker as another uid")
 def test_a_worker_with_cap_chown_only_hands_the_secret_dir_over_and_removes_it(tmp_path_factory):
@@ -96,6 +126,7 @@ def test_a_worker_with_cap_chown_only_hands_the_secret_dir_over_and_removes_it(t
     AmbientCapabilities=CAP_CHOWN): the dir and files end up the container uid's, and removal still works."""
     parent = pathlib.Path(tempfile.mkdtemp(prefix="anyon-capchown-"))  # outside root's 0700 pytest folder
     os.chmod(parent, 0o755)
+    python, pythonpath = runtime_for_another_uid(parent / "runtime")
     temp = parent / "t"
     temp.mkdir(mode=0o700)
     os.chown(temp, 4243, 4243)
@@ -114,8 +145,8 @@ def test_a_worker_with_cap_chown_only_hands_the_secret_dir_over_and_removes_it(t
     def as_worker(code: str) -> str:
         run = subprocess.run(
             ["setpriv", "--reuid=4243", "--regid=4243", "--clear-groups", "--inh-caps=-all,+chown",
-             "--ambient-caps=+chown", sys.executable, "-c", setup + code],
-            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+             "--ambient-caps=+chown", python, "-S", "-c", setup + code],
+            cwd=parent, env={"PYTHONPATH": pythonpath, "PATH": "/usr/bin:/bin"},
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert run.returncode == 0, run.stderr[-2000:]
