@@ -10,8 +10,9 @@ container, volume and directory names), then the credentials are bound: mounted 
 that directory, sealed mode opens the attempt's egress sockets in it. The container serves that attempt only and is
 removed at its end like any attempt's container; nothing is ever handed back to the pool.
 
-The pool refills in the background on the worker: a claim queues :func:`refill_pool` on the worker's own queue, a
-django-q2 schedule runs it every minute (and it runs when the cluster starts). It also replaces containers made
+The pool refills in the background on the worker: a claim queues :func:`refill_pool` on the worker's own queue (one
+at a time: a flag file on the host until it starts), a django-q2 schedule runs it every minute (and it runs when the
+cluster starts). It yields to attempts waiting for a worker. It also replaces containers made
 from another image or other settings (the fingerprint) or older than ``ANYON_POOL_MAX_AGE``, drops rows whose
 container is gone and removes pool volumes nobody owns. A file lock keeps two refills of one host from
 overfilling it; the refill that holds it looks again after letting go, so a claim made meanwhile is refilled too.
@@ -24,10 +25,12 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
 import re
 import secrets
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -190,18 +193,39 @@ def _record(attempt: Attempt, *, container_id: str, workspace_volume: str, dir_n
         wake_attempt_viewers(attempt.pk)
 
 
+def _host_file(suffix: str) -> Path:
+    """A file of this queue's pool on its host (the workers of a queue share its host and temp dir)."""
+    ensure_temp_dir(settings.ANYON_TEMP_DIR)
+    queue = re.sub(r"[^A-Za-z0-9_.-]", "_", settings.ANYON_WORKER_QUEUE)
+    return settings.ANYON_TEMP_DIR / f"pool-{queue}.{suffix}"
+
+
 def request_refill() -> None:
-    """Queue a refill on this worker's own queue once the claim is committed."""
+    """Queue a refill on this worker's own queue once the claim is committed, unless one is queued already and has
+    not started: ten claims at once queued ten refills, three database writes each (queued, taken, result) while
+    the attempts wait for the same database. A flag file on the host says one is queued; the refill removes it when
+    it starts (and the minute's scheduled refill does too, should a queued one be lost)."""
     from django_q.tasks import async_task
 
-    transaction.on_commit(
-        lambda: async_task(
-            "execution.pool.refill_pool",
-            task_name="pool-refill",
-            group="maintenance",
-            cluster=settings.ANYON_WORKER_QUEUE,
-        )
-    )
+    def queue_one() -> None:
+        flag = _host_file("refill-queued")
+        try:
+            os.close(os.open(flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return
+        try:
+            async_task(
+                "execution.pool.refill_pool",
+                task_name="pool-refill",
+                group="maintenance",
+                cluster=settings.ANYON_WORKER_QUEUE,
+                save=False,  # a success is not kept (a failure is)
+            )
+        except Exception:
+            flag.unlink(missing_ok=True)
+            raise
+
+    transaction.on_commit(queue_one)
 
 
 # --- refilling -----------------------------------------------------------------------------------------------------
@@ -209,9 +233,7 @@ def request_refill() -> None:
 def _refill_lock():
     """One refill per Docker host at a time (the workers of a queue share its host). Yields False when another
     refill holds it."""
-    ensure_temp_dir(settings.ANYON_TEMP_DIR)
-    queue = re.sub(r"[^A-Za-z0-9_.-]", "_", settings.ANYON_WORKER_QUEUE)
-    with open(settings.ANYON_TEMP_DIR / f"pool-{queue}.lock", "a") as handle:
+    with open(_host_file("lock"), "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -245,6 +267,7 @@ def refill_pool(engine: DockerEngine | None = None) -> str:
     container only saves an attempt its container's start, and making one costs the engine the same, so filling
     the pool while attempts queue (with ten started at once, a refill queued by the first claim came before the
     later attempts) only delays them. The claim of the attempt that waited queues the next refill."""
+    _host_file("refill-queued").unlink(missing_ok=True)  # a claim from now on queues the next refill
     engine = engine or DockerEngine()
     made = retired = 0
     yielded = ""

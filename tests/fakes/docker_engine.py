@@ -77,7 +77,10 @@ class FakeEngine:
     def stop_and_remove(self, container_id: str, *, timeout: int = 5) -> None:
         self.containers.pop(container_id, None)
 
-    def list_managed(self, instance: str, *, attempt_id: int | None = None) -> list[dict]:
+    def image_id(self, ref: str) -> str:
+        return "sha256:" + "f" * 64
+
+    def list_managed(self, instance: str, *, attempt_id: int | None = None, also: tuple[str, ...] = ()) -> list[dict]:
         return list(self.containers.values())
 
     # --- execs ---------------------------------------------------------------------------------------------
