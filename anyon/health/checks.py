@@ -1,0 +1,33 @@
+"""The result of a check (:class:`Check` and its statuses) and the runner; no check raises."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # OK, WARN or FAIL
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAIL
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """``"1.48"`` as ``(1, 48)``: versions compare as numbers, not as decimals."""
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def run_checks(checks: list[Callable[[], Check]]) -> list[Check]:
+    return [check() for check in checks]
