@@ -1,8 +1,9 @@
-"""Connecting Claude: a ``claude setup-token`` login driven through a pseudo-terminal, or a pasted key/token.
+"""The Claude subscription login: ``claude setup-token`` driven through a pseudo-terminal from a websocket.
 
-Subscription login: the server starts ``ANYON_CLAUDE_LOGIN_COMMAND`` (by default ``claude setup-token`` in a fresh
-container of the runtime image) in a wide PTY, strips ANSI and spinner output, finds the authorize URL and the
-paste prompt, writes the user's ``<code>#<state>`` to it, and stores the printed ``sk-ant-oat01-`` token.
+The server starts ``ANYON_CLAUDE_LOGIN_COMMAND`` (by default ``claude setup-token`` in a fresh container of the
+runtime image) in a wide PTY, strips ANSI and spinner output (terminal_output.py), finds the authorize URL and the
+paste prompt, writes the user's ``<code>#<state>`` to it, and stores the printed ``sk-ant-oat01-`` token. Pasted keys
+and tokens are anthropic_credentials.py.
 
 Both CLI generations are read (raw screens in tests/fixtures/transcripts/setup-token/): 2.0.31 prints the full
 authorize URL and ``Paste code here if prompted >``; 2.1.x separates words by cursor moves (``ESC[<n>G``), wraps
@@ -27,46 +28,34 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import pexpect
-import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from secrets_app.anthropic_credentials import OAUTH_TOKEN, TOKEN_LIFETIME
 from secrets_app.errors import ConnectError
 from secrets_app.events import wake_settings_viewers
 from secrets_app.models import Kind, Provider
 from secrets_app.secret_store import do_store_secret
+from secrets_app.terminal_output import ANSI, CURSOR_GAP, SPINNER, clean_terminal_output
 from shared.masking import Masker
-from shared.token_patterns import ANTHROPIC_API_KEY, CLAUDE_OAUTH_TOKEN, whole
 
 logger = logging.getLogger(__name__)
 
-#: Control sequences: CSI (any parameters, also private ones like ``ESC[>0q``), OSC ended by BEL or ST (OSC 8
-#: hyperlinks), DCS/SOS/PM/APC strings (terminal queries of 2.1.x), charset selection, keypad modes.
-ANSI = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[P_^X][^\x1b]*\x1b\\|\x1b[()][A-Za-z0-9]|\x1b[=>78]"
-)
-#: Cursor moves that stand for blank space within a line (2.1.x puts ``ESC[<column>G`` between words).
-CURSOR_GAP = re.compile(r"\x1b\[[0-9]*[CG]")
-SPINNER = re.compile(r"[\u2800-\u28ff]")
 AUTHORIZE_URL = re.compile(r"https://\S+/oauth/authorize\?\S+(?=\s)")  # complete: followed by the line end
 #: The target of an OSC 8 hyperlink to the authorize page (complete: the sequence is closed).
 AUTHORIZE_LINK = re.compile(
     r"\x1b\]8;[^;\x07\x1b]*;(https://[^\s\x07\x1b]+/oauth/authorize\?[^\s\x07\x1b]+)(?:\x07|\x1b\\)"
 )
-OAUTH_TOKEN = re.compile(CLAUDE_OAUTH_TOKEN)
 #: An OAuth error line, complete (its CR or LF has arrived). Searched in output where CR ends a line: 2.1.x
 #: follows the error with CR and a cursor move, which the redraw logic of clean_terminal_output would erase.
 OAUTH_ERROR = re.compile(r"OAuth error[^\r\n]*(?=[\r\n])", re.IGNORECASE)
-API_KEY = whole(ANTHROPIC_API_KEY)
 CODE = re.compile(r"^[A-Za-z0-9_-]{4,}#[A-Za-z0-9_-]{4,}$")
 PROMPT = "Paste code here"
 MAX_TRANSCRIPT = 20_000
 LATE_CONTAINER_CHECK = 5.0  # seconds after the end of a login whose container was not found yet
-TOKEN_LIFETIME = timedelta(days=365)
 
 
 class State:
@@ -78,63 +67,6 @@ class State:
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
     FINAL = ("saved", "error", "cancelled", "timed_out")
-
-
-def clean_terminal_output(text: str) -> str:
-    """What a person would read on the terminal: no colours, cursor moves or spinner frames."""
-    text = CURSOR_GAP.sub(" ", text)
-    text = ANSI.sub("", text)
-    text = SPINNER.sub("", text)
-    text = re.sub(r"\r+\n", "\n", text)  # CR before LF erases nothing (2.1.x ends lines with CR CR LF)
-    lines = []
-    for line in text.split("\n"):
-        # A carriage return redraws the line: only the last drawing counts.
-        lines.append(line.split("\r")[-1].rstrip())
-    return "\n".join(lines)
-
-
-# --- pasted keys and tokens ------------------------------------------------------------------------------------
-
-
-def validate_anthropic_credential(value: str, *, kind: str) -> str:
-    """Check shape, then a minimal authenticated request (``GET /v1/models``). Returns the clean value."""
-    value = (value or "").strip()
-    if not value:
-        raise ConnectError("Paste the key: the field is empty.")
-    if len(value) > 500 or not value.isascii() or any(c.isspace() for c in value):
-        raise ConnectError("That is not a key: keys are one line of letters, digits, '-' and '_'.")
-    if kind == Kind.API_KEY and not API_KEY.match(value):
-        raise ConnectError("An Anthropic API key starts with sk-ant-api03-. Copy it again from the Console.")
-    if kind == Kind.OAUTH_TOKEN and not OAUTH_TOKEN.fullmatch(value):
-        raise ConnectError("A Claude subscription token starts with sk-ant-oat01- (made by `claude setup-token`).")
-    headers = {"anthropic-version": "2023-06-01"}
-    if kind == Kind.API_KEY:
-        headers["x-api-key"] = value
-    else:
-        headers["Authorization"] = f"Bearer {value}"
-        headers["anthropic-beta"] = "oauth-2025-04-20"
-    try:
-        response = requests.get(
-            f"{settings.ANYON_ANTHROPIC_API_URL.rstrip('/')}/v1/models",
-            headers=headers,
-            timeout=settings.ANYON_HTTP_TIMEOUT,
-        )
-    except requests.RequestException as exc:
-        raise ConnectError(f"Anthropic's API could not be reached ({type(exc).__name__}). Try again later.") from exc
-    if response.status_code in (401, 403):
-        raise ConnectError(f"Anthropic rejected it ({response.status_code}): it is wrong, revoked or expired.")
-    if response.status_code >= 400:
-        raise ConnectError(f"Anthropic's API answered {response.status_code}; try again later.")
-    return value
-
-
-def do_connect_anthropic_credential(*, owner, value: str, kind: str):
-    value = validate_anthropic_credential(value, kind=kind)
-    expires = timezone.now() + TOKEN_LIFETIME if kind == Kind.OAUTH_TOKEN else None
-    return do_store_secret(owner=owner, provider=Provider.CLAUDE, kind=kind, value=value, expires_at=expires)
-
-
-# --- subscription login sessions ---------------------------------------------------------------------------------
 
 
 def login_container_name(session_id: str) -> str:

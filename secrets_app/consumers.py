@@ -14,7 +14,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from secrets_app import claude_login, selectors
+from secrets_app import anthropic_credentials, claude_login, selectors
 from secrets_app.errors import ConnectError
 from secrets_app.events import settings_group
 from secrets_app.models import GitHubDeviceFlow, Kind, Secret
@@ -94,7 +94,7 @@ class ClaudeLoginConsumer(JsonConsumer):
             raise ConnectError("Paste the key or token.")
         kind = Kind.API_KEY if method == "api_key" else Kind.OAUTH_TOKEN
         await self.send_json({"type": "status", "state": "validating", "message": "Checking with Anthropic…"})
-        await database_sync_to_async(claude_login.do_connect_anthropic_credential)(
+        await database_sync_to_async(anthropic_credentials.do_connect_anthropic_credential)(
             owner=self.user, value=value, kind=kind
         )
         await self.send_json({"type": "status", "state": "saved", "message": "Claude is connected."})

@@ -293,7 +293,7 @@ def test_doctor_checks_what_the_requirements_table_names(settings, tmp_path):
 
 def test_the_runbook_says_how_claude_and_github_tokens_expire():
     from execution.runner import session
-    from secrets_app.claude_login import TOKEN_LIFETIME
+    from secrets_app.anthropic_credentials import TOKEN_LIFETIME
     from secrets_app.migrations import __path__ as migrations
     from secrets_app.selectors import EXPIRY_WARNING
 

@@ -1,0 +1,55 @@
+"""Pasted Anthropic API keys and subscription tokens, validated against a fake Anthropic API."""
+
+import pytest
+
+from secrets_app import anthropic_credentials
+from secrets_app.errors import ConnectError
+from secrets_app.secret_store import fetch_secret
+from tests.fakes.anthropic_api import FakeAnthropicAPI
+from tests.fixtures.leaks import track_secret
+
+API_KEY = track_secret("sk-ant-api03-" + "K" * 40 + "Zz")
+TOKEN = track_secret("sk-ant-oat01-" + "T" * 60 + "Qq")
+
+
+@pytest.fixture
+def anthropic(settings):
+    with FakeAnthropicAPI(expected_token=API_KEY) as fake:
+        settings.ANYON_ANTHROPIC_API_URL = fake.url
+        yield fake
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "message"),
+    [
+        ("", "api_key", "empty"),
+        ("sk-ant-api03-short", "api_key", "starts with sk-ant-api03-"),
+        ("hello world", "api_key", "not a key"),
+        ("x" * 10_000, "api_key", "not a key"),
+        ("sk-ant-api03-ü" + "a" * 30, "api_key", "not a key"),
+        (API_KEY, "oauth_token", "starts with sk-ant-oat01-"),
+        ("sk-ant-api03-" + "W" * 40, "api_key", "Anthropic rejected it (401)"),
+    ],
+)
+def test_pasted_credentials_are_checked(anthropic, value, kind, message):
+    with pytest.raises(ConnectError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        anthropic_credentials.validate_anthropic_credential(value, kind=kind)
+
+
+def test_valid_api_key_reaches_the_api_with_the_header(anthropic, alice):
+    anthropic_credentials.do_connect_anthropic_credential(owner=alice, value=f"  {API_KEY}\n", kind="api_key")
+    assert anthropic.requests[-1].headers["x-api-key"] == API_KEY and anthropic.requests[-1].path == "/v1/models"
+    assert fetch_secret(owner=alice, provider="claude", purpose="t", actor="t").value == API_KEY
+
+
+def test_token_is_sent_as_bearer_and_gets_a_year(anthropic, alice):
+    anthropic.expected_token = TOKEN
+    secret = anthropic_credentials.do_connect_anthropic_credential(owner=alice, value=TOKEN, kind="oauth_token")
+    assert anthropic.requests[-1].headers["authorization"] == f"Bearer {TOKEN}"
+    assert 364 <= (secret.expires_at - secret.created_at).days <= 365
+
+
+def test_network_error_is_clear(settings):
+    settings.ANYON_ANTHROPIC_API_URL = "http://127.0.0.1:9"
+    with pytest.raises(ConnectError, match="could not be reached"):
+        anthropic_credentials.validate_anthropic_credential(API_KEY, kind="api_key")
