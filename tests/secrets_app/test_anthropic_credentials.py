@@ -5,18 +5,10 @@ import pytest
 from secrets_app import anthropic_credentials
 from secrets_app.errors import ConnectError
 from secrets_app.secret_store import fetch_secret
-from tests.fakes.anthropic_api import FakeAnthropicAPI
 from tests.fixtures.leaks import track_secret
+from tests.secrets_app.conftest import API_KEY
 
-API_KEY = track_secret("sk-ant-api03-" + "K" * 40 + "Zz")
 TOKEN = track_secret("sk-ant-oat01-" + "T" * 60 + "Qq")
-
-
-@pytest.fixture
-def anthropic(settings):
-    with FakeAnthropicAPI(expected_token=API_KEY) as fake:
-        settings.ANYON_ANTHROPIC_API_URL = fake.url
-        yield fake
 
 
 @pytest.mark.parametrize(

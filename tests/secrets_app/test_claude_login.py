@@ -17,19 +17,11 @@ from secrets_app import claude_login
 from secrets_app.consumers import ClaudeLoginConsumer
 from secrets_app.models import Secret
 from secrets_app.secret_store import fetch_secret
-from tests.fakes.anthropic_api import FakeAnthropicAPI
 from tests.fixtures.leaks import track_secret
 from tests.fixtures.processes import FAKE_LOGIN_CLI
+from tests.secrets_app.conftest import API_KEY
 
 SCREENS = Path(__file__).resolve().parents[1] / "fixtures" / "transcripts" / "setup-token"
-API_KEY = track_secret("sk-ant-api03-" + "K" * 40 + "Zz")
-
-
-@pytest.fixture
-def anthropic(settings):
-    with FakeAnthropicAPI(expected_token=API_KEY) as fake:
-        settings.ANYON_ANTHROPIC_API_URL = fake.url
-        yield fake
 
 
 # --- the login websocket --------------------------------------------------------------------------------------
