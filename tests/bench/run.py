@@ -12,6 +12,7 @@ added to the start-latency figures.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import contextlib
 import gc
@@ -31,6 +32,15 @@ from tests.live_stack import LiveStack, configure  # noqa: E402
 #: ANYON_BENCH_MODE=sealed runs the platform's attempts sealed (with an egress proxy process); the throughput figure
 #: needs the token inside the container, so it is a mounted-mode figure (masking is the same code in both modes).
 MODE = os.environ.get("ANYON_BENCH_MODE", "mounted")
+#: ANYON_BENCH_DATABASE=postgresql runs the platform on a throwaway PostgreSQL server (the scale-out database, with
+#: the embedded channel layer and broker as before) instead of the embedded SQLite file.
+DATABASE = os.environ.get("ANYON_BENCH_DATABASE", "sqlite")
+SERVICES = contextlib.ExitStack()
+if DATABASE == "postgresql":
+    from tests.fixtures.services import postgres_server
+
+    os.environ["DATABASE_URL"] = SERVICES.enter_context(postgres_server("anyon_bench"))
+    atexit.register(SERVICES.close)
 WORK = configure(
     "bench",
     ANYON_CLOUD_NETWORK="none",
@@ -40,6 +50,7 @@ WORK = configure(
     ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER="0",  # and measures concurrency, not the per-user limit
     ANYON_MAX_WEBSOCKETS_PER_USER="0",  # 50 viewers of one user (the fan-out figure), not the socket limit
     DJANGO_SETTINGS_MODULE="tests.bench.settings",  # the test settings and the web process's query counter
+    **({"DATABASE_URL": os.environ["DATABASE_URL"]} if DATABASE == "postgresql" else {}),
 )
 os.environ["ANYON_BENCH_QUERY_COUNTS"] = str(WORK)
 
@@ -596,6 +607,7 @@ def concurrency_warm(platform: Platform) -> None:
         time.sleep(0.05)
     emit(
         "concurrency_10_warm",
+        database=DATABASE,
         pool=POOL,
         all_succeeded=all(a.status == "succeeded" for a in recent),
         all_warm=all(a.secret_dir.startswith("pool-") for a in recent),
