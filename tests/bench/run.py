@@ -146,6 +146,7 @@ class Platform:
             max_size=None,
         ) as ws:
             received: list[str] = []
+            stdout_tail = ""
             async for raw in ws:
                 message = json.loads(raw)
                 if joined is not None:
@@ -161,7 +162,12 @@ class Platform:
                                     seqs[line] = record["seq"]
                         if check is not None and record["stream"] == "stdout":
                             received.append(record["text"])  # records may split a value: checked joined
-                        if record["stream"] == "stdout" and until in record["text"]:
+                        if record["stream"] != "stdout":
+                            continue
+                        # A record holds up to 16 KB of the stream, cut anywhere: the marker may straddle two.
+                        seen = stdout_tail + record["text"]
+                        stdout_tail = seen[-len(until) :]
+                        if until in seen:
                             done = time.perf_counter()
                             if check is not None:
                                 self.check_masked("".join(received), check)
