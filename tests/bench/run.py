@@ -15,6 +15,7 @@ import asyncio
 import atexit
 import base64
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -201,9 +202,18 @@ class Platform:
 
 
 def wait_until_finished(attempt: Attempt) -> None:
-    """Runs are measured one at a time: the next starts when this one has cleaned up."""
+    """Runs are measured one at a time: the next starts when this one has cleaned up, its container included (the
+    worker removes it in the background after the final status, execution/container_removal.py)."""
     while Attempt.objects.filter(pk=attempt.pk, status__in=["queued", "provisioning", "running"]).exists():
         time.sleep(0.05)
+    container_id = Attempt.objects.values_list("container_id", flat=True).get(pk=attempt.pk)
+    deadline = time.time() + 30
+    while container_id and time.time() < deadline:
+        try:
+            client_of().api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return
+        time.sleep(0.02)
 
 
 def start_latency(platform: Platform, client) -> float:
@@ -628,6 +638,7 @@ def concurrency_warm(platform: Platform) -> None:
     )
 
 
+@functools.cache
 def client_of() -> docker.DockerClient:
     return docker.from_env(timeout=120)
 
