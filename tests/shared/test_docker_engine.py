@@ -40,6 +40,7 @@ def test_the_runner_reuses_one_client_per_process_and_engine(docker_client, sett
     assert shared_docker_client() is not first
 
 
+@pytest.mark.docker
 def test_a_client_of_the_local_socket_does_not_read_the_environment_at_each_call(docker_client, monkeypatch):
     """requests looks for proxies and .netrc in the environment at every call unless told not to: nothing of that
     applies to a UNIX socket, and it cost a worker about 1 ms of CPU per Docker API call."""
