@@ -104,6 +104,3 @@ class AttemptContainers:
             name=name, labels=labels, volume=volume, secret_dir=secret_dir, sealed_environment=sealed_environment
         )
         return self.engine.create_container(spec)
-
-    def remove(self, container_id: str) -> None:
-        self.engine.stop_and_remove(container_id, timeout=2)
