@@ -23,6 +23,8 @@ def exec_environment() -> dict[str, str]:
 
 
 NO_REPOSITORY = 3
+#: What is read of a diff (its counts and its patches): the rest is cut, and the attempt says so.
+DIFF_LIMIT = 2 * 1024 * 1024 + 512 * 1024
 #: ``$1``: the base branch whose remote-tracking commit is the base, or "" when the base is known already.
 COMMITS_SCRIPT = (
     "git rev-parse --git-dir >/dev/null 2>&1 || exit 3; "
@@ -84,10 +86,13 @@ class WorkspaceGit:
     def _results(self, masker: Masker, base: str, head: str) -> Results:
         results = Results(base_commit=base, head_commit=head)
         if base and head:
-            _, numstat, _ = self.git("diff", "--numstat", "--no-renames", base, head, limit=512 * 1024)
-            results.diff = diffs.parse_numstat(numstat)
-            _, patch, complete = self.git(
-                "diff", "--no-color", "--no-ext-diff", "--no-renames", base, head, limit=2 * 1024 * 1024
+            # The counts and the patches in one exec: git prints the numstat lines, an empty line, then the patch.
+            _, out, complete = self.git(
+                "diff", "--numstat", "-p", "--no-color", "--no-ext-diff", "--no-renames", base, head, limit=DIFF_LIMIT
             )
+            numstat, separator, patch = out.partition("\n\n")
+            if not complete and not separator:  # cut within the counts: the last line may be a part of one
+                numstat = numstat.rpartition("\n")[0]
+            results.diff = diffs.parse_numstat(numstat)
             results.diff_truncated = diffs.attach_patches(results.diff, masker.mask(patch), complete=complete)
         return results
