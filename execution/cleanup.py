@@ -9,6 +9,7 @@ an unlabelled container is never touched.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -52,6 +53,18 @@ class SweepReport:
     failed: list[str] = field(default_factory=list)
 
     dry_run: bool = False
+
+    def try_remove(self, what: str, name: str, remove: Callable[[], object], progress: Progress) -> bool:
+        """One removal of a sweep: counted as removed, or as failed with the engine's reason shown (the sweep goes
+        on with the next)."""
+        try:
+            remove()
+        except Exception as exc:
+            self.failed.append(name)
+            progress(f"FAILED to remove {what} {name}: {exc}")
+            return False
+        self.removed.append(name)
+        return True
 
     def line(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
@@ -151,6 +164,22 @@ def _younger_than(labels: dict[str, str], seconds: float, now: float) -> bool:
     return created.isdigit() and now - int(created) < seconds
 
 
+def _remove_container(engine: DockerEngine, info: dict, *, with_pool_leftovers: bool) -> None:
+    engine.stop_and_remove(info["Id"], timeout=1)
+    if with_pool_leftovers:  # a warm container nobody owns: nobody's workspace, its volumes and secret dir go too
+        for mount in info.get("Mounts") or []:
+            if mount.get("Type") == "volume" and mount.get("Name", "").startswith(pool.POOL_VOLUME_PREFIX):
+                engine.remove_volume(mount["Name"])
+            dir_name = Path(mount.get("Source", "")).name
+            if mount.get("Type") == "bind" and secret_dir.POOL_DIR.fullmatch(dir_name):
+                secret_dir.remove_secret_dir(dir_name)
+
+
+def _remove_workspace(engine: DockerEngine, volume: str) -> None:
+    engine.remove_volume(volume)
+    engine.remove_volume(home_volume(volume))
+
+
 def sweep_containers(
     *, engine: DockerEngine | None = None, progress: Progress = _noop, dry_run: bool = False
 ) -> SweepReport:
@@ -190,20 +219,9 @@ def sweep_containers(
             report.removed.append(name)
             progress(f"would remove container {name} ({reason})")
             continue
-        try:
-            engine.stop_and_remove(info["Id"], timeout=1)
-            if unowned_warm:  # nobody's workspace: its volumes and secret dir go with it
-                for mount in info.get("Mounts") or []:
-                    if mount.get("Type") == "volume" and mount.get("Name", "").startswith(pool.POOL_VOLUME_PREFIX):
-                        engine.remove_volume(mount["Name"])
-                    dir_name = Path(mount.get("Source", "")).name
-                    if mount.get("Type") == "bind" and secret_dir.POOL_DIR.fullmatch(dir_name):
-                        secret_dir.remove_secret_dir(dir_name)
-        except Exception as exc:
-            report.failed.append(name)
-            progress(f"FAILED to remove container {name}: {exc}")
+        remove = functools.partial(_remove_container, engine, info, with_pool_leftovers=unowned_warm)
+        if not report.try_remove("container", name, remove, progress):
             continue
-        report.removed.append(name)
         logger.warning("removed orphan container %s (%s)", name, reason)
         progress(f"removed container {name} ({reason})")
     _alert_orphans_removed(report, "container", dedupe_key="orphan_removed:containers")
@@ -220,13 +238,8 @@ def sweep_pool(*, engine: DockerEngine | None = None, progress: Progress = _noop
     report.removed += [f"warm container ({n + 1})" for n in range(retired)]
     for volume in pool.orphan_pool_volumes(engine):
         report.examined += 1
-        try:
-            engine.remove_volume(volume)
-        except Exception as exc:
-            report.failed.append(volume)
-            progress(f"FAILED to remove pool volume {volume}: {exc}")
+        if not report.try_remove("pool volume", volume, functools.partial(engine.remove_volume, volume), progress):
             continue
-        report.removed.append(volume)
         progress(f"removed pool volume {volume} (no warm container or attempt owns it)")
     if retired:
         progress(f"retired {retired} warm container(s)")
@@ -261,16 +274,10 @@ def sweep_idle_workspaces(*, engine: DockerEngine | None = None, progress: Progr
         report.examined += 1
         if attempt_id in busy:
             continue
-        try:
-            engine.remove_volume(attempt.workspace_volume)
-            engine.remove_volume(home_volume(attempt.workspace_volume))
-        except Exception as exc:
-            report.failed.append(attempt.workspace_volume)
-            progress(f"FAILED to remove workspace {attempt.workspace_volume}: {exc}")
-            continue
         volume = attempt.workspace_volume
+        if not report.try_remove("workspace", volume, functools.partial(_remove_workspace, engine, volume), progress):
+            continue
         do_set_workspace_volume(attempt=attempt, volume="")
-        report.removed.append(volume)
         if reason == "idle":
             progress(f"removed idle workspace {volume} of attempt {attempt_id}")
             continue
