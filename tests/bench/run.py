@@ -304,16 +304,21 @@ def throughput(platform: Platform, client) -> None:
     )
 
 
-def throughput_profiled(platform: Platform, client) -> None:
-    """Item 2 with py-spy sampling the web server and the worker cluster (ANYON_BENCH_PROFILE=1). Sampling slows the
-    processes down: the figures of a profiled run are not the benchmark's."""
+@contextlib.contextmanager
+def profiled_if_asked(platform: Platform, item: str):
+    """With ANYON_BENCH_PROFILE=1, py-spy samples the web server and the worker cluster while the block runs, and
+    the busiest frames are printed for ``item`` afterwards. Sampling slows the processes down: the figures of a
+    profiled run are not the benchmark's."""
+    if not os.environ.get("ANYON_BENCH_PROFILE"):
+        yield
+        return
     from tests.bench.profile import profiled
 
     pids = {"web": platform.stack.web.proc.pid, "worker": platform.worker.proc.pid}
-    with profiled(pids, WORK / "profile") as summaries:
-        throughput(platform, client)
+    with profiled(pids, WORK / f"profile-{item}") as summaries:
+        yield
     for name, summary in summaries.items():
-        emit("profile", process=name, item="log_throughput", **summary)
+        emit("profile", process=name, item=item, **summary)
 
 
 def rss_of_group(pgid: int) -> int:
@@ -444,14 +449,8 @@ def fan_out(platform: Platform) -> None:
             *(platform.watch(attempt_id, "LAST-LINE", stamps[i], seqs, joined=joined[i]) for i in range(50)),
         )
 
-    profiling = os.environ.get("ANYON_BENCH_PROFILE")
     client_gc = ClientPauses()
-    with contextlib.ExitStack() as stack, client_gc:
-        if profiling:
-            from tests.bench.profile import profiled
-
-            pids = {"web": web, "worker": platform.worker.proc.pid}
-            summaries = stack.enter_context(profiled(pids, WORK / "profile-fanout"))
+    with profiled_if_asked(platform, "fan_out_50"), client_gc:
         attempt = platform.start(["sh", "-c", script])
         asyncio.run(viewers(attempt.pk))
         wait_until_finished(attempt)
@@ -507,9 +506,6 @@ def fan_out(platform: Platform) -> None:
         web_full_gc_pauses_ms=after["gc_full_pauses_ms"][len(before["gc_full_pauses_ms"]) :],
         bench_client_gc_pauses_over_5_ms=client_gc.long_pauses_ms,
     )
-    if profiling:
-        for name, summary in summaries.items():
-            emit("profile", process=name, item="fan_out_50", **summary)
 
 
 # --- the warm pool (issue 20) ------------------------------------------------------------------------------------
@@ -592,16 +588,8 @@ def concurrency_warm(platform: Platform) -> None:
     wait_for_pool(POOL)
 
     t0_wall = time.time()
-    with contextlib.ExitStack() as stack:
-        if os.environ.get("ANYON_BENCH_PROFILE"):
-            from tests.bench.profile import profiled
-
-            pids = {"web": platform.stack.web.proc.pid, "worker": platform.worker.proc.pid}
-            summaries = stack.enter_context(profiled(pids, WORK / "profile-concurrency"))
+    with profiled_if_asked(platform, "concurrency_10_warm"):
         latencies = asyncio.run(ten_at_once(platform))
-    if os.environ.get("ANYON_BENCH_PROFILE"):
-        for name, summary in summaries.items():
-            emit("profile", process=name, item="concurrency_10_warm", **summary)
     deadline = time.time() + 120
     while Attempt.objects.filter(status__in=["queued", "provisioning", "running"]).exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -766,9 +754,7 @@ def with_platform(only: set[str]) -> None:
     try:
         single = start_latency(platform, client) if not only or "start" in only else 0.0
         if not only or "throughput" in only:
-            if os.environ.get("ANYON_BENCH_PROFILE"):
-                throughput_profiled(platform, client)
-            else:
+            with profiled_if_asked(platform, "log_throughput"):
                 throughput(platform, client)
         if not only or "memory" in only:
             memory(platform)
