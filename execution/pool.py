@@ -36,10 +36,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from execution import egress, secret_dir
+from execution import egress, secret_dir, selectors
 from execution.containers import container_spec, home_volume
 from execution.log_writer import wake_attempt_viewers
-from execution.models import Attempt, AttemptStatus, PoolContainer
+from execution.models import Attempt, PoolContainer
 from shared.docker.engine import DockerEngine
 from shared.tempdir import ensure_temp_dir
 
@@ -253,13 +253,6 @@ def _missing(fp: str) -> int:
     return max(0, settings.ANYON_POOL_SIZE - _mine().filter(fingerprint=fp).count())
 
 
-def attempts_waiting_for_a_worker() -> bool:
-    """Attempts of this queue that have their queue task and wait for a worker to pick it up."""
-    return Attempt.objects.filter(
-        queue=settings.ANYON_WORKER_QUEUE, status=AttemptStatus.QUEUED, waiting_for_slot=False
-    ).exists()
-
-
 def refill_pool(engine: DockerEngine | None = None) -> str:
     """The background task: replace what is stale, then fill up to ``ANYON_POOL_SIZE``. Returns what it did.
 
@@ -278,7 +271,7 @@ def refill_pool(engine: DockerEngine | None = None) -> str:
             fp = fingerprint(engine)
             retired += _retire_stale(engine, fp)
             while _missing(fp) and not yielded:
-                if attempts_waiting_for_a_worker():
+                if selectors.attempts_waiting_for_a_worker(queue=settings.ANYON_WORKER_QUEUE):
                     yielded = "; yielded to attempts waiting for a worker"
                     break
                 create_warm_container(engine, fp)

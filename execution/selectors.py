@@ -40,6 +40,11 @@ def attempt_is_working(attempt: Attempt) -> bool:
     return attempt.is_active or attempt.jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists()
 
 
+def attempts_waiting_for_a_worker(*, queue: str) -> bool:
+    """Attempts of ``queue`` that have their queue task and wait for a worker to pick it up."""
+    return Attempt.objects.filter(queue=queue, status=AttemptStatus.QUEUED, waiting_for_slot=False).exists()
+
+
 def attempts_ahead(attempt: Attempt) -> int:
     """For an attempt waiting for a slot (``ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER``): how many of its owner's attempts
     go before it, the ones it waits for included. 0 for any other attempt."""

@@ -8,7 +8,7 @@ import docker
 import pytest
 from django.core.management import call_command
 
-from execution import pool, secret_dir
+from execution import pool, secret_dir, selectors
 from execution.attempts import do_start_follow_up, do_transition
 from execution.cleanup import sweep_containers, sweep_pool, sweep_secret_dirs
 from execution.container_removal import wait_for_removals
@@ -136,7 +136,7 @@ def test_a_refill_yields_to_attempts_waiting_for_a_worker(world, warm_pool, dock
     """Filling the pool while attempts queue would only delay them: the refill makes nothing while one waits, and
     the claim of that attempt, even from an empty pool, queues the next refill."""
     waiting = world.attempt(plan=[custom("true")])  # queued with its task, not picked up yet
-    assert pool.attempts_waiting_for_a_worker()
+    assert selectors.attempts_waiting_for_a_worker(queue=settings.ANYON_WORKER_QUEUE)
     assert pool.refill_pool().endswith("made 0, retired 0; yielded to attempts waiting for a worker")
     assert warm_rows() == []
     assert do_transition(attempt=waiting, to=AttemptStatus.PROVISIONING)
