@@ -12,9 +12,9 @@ removed at its end like any attempt's container; nothing is ever handed back to 
 
 The pool refills in the background on the worker: a claim queues :func:`refill_pool` on the worker's own queue (one
 at a time: a flag file on the host until it starts), a django-q2 schedule runs it every minute (and it runs when the
-cluster starts). It yields to attempts waiting for a worker. It also replaces containers made
-from another image or other settings (the fingerprint) or older than ``ANYON_POOL_MAX_AGE``, drops rows whose
-container is gone and removes pool volumes nobody owns. A file lock keeps two refills of one host from
+cluster starts). It yields to attempts starting (waiting for a worker, or provisioning). It also replaces
+containers made from another image or other settings (the fingerprint) or older than ``ANYON_POOL_MAX_AGE``, drops
+rows whose container is gone and removes pool volumes nobody owns. A file lock keeps two refills of one host from
 overfilling it; the refill that holds it looks again after letting go, so a claim made meanwhile is refilled too.
 """
 
@@ -256,7 +256,8 @@ def _missing(fp: str) -> int:
 def refill_pool(engine: DockerEngine | None = None) -> str:
     """The background task: replace what is stale, then fill up to ``ANYON_POOL_SIZE``. Returns what it did.
 
-    It yields to attempts: while one waits for a worker, it makes no more containers and lets its worker go. A warm
+    It yields to attempts: while one waits for a worker or provisions, it makes no more containers and lets its
+    worker go. A warm
     container only saves an attempt its container's start, and making one costs the engine the same, so filling
     the pool while attempts queue (with ten started at once, a refill queued by the first claim came before the
     later attempts) only delays them. The claim of the attempt that waited queues the next refill."""
@@ -271,8 +272,8 @@ def refill_pool(engine: DockerEngine | None = None) -> str:
             fp = fingerprint(engine)
             retired += _retire_stale(engine, fp)
             while _missing(fp) and not yielded:
-                if selectors.attempts_waiting_for_a_worker(queue=settings.ANYON_WORKER_QUEUE):
-                    yielded = "; yielded to attempts waiting for a worker"
+                if selectors.attempts_starting(queue=settings.ANYON_WORKER_QUEUE):
+                    yielded = "; yielded to attempts starting"
                     break
                 create_warm_container(engine, fp)
                 made += 1

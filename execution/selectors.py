@@ -40,9 +40,11 @@ def attempt_is_working(attempt: Attempt) -> bool:
     return attempt.is_active or attempt.jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists()
 
 
-def attempts_waiting_for_a_worker(*, queue: str) -> bool:
-    """Attempts of ``queue`` that have their queue task and wait for a worker to pick it up."""
-    return Attempt.objects.filter(queue=queue, status=AttemptStatus.QUEUED, waiting_for_slot=False).exists()
+def attempts_starting(*, queue: str) -> bool:
+    """Attempts of ``queue`` on their way to their first step: waiting for a worker (with their queue task) or
+    provisioning. Background work of the host (pool refill, container removal) yields to them."""
+    starting = Q(status=AttemptStatus.QUEUED, waiting_for_slot=False) | Q(status=AttemptStatus.PROVISIONING)
+    return Attempt.objects.filter(starting, queue=queue).exists()
 
 
 def attempts_ahead(attempt: Attempt) -> int:

@@ -170,8 +170,13 @@ class DockerEngine:
             self.api.kill(container_id)
 
     def stop_and_remove(self, container_id: str, *, timeout: int = 5) -> None:
+        """Stop (SIGTERM, ``timeout`` seconds, SIGKILL), then remove."""
         with contextlib.suppress(NotFound, APIError):
             self.api.stop(container_id, timeout=timeout)
+        self.remove_now(container_id)
+
+    def remove_now(self, container_id: str) -> None:
+        """Remove the container, killing what runs in it: one call (``docker rm -f``). Gone already is fine."""
         try:
             self.api.remove_container(container_id, force=True, v=False)
         except NotFound:
@@ -182,7 +187,7 @@ class DockerEngine:
             # Someone else's ``docker rm`` got there first: wait until it is done, so that the name and the
             # volumes are free when this returns.
             with contextlib.suppress(NotFound, APIError, requests.RequestException):
-                self.api.wait(container_id, timeout=timeout + 30, condition="removed")
+                self.api.wait(container_id, timeout=35, condition="removed")
 
     def list_managed(self, instance: str, *, attempt_id: int | None = None, also: tuple[str, ...] = ()) -> list[dict]:
         """Containers this installation manages (label ``anyon.instance``), of one attempt if given, carrying the

@@ -4,9 +4,11 @@ worker do not wait for the engine to remove it (execution/container_removal.py).
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
+from execution import container_removal
 from execution.attempts import do_create_task, do_start_attempt, do_transition
 from execution.container_removal import ContainerRemover, wait_for_removals
 from execution.models import Attempt, AttemptStatus
@@ -23,12 +25,12 @@ class SlowRemovalEngine(FakeEngine):
         self.let_go = threading.Event()
         self.final_status_when_removed: str | None = None
 
-    def stop_and_remove(self, container_id: str, *, timeout: int = 5) -> None:
+    def remove_now(self, container_id: str) -> None:
         self.removal_started.set()
         assert self.let_go.wait(10)
         attempt = Attempt.objects.filter(container_id=container_id).first()
         self.final_status_when_removed = attempt.status if attempt else None
-        super().stop_and_remove(container_id, timeout=timeout)
+        super().remove_now(container_id)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -53,14 +55,14 @@ def test_the_attempt_ends_before_its_container_is_removed(alice):
 
 def test_a_removal_that_fails_is_logged_and_the_remover_goes_on(caplog):
     class Failing(FakeEngine):
-        def stop_and_remove(self, container_id: str, *, timeout: int = 5) -> None:
+        def remove_now(self, container_id: str) -> None:
             if container_id == "bad":
                 raise RuntimeError("engine said no")
-            super().stop_and_remove(container_id, timeout=timeout)
+            super().remove_now(container_id)
 
     engine = Failing()
     engine.containers = {"bad": {"Id": "bad"}, "good": {"Id": "good"}}
-    remover = ContainerRemover()
+    remover = ContainerRemover(busy=lambda: False)
     remover.hand_over(engine, "bad")
     remover.hand_over(engine, "good")
     assert remover.wait(10)
@@ -69,4 +71,57 @@ def test_a_removal_that_fails_is_logged_and_the_remover_goes_on(caplog):
 
 
 def test_waiting_with_nothing_handed_over_returns_at_once():
-    assert ContainerRemover().wait(0)
+    assert ContainerRemover(busy=lambda: False).wait(0)
+
+
+def test_a_removal_waits_while_the_host_starts_attempts_then_goes():
+    """Removing costs the engine as much as an exec: it waits until no attempt of the host is on its way to its first
+    step, so a burst's first lines do not share the engine with the last attempts' removals."""
+    engine = FakeEngine()
+    engine.containers = {"done": {"Id": "done"}}
+    starting = threading.Event()
+    starting.set()
+    looks = []
+
+    def busy() -> bool:
+        looks.append(starting.is_set())
+        return starting.is_set()
+
+    remover = ContainerRemover(busy=busy)
+    remover.hand_over(engine, "done")
+    assert not remover.wait(0.5)  # still yielding
+    assert "done" in engine.containers and len(looks) >= 3
+    starting.clear()
+    assert remover.wait(5)
+    assert "done" not in engine.containers and looks[-1] is False
+
+
+def test_a_removal_yields_for_a_bounded_time(monkeypatch):
+    """A host that never stops starting attempts does not keep an ended attempt's container alive past the bound."""
+    monkeypatch.setattr(container_removal, "YIELD_AT_MOST_SECONDS", 0.3)
+    engine = FakeEngine()
+    engine.containers = {"done": {"Id": "done"}}
+    remover = ContainerRemover(busy=lambda: True)
+    began = time.monotonic()
+    remover.hand_over(engine, "done")
+    assert remover.wait(5)
+    assert "done" not in engine.containers
+    assert 0.3 <= time.monotonic() - began < 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_starting_attempts_are_those_of_this_queue_waiting_for_a_worker_or_provisioning(alice, settings):
+    task = do_create_task(owner=alice, title="t", repo_url="https://github.com/o/r", base_branch="main", prompt="x")
+    assert not container_removal.host_is_starting_attempts()
+    attempt = do_start_attempt(task=task, plan=[{"kind": "custom", "title": "s", "argv": ["true"]}], enqueue=False)
+    Attempt.objects.filter(pk=attempt.pk).update(waiting_for_slot=True)
+    assert not container_removal.host_is_starting_attempts()  # no queue task: it waits for a slot, not a worker
+    Attempt.objects.filter(pk=attempt.pk).update(waiting_for_slot=False)
+    assert container_removal.host_is_starting_attempts()
+    assert do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING)
+    assert container_removal.host_is_starting_attempts()
+    settings.ANYON_WORKER_QUEUE = "another-host"
+    assert not container_removal.host_is_starting_attempts()
+    settings.ANYON_WORKER_QUEUE = attempt.queue
+    assert do_transition(attempt=attempt, to=AttemptStatus.RUNNING)
+    assert not container_removal.host_is_starting_attempts()

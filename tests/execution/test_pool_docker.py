@@ -104,6 +104,7 @@ def test_stale_containers_are_replaced_and_the_pool_refills(world, warm_pool, do
     attempt = world.attempt(plan=[custom("true")])
     assert do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING)  # picked up: claims as a worker would
     assert pool.do_claim_warm_container(attempt=attempt, engine=pool.DockerEngine()) is None
+    assert do_transition(attempt=attempt, to=AttemptStatus.RUNNING)  # provisioned without one: the refill may go
     assert "made 1, retired 1" in pool.refill_pool()
     (new,) = warm_rows()
     assert gone(docker_client, old.container_id) and not volume_exists(docker_client, old.workspace_volume)
@@ -132,18 +133,20 @@ def test_stale_containers_are_replaced_and_the_pool_refills(world, warm_pool, do
     docker_client.api.remove_container(claimed.container_id, force=True)
 
 
-def test_a_refill_yields_to_attempts_waiting_for_a_worker(world, warm_pool, docker_client, monkeypatch, settings):
-    """Filling the pool while attempts queue would only delay them: the refill makes nothing while one waits, and
-    the claim of that attempt, even from an empty pool, queues the next refill."""
+def test_a_refill_yields_to_attempts_starting(world, warm_pool, docker_client, monkeypatch, settings):
+    """Filling the pool while attempts start would only delay them: the refill makes nothing while one waits for a
+    worker or provisions, and the claim of that attempt, even from an empty pool, queues the next refill."""
     waiting = world.attempt(plan=[custom("true")])  # queued with its task, not picked up yet
-    assert selectors.attempts_waiting_for_a_worker(queue=settings.ANYON_WORKER_QUEUE)
-    assert pool.refill_pool().endswith("made 0, retired 0; yielded to attempts waiting for a worker")
+    assert selectors.attempts_starting(queue=settings.ANYON_WORKER_QUEUE)
+    assert pool.refill_pool().endswith("made 0, retired 0; yielded to attempts starting")
     assert warm_rows() == []
     assert do_transition(attempt=waiting, to=AttemptStatus.PROVISIONING)
     queued: list[tuple[str, str]] = []
     monkeypatch.setattr("django_q.tasks.async_task", lambda func, *a, **kw: queued.append((func, kw["cluster"])))
     assert pool.do_claim_warm_container(attempt=waiting, engine=pool.DockerEngine()) is None
     assert queued == [("execution.pool.refill_pool", settings.ANYON_WORKER_QUEUE)]
+    assert pool.refill_pool().endswith("made 0, retired 0; yielded to attempts starting")  # it provisions
+    assert do_transition(attempt=waiting, to=AttemptStatus.RUNNING)
     assert pool.refill_pool().endswith("made 2, retired 0")
     assert len(warm_rows()) == 2
 
@@ -156,9 +159,10 @@ def test_the_sweeps_know_warm_containers(world, warm_pool, docker_client, monkey
     assert pool.do_claim_warm_container(attempt=busy, engine=engine) is not None
     assert pool.do_claim_warm_container(attempt=finished, engine=engine) is not None
     do_transition(attempt=busy, to=AttemptStatus.PROVISIONING)
+    do_transition(attempt=busy, to=AttemptStatus.RUNNING)
     do_transition(attempt=finished, to=AttemptStatus.PROVISIONING)
     do_transition(attempt=finished, to=AttemptStatus.FAILED)
-    pool.refill_pool()
+    assert pool.refill_pool().endswith("made 2, retired 0")
     kept, unowned = warm_rows()
     PoolContainer.objects.filter(pk=unowned.pk).delete()  # its row lost: nobody owns it
     warm = [kept]

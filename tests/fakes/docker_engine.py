@@ -75,6 +75,9 @@ class FakeEngine:
             self.containers[container_id]["running"] = False
 
     def stop_and_remove(self, container_id: str, *, timeout: int = 5) -> None:
+        self.remove_now(container_id)
+
+    def remove_now(self, container_id: str) -> None:
         self.containers.pop(container_id, None)
 
     def image_id(self, ref: str) -> str:
