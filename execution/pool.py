@@ -38,7 +38,6 @@ from django.utils import timezone
 
 from execution import egress, secret_dir, selectors
 from execution.containers import container_spec, home_volume
-from execution.log_writer import wake_attempt_viewers
 from execution.models import Attempt, PoolContainer
 from shared.docker.engine import DockerEngine
 from shared.tempdir import ensure_temp_dir
@@ -185,12 +184,12 @@ def do_claim_warm_container(*, attempt: Attempt, engine: DockerEngine) -> PoolCo
 
 
 def _record(attempt: Attempt, *, container_id: str, workspace_volume: str, dir_name: str) -> None:
+    """No viewer is woken: none of these fields is shown live (``selectors.SNAPSHOT_FIELDS``)."""
     fields = {"container_id": container_id, "workspace_volume": workspace_volume, "secret_dir": dir_name}
     with transaction.atomic():
         Attempt.objects.filter(pk=attempt.pk).update(**fields)
-        for key, value in fields.items():
-            setattr(attempt, key, value)
-        wake_attempt_viewers(attempt.pk)
+    for key, value in fields.items():
+        setattr(attempt, key, value)
 
 
 def _host_file(suffix: str) -> Path:

@@ -11,17 +11,20 @@ from django.utils import timezone
 
 from execution.log_writer import wake_attempt_viewers
 from execution.models import Attempt, AttemptJob, JobStatus, Run
+from execution.selectors import SNAPSHOT_FIELDS
 from execution.steps import Step
 
 MAX_ERROR_CHARS = 4000
 
 
 def _update_attempt(attempt: Attempt, **fields) -> None:
+    """Viewers are woken only when a field they are shown changed (``selectors.SNAPSHOT_FIELDS``)."""
     with transaction.atomic():
         Attempt.objects.filter(pk=attempt.pk).update(**fields)
         for key, value in fields.items():
             setattr(attempt, key, value)
-        wake_attempt_viewers(attempt.pk)
+        if SNAPSHOT_FIELDS.intersection(fields):
+            wake_attempt_viewers(attempt.pk)
 
 
 def do_set_container(*, attempt: Attempt, container_id: str) -> None:

@@ -108,20 +108,45 @@ def last_log_seq(*, attempt_id: int) -> int:
     return last or 0
 
 
+#: The attempt's own fields that :func:`attempt_snapshot` shows (besides its runs and jobs): a change to any other
+#: (its container, volume, secret dir, activity time) does not wake its viewers, whose tail would read it for nothing.
+SNAPSHOT_FIELDS = frozenset(
+    {
+        "status",
+        "error",
+        "head_commit",
+        "pr_url",
+        "waiting_for_slot",
+        "log_chars",
+        "log_cut_at_seq",
+        "log_removed_at",
+        "log_summary",
+        "started_at",
+        "finished_at",
+    }
+)
+
+
 def attempt_snapshot(attempt: Attempt) -> dict:
     """What a live viewer needs to show the attempt's state (sent over the websocket)."""
+    # Read on every status change of every watched attempt: columns only, not the runs' argv (JSON) and errors.
     runs = [
         {
-            "id": run.pk,
-            "kind": run.kind,
-            "title": run.title,
-            "status": run.status,
-            "exit_code": run.exit_code,
-            "duration": run.duration.total_seconds() if run.duration else None,
+            "id": pk,
+            "kind": kind,
+            "title": title,
+            "status": status,
+            "exit_code": exit_code,
+            "duration": (finished - started).total_seconds() if finished else None,
         }
-        for run in attempt.runs.all()
+        for pk, kind, title, status, exit_code, started, finished in attempt.runs.values_list(
+            "pk", "kind", "title", "status", "exit_code", "started_at", "finished_at"
+        )
     ]
-    jobs = [{"id": j.pk, "kind": j.kind, "status": j.status, "error": j.error} for j in attempt.jobs.all()]
+    jobs = [
+        {"id": pk, "kind": kind, "status": status, "error": error}
+        for pk, kind, status, error in attempt.jobs.values_list("pk", "kind", "status", "error")
+    ]
     return {
         "id": attempt.pk,
         "status": attempt.status,

@@ -1,9 +1,12 @@
 """``ANYON_BENCH_PROFILE=1 make bench``: sample the web and worker processes with py-spy while an item runs and
-print where their time went (the functions holding the most samples, idle waits left out)."""
+print where their time went (the functions holding the most samples, idle waits left out). ``ANYON_BENCH_PROFILE=gil``
+keeps only the samples of threads holding the GIL: the processes' Python CPU, without their waits on locks, sockets
+and the database."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -72,6 +75,7 @@ def profiled(pids: dict[str, int], folder: Path):
                 str(folder / f"{name}.txt"),
                 "-p",
                 str(pid),
+                *(["--gil"] if os.environ.get("ANYON_BENCH_PROFILE") == "gil" else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

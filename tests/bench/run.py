@@ -587,9 +587,12 @@ def concurrency_warm(platform: Platform) -> None:
     """Item 4 with a full warm pool of ``POOL``: 10 attempts started at once, first line of each."""
     wait_for_pool(POOL)
 
+    cpu_before = cpu_times(platform)
     t0_wall = time.time()
     with profiled_if_asked(platform, "concurrency_10_warm"):
         latencies = asyncio.run(ten_at_once(platform))
+    wall = time.time() - t0_wall
+    cpu = cpu_used(cpu_before, cpu_times(platform))
     deadline = time.time() + 120
     while Attempt.objects.filter(status__in=["queued", "provisioning", "running"]).exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -623,7 +626,45 @@ def concurrency_warm(platform: Platform) -> None:
         max_s=round(max(latencies), 3),
         target_p50_s=1.0,
         workers=POOL_WORKERS,
+        until_last_first_line_s=round(wall, 2),
+        cpu_s_meanwhile=cpu,
     )
+
+
+def cpu_times(platform: Platform) -> dict[int, tuple[str, float]]:
+    """Each process's CPU so far (its own and its reaped children's: a shim's runc calls), named by its part."""
+    web, cluster = platform.stack.web.proc.pid, platform.worker.proc.pid
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            pid = int(entry.name)
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()
+            part = (
+                "web" if pid == web
+                else "worker cluster" if os.getpgid(pid) == cluster
+                else "benchmark" if pid == os.getpid()
+                else "containerd-shim (runc)" if name.startswith("containerd-shim")
+                else name
+            )  # fmt: skip
+            found[pid] = (part, sum(int(f) for f in fields[11:15]) / tick)
+        except (OSError, ValueError, ProcessLookupError):
+            continue
+    return found
+
+
+def cpu_used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds by part between two ``cpu_times`` (a process that ended between them is not counted)."""
+    used: dict[str, float] = {}
+    for pid, (part, seconds) in after.items():
+        spent = seconds - (before[pid][1] if pid in before else 0.0)
+        if spent > 0:
+            used[part] = used.get(part, 0.0) + spent
+    return {part: round(seconds, 2) for part, seconds in sorted(used.items(), key=lambda kv: -kv[1]) if seconds >= 0.01}
 
 
 @functools.cache

@@ -18,7 +18,7 @@ from execution import log_tail
 from execution.attempts import do_transition
 from execution.consumers import AttemptLogConsumer
 from execution.log_writer import attempt_group, wake_attempt_viewers
-from execution.models import Attempt, AttemptStatus, LogRecord
+from execution.models import Attempt, AttemptStatus, LogRecord, Run, RunKind
 from tests.execution.conftest import make_attempt
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -337,3 +337,30 @@ def test_a_status_read_leaves_the_diff_and_the_plan_in_the_database():
     assert status["id"] == attempt.pk and status["status"] == AttemptStatus.QUEUED
     attempt_reads = [q["sql"] for q in queries.captured_queries if 'FROM "execution_attempt"' in q["sql"]]
     assert attempt_reads and not any('"diff"' in sql or '"plan"' in sql for sql in attempt_reads)
+
+
+def test_a_status_read_leaves_the_runs_commands_and_errors_in_the_database():
+    attempt = make_attempt()
+    Run.objects.create(attempt=attempt, kind=RunKind.CUSTOM, title="s", argv=["x" * 100_000], error="e" * 10_000)
+    with CaptureQueriesContext(connection) as queries:
+        status = log_tail._read_status(attempt.pk)
+    assert [(run["title"], run["status"], run["duration"]) for run in status["runs"]] == [("s", "running", None)]
+    run_reads = [q["sql"] for q in queries.captured_queries if 'FROM "execution_run"' in q["sql"]]
+    assert run_reads and not any('"argv"' in sql or '"error"' in sql for sql in run_reads)
+
+
+def test_viewers_are_woken_only_by_changes_they_are_shown(monkeypatch):
+    """A tail reads the status at every wake-up without a seq: the attempt's container, volume and secret dir are
+    not shown, so recording them (a warm claim, a cold start) wakes nobody; its results are, and do."""
+    from execution import pool, runs
+
+    woken: list[int] = []
+    monkeypatch.setattr(runs, "wake_attempt_viewers", lambda attempt_id, **event: woken.append(attempt_id))
+    attempt = make_attempt()
+    runs.do_set_container(attempt=attempt, container_id="c" * 64)
+    runs.do_set_workspace_volume(attempt=attempt, volume="anyon-workspace-x")
+    pool._record(attempt, container_id="d" * 64, workspace_volume="anyon-workspace-pool-x", dir_name="pool-x")
+    attempt.refresh_from_db()
+    assert (attempt.container_id, attempt.secret_dir) == ("d" * 64, "pool-x") and woken == []
+    runs.do_record_results(attempt=attempt, base_commit="a" * 40, head_commit="b" * 40, diff=[], diff_truncated=False)
+    assert woken == [attempt.pk]
