@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 EXIT_WAIT_SECONDS = 30.0
 #: How long after its hand-over a removal may wait for the host's starting attempts; and how often it looks.
 YIELD_AT_MOST_SECONDS = 5.0
-YIELD_CHECK_SECONDS = 0.25
+YIELD_CHECK_SECONDS = 0.5
 
 
 def host_is_starting_attempts() -> bool:

@@ -76,6 +76,8 @@ GH_TOKEN = "ghp_" + "B" * 30 + "enchT0ken1"
 RUNS = int(os.environ.get("ANYON_BENCH_RUNS", "20"))
 #: The warm pool of the "warm" items (the worker restarts with ANYON_POOL_SIZE set to this).
 POOL = int(os.environ.get("ANYON_BENCH_POOL", "10"))
+#: How often the ten-at-once item with a full pool starts its ten attempts.
+BURSTS = int(os.environ.get("ANYON_BENCH_BURSTS", "5"))
 #: Worker processes of the warm items: the same as the other items unless set (10 processes on 2 cores were slower:
 #: they queue on SQLite's write lock and the CPU instead of on the task queue).
 POOL_WORKERS = int(os.environ.get("ANYON_BENCH_POOL_WORKERS", os.environ["ANYON_WORKERS"]))
@@ -584,12 +586,36 @@ def start_latency_warm(platform: Platform, client) -> None:
 
 
 def concurrency_warm(platform: Platform) -> None:
-    """Item 4 with a full warm pool of ``POOL``: 10 attempts started at once, first line of each."""
-    wait_for_pool(POOL)
+    """Item 4 with a full warm pool of ``POOL``: 10 attempts started at once, first line of each; ``BURSTS`` times
+    (the pool refilled in between), since one burst's median moved by a quarter from run to run on this machine.
+    The figure is the median of the bursts' p50s; each burst's p50 is reported too."""
+    bursts = [one_burst(platform, profile=i == 0) for i in range(BURSTS)]
+    emit(
+        "concurrency_10_warm",
+        database=DATABASE,
+        pool=POOL,
+        bursts=BURSTS,
+        all_succeeded=all(b["all_succeeded"] for b in bursts),
+        all_warm=all(b["all_warm"] for b in bursts),
+        one_container_each=all(b["one_container_each"] for b in bursts),
+        containers_removed=all(b["containers_removed"] for b in bursts),
+        containers_removed_within_s=max(b["containers_removed_within_s"] for b in bursts),
+        secret_dirs_left=sum(b["secret_dirs_left"] for b in bursts),
+        p50_s=round(statistics.median(b["p50_s"] for b in bursts), 3),
+        p50_each_s=[b["p50_s"] for b in bursts],
+        max_s=max(b["max_s"] for b in bursts),
+        target_p50_s=1.0,
+        workers=POOL_WORKERS,
+        until_last_first_line_each_s=[b["until_last_first_line_s"] for b in bursts],
+        cpu_s_meanwhile_first_burst=bursts[0]["cpu_s_meanwhile"],
+    )
 
+
+def one_burst(platform: Platform, *, profile: bool) -> dict:
+    wait_for_pool(POOL)
     cpu_before = cpu_times(platform)
     t0_wall = time.time()
-    with profiled_if_asked(platform, "concurrency_10_warm"):
+    with profiled_if_asked(platform, "concurrency_10_warm") if profile else contextlib.nullcontext():
         latencies = asyncio.run(ten_at_once(platform))
     wall = time.time() - t0_wall
     cpu = cpu_used(cpu_before, cpu_times(platform))
@@ -602,7 +628,7 @@ def concurrency_warm(platform: Platform) -> None:
             print(" ", trace(attempt, t0_wall, t0_wall))
     claimed = {a.secret_dir for a in recent}
     left = [p for p in secret_dir.secrets_root().glob("*") if p.name in claimed]
-    # The containers go right after their attempts, in the background (execution/container_removal.py).
+    # The containers go after their attempts, in the background (execution/container_removal.py).
     ended = time.time()
     client = client_of()
     ours = {a.container_id for a in recent}
@@ -612,23 +638,18 @@ def concurrency_warm(platform: Platform) -> None:
         if not present & ours or time.time() - ended > 30:
             break
         time.sleep(0.05)
-    emit(
-        "concurrency_10_warm",
-        database=DATABASE,
-        pool=POOL,
-        all_succeeded=all(a.status == "succeeded" for a in recent),
-        all_warm=all(a.secret_dir.startswith("pool-") for a in recent),
-        one_container_each=len({a.container_id for a in recent}) == 10,
-        containers_removed=not present & ours,
-        containers_removed_within_s=round(time.time() - ended, 2),
-        secret_dirs_left=len(left),
-        p50_s=round(statistics.median(latencies), 3),
-        max_s=round(max(latencies), 3),
-        target_p50_s=1.0,
-        workers=POOL_WORKERS,
-        until_last_first_line_s=round(wall, 2),
-        cpu_s_meanwhile=cpu,
-    )
+    return {
+        "all_succeeded": all(a.status == "succeeded" for a in recent),
+        "all_warm": all(a.secret_dir.startswith("pool-") for a in recent),
+        "one_container_each": len({a.container_id for a in recent}) == 10,
+        "containers_removed": not present & ours,
+        "containers_removed_within_s": round(time.time() - ended, 2),
+        "secret_dirs_left": len(left),
+        "p50_s": round(statistics.median(latencies), 3),
+        "max_s": round(max(latencies), 3),
+        "until_last_first_line_s": round(wall, 2),
+        "cpu_s_meanwhile": cpu,
+    }
 
 
 def cpu_times(platform: Platform) -> dict[int, tuple[str, float]]:
