@@ -658,7 +658,8 @@ def cpu_times(platform: Platform) -> dict[int, tuple[str, float]]:
     tick = os.sysconf("SC_CLK_TCK")
     found = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        # Not init: its children's CPU is that of every orphan it reaped (a removed container's shim), for its life.
+        if not entry.name.isdigit() or entry.name == "1":
             continue
         try:
             stat = (entry / "stat").read_text()
