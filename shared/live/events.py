@@ -41,6 +41,8 @@ def _send(group: str, event: dict) -> None:
         logger.debug("skipping wake-up of %s from inside an event loop", group)
         return
     try:
-        async_to_sync(layer.group_send)(group, event)
+        from_sync = getattr(layer, "group_send_from_sync", None)  # the embedded layer's, without an event loop
+        if from_sync is None or not from_sync(group, event):
+            async_to_sync(layer.group_send)(group, event)
     except Exception:
         logger.debug("wake-up of %s not delivered", group, exc_info=True)

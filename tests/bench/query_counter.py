@@ -1,6 +1,6 @@
 """``make bench``'s count of the web process's queries (the fan-out figure's queries per batch).
 
-Installed only by ``tests/bench/settings.py``. Every database connection the process opens counts its queries:
+Installed only by ``tests/bench/settings.py``, and not in the worker cluster (``qcluster``). Every database connection the process opens counts its queries:
 those that read log records, and all of them. On ``SIGUSR1`` the process writes its counts to
 ``$ANYON_BENCH_QUERY_COUNTS/queries-<pid>.json``; the benchmark signals the web server before and after an item and
 takes the difference.
@@ -12,6 +12,7 @@ import gc
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -64,6 +65,8 @@ class QueryCounter(AppConfig):
     label = "bench_query_counter"
 
     def ready(self) -> None:
+        if "qcluster" in sys.argv:  # the web server's queries are the figure; a worker's counting is only its cost
+            return
         connection_created.connect(_install)
         gc.callbacks.append(_gc)
         if os.environ.get("ANYON_BENCH_QUERY_COUNTS") and threading.current_thread() is threading.main_thread():

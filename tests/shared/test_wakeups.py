@@ -200,6 +200,43 @@ def test_group_send_is_delivered_locally_once_not_echoed_back(wake_dir):
     assert list(wake_dir.glob(f"{TOPIC}.*.sock"))  # it listens (and skipped its own socket when sending)
 
 
+def test_a_wake_up_from_a_thread_without_an_event_loop_makes_none(wake_dir, monkeypatch):
+    """An action's on-commit wake-up runs in a plain thread (a worker, a view's thread): it reaches this process's
+    members on their own loop and the other processes' listeners, without an event loop of its own (asgiref's
+    ``async_to_sync`` made a thread and a loop per wake-up)."""
+    from shared.live import events
+
+    def no_event_loop_please(*args, **kwargs):
+        raise AssertionError("async_to_sync was used")
+
+    monkeypatch.setattr(events, "async_to_sync", no_event_loop_please)
+    layer = HostChannelLayer()
+    monkeypatch.setattr(events, "get_channel_layer", lambda: layer)
+    other = wakeups.listen(TOPIC)  # another process's listener
+    try:
+
+        async def scenario() -> dict:
+            channel = await layer.new_channel()
+            await layer.group_add("attempt.8", channel)
+            await asyncio.to_thread(events._send, "attempt.8", {"type": "attempt.changed", "seq": 3})  # on commit
+            return await asyncio.wait_for(layer.receive(channel), timeout=5)
+
+        assert asyncio.run(scenario()) == {"type": "attempt.changed", "seq": 3}
+        assert [json.loads(d) for d in received_within(other)] == [["attempt.8", {"type": "attempt.changed", "seq": 3}]]
+    finally:
+        other.close()
+
+
+def test_a_process_without_members_only_sends_the_datagram(wake_dir):
+    layer = HostChannelLayer()  # a worker's: it never joined a group
+    other = wakeups.listen(TOPIC)
+    try:
+        assert layer.group_send_from_sync("settings.2", {"type": "settings.changed"})
+        assert [json.loads(d) for d in received_within(other)] == [["settings.2", {"type": "settings.changed"}]]
+    finally:
+        other.close()
+
+
 # --- end to end: a queued task and a live viewer, with 30 s polls ---------------------------------------------
 def test_queueing_a_task_wakes_the_idle_worker_at_once(worker_factory, wake_dir):
     from django_q.tasks import async_task, result
