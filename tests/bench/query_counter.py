@@ -1,9 +1,9 @@
 """``make bench``'s count of the web process's queries (the fan-out figure's queries per batch).
 
-Installed only by ``tests/bench/settings.py``, and not in the worker cluster (``qcluster``). Every database connection the process opens counts its queries:
-those that read log records, and all of them. On ``SIGUSR1`` the process writes its counts to
-``$ANYON_BENCH_QUERY_COUNTS/queries-<pid>.json``; the benchmark signals the web server before and after an item and
-takes the difference.
+Installed only by ``tests/bench/settings.py``, and not in the worker cluster (``qcluster``). Every database
+connection the process opens counts its queries: those that read log records, and all of them. On ``SIGUSR1`` the
+process writes its counts to ``$ANYON_BENCH_QUERY_COUNTS/queries-<pid>.json``; the benchmark signals the web server
+before and after an item and takes the difference.
 """
 
 from __future__ import annotations
