@@ -10,6 +10,7 @@ An attempt's first session runs its plan; a job's session (follow-up, pull reque
 from __future__ import annotations
 
 import logging
+import time
 
 from django.conf import settings
 
@@ -70,7 +71,7 @@ class AttemptSession:
         self.masker = Masker()
         self.container_id = ""
         self.claude_secret_id: int | None = None
-        self._last_heartbeat = 0.0
+        self._last_heartbeat = time.monotonic()  # the pick-up wrote the first (entry.run_attempt)
         self._last_cancel_check = 0.0
         self._last_egress_check = 0.0
         self.sealed = sealed_mode()
@@ -230,6 +231,7 @@ class AttemptSession:
         return self._engine.unreachable() if self._engine is not None else ""
 
     def _cancel_requested(self) -> bool:
+        self._last_cancel_check = time.monotonic()  # a step starts with a look: its stream's first is not due yet
         if self.job is not None:
             return AttemptJob.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
         return Attempt.objects.filter(pk=self.attempt.pk, cancel_requested=True).exists()
@@ -381,8 +383,6 @@ class AttemptSession:
             self._log_blocks()
             if not self.egress.alive():
                 return StopReason.EGRESS_DOWN
-        if now - self._last_cancel_check >= CANCEL_CHECK_SECONDS:
-            self._last_cancel_check = now
-            if self._cancel_requested():
-                return StopReason.CANCELLED
+        if now - self._last_cancel_check >= CANCEL_CHECK_SECONDS and self._cancel_requested():
+            return StopReason.CANCELLED
         return None

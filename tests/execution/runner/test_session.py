@@ -184,3 +184,29 @@ def test_a_token_in_the_agents_result_is_masked_before_any_cut_and_in_every_stor
     ):
         assert token[:12] not in stored and claude_token[:16] not in stored, stored[-200:]
     assert "***" in text_of
+
+
+def test_a_short_session_neither_heartbeats_nor_looks_for_a_cancel_twice_in_a_row(alice, claude_token, monkeypatch):
+    """The pick-up wrote the attempt's first heartbeat, and each step starts with a look for a cancel: the step's
+    stream does not repeat either at once (each was a write or a query per step, with ten attempts at once)."""
+    from execution.runner import session as session_module
+
+    heartbeats, looks = [], []
+    monkeypatch.setattr(session_module, "do_heartbeat", lambda *, attempt: heartbeats.append(attempt.pk))
+    looking = AttemptSession._cancel_requested
+
+    def counted(self) -> bool:
+        looks.append(self.attempt.pk)
+        return looking(self)
+
+    monkeypatch.setattr(AttemptSession, "_cancel_requested", counted)
+    status, _ = run(alice, FakeEngine(), [step("echo", "one"), step("echo", "two")])
+    assert status == AttemptStatus.SUCCEEDED
+    assert heartbeats == [] and len(looks) == 2  # one before each step
+
+    # A step running longer than the heartbeat interval heartbeats, and looks for a cancel, while it runs.
+    monkeypatch.setattr(session_module, "HEARTBEAT_SECONDS", 0.1)
+    slow = ScriptedExec([("stdout", b"tick\n")] * 6, delay=0.1)
+    status, attempt = run(alice, FakeEngine(lambda argv: slow if argv[-1] == "slow" else None), [step("slow")])
+    assert status == AttemptStatus.SUCCEEDED and heartbeats and set(heartbeats) == {attempt.pk}
+    assert looks.count(attempt.pk) >= 3
