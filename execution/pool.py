@@ -39,6 +39,7 @@ from django.utils import timezone
 from execution import egress, secret_dir, selectors
 from execution.containers import container_spec, home_volume
 from execution.models import Attempt, PoolContainer
+from execution.runs import do_set_warm_container
 from shared.docker.engine import DockerEngine
 from shared.tempdir import ensure_temp_dir
 
@@ -171,25 +172,19 @@ def do_claim_warm_container(*, attempt: Attempt, engine: DockerEngine) -> PoolCo
                 return None
             if not PoolContainer.objects.filter(pk=row.pk).delete()[0]:
                 continue  # another worker took it between the read and the delete (SQLite has no row locks)
-            _record(
-                attempt, container_id=row.container_id, workspace_volume=row.workspace_volume, dir_name=row.secret_dir
+            do_set_warm_container(
+                attempt=attempt,
+                container_id=row.container_id,
+                workspace_volume=row.workspace_volume,
+                dir_name=row.secret_dir,
             )
         request_refill()
         if engine.is_running(row.container_id):
             return row
         logger.warning("warm container %s was not running: discarded", row.name)
         _discard(engine, container_id=row.container_id, volume=row.workspace_volume, dir_name=row.secret_dir)
-        _record(attempt, container_id="", workspace_volume="", dir_name="")
+        do_set_warm_container(attempt=attempt, container_id="", workspace_volume="", dir_name="")
     return None
-
-
-def _record(attempt: Attempt, *, container_id: str, workspace_volume: str, dir_name: str) -> None:
-    """No viewer is woken: none of these fields is shown live (``selectors.SNAPSHOT_FIELDS``)."""
-    fields = {"container_id": container_id, "workspace_volume": workspace_volume, "secret_dir": dir_name}
-    with transaction.atomic():
-        Attempt.objects.filter(pk=attempt.pk).update(**fields)
-    for key, value in fields.items():
-        setattr(attempt, key, value)
 
 
 def _host_file(suffix: str) -> Path:
@@ -256,10 +251,9 @@ def refill_pool(engine: DockerEngine | None = None) -> str:
     """The background task: replace what is stale, then fill up to ``ANYON_POOL_SIZE``. Returns what it did.
 
     It yields to attempts: while one waits for a worker or provisions, it makes no more containers and lets its
-    worker go. A warm
-    container only saves an attempt its container's start, and making one costs the engine the same, so filling
-    the pool while attempts queue (with ten started at once, a refill queued by the first claim came before the
-    later attempts) only delays them. The claim of the attempt that waited queues the next refill."""
+    worker go. A warm container only saves an attempt its container's start, and making one costs the engine the
+    same, so filling the pool while attempts queue (with ten started at once, a refill queued by the first claim
+    came before the later attempts) only delays them. The claim of the attempt that waited queues the next refill."""
     _host_file("refill-queued").unlink(missing_ok=True)  # a claim from now on queues the next refill
     engine = engine or DockerEngine()
     made = retired = 0

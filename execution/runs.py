@@ -31,6 +31,11 @@ def do_set_container(*, attempt: Attempt, container_id: str) -> None:
     _update_attempt(attempt, container_id=container_id)
 
 
+def do_set_warm_container(*, attempt: Attempt, container_id: str, workspace_volume: str, dir_name: str) -> None:
+    """A warm container of the pool is the attempt's (or, all empty, no longer: it was not running)."""
+    _update_attempt(attempt, container_id=container_id, workspace_volume=workspace_volume, secret_dir=dir_name)
+
+
 def do_set_workspace_volume(*, attempt: Attempt, volume: str) -> None:
     """The attempt's workspace volume (``""`` once it has been removed)."""
     _update_attempt(attempt, workspace_volume=volume)

@@ -352,14 +352,16 @@ def test_a_status_read_leaves_the_runs_commands_and_errors_in_the_database():
 def test_viewers_are_woken_only_by_changes_they_are_shown(monkeypatch):
     """A tail reads the status at every wake-up without a seq: the attempt's container, volume and secret dir are
     not shown, so recording them (a warm claim, a cold start) wakes nobody; its results are, and do."""
-    from execution import pool, runs
+    from execution import runs
 
     woken: list[int] = []
     monkeypatch.setattr(runs, "wake_attempt_viewers", lambda attempt_id, **event: woken.append(attempt_id))
     attempt = make_attempt()
     runs.do_set_container(attempt=attempt, container_id="c" * 64)
     runs.do_set_workspace_volume(attempt=attempt, volume="anyon-workspace-x")
-    pool._record(attempt, container_id="d" * 64, workspace_volume="anyon-workspace-pool-x", dir_name="pool-x")
+    runs.do_set_warm_container(
+        attempt=attempt, container_id="d" * 64, workspace_volume="anyon-workspace-pool-x", dir_name="pool-x"
+    )
     attempt.refresh_from_db()
     assert (attempt.container_id, attempt.secret_dir) == ("d" * 64, "pool-x") and woken == []
     runs.do_record_results(attempt=attempt, base_commit="a" * 40, head_commit="b" * 40, diff=[], diff_truncated=False)
