@@ -255,6 +255,12 @@ ANYON_CONTAINER_GID = env.int("ANYON_CONTAINER_GID", default=61000)
 ANYON_CONTAINER_MEMORY = env.str("ANYON_CONTAINER_MEMORY", default="4g")
 ANYON_CONTAINER_CPUS = env.float("ANYON_CONTAINER_CPUS", default=2.0)
 ANYON_CONTAINER_PIDS = env.int("ANYON_CONTAINER_PIDS", default=1024)
+#: anyon: the allowlist of shared/docker/seccomp.py (native ABI only); engine: the Docker engine's default profile.
+ANYON_CONTAINER_SECCOMP = env.str("ANYON_CONTAINER_SECCOMP", default="anyon")
+if ANYON_CONTAINER_SECCOMP not in ("anyon", "engine"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"ANYON_CONTAINER_SECCOMP must be anyon or engine, not {ANYON_CONTAINER_SECCOMP!r}")
 #: Extra, non-secret environment of every attempt container (e.g. HTTPS_PROXY in mounted mode).
 ANYON_CONTAINER_ENV = env.dict("ANYON_CONTAINER_ENV", default={})
 _secretish = [k for k in ANYON_CONTAINER_ENV if re.search(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL", k, re.I)]

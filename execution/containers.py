@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from execution.runs import do_set_workspace_volume
 from execution.steps import WORKSPACE
+from shared.docker import seccomp
 from shared.docker.engine import ContainerSpec, DockerEngine
 
 HOME = "/home/anyon"
@@ -51,6 +52,11 @@ def mounted_environment() -> dict[str, str]:
     return {"ANTHROPIC_BASE_URL": settings.ANYON_ANTHROPIC_API_URL}
 
 
+def seccomp_profile() -> str | None:
+    """The profile attempt containers get (``ANYON_CONTAINER_SECCOMP``); None: the engine's default."""
+    return seccomp.profile_json() if settings.ANYON_CONTAINER_SECCOMP == "anyon" else None
+
+
 def container_spec(
     *, name: str, labels: dict[str, str], volume: str, secret_dir: Path, sealed_environment: dict[str, str] | None
 ) -> ContainerSpec:
@@ -75,6 +81,7 @@ def container_spec(
         mem_limit=settings.ANYON_CONTAINER_MEMORY,
         nano_cpus=int(settings.ANYON_CONTAINER_CPUS * 1e9),
         pids_limit=settings.ANYON_CONTAINER_PIDS,
+        seccomp_profile=seccomp_profile(),
     )
     if sealed_environment is not None:  # the bridge comes up while the worker gets ready for the first step
         spec.command = ["anyon-egress-bridge", "--no-wait", "sleep", "infinity"]

@@ -37,7 +37,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from execution import egress, secret_dir, selectors
-from execution.containers import container_spec, home_volume
+from execution.containers import container_spec, home_volume, seccomp_profile
 from execution.models import Attempt, PoolContainer
 from execution.runs import do_set_warm_container
 from shared.docker.engine import DockerEngine
@@ -73,6 +73,7 @@ def fingerprint(engine: DockerEngine) -> str:
         settings.ANYON_CONTAINER_MEMORY,
         settings.ANYON_CONTAINER_CPUS,
         settings.ANYON_CONTAINER_PIDS,
+        seccomp_profile() or "engine default",
         settings.ANYON_CONTAINER_UID,
         settings.ANYON_CONTAINER_GID,
         sorted(settings.ANYON_CONTAINER_ENV.items()),

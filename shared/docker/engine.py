@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 HARDENING = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
 
 
+def security_options(seccomp_profile: str | None) -> list[str]:
+    return HARDENING["security_opt"] + ([f"seccomp={seccomp_profile}"] if seccomp_profile else [])
+
+
 class EngineError(Exception):
     """The engine could not do what was asked; the message says what and how to fix it."""
 
@@ -53,6 +57,8 @@ class ContainerSpec:
     pids_limit: int | None = None
     #: What the container runs: idle by default; a sealed container starts its egress bridge first.
     command: list[str] = field(default_factory=lambda: ["sleep", "infinity"])
+    #: The seccomp profile (JSON, ``shared.docker.seccomp``); None keeps the engine's default.
+    seccomp_profile: str | None = None
 
 
 class DockerEngine:
@@ -104,7 +110,8 @@ class DockerEngine:
                 network_mode=spec.network_mode,
                 detach=True,
                 init=True,
-                **HARDENING,
+                cap_drop=HARDENING["cap_drop"],
+                security_opt=security_options(spec.seccomp_profile),
                 mem_limit=spec.mem_limit,
                 memswap_limit=spec.mem_limit,
                 nano_cpus=spec.nano_cpus,

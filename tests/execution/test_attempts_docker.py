@@ -19,6 +19,7 @@ from execution.containers import container_name, home_volume
 from execution.models import Attempt, AttemptStatus, LogRecord, RunStatus
 from execution.runner import run_attempt
 from execution.steps import AGENT_ARGV
+from shared.docker import seccomp
 from shared.models import Alert
 from tests.execution.conftest import custom, in_background, logs, when, when_step_runs
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
@@ -266,6 +267,7 @@ def test_container_is_hardened_and_labelled(world, docker_client):
     run_attempt(attempt.pk)
     host = seen["HostConfig"]
     assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+    assert f"seccomp={seccomp.profile_json()}" in host["SecurityOpt"]  # ours, not the engine's default
     assert host["PidsLimit"] > 0 and host["Memory"] > 0 and host["NanoCpus"] > 0 and host["Init"] is True
     assert seen["Config"]["User"] == str(django_settings.ANYON_CONTAINER_UID)
     labels = seen["Config"]["Labels"]

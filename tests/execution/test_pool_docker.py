@@ -14,6 +14,7 @@ from execution.cleanup import sweep_containers, sweep_pool, sweep_secret_dirs
 from execution.container_removal import wait_for_removals
 from execution.models import Attempt, AttemptStatus, JobStatus, PoolContainer
 from execution.runner import run_attempt, run_job
+from shared.docker import seccomp
 from tests.execution.conftest import custom, logs
 from tests.execution.test_sealed_docker import repo, sealed  # noqa: F401  (fixtures)
 from tests.fakes.anthropic_api import TextReply
@@ -58,6 +59,7 @@ def test_a_claimed_container_is_hardened_clean_used_once_and_removed(world, warm
     info = docker_client.api.inspect_container(rows[0].container_id)
     assert info["State"]["Running"]
     assert info["HostConfig"]["CapDrop"] == ["ALL"] and "no-new-privileges" in info["HostConfig"]["SecurityOpt"]
+    assert f"seccomp={seccomp.profile_json()}" in info["HostConfig"]["SecurityOpt"]
     assert info["Config"]["User"] == str(settings.ANYON_CONTAINER_UID)
     assert info["Config"]["Image"] == settings.ANYON_CLOUD_IMAGE
     assert "anyon.attempt" not in info["Config"]["Labels"] and "anyon.owner" not in info["Config"]["Labels"]
