@@ -26,6 +26,7 @@ from anyon.health.docker import (
     check_docker_hosts,
     check_docker_version,
     check_runtime_image,
+    check_seccomp,
 )
 from anyon.health.services import (
     PYTHON_SUPPORTED,
@@ -62,6 +63,7 @@ __all__ = [
     "check_migrations",
     "check_python",
     "check_runtime_image",
+    "check_seccomp",
     "check_secret_key",
     "check_temp_dir",
     "check_wakeups",
@@ -82,6 +84,7 @@ DOCTOR_CHECKS: list[Callable[[], Check]] = [
     check_container_uid,
     check_docker,
     check_docker_version,
+    check_seccomp,
     check_disk,
     check_runtime_image,
     check_claude_cli,

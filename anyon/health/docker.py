@@ -67,6 +67,32 @@ def check_docker_version(timeout: int = 3) -> Check:
     return Check(name, OK, f"Docker {engine}, API {api} (needs API {MIN_DOCKER_API} or later)")
 
 
+#: Engine architectures (Go's names) whose system call ABI Anyon's seccomp profile is written for.
+SECCOMP_ARCHES = ("amd64", "arm64")
+
+
+def check_seccomp(timeout: int = 3) -> Check:
+    """Anyon's profile (shared/docker/seccomp.py) names no architecture, so it applies to the engine's own; its rules
+    (``clone``'s flags are its first argument) hold on x86_64 and aarch64 only."""
+    from shared.docker.client import get_docker_client
+
+    name = "container seccomp profile"
+    if settings.ANYON_CONTAINER_SECCOMP == "engine":
+        return Check(name, OK, "the engine's default profile (ANYON_CONTAINER_SECCOMP=engine): 32-bit calls admitted")
+    try:
+        arch = get_docker_client(timeout=timeout).version().get("Arch", "?")
+    except Exception as exc:
+        return Check(name, FAIL, f"cannot ask the engine ({type(exc).__name__})", "fix the engine first")
+    if arch not in SECCOMP_ARCHES:
+        return Check(
+            name,
+            FAIL,
+            f"Anyon's profile is written for amd64 and arm64 engines; this engine is {arch}",
+            "set ANYON_CONTAINER_SECCOMP=engine (the engine's default profile)",
+        )
+    return Check(name, OK, f"Anyon's allowlist, the {arch} ABI only")
+
+
 def _docker_root_dir(timeout: int) -> Path | None:
     """Docker's data root when the engine runs on this machine (a local socket), else None."""
     if settings.DOCKER_HOST and not settings.DOCKER_HOST.startswith("unix://"):

@@ -9,7 +9,7 @@ import logging
 import docker
 from django.conf import settings
 
-from execution.containers import HOME, home_volume, labels_for
+from execution.containers import HOME, home_volume, labels_for, seccomp_profile
 from execution.models import Attempt
 from shared.docker.engine import DockerEngine, EngineError
 from shared.masking import Masker
@@ -55,6 +55,7 @@ def scrub_session_history(*, engine: DockerEngine, attempt: Attempt, container_i
                 user=user,
                 labels=labels_for(attempt),
                 stdin=values,
+                seccomp_profile=seccomp_profile(),  # it reads what the agent wrote: hardened like the agent's
             )
     except Exception as exc:  # EngineError, or the engine gone mid-call: say so, never skip the cleanup
         code, out = None, str(exc)

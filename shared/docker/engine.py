@@ -145,9 +145,11 @@ class DockerEngine:
         labels: dict[str, str],
         stdin: bytes,
         timeout: int = 120,
+        seccomp_profile: str | None = None,
     ) -> tuple[int | None, str]:
         """Run ``argv`` in a throw-away hardened container without network, ``stdin`` on its standard input; return
-        its exit code and standard output. The container is removed whatever happens."""
+        its exit code and standard output. The container is removed whatever happens. ``seccomp_profile`` as for
+        :class:`ContainerSpec`."""
         container = None
         try:
             container = self.client.containers.create(
@@ -158,7 +160,8 @@ class DockerEngine:
                 labels=labels,
                 network_mode="none",
                 stdin_open=True,
-                **HARDENING,
+                cap_drop=HARDENING["cap_drop"],
+                security_opt=security_options(seccomp_profile),
             )
             sock = self.api.attach_socket(container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             container.start()

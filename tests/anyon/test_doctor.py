@@ -38,6 +38,7 @@ def test_doctor_json_lists_every_check(settings, tmp_path, capsys):
         "container uid",
         "docker engine",
         "docker version",
+        "container seccomp profile",
         "disk",
         "runtime image",
         "claude code",

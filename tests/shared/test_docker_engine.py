@@ -79,3 +79,27 @@ def test_volume_sizes_measure_what_a_container_wrote(docker_client, base_image, 
         if writer is not None:
             writer.remove(force=True)  # the volume is in use until its container is gone
         engine.remove_volume(name)
+
+
+AF_ALG_PROBE = [
+    "python3",
+    "-c",
+    "import errno, socket\ntry:\n    socket.socket(38, socket.SOCK_SEQPACKET)\n    print('ok')\n"
+    "except OSError as exc:\n    print(errno.errorcode[exc.errno])",
+]
+
+
+@pytest.mark.docker
+def test_a_helper_container_gets_the_seccomp_profile_it_is_given(docker_client, runtime_image):
+    """The session-history scrub's throw-away container reads what the agent wrote: it runs under Anyon's profile
+    (execution/runner/history.py), which refuses an AF_ALG socket that the engine's default lets the kernel answer."""
+    from shared.docker import seccomp
+    from shared.docker.engine import DockerEngine
+
+    engine = DockerEngine(docker_client)
+    once = {"mounts": [], "user": "65534", "labels": {"anyon.test": "helper"}, "stdin": b""}
+    assert engine.run_once(runtime_image, AF_ALG_PROBE, **once) in ((0, "ok\n"), (0, "EAFNOSUPPORT\n"))
+    assert engine.run_once(runtime_image, AF_ALG_PROBE, seccomp_profile=seccomp.profile_json(), **once) == (
+        0,
+        "EPERM\n",
+    )

@@ -42,6 +42,23 @@ def test_docker_version_check_refuses_an_engine_older_than_20_10(engine):
     assert check.failed and check.fix == "fix the engine first"
 
 
+def test_seccomp_check_refuses_anyons_profile_on_an_engine_it_is_not_written_for(engine, settings):
+    from anyon import health
+
+    engine(version={"Arch": "amd64"})
+    check = health.check_seccomp()
+    assert check.status == health.OK and "amd64 ABI only" in check.detail
+    engine(version={"Arch": "s390x"})
+    check = health.check_seccomp()
+    assert check.failed and "this engine is s390x" in check.detail
+    assert check.fix == "set ANYON_CONTAINER_SECCOMP=engine (the engine's default profile)"
+    settings.ANYON_CONTAINER_SECCOMP = "engine"
+    assert health.check_seccomp().status == health.OK  # the engine's own profile fits any engine
+    settings.ANYON_CONTAINER_SECCOMP = "anyon"
+    engine(version=None)
+    assert health.check_seccomp().fix == "fix the engine first"
+
+
 def test_disk_check_measures_the_data_dir_and_a_local_docker_root(engine, settings, tmp_path, monkeypatch):
     from anyon import health
     from anyon.health import docker
