@@ -14,7 +14,6 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 
 from execution import log_tail, selectors
-from execution.models import Attempt
 from shared.live.consumer import JsonConsumer
 
 
@@ -29,9 +28,7 @@ class AttemptLogConsumer(JsonConsumer):
             await self.close(code=4401)
             return
         self.attempt_id = int(self.scope["url_route"]["kwargs"]["attempt_id"])
-        try:
-            await database_sync_to_async(selectors.attempt_for)(user=user, attempt_id=self.attempt_id)
-        except Attempt.DoesNotExist:
+        if not await database_sync_to_async(selectors.may_view_attempt)(user=user, attempt_id=self.attempt_id):
             await self.close(code=4404)  # also for another user's attempt: nothing reveals that it exists
             return
         query = parse_qs(self.scope.get("query_string", b"").decode(errors="replace"))

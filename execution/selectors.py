@@ -16,12 +16,20 @@ def task_for(*, user, task_id: int) -> Task:
     return Task.objects.get(pk=task_id, owner=user)
 
 
+def _viewable_by(user):
+    """The attempts ``user`` may see: their own; staff every attempt."""
+    return Attempt.objects.all() if user.is_staff else Attempt.objects.filter(task__owner=user)
+
+
 def attempt_for(*, user, attempt_id: int) -> Attempt:
     """The attempt if ``user`` owns it (staff may see every attempt); else ``Attempt.DoesNotExist``."""
-    attempts = Attempt.objects.select_related("task", "task__owner")
-    if not user.is_staff:
-        attempts = attempts.filter(task__owner=user)
-    return attempts.get(pk=attempt_id)
+    return _viewable_by(user).select_related("task", "task__owner").get(pk=attempt_id)
+
+
+def may_view_attempt(*, user, attempt_id: int) -> bool:
+    """Whether ``attempt_for`` would find it, without reading the row: a live viewer's connect asks only this (the
+    attempt's diff and its task's prompt can be megabytes)."""
+    return _viewable_by(user).filter(pk=attempt_id).exists()
 
 
 def egress_block_count(*, attempt: Attempt) -> int:

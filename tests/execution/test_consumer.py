@@ -9,6 +9,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 
 from anyon.asgi import application
+from execution import selectors
 from execution.attempts import do_transition
 from execution.consumers import AttemptLogConsumer
 from execution.log_writer import LogWriter
@@ -100,6 +101,34 @@ async def test_unauthenticated_and_other_users_are_refused():
         assert not connected and close_code == code
     staff = await database_sync_to_async(User.objects.create_user)("ops", password="pw long enough 3", is_staff=True)
     comm = communicator(staff, attempt.pk)
+    connected, _ = await comm.connect()
+    assert connected
+    await comm.disconnect()
+
+
+def test_a_viewer_connects_without_reading_the_attempts_diff_or_prompt():
+    """The connect asks only whether the attempt may be watched: a finished attempt's diff (up to megabytes of
+    patches) and its task's prompt are not read and decoded for every viewer."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    owner, attempt = make_user_attempt()
+    with CaptureQueriesContext(connection) as queries:
+        assert selectors.may_view_attempt(user=owner, attempt_id=attempt.pk)
+    (query,) = queries.captured_queries
+    assert '"diff"' not in query["sql"] and '"prompt"' not in query["sql"] and "LIMIT 1" in query["sql"]
+    # No such attempt: the same answer as another user's (test_unauthenticated_and_other_users_are_refused).
+    assert not selectors.may_view_attempt(user=owner, attempt_id=attempt.pk + 1000)
+
+
+async def test_the_connect_does_not_load_the_attempt(monkeypatch):
+    owner, attempt = await database_sync_to_async(make_user_attempt)()
+
+    def whole_row(**_):
+        raise AssertionError("the connect loaded the whole attempt")
+
+    monkeypatch.setattr(selectors, "attempt_for", whole_row)
+    comm = communicator(owner, attempt.pk)
     connected, _ = await comm.connect()
     assert connected
     await comm.disconnect()
