@@ -368,6 +368,12 @@ def memory(platform: Platform) -> None:
     )
 
 
+def wait_until_no_attempt_is_active(timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while Attempt.objects.filter(status__in=["queued", "provisioning", "running"]).exists() and time.time() < deadline:
+        time.sleep(0.2)
+
+
 async def ten_at_once(platform: Platform) -> list[float]:
     """Ten attempts started together; each one's time to its first line at a viewer."""
 
@@ -381,9 +387,7 @@ async def ten_at_once(platform: Platform) -> list[float]:
 
 def concurrency(platform: Platform, single_p50: float) -> None:
     latencies = asyncio.run(ten_at_once(platform))
-    deadline = time.time() + 120
-    while Attempt.objects.filter(status__in=["queued", "provisioning", "running"]).exists() and time.time() < deadline:
-        time.sleep(0.2)
+    wait_until_no_attempt_is_active()
     recent = Attempt.objects.order_by("-id")[:10]
     left = list(secret_dir.secrets_root().glob("*")) if secret_dir.secrets_root().exists() else []
     emit(
@@ -619,9 +623,7 @@ def one_burst(platform: Platform, *, profile: bool) -> dict:
         latencies = asyncio.run(ten_at_once(platform))
     wall = time.time() - t0_wall
     cpu = cpu_used(cpu_before, cpu_times(platform))
-    deadline = time.time() + 120
-    while Attempt.objects.filter(status__in=["queued", "provisioning", "running"]).exists() and time.time() < deadline:
-        time.sleep(0.2)
+    wait_until_no_attempt_is_active()
     recent = list(Attempt.objects.order_by("-id")[:10])
     if os.environ.get("ANYON_BENCH_TRACE"):
         for attempt in sorted(recent, key=lambda a: a.started_at):
