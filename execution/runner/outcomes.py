@@ -9,6 +9,7 @@ from django.conf import settings
 
 from execution.claude_events import AgentOutcome
 from execution.models import AttemptStatus, RunStatus
+from execution.runner.step_report import Commits
 from execution.steps import StopReason
 
 #: What Claude Code says when the credential is refused (e.g. "Invalid API key · Please run /login").
@@ -56,6 +57,8 @@ class ExecEnd:
     failure: str = ""
     container_gone: bool = False
     agent: AgentOutcome | None = None
+    #: The workspace's commits, when the exec was asked to report them and did (execution/runner/step_report.py).
+    commits: Commits | None = None
 
 
 def step_outcome(end: ExecEnd) -> StepOutcome:

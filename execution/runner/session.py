@@ -25,13 +25,14 @@ from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobSta
 from execution.pool import do_claim_warm_container
 from execution.prompts import printable
 from execution.pull_requests import PullRequestError, open_pull_request
-from execution.runner import push_guard
+from execution.runner import push_guard, step_report
 from execution.runner.credentials import collect_credentials
 from execution.runner.history import scrub_session_history
 from execution.runner.outcomes import ExecEnd, StepOutcome, Stop, is_auth_failure, step_outcome
 from execution.runner.sealing import SealedEgress
+from execution.runner.step_report import Commits
 from execution.runner.stream import ExecStream
-from execution.runner.workspace import WorkspaceGit
+from execution.runner.workspace import WorkspaceGit, base_branch_to_read
 from execution.runs import (
     do_finish_job,
     do_finish_run,
@@ -77,6 +78,7 @@ class AttemptSession:
         self.sealed = sealed_mode()
         self.egress: SealedEgress | None = None  # set once the session's sockets are open on the egress proxy
         self._bridge_ready = False  # the container's egress listeners were seen up (by the session's first exec)
+        self._reported: Commits | None = None  # the workspace's commits as the latest exec reported them
 
     def __enter__(self) -> AttemptSession:
         return self
@@ -193,10 +195,10 @@ class AttemptSession:
             how = "warm from the pool" if warm is not None else "started"
             self.say(f"Container {self.container_id[:12]} {how}; {len(steps)} step(s)")
             final = AttemptStatus.SUCCEEDED
-            for step in steps:
+            for index, step in enumerate(steps):
                 if self._cancel_requested():
                     raise Stop(AttemptStatus.CANCELLED, "Cancelled by the user.")
-                outcome = self.run_step(step)
+                outcome = self.run_step(step, last=index == len(steps) - 1)
                 if outcome.status != RunStatus.SUCCEEDED:
                     final, error = outcome.attempt_status, outcome.error
                     break
@@ -237,7 +239,8 @@ class AttemptSession:
         return Attempt.objects.filter(pk=self.attempt.pk, cancel_requested=True).exists()
 
     def _record_results(self) -> None:
-        results = WorkspaceGit(self.engine, self.container_id).results(self.attempt, self.masker)
+        git = WorkspaceGit(self.engine, self.container_id)
+        results = git.results(self.attempt, self.masker, reported=self._reported)
         if results is not None:
             do_record_results(
                 attempt=self.attempt,
@@ -277,19 +280,22 @@ class AttemptSession:
             remove_after_session(self.engine, self.container_id)
 
     # --- one step ----------------------------------------------------------------------------------------------
-    def run_step(self, step: Step) -> StepOutcome:
-        """The step; after an agent step that succeeded, a commit of what it changed. A push is checked first."""
+    def run_step(self, step: Step, *, last: bool = False) -> StepOutcome:
+        """The step; after an agent step that succeeded, a commit of what it changed. A push is checked first. The
+        session's ``last`` exec reports the workspace's commits as it ends (execution/runner/step_report.py)."""
         if step.pushes:
-            return self._push(step)
+            return self._push(step, last=last)
         git = WorkspaceGit(self.engine, self.container_id)
         commit_before = git.head() if step.is_agent else ""
-        outcome, run = self._exec_step(step)
+        outcome, run = self._exec_step(step, report=last)
         if step.is_agent and outcome.status == RunStatus.SUCCEEDED and commit_before:
-            outcome, _ = self._exec_step(self._commit_step())
-            do_record_run_commits(run=run, commit_before=commit_before, commit_after=git.head())
+            outcome, _ = self._exec_step(self._commit_step(), report=last)
+            reported = self._reported
+            commit_after = reported.head if reported is not None and reported.repository else git.head()
+            do_record_run_commits(run=run, commit_before=commit_before, commit_after=commit_after)
         return outcome
 
-    def _push(self, step: Step) -> StepOutcome:
+    def _push(self, step: Step, *, last: bool) -> StepOutcome:
         reason = push_guard.refusal(engine=self.engine, container_id=self.container_id, masker=self.masker)
         if reason:
             self.say(reason)
@@ -301,9 +307,9 @@ class AttemptSession:
             )
             return StepOutcome(RunStatus.FAILED, reason)
         if self.egress is None:
-            return self._exec_step(step)[0]
+            return self._exec_step(step, report=last)[0]
         with self.egress.pushing():
-            return self._exec_step(step)[0]
+            return self._exec_step(step, report=last)[0]
 
     def _log_blocks(self) -> None:
         for line in self.egress.block_lines():
@@ -314,11 +320,19 @@ class AttemptSession:
         message = title if self.job is None else f"{title}: follow-up\n\n{printable(self.job.prompt[:2000])}"
         return commit_step(message=message, login=github_account_login(owner=self.owner) or self.owner.get_username())
 
-    def _exec_step(self, step: Step) -> tuple[StepOutcome, Run]:
+    def _exec_step(self, step: Step, *, report: bool = False) -> tuple[StepOutcome, Run]:
+        """``report``: the exec also reports the workspace's commits at its end (never an agent's: its output is
+        events)."""
+        self._reported = None
         argv = ["anyon-exec", *step.argv]
         if self.egress is not None and not self._bridge_ready:  # the first exec waits for the listeners, no later one
             argv, self._bridge_ready = ["anyon-egress-bridge", *argv], True
         run = do_start_run(attempt=self.attempt, job=self.job, step=step, argv=argv)
+        catcher, executed = None, argv
+        if report and not step.is_agent:
+            nonce = step_report.new_nonce()
+            catcher = step_report.ReportCatcher(nonce)
+            executed = step_report.reporting(argv, nonce=nonce, base_branch=base_branch_to_read(self.attempt))
         stdin = self.attempt.task.prompt if step.stdin_from == STDIN_FROM_TASK_PROMPT else step.stdin
         shown = f"$ {' '.join(step.argv)[:500]}"
         if stdin is not None:
@@ -332,8 +346,14 @@ class AttemptSession:
             environment=self.egress.environment if self.egress else None,  # a warm sealed container lacks them
         )
         end = stream.run(
-            run, argv, agent=step.is_agent, stdin=stdin.encode() if stdin is not None else None, control=self._control
+            run,
+            executed,
+            agent=step.is_agent,
+            stdin=stdin.encode() if stdin is not None else None,
+            control=self._control,
+            report=catcher,
         )
+        self._reported = end.commits
         if end.stopped is None and not end.failure and end.agent is not None and end.agent.is_error:
             self._agent_error(end)
         outcome = step_outcome(end)

@@ -17,6 +17,7 @@ from execution.claude_events import AgentOutcome, render_event
 from execution.log_writer import LogWriter
 from execution.models import LogStream, Run
 from execution.runner.outcomes import ExecEnd
+from execution.runner.step_report import ReportCatcher
 from execution.runner.workspace import exec_environment
 from execution.steps import StopReason
 from shared.docker.engine import DockerEngine, EngineError, ExecResult
@@ -47,7 +48,18 @@ class ExecStream:
         #: Added to every exec's environment (a sealed session's variables: nothing secret).
         self.environment = environment or {}
 
-    def run(self, run: Run, argv: list[str], *, agent: bool, stdin: bytes | None, control: Control) -> ExecEnd:
+    def run(
+        self,
+        run: Run,
+        argv: list[str],
+        *,
+        agent: bool,
+        stdin: bytes | None,
+        control: Control,
+        report: ReportCatcher | None = None,
+    ) -> ExecEnd:
+        """``report``: ``argv`` reports the workspace's commits at its end (``step_report.reporting``, never an
+        agent's exec); the catcher takes the line out of its output."""
         chunks: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
         result = ExecResult()
         failure: list[BaseException] = []
@@ -114,6 +126,8 @@ class ExecStream:
                         self.writer.write(run.pk, LogStream.STDOUT, maskers["stdout"].feed(agent_line))
                         agent_line = ""
                 else:
+                    if report is not None and stream == "stdout":
+                        text = report.feed(text)
                     self.writer.write(run.pk, stream, maskers[stream].feed(text))
             elif now - last_output > IDLE_RELEASE_SECONDS:
                 for stream, masker in maskers.items():
@@ -127,6 +141,8 @@ class ExecStream:
         thread.join(timeout=10)
         for stream in ("stdout", "stderr"):
             tail = decoders[stream].decode(b"", final=True)
+            if report is not None and stream == "stdout":
+                tail = report.feed(tail) + report.finish()
             if agent and stream == "stdout":
                 self._agent_lines(run, (agent_line + tail).split("\n"), maskers["stdout"], outcome)
             else:
@@ -139,6 +155,7 @@ class ExecStream:
             stopped=stopped,
             failure=str(failure[0]) if failure else "",
             agent=outcome if agent else None,
+            commits=report.commits if report is not None else None,
         )
         if stopped is None:
             end.container_gone = self._container_gone(end)

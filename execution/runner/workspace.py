@@ -10,6 +10,7 @@ from django.conf import settings
 
 from execution import diffs
 from execution.models import Attempt
+from execution.runner.step_report import Commits
 from shared.docker.engine import DockerEngine, EngineError
 from shared.masking import Masker
 
@@ -31,6 +32,11 @@ COMMITS_SCRIPT = (
     '[ -z "$1" ] || printf "base=%s\\n" "$(git rev-parse --verify -q "refs/remotes/origin/$1")"; '
     'printf "head=%s\\n" "$(git rev-parse --verify -q HEAD)"'
 )
+
+
+def base_branch_to_read(attempt: Attempt) -> str:
+    """The base branch whose remote-tracking commit is the base, or "" once the attempt knows its base."""
+    return "" if attempt.base_commit else attempt.task.base_branch
 
 
 @dataclass
@@ -58,20 +64,26 @@ class WorkspaceGit:
         code, out, _ = self.git("rev-parse", "--verify", "-q", "HEAD")
         return out.strip() if code == 0 else ""
 
-    def results(self, attempt: Attempt, masker: Masker) -> Results | None:
+    def results(self, attempt: Attempt, masker: Masker, *, reported: Commits | None = None) -> Results | None:
         """Base commit (kept once known), head and the masked diff; None when the container is not running (the
-        next session records them) or the workspace holds no repository (a plan of custom steps)."""
+        next session records them) or the workspace holds no repository (a plan of custom steps). ``reported``:
+        the commits the session's last exec reported as it ended; without them an exec asks."""
         try:
-            commits = self._commits(attempt)
+            commits = self._commits(attempt) if reported is None else self._reported_commits(attempt, reported)
             return None if commits is None else self._results(masker, *commits)
         except EngineError as exc:  # also: the container is not running (killed at a timeout or cancel)
             logger.info("results of attempt %s not read: %s", attempt.pk, exc)
             return None
 
+    @staticmethod
+    def _reported_commits(attempt: Attempt, reported: Commits) -> tuple[str, str] | None:
+        return (attempt.base_commit or reported.base, reported.head) if reported.repository else None
+
     def _commits(self, attempt: Attempt) -> tuple[str, str] | None:
         """Whether the workspace holds a repository, the base commit and the head, in one exec (each exec is a
-        process start in the container and three engine calls: this check ends every session)."""
-        branch = "" if attempt.base_commit else attempt.task.base_branch
+        process start in the container and three engine calls: this check ends a session whose last exec did not
+        report them)."""
+        branch = base_branch_to_read(attempt)
         code, out, _ = self.engine.exec_capture(
             self.container_id,
             ["sh", "-c", COMMITS_SCRIPT, "commits", branch],

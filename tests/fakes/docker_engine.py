@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from execution.runner.step_report import REPORT_SCRIPT
 from execution.runner.workspace import COMMITS_SCRIPT, NO_REPOSITORY
 from shared.docker.engine import ContainerSpec, ExecResult
 
@@ -38,6 +39,8 @@ class FakeEngine:
         self.execs: list[list[str]] = []
         self.killed: list[str] = []
         self.gone = ""  # set: the engine stopped answering (unreachable() says this)
+        self.reports = "none"  # what a reporting exec says of the workspace: "none" or "repository <base> <head>"
+        self.reported = 0  # reports made
         self._ids = itertools.count(1)
 
     def unreachable(self) -> str:
@@ -90,6 +93,11 @@ class FakeEngine:
     def exec_stream(
         self, container_id: str, argv: list[str], result: ExecResult, **kwargs
     ) -> Iterator[tuple[str, bytes]]:
+        """The step's scripted output. Under the reporting ``sh`` (execution/runner/step_report.py) the step is
+        the argv after its two arguments, and once it has ended (not stopped, container still there) the report
+        line follows: no repository unless ``self.reports`` says what the workspace holds."""
+        reporting = argv[:3] == ["sh", "-c", REPORT_SCRIPT]
+        nonce, argv = (argv[4], argv[6:]) if reporting else ("", argv)
         self.execs.append(argv)
         scripted = self.script(argv) or ScriptedExec()
         for chunk in scripted.chunks:
@@ -103,6 +111,9 @@ class FakeEngine:
             raise scripted.raises
         if scripted.exit_code is None:
             self.containers.get(container_id, {})["running"] = False
+        elif reporting and self.is_running(container_id):
+            self.reported += 1
+            yield "stdout", f"\x1eanyon-report {nonce} {self.reports}\n".encode()
         result.exit_code = scripted.exit_code
 
     def exec_capture(self, container_id: str, argv: list[str], *, limit: int = 64 * 1024, **kwargs):

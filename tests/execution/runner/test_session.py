@@ -210,3 +210,57 @@ def test_a_short_session_neither_heartbeats_nor_looks_for_a_cancel_twice_in_a_ro
     status, attempt = run(alice, FakeEngine(lambda argv: slow if argv[-1] == "slow" else None), [step("slow")])
     assert status == AttemptStatus.SUCCEEDED and heartbeats and set(heartbeats) == {attempt.pk}
     assert looks.count(attempt.pk) >= 3
+
+
+def test_the_last_step_reports_the_commits_so_the_results_need_no_exec(alice, claude_token):
+    """A plan of custom steps: the last one's exec says at its end that there is no repository; no exec asks again
+    (each costs the engine 50-70 ms of CPU). The report line is not in the log."""
+    engine = FakeEngine(lambda argv: ScriptedExec([("stdout", b"ready\n")]) if argv[-1] == "last" else None)
+    status, attempt = run(alice, engine, [step("echo", "first"), step("echo", "last")])
+    assert status == AttemptStatus.SUCCEEDED and engine.reported == 1
+    assert [argv[-1] for argv in engine.execs] == ["first", "last"]  # the step execs only
+    assert "ready\n" in text(attempt, "stdout") and "anyon-report" not in text(attempt)
+    last_run = Run.objects.filter(attempt=attempt).order_by("-id").first()
+    assert last_run.argv == ["anyon-exec", "echo", "last"]  # what the run shows is the step's own command
+
+
+def test_reported_commits_become_the_results_and_a_repository_still_gets_its_diff(alice, claude_token):
+    engine = FakeEngine()
+    engine.reports = f"repository {'a' * 40} {'b' * 40}"
+    status, attempt = run(alice, engine, [step("make")])
+    assert status == AttemptStatus.SUCCEEDED
+    assert (attempt.base_commit, attempt.head_commit) == ("a" * 40, "b" * 40)
+    assert engine.execs[-1][:2] == ["git", "diff"]  # the diff is read by an exec of its own
+
+
+def test_a_step_stopped_before_its_report_leaves_the_results_to_an_exec(alice, claude_token):
+    """A failing earlier step ends the session before the last step: its exec did not report, so one exec asks."""
+    from execution.runner.workspace import COMMITS_SCRIPT
+
+    engine = FakeEngine(lambda argv: ScriptedExec(exit_code=2) if argv[-1] == "fails" else None)
+    status, _ = run(alice, engine, [step("fails"), step("never")])
+    assert status == AttemptStatus.FAILED and engine.reported == 0
+    assert engine.execs[-1][:3] == ["sh", "-c", COMMITS_SCRIPT]
+
+
+def test_an_agent_steps_commit_reports_the_head_after_it(alice, claude_token):
+    """Agent, then its commit: the commit's exec reports the head after it, for the run and the results alike;
+    the agent's own exec reports nothing (its output is events)."""
+    events = agent_events({"type": "result", "subtype": "success", "is_error": False, "result": "ok"})
+
+    def script(argv):
+        if "claude" in argv:
+            return ScriptedExec(events)
+        if argv[:3] == ["git", "rev-parse", "--verify"]:  # the head before the agent
+            return ScriptedExec([("stdout", b"c" * 40 + b"\n")])
+        return None
+
+    engine = FakeEngine(script)
+    engine.reports = f"repository {'a' * 40} {'d' * 40}"
+    status, attempt = run(alice, engine, [AGENT_STEP])
+    assert status == AttemptStatus.SUCCEEDED and engine.reported == 1
+    agent_run = Run.objects.get(attempt=attempt, kind="agent")
+    assert (agent_run.commit_before, agent_run.commit_after) == ("c" * 40, "d" * 40)
+    assert attempt.head_commit == "d" * 40
+    heads = [argv for argv in engine.execs if argv[:3] == ["git", "rev-parse", "--verify"]]
+    assert len(heads) == 1  # before the agent only

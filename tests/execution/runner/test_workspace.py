@@ -5,6 +5,7 @@ long to keep whole, and a secret in a patch."""
 from __future__ import annotations
 
 import pytest
+from django.conf import settings as django_settings
 
 from execution.runner.workspace import WorkspaceGit
 from shared.docker.engine import DockerEngine
@@ -62,3 +63,40 @@ def test_a_patch_too_long_is_cut_and_said_so(workspace):
     files = {f["path"]: f for f in results.diff}
     assert files["big.txt"]["added"] == 400000 and files["z.txt"]["added"] == 1  # the counts are all there
     assert results.diff_truncated
+
+
+def reported(workspace, argv: list[str], *, base_branch: str = "main", stdin: bytes | None = None):
+    """Run ``argv`` under the reporting ``sh`` of step_report; return its exit code, its output without the report,
+    and the commits reported."""
+    from execution.runner.step_report import ReportCatcher, new_nonce, reporting
+    from shared.docker.engine import ExecResult
+
+    nonce = new_nonce()
+    catcher, result = ReportCatcher(nonce), ExecResult()
+    out = ""
+    for stream, data in DockerEngine().exec_stream(
+        workspace.id,
+        reporting(argv, nonce=nonce, base_branch=base_branch),
+        result,
+        stdin=stdin,
+        user=str(django_settings.ANYON_CONTAINER_UID),
+    ):
+        if stream == "stdout":
+            out += catcher.feed(data.decode())
+    return result.exit_code, out + catcher.finish(), catcher.commits
+
+
+def test_a_step_reports_the_commits_at_its_end_and_keeps_its_exit_code_and_input(workspace):
+    from execution.runner.step_report import Commits
+
+    assert reported(workspace, ["sh", "-c", "echo hi; exit 3"]) == (3, "hi\n", Commits(repository=False))
+    assert reported(workspace, ["cat"], stdin=b"the prompt") == (0, "the prompt", Commits(repository=False))
+    assert reported(workspace, ["sh", "-c", "kill -TERM $$"])[0] == 143  # killed by a signal, as docker says it
+    sh(workspace, "git init -q -b main .")
+    assert reported(workspace, ["true"])[2] == Commits(repository=True)  # no commit yet
+    base = sh(workspace, f"echo one > a.txt && {GIT} add . && {GIT} commit -qm base && "
+                         "git update-ref refs/remotes/origin/main HEAD && git rev-parse HEAD")  # fmt: skip
+    code, out, commits = reported(workspace, ["sh", "-c", f"echo two >> a.txt && {GIT} commit -qam work"])
+    head = sh(workspace, "git rev-parse HEAD")
+    assert (code, out, commits) == (0, "", Commits(repository=True, base=base, head=head)) and head != base
+    assert reported(workspace, ["true"], base_branch="")[2] == Commits(repository=True, base="", head=head)
