@@ -56,6 +56,12 @@ from shared.masking import Masker
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5
+#: Said when a step exited with 0 but its exec's output lacks the report printed last: a Docker engine under load
+#: can drop a short exec's output (moby/moby#27289, reproduced here on Docker 20.10 for plain execs too).
+ENGINE_LOST_OUTPUT = (
+    "The Docker engine did not return all of this step's output (it exited with 0). The engine can lose the "
+    "output of a short step under heavy load; the step itself ran."
+)
 EGRESS_CHECK_SECONDS = 1.0
 CANCEL_CHECK_SECONDS = 0.1
 
@@ -354,6 +360,10 @@ class AttemptSession:
             report=catcher,
         )
         self._reported = end.commits
+        if catcher is not None and end.commits is None and end.stopped is None and end.exit_code == 0:
+            # The reporting sh ran to its end (exit code 0) and printed the report last: the engine lost output.
+            logger.warning("attempt %s: the engine lost the end of run %s's output", self.attempt.pk, run.pk)
+            self.say(ENGINE_LOST_OUTPUT, run)
         if end.stopped is None and not end.failure and end.agent is not None and end.agent.is_error:
             self._agent_error(end)
         outcome = step_outcome(end)

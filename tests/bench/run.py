@@ -67,6 +67,7 @@ from django.contrib.auth.models import User  # noqa: E402
 from execution import secret_dir  # noqa: E402
 from execution.attempts import do_create_task, do_start_attempt  # noqa: E402
 from execution.models import Attempt, LogRecord, PoolContainer, Run  # noqa: E402
+from execution.runner.session import ENGINE_LOST_OUTPUT  # noqa: E402
 from secrets_app.secret_store import do_store_secret  # noqa: E402
 from shared.masking import MASK, Masker  # noqa: E402
 
@@ -150,10 +151,14 @@ class Platform:
         ) as ws:
             received: list[str] = []
             stdout_tail = ""
+            last_status: dict = {}
+            engine_lost = False
             async for raw in ws:
                 message = json.loads(raw)
                 if joined is not None:
                     joined.set()
+                if message["type"] == "status":
+                    last_status = message["attempt"]
                 if message["type"] == "logs":
                     now = time.time()
                     for record in message["records"]:
@@ -165,6 +170,8 @@ class Platform:
                                     seqs[line] = record["seq"]
                         if check is not None and record["stream"] == "stdout":
                             received.append(record["text"])  # records may split a value: checked joined
+                        if record["stream"] == "system" and ENGINE_LOST_OUTPUT in record["text"]:
+                            engine_lost = True
                         if record["stream"] != "stdout":
                             continue
                         # A record holds up to 16 KB of the stream, cut anywhere: the marker may straddle two.
@@ -176,7 +183,10 @@ class Platform:
                                 self.check_masked("".join(received), check)
                             return done
                 if message["type"] == "end":
-                    raise RuntimeError(f"attempt {attempt_id} ended without {until!r}")
+                    if engine_lost:
+                        raise EngineLostOutput(f"attempt {attempt_id}: the engine lost its step's output")
+                    said = {k: last_status.get(k) for k in ("status", "error", "runs")}
+                    raise RuntimeError(f"attempt {attempt_id} ended without {until!r}: {said}, stdout {stdout_tail!r}")
         raise RuntimeError("socket closed")
 
     def check_masked(self, text: str, values: list[str]) -> None:
@@ -374,19 +384,32 @@ def wait_until_no_attempt_is_active(timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
-async def ten_at_once(platform: Platform) -> list[float]:
-    """Ten attempts started together; each one's time to its first line at a viewer."""
+class EngineLostOutput(RuntimeError):
+    """The attempt's log says the Docker engine lost its step's output (``session.ENGINE_LOST_OUTPUT``)."""
 
-    async def one() -> float:
+
+async def ten_at_once(platform: Platform) -> list[float | None]:
+    """Ten attempts started together; each one's time to its first line at a viewer (None: the engine lost the
+    step's output, which the attempt's log says; counted and reported, never timed)."""
+
+    async def one() -> float | None:
         t0 = time.perf_counter()
         attempt = await asyncio.to_thread(platform.start, ["echo", "ready"])
-        return await platform.watch(attempt.pk, "ready\n") - t0
+        try:
+            return await platform.watch(attempt.pk, "ready\n") - t0
+        except EngineLostOutput:
+            return None
 
     return await asyncio.gather(*(one() for _ in range(10)))
 
 
+def timed(latencies: list[float | None]) -> tuple[list[float], int]:
+    """The latencies measured, and how many attempts the engine lost the output of."""
+    return [v for v in latencies if v is not None], sum(v is None for v in latencies)
+
+
 def concurrency(platform: Platform, single_p50: float) -> None:
-    latencies = asyncio.run(ten_at_once(platform))
+    latencies, lost = timed(asyncio.run(ten_at_once(platform)))
     wait_until_no_attempt_is_active()
     recent = Attempt.objects.order_by("-id")[:10]
     left = list(secret_dir.secrets_root().glob("*")) if secret_dir.secrets_root().exists() else []
@@ -396,6 +419,7 @@ def concurrency(platform: Platform, single_p50: float) -> None:
         secret_dirs_left=len(left),
         p50_s=round(statistics.median(latencies), 3),
         max_s=round(max(latencies), 3),
+        engine_lost_output=lost,
         single_p50_s=round(single_p50, 3),
         workers=int(os.environ["ANYON_WORKERS"]),
     )
@@ -608,6 +632,7 @@ def concurrency_warm(platform: Platform) -> None:
         p50_s=round(statistics.median(b["p50_s"] for b in bursts), 3),
         p50_each_s=[b["p50_s"] for b in bursts],
         max_s=max(b["max_s"] for b in bursts),
+        engine_lost_output=sum(b["engine_lost_output"] for b in bursts),
         target_p50_s=1.0,
         workers=POOL_WORKERS,
         until_last_first_line_each_s=[b["until_last_first_line_s"] for b in bursts],
@@ -620,7 +645,14 @@ def one_burst(platform: Platform, *, profile: bool) -> dict:
     cpu_before = cpu_times(platform)
     t0_wall = time.time()
     with profiled_if_asked(platform, "concurrency_10_warm") if profile else contextlib.nullcontext():
-        latencies = asyncio.run(ten_at_once(platform))
+        try:
+            latencies, lost = timed(asyncio.run(ten_at_once(platform)))
+        except RuntimeError:
+            wait_until_no_attempt_is_active()
+            for attempt in Attempt.objects.order_by("-id")[:10]:
+                records = "".join(r.text for r in attempt.log_records.order_by("seq"))
+                print(f"attempt {attempt.pk}: {attempt.status} {attempt.error!r} log {records!r}", flush=True)
+            raise
     wall = time.time() - t0_wall
     cpu = cpu_used(cpu_before, cpu_times(platform))
     wait_until_no_attempt_is_active()
@@ -649,6 +681,7 @@ def one_burst(platform: Platform, *, profile: bool) -> dict:
         "secret_dirs_left": len(left),
         "p50_s": round(statistics.median(latencies), 3),
         "max_s": round(max(latencies), 3),
+        "engine_lost_output": lost,
         "until_last_first_line_s": round(wall, 2),
         "cpu_s_meanwhile": cpu,
     }

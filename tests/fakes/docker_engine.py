@@ -41,6 +41,7 @@ class FakeEngine:
         self.gone = ""  # set: the engine stopped answering (unreachable() says this)
         self.reports = "none"  # what a reporting exec says of the workspace: "none" or "repository <base> <head>"
         self.reported = 0  # reports made
+        self.loses_output = False  # as a Docker engine under load can: the exec's output never arrives
         self._ids = itertools.count(1)
 
     def unreachable(self) -> str:
@@ -100,7 +101,7 @@ class FakeEngine:
         nonce, argv = (argv[4], argv[6:]) if reporting else ("", argv)
         self.execs.append(argv)
         scripted = self.script(argv) or ScriptedExec()
-        for chunk in scripted.chunks:
+        for chunk in [] if self.loses_output else scripted.chunks:
             if not self.is_running(container_id):  # killed (cancel, timeout): the stream ends
                 result.exit_code = 137
                 return
@@ -111,7 +112,7 @@ class FakeEngine:
             raise scripted.raises
         if scripted.exit_code is None:
             self.containers.get(container_id, {})["running"] = False
-        elif reporting and self.is_running(container_id):
+        elif reporting and self.is_running(container_id) and not self.loses_output:
             self.reported += 1
             yield "stdout", f"\x1eanyon-report {nonce} {self.reports}\n".encode()
         result.exit_code = scripted.exit_code
