@@ -10,6 +10,7 @@ from django.conf import settings
 
 from execution import diffs
 from execution.models import Attempt
+from execution.runner import step_report
 from execution.runner.step_report import Commits
 from shared.docker.engine import DockerEngine, EngineError
 from shared.masking import Masker
@@ -23,15 +24,8 @@ def exec_environment() -> dict[str, str]:
     return {"HOME": "/home/anyon", "ANYON_GIT_CREDENTIAL_HOSTS": urlsplit(settings.ANYON_GITHUB_URL).netloc}
 
 
-NO_REPOSITORY = 3
 #: What is read of a diff (its counts and its patches): the rest is cut, and the attempt says so.
 DIFF_LIMIT = 2 * 1024 * 1024 + 512 * 1024
-#: ``$1``: the base branch whose remote-tracking commit is the base, or "" when the base is known already.
-COMMITS_SCRIPT = (
-    "git rev-parse --git-dir >/dev/null 2>&1 || exit 3; "
-    '[ -z "$1" ] || printf "base=%s\\n" "$(git rev-parse --verify -q "refs/remotes/origin/$1")"; '
-    'printf "head=%s\\n" "$(git rev-parse --verify -q HEAD)"'
-)
 
 
 def base_branch_to_read(attempt: Attempt) -> str:
@@ -69,31 +63,28 @@ class WorkspaceGit:
         next session records them) or the workspace holds no repository (a plan of custom steps). ``reported``:
         the commits the session's last exec reported as it ended; without them an exec asks."""
         try:
-            commits = self._commits(attempt) if reported is None else self._reported_commits(attempt, reported)
-            return None if commits is None else self._results(masker, *commits)
+            commits = reported if reported is not None else self._commits(attempt)
+            if commits is None or not commits.repository:
+                return None
+            return self._results(masker, attempt.base_commit or commits.base, commits.head)
         except EngineError as exc:  # also: the container is not running (killed at a timeout or cancel)
             logger.info("results of attempt %s not read: %s", attempt.pk, exc)
             return None
 
-    @staticmethod
-    def _reported_commits(attempt: Attempt, reported: Commits) -> tuple[str, str] | None:
-        return (attempt.base_commit or reported.base, reported.head) if reported.repository else None
-
-    def _commits(self, attempt: Attempt) -> tuple[str, str] | None:
-        """Whether the workspace holds a repository, the base commit and the head, in one exec (each exec is a
-        process start in the container and three engine calls: this check ends a session whose last exec did not
-        report them)."""
-        branch = base_branch_to_read(attempt)
-        code, out, _ = self.engine.exec_capture(
+    def _commits(self, attempt: Attempt) -> Commits | None:
+        """The commits as a session's last exec reports them (step_report), asked by an exec of their own: the
+        session's last exec did not report them. None when the engine returned no report."""
+        nonce = step_report.new_nonce()
+        _, out, _ = self.engine.exec_capture(
             self.container_id,
-            ["sh", "-c", COMMITS_SCRIPT, "commits", branch],
+            step_report.reporting(["true"], nonce=nonce, base_branch=base_branch_to_read(attempt)),
             environment=exec_environment(),
             user=str(settings.ANYON_CONTAINER_UID),
         )
-        if code == NO_REPOSITORY:
-            return None
-        found = dict(line.partition("=")[::2] for line in out.splitlines() if "=" in line)
-        return attempt.base_commit or found.get("base", ""), found.get("head", "")
+        catcher = step_report.ReportCatcher(nonce)
+        catcher.feed(out)
+        catcher.finish()
+        return catcher.commits
 
     def _results(self, masker: Masker, base: str, head: str) -> Results:
         results = Results(base_commit=base, head_commit=head)

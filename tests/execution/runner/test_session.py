@@ -235,12 +235,12 @@ def test_reported_commits_become_the_results_and_a_repository_still_gets_its_dif
 
 def test_a_step_stopped_before_its_report_leaves_the_results_to_an_exec(alice, claude_token):
     """A failing earlier step ends the session before the last step: its exec did not report, so one exec asks."""
-    from execution.runner.workspace import COMMITS_SCRIPT
+    from execution.runner.step_report import REPORT_SCRIPT
 
     engine = FakeEngine(lambda argv: ScriptedExec(exit_code=2) if argv[-1] == "fails" else None)
     status, _ = run(alice, engine, [step("fails"), step("never")])
     assert status == AttemptStatus.FAILED and engine.reported == 0
-    assert engine.execs[-1][:3] == ["sh", "-c", COMMITS_SCRIPT]
+    assert engine.execs[-1][:3] == ["sh", "-c", REPORT_SCRIPT]
 
 
 def test_an_agent_steps_commit_reports_the_head_after_it(alice, claude_token):
@@ -271,11 +271,11 @@ def test_output_the_engine_lost_is_said_not_passed_over(alice, claude_token):
     Docker 20.10: 1-8 in 400 execs with both cores busy). The report comes last, so its absence after an exit code 0
     shows it; the log says so and the results are read by an exec."""
     from execution.runner.session import ENGINE_LOST_OUTPUT
-    from execution.runner.workspace import COMMITS_SCRIPT
+    from execution.runner.step_report import REPORT_SCRIPT
 
     engine = FakeEngine(lambda argv: ScriptedExec([("stdout", b"ready\n")]) if argv[-1] == "ready" else None)
     engine.loses_output = True
     status, attempt = run(alice, engine, [step("echo", "ready")])
     assert status == AttemptStatus.SUCCEEDED
     assert ENGINE_LOST_OUTPUT in text(attempt, "system") and "ready" not in text(attempt, "stdout")
-    assert engine.execs[-1][:3] == ["sh", "-c", COMMITS_SCRIPT]
+    assert engine.execs[-1][:3] == ["sh", "-c", REPORT_SCRIPT]
