@@ -24,12 +24,11 @@ from shared.docker.client import shared_docker_client
 logger = logging.getLogger(__name__)
 
 
-#: Every container this engine makes: no capabilities, no privilege gained through setuid binaries.
-HARDENING = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
-
-
-def security_options(seccomp_profile: str | None) -> list[str]:
-    return HARDENING["security_opt"] + ([f"seccomp={seccomp_profile}"] if seccomp_profile else [])
+def hardening(seccomp_profile: str | None) -> dict:
+    """Every container this engine makes: no capabilities, no privilege gained through setuid binaries, and the
+    seccomp profile given (JSON, ``shared.docker.seccomp``; None keeps the engine's default)."""
+    seccomp = [f"seccomp={seccomp_profile}"] if seccomp_profile else []
+    return {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges", *seccomp]}
 
 
 class EngineError(Exception):
@@ -110,8 +109,7 @@ class DockerEngine:
                 network_mode=spec.network_mode,
                 detach=True,
                 init=True,
-                cap_drop=HARDENING["cap_drop"],
-                security_opt=security_options(spec.seccomp_profile),
+                **hardening(spec.seccomp_profile),
                 mem_limit=spec.mem_limit,
                 memswap_limit=spec.mem_limit,
                 nano_cpus=spec.nano_cpus,
@@ -160,8 +158,7 @@ class DockerEngine:
                 labels=labels,
                 network_mode="none",
                 stdin_open=True,
-                cap_drop=HARDENING["cap_drop"],
-                security_opt=security_options(seccomp_profile),
+                **hardening(seccomp_profile),
             )
             sock = self.api.attach_socket(container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             container.start()

@@ -13,7 +13,7 @@ import pytest
 from execution import pool
 from execution.containers import container_spec
 from shared.docker import seccomp
-from shared.docker.engine import security_options
+from shared.docker.engine import hardening
 from tests.fakes.docker_engine import FakeEngine
 
 #: Kernel surfaces an agent has no business with; each must be missing from the unconditional allowlist.
@@ -70,8 +70,10 @@ def test_what_programs_need_is_allowed():
 
 def test_the_engine_is_given_the_profile_itself():
     assert json.loads(seccomp.profile_json()) == seccomp.profile()
-    assert security_options(seccomp.profile_json()) == ["no-new-privileges", f"seccomp={seccomp.profile_json()}"]
-    assert security_options(None) == ["no-new-privileges"]  # the engine's default profile
+    ours = hardening(seccomp.profile_json())
+    assert ours["security_opt"] == ["no-new-privileges", f"seccomp={seccomp.profile_json()}"]
+    assert ours["cap_drop"] == ["ALL"]
+    assert hardening(None)["security_opt"] == ["no-new-privileges"]  # the engine's default profile
 
 
 def test_the_setting_chooses_the_profile_of_attempt_containers(settings, tmp_path):
