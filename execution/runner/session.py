@@ -56,14 +56,14 @@ from shared.masking import Masker
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5
+EGRESS_CHECK_SECONDS = 1.0
+CANCEL_CHECK_SECONDS = 0.1
 #: Said when a step exited with 0 but its exec's output lacks the report printed last: a Docker engine under load
 #: can drop a short exec's output (moby/moby#27289, reproduced here on Docker 20.10 for plain execs too).
 ENGINE_LOST_OUTPUT = (
     "The Docker engine did not return all of this step's output (it exited with 0). The engine can lose the "
     "output of a short step under heavy load; the step itself ran."
 )
-EGRESS_CHECK_SECONDS = 1.0
-CANCEL_CHECK_SECONDS = 0.1
 
 
 class AttemptSession:
@@ -245,8 +245,9 @@ class AttemptSession:
         return Attempt.objects.filter(pk=self.attempt.pk, cancel_requested=True).exists()
 
     def _record_results(self) -> None:
-        git = WorkspaceGit(self.engine, self.container_id)
-        results = git.results(self.attempt, self.masker, reported=self._reported)
+        results = WorkspaceGit(self.engine, self.container_id).results(
+            self.attempt, self.masker, reported=self._reported
+        )
         if results is not None:
             do_record_results(
                 attempt=self.attempt,
