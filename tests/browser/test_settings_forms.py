@@ -18,7 +18,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from secrets_app.models import GitHubDeviceFlow, Secret
-from tests.fakes.github import classic_token
+from tests.fakes.github import classic_token, expiration_header
 from tests.fakes.http_server import Reply
 from tests.fixtures.browser import login
 from tests.fixtures.leaks import track_secret
@@ -94,8 +94,12 @@ def under_scoped_token(github) -> str:
     return github.add_token(classic_token(), login="scoped", scopes=["read:user", "gist"])
 
 
+EXPIRED_DAYS_AGO = 400
+
+
 def expired_token(github) -> str:
-    return github.add_token(classic_token(), login="late", expiration="2020-01-02 03:04:05 UTC")
+    expired = timezone.now() - timedelta(days=EXPIRED_DAYS_AGO)
+    return github.add_token(classic_token(), login="late", expiration=expiration_header(expired))
 
 
 PAT_ERRORS = {
@@ -105,7 +109,10 @@ PAT_ERRORS = {
     "blank": (lambda github: "    ", "the field is empty"),
     "too long": (lambda github: "ghp_" + "a" * 400, "404 characters long"),
     "not ASCII": (lambda github: "ghp_" + "é" * 36, "only letters, digits and underscores"),
-    "expired": (expired_token, "This token expired on 2020-01-02"),
+    "expired": (
+        expired_token,
+        lambda: f"This token expired on {timezone.now() - timedelta(days=EXPIRED_DAYS_AGO):%Y-%m-%d}",
+    ),
 }
 
 
@@ -116,6 +123,7 @@ def test_a_refused_token_keeps_its_message_the_open_form_and_new_input_through_p
     make, message = PAT_ERRORS[case]
     user, pushes = signed_in(page, asgi_server, f"pat{list(PAT_ERRORS).index(case)}")
     submit_pat(page, make(session_github))
+    message = message() if callable(message) else message
     error = page.get_by_test_id("pat-error")
     pushes.push()  # after the 400 page's first push, about 0.2 s after it loaded: where the message used to vanish
     assert error.is_visible() and message in error.inner_text()

@@ -13,6 +13,7 @@ import secrets
 import string
 import tempfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from tests.fakes.git_http import CgiHeaders, basic_credentials, http_backend, make_bare_repo
@@ -30,6 +31,19 @@ def fine_grained_token() -> str:
     return track_secret(
         "github_pat_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(60))
     )
+
+
+def expiration_header(when: datetime, *, offset: str = "UTC") -> str:
+    """The ``GitHub-Authentication-Token-Expiration`` value GitHub sends for ``when``.
+
+    GitHub writes it as ``2026-12-01 10:00:00 UTC``; with ``offset`` like ``-0700`` the same instant is written in
+    that zone, as some GitHub Enterprise servers do.
+    """
+    if offset == "UTC":
+        return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    sign = -1 if offset.startswith("-") else 1
+    zone = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
+    return when.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %z")
 
 
 @dataclass

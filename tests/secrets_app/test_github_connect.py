@@ -16,7 +16,7 @@ from secrets_app.github_connect import (
 )
 from secrets_app.models import DeviceFlowStatus, GitHubDeviceFlow, Kind, Secret, SecretState
 from secrets_app.secret_store import fetch_secret
-from tests.fakes.github import classic_token, fine_grained_token
+from tests.fakes.github import classic_token, expiration_header, fine_grained_token
 from tests.fakes.http_server import Reply
 
 # --- PAT ---------------------------------------------------------------------------------------------------
@@ -37,15 +37,27 @@ def test_valid_pat_records_login_scopes_and_no_expiry(github, alice):
     assert token not in user_call.path and not user_call.query
 
 
-def test_pat_expiring_header_is_recorded(github, alice):
-    token = github.add_token(classic_token(), expiration="2026-12-01 10:00:00 UTC")
+@pytest.mark.parametrize("offset", ["UTC", "+0000", "-0700", "+0930"])
+def test_pat_expiring_header_is_recorded(github, alice, offset):
+    """The expiry is the instant GitHub names, whichever zone its header is written in."""
+    expires = (timezone.now() + timedelta(days=30)).replace(microsecond=0)
+    token = github.add_token(classic_token(), expiration=expiration_header(expires, offset=offset))
     secret = do_connect_pat(owner=alice, raw_token=token)
-    assert secret.expires_at.isoformat() == "2026-12-01T10:00:00+00:00"
+    assert secret.expires_at == expires
 
 
 def test_pat_already_expired_is_rejected(github, alice):
-    token = github.add_token(classic_token(), expiration="2020-01-01 00:00:00 +0000")
-    with pytest.raises(ConnectError, match="expired on 2020-01-01"):
+    expired = timezone.now() - timedelta(days=3)
+    token = github.add_token(classic_token(), expiration=expiration_header(expired, offset="+0000"))
+    with pytest.raises(ConnectError, match=f"expired on {expired:%Y-%m-%d}"):
+        do_connect_pat(owner=alice, raw_token=token)
+
+
+def test_pat_expiring_a_minute_ago_in_a_western_zone_is_rejected(github, alice):
+    """Written at -0700 the header's calendar date can still be yesterday's or today's: the instant decides."""
+    expired = timezone.now() - timedelta(minutes=1)
+    token = github.add_token(classic_token(), expiration=expiration_header(expired, offset="-0700"))
+    with pytest.raises(ConnectError, match="expired on"):
         do_connect_pat(owner=alice, raw_token=token)
 
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from secrets_app.models import GitHubDeviceFlow, Kind, Secret, SecretAccess, SecretState
 from secrets_app.secret_store import do_store_secret, fetch_secret
-from tests.fakes.github import classic_token
+from tests.fakes.github import classic_token, expiration_header
 
 
 def card_state(response) -> str:
@@ -29,11 +29,12 @@ def test_not_connected_card_offers_both_methods(alice_client, github):
 
 
 def test_pat_form_connects_and_card_shows_login_scopes(alice_client, github, alice):
-    token = github.add_token(classic_token(), login="alice-gh", expiration="2099-01-01 00:00:00 UTC")
+    expires = timezone.now() + timedelta(days=365)
+    token = github.add_token(classic_token(), login="alice-gh", expiration=expiration_header(expires))
     response = alice_client.post("/settings/github/pat/", {"token": token}, follow=True)
     assert card_state(response) == "connected"
     html = response.content.decode()
-    assert "@alice-gh" in html and "read:user, repo" in html and "2099-01-01" in html
+    assert "@alice-gh" in html and "read:user, repo" in html and f"{expires:%Y-%m-%d %H:%M}" in html
     assert token not in html and token[-4:] in html
 
 
