@@ -33,6 +33,7 @@ from execution.cleanup import Progress, SweepReport
 from execution.log_writer import wake_attempt_viewers
 from execution.models import FINAL_STATUSES, Attempt, JobStatus, LogRecord
 from execution.selectors import attempt_is_working
+from shared.dates import local_day
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ def sweep_old_logs(
         report.examined += 1
         if dry_run:
             report.removed.append(str(attempt.pk))
-            progress(f"would remove the full log of attempt {attempt.pk} (finished {attempt.finished_at:%Y-%m-%d})")
+            progress(f"would remove the full log of attempt {attempt.pk} (finished {local_day(attempt.finished_at)})")
             continue
         try:
             drop = do_drop_attempt_log(attempt=attempt, days=days)

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 
 from execution.models import ACTIVE_STATUSES, Attempt, AttemptStatus, JobStatus, LogRecord, Task
+from shared.dates import local_day
 
 
 def tasks_for(*, user) -> QuerySet[Task]:
@@ -87,7 +88,7 @@ def log_removed_note(attempt: Attempt) -> str:
     streams = ", ".join(f"{name} {counts['lines']:,}" for name, counts in summary.get("streams", {}).items())
     return (
         f"The full log was removed {days} day{'s' if days != 1 else ''} after the attempt finished (on "
-        f"{attempt.log_removed_at:%Y-%m-%d}). It had {summary.get('lines', 0):,} lines ({streams}), "
+        f"{local_day(attempt.log_removed_at)}). It had {summary.get('lines', 0):,} lines ({streams}), "
         f"{summary.get('bytes', 0):,} bytes. Kept: the steps, the changes and the last lines of each step."
     )
 

@@ -16,6 +16,7 @@ from secrets_app.models import Provider, Secret, SecretState
 from secrets_app.secret_store import do_mark_secret_state
 from secrets_app.selectors import EXPIRY_WARNING
 from shared.alerts import AlertKind, do_raise_alert
+from shared.dates import days_until, local_day
 from shared.models import AlertSeverity
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def check_token_expiry() -> str:
                 kind=AlertKind.TOKEN_EXPIRED,
                 severity=AlertSeverity.WARNING,
                 message=f"{name} credential …{secret.fingerprint} of {secret.owner} expired "
-                f"on {secret.expires_at:%Y-%m-%d}",
+                f"on {local_day(secret.expires_at)}",
                 user=secret.owner,
                 dedupe_key=f"token_expired:{secret.pk}",
             )
@@ -50,7 +51,7 @@ def check_token_expiry() -> str:
             continue
         if secret.expires_at and secret.expires_at - now <= EXPIRY_WARNING:
             expiring += 1
-            days = max(0, (secret.expires_at - now).days)
+            days = days_until(secret.expires_at, now)
             do_raise_alert(
                 kind=AlertKind.TOKEN_EXPIRING,
                 severity=AlertSeverity.INFO,
@@ -61,7 +62,7 @@ def check_token_expiry() -> str:
             _tell_owner(
                 secret,
                 f"Your {name} connection expires in {days} day(s)",
-                f"Renew it in Anyon Cloud Settings before {secret.expires_at:%Y-%m-%d}.",
+                f"Renew it in Anyon Cloud Settings before {local_day(secret.expires_at)}.",
             )
         if secret.provider == Provider.GITHUB:
             try:

@@ -12,6 +12,7 @@ from secrets_app.errors import ConnectError
 from secrets_app.events import wake_settings_viewers
 from secrets_app.models import DeviceFlowStatus, GitHubDeviceFlow, Kind, Provider, Secret, SecretState
 from secrets_app.secret_store import do_mark_secret_state, do_record_validation, do_store_secret, fetch_secret
+from shared.dates import local_day
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def do_connect_pat(*, owner, raw_token: str) -> Secret:
     user = github_client.get_user(token)
     _require_repo_scope(user)
     if user.expires_at and user.expires_at <= timezone.now():
-        raise ConnectError(f"This token expired on {user.expires_at:%Y-%m-%d}. Create a new one.")
+        raise ConnectError(f"This token expired on {local_day(user.expires_at)}. Create a new one.")
     return do_store_secret(
         owner=owner,
         provider=Provider.GITHUB,

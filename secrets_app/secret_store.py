@@ -20,6 +20,7 @@ from secrets_app.errors import SecretError, SecretExpired, SecretMissing, Secret
 from secrets_app.events import wake_settings_viewers
 from secrets_app.fingerprint import fingerprint
 from secrets_app.models import PROVIDER_KINDS, AccessOutcome, Secret, SecretAccess, SecretState
+from shared.dates import local_day
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def fetch_secret(
             do_mark_secret_state(secret=secret, state=SecretState.EXPIRED, reason="expiry date passed")
             raise SecretExpired(
                 f"Your {secret.get_provider_display()} credential expired on "
-                f"{secret.expires_at:%Y-%m-%d}. Connect it again in Settings."
+                f"{local_day(secret.expires_at)}. Connect it again in Settings."
             )
         try:
             value = Secret.objects.values_list("value", flat=True).get(pk=secret.pk)

@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from secrets_app.models import DeviceFlowStatus, GitHubDeviceFlow, Kind, Provider, Secret, SecretState
+from shared.dates import days_until, local_day
 
 EXPIRY_WARNING = timedelta(days=7)
 #: GitHub credentials in the order the worker uses them: a PAT wins over the OAuth token.
@@ -41,7 +42,7 @@ class ProviderStatus:
     @property
     def days_left(self) -> int | None:
         if self.secret and self.secret.expires_at:
-            return max(0, (self.secret.expires_at - timezone.now()).days)
+            return days_until(self.secret.expires_at)
         return None
 
 
@@ -114,7 +115,7 @@ def token_notices(*, owner) -> list[dict]:
                 {
                     "level": "warning",
                     "text": f"Your {name} credential expires in {status.days_left} day(s) "
-                    f"({status.secret.expires_at:%Y-%m-%d}).",
+                    f"({local_day(status.secret.expires_at)}).",
                     "fix": "",
                     "link": "/settings/",
                     "link_text": "Renew it in Settings",

@@ -283,3 +283,30 @@ def test_the_sweep_removes_idle_and_too_large_workspaces_and_leaves_working_and_
     assert large.workspace_volume == "" and large.status == AttemptStatus.SUCCEEDED  # its logs and diff stay
     assert "removed by the cleanup sweep: 3,221,225,472 bytes, more than ANYON_WORKSPACE_MAX_BYTES" in logs(large)
     assert Attempt.objects.get(pk=attempts["running"].pk).workspace_volume == "ws-running"
+
+
+def test_a_workspace_goes_once_its_idle_time_passes_on_the_clock_the_sweep_runs_under(settings):
+    """ANYON_ATTEMPT_IDLE_TTL counts from the last activity on the wall clock: a day on (over a month end and
+    midnight UTC) the workspace goes, a second before the TTL it stays."""
+    from datetime import UTC, datetime
+
+    import time_machine
+    from django.utils import timezone
+
+    from execution.cleanup import sweep_idle_workspaces
+    from execution.containers import home_volume
+    from tests.execution.conftest import make_attempt
+
+    settings.ANYON_ATTEMPT_IDLE_TTL = 86400
+    settings.ANYON_WORKSPACE_MAX_BYTES = 0
+    engine = FakeEngine()
+    with time_machine.travel(datetime(2027, 4, 30, 12, 0, tzinfo=UTC), tick=False) as clock:
+        attempt = make_attempt("idle-clock")
+        Attempt.objects.filter(pk=attempt.pk).update(
+            status=AttemptStatus.SUCCEEDED, workspace_volume="ws-clock", last_activity_at=timezone.now()
+        )
+        engine.volumes |= {"ws-clock", home_volume("ws-clock")}
+        clock.move_to(datetime(2027, 5, 1, 11, 59, 59, tzinfo=UTC))
+        assert sweep_idle_workspaces(engine=engine).removed == []
+        clock.move_to(datetime(2027, 5, 1, 12, 0, 1, tzinfo=UTC))
+        assert sweep_idle_workspaces(engine=engine).removed == ["ws-clock"]

@@ -4,10 +4,11 @@ page, the admin and a live viewer say so."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
+import time_machine
 from channels.db import database_sync_to_async
 from django.core.management import call_command
 from django.utils import timezone
@@ -254,3 +255,17 @@ async def test_a_live_viewer_of_a_removed_log_gets_the_summary_and_the_end_not_a
         assert messages[0]["attempt"]["log_removed"].startswith("The full log was removed 30 days after")
         assert messages[0]["attempt"]["status"] == "succeeded"
         await comm.disconnect()
+
+
+@pytest.mark.django_db
+def test_retention_counts_from_the_instant_an_attempt_ended_across_midnight_at_a_month_end(settings):
+    """The cutoff is an instant, not a day of any time zone: a second before it the log stays, after it it goes."""
+    settings.ANYON_LOG_RETENTION_DAYS = 30
+    settings.TIME_ZONE = "Pacific/Auckland"  # already the 1st of April there
+    with time_machine.travel(datetime(2027, 3, 31, 23, 59, 59, tzinfo=UTC), tick=False) as clock:
+        past, _ = finished_attempt("past", days_ago=30 + 1 / 86400)
+        edge, _ = finished_attempt("edge", days_ago=30 - 1 / 86400)
+        assert sweep_old_logs().removed == [str(past.pk)]
+        assert LogRecord.objects.filter(attempt=edge).exists()
+        clock.shift(timedelta(seconds=2))  # past midnight UTC, into April
+        assert sweep_old_logs().removed == [str(edge.pk)]

@@ -1,6 +1,9 @@
 """Pasted Anthropic API keys and subscription tokens, validated against a fake Anthropic API."""
 
+from datetime import UTC, datetime
+
 import pytest
+import time_machine
 
 from secrets_app import anthropic_credentials
 from secrets_app.errors import ConnectError
@@ -45,3 +48,20 @@ def test_network_error_is_clear(settings):
     settings.ANYON_ANTHROPIC_API_URL = "http://127.0.0.1:9"
     with pytest.raises(ConnectError, match="could not be reached"):
         anthropic_credentials.validate_anthropic_credential(API_KEY, kind="api_key")
+
+
+def test_a_token_made_on_a_leap_day_expires_365_days_later_and_warns_a_week_before(anthropic, alice):
+    """The one-year setup-token is counted as 365 days (never past the real anniversary), from a leap day too."""
+    from secrets_app.expiry import check_token_expiry
+
+    anthropic.expected_token = TOKEN
+    made = datetime(2028, 2, 29, 12, 0, tzinfo=UTC)
+    with time_machine.travel(made, tick=False) as clock:
+        secret = anthropic_credentials.do_connect_anthropic_credential(owner=alice, value=TOKEN, kind="oauth_token")
+        assert secret.expires_at == datetime(2029, 2, 28, 12, 0, tzinfo=UTC)
+        clock.move_to(datetime(2029, 2, 21, 11, 59, tzinfo=UTC))  # 7 days and a minute before
+        assert check_token_expiry() == "expired 0, expiring 0, invalid 0"
+        clock.move_to(datetime(2029, 2, 21, 12, 0, tzinfo=UTC))
+        assert check_token_expiry() == "expired 0, expiring 1, invalid 0"
+        clock.move_to(datetime(2029, 2, 28, 12, 0, tzinfo=UTC))
+        assert check_token_expiry() == "expired 1, expiring 0, invalid 0"
