@@ -291,6 +291,8 @@ ANYON_EGRESS_ALLOW = env.list("ANYON_EGRESS_ALLOW", default=[])
 ANYON_EGRESS_ALLOW_INTERNAL = env.list("ANYON_EGRESS_ALLOW_INTERNAL", default=[])
 #: Give sealed runs the GitHub REST API of their own task's repository (token added by the proxy). Off: no API at all.
 ANYON_AGENT_GITHUB_API = env.bool("ANYON_AGENT_GITHUB_API", default=False)
+#: With ANYON_AGENT_GITHUB_API, also let the agent write issues, pull requests and comments (POST/PATCH). Off: reads.
+ANYON_AGENT_GITHUB_API_WRITE = env.bool("ANYON_AGENT_GITHUB_API_WRITE", default=False)
 ANYON_ATTEMPT_IDLE_TTL = env.int("ANYON_ATTEMPT_IDLE_TTL", default=7 * 24 * 3600)
 ANYON_SECRET_DIR_MAX_AGE = env.int("ANYON_SECRET_DIR_MAX_AGE", default=RUN_TIMEOUT + 900)
 ANYON_STALE_ATTEMPT_SECONDS = env.int("ANYON_STALE_ATTEMPT_SECONDS", default=120)

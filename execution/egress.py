@@ -51,7 +51,8 @@ def client() -> EgressClient:
 
 def grant_for(attempt: Attempt, *, claude_kind: str | None) -> Grant:
     """The Anthropic API (when the session runs the agent), git of the task's own repository on the configured
-    GitHub host (and its REST API when the operator enables it), and the hosts the operator allows."""
+    GitHub host (pushes: only the attempt's branch, only in a push window), its REST API when the operator enables
+    it, and the hosts the operator allows."""
     owner, repo = repo_owner_and_name(attempt.task.repo_url)
     return Grant(
         attempt_id=str(attempt.pk),
@@ -60,7 +61,9 @@ def grant_for(attempt: Attempt, *, claude_kind: str | None) -> Grant:
         api_auth=ApiAuth.BEARER if claude_kind == Kind.OAUTH_TOKEN else ApiAuth.API_KEY,
         git_url=settings.ANYON_GITHUB_URL,
         git_repository=f"{owner}/{repo}",
+        git_push_branch=attempt.branch or None,  # pushable only in the push window the runner opens (git_push)
         github_api_url=settings.ANYON_GITHUB_API_URL if settings.ANYON_AGENT_GITHUB_API else None,
+        github_api_write=settings.ANYON_AGENT_GITHUB_API_WRITE,
         allowed=settings.ANYON_EGRESS_ALLOW,
         internal=settings.ANYON_EGRESS_ALLOW_INTERNAL,
     )

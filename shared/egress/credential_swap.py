@@ -4,8 +4,10 @@
 The container holds a placeholder, never a credential. ``api.sock`` accepts a request only when its credential header
 is exactly the placeholder of the grant's kind, then puts the real credential in its place; ``git.sock`` accepts only
 git smart-HTTP of the grant's repository and adds ``Authorization: Basic x-access-token:<token>``; ``github-api.sock``
-accepts only ``/repos/<owner>/<repo>`` and what lies under it and adds ``Authorization: Bearer <token>``. The credential
-is asked for per request, so each use is the wiring's to audit.
+accepts only reads of ``/repos/<owner>/<repo>`` and what lies under it, sensitive endpoints excepted
+(``github_api_policy``), and adds ``Authorization: Bearer <token>``. A push through ``git.sock`` may touch only the
+attempt's own branch (``receive_pack``). The credential is asked for per request, so each use is the wiring's to
+audit.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from shared.egress.github_api_policy import github_api_refusal
 from shared.egress.grant import ApiAuth, Service
+from shared.egress.receive_pack import screen_push
 from shared.egress.reverse_proxy import forward, refuse, request_headers
 
 logger = logging.getLogger(__name__)
@@ -29,8 +33,6 @@ _GIT_PATH = re.compile(
     r"/(?P<repo>[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*)/(?P<endpoint>info/refs|git-upload-pack|git-receive-pack)"
 )
 _UPLOAD, _RECEIVE = "git-upload-pack", "git-receive-pack"
-#: A path with one of these could be read by the upstream as another path than it looks here ("/repos/a/b/../../c").
-_DISGUISES = re.compile(r"%2e|%2f|%5c|\\|(?:^|/)\.{1,2}(?:/|$)|//", re.IGNORECASE)
 
 
 def _anthropic_error(status: int, message: str) -> web.Response:
@@ -113,6 +115,12 @@ def git_handler(attempt) -> Callable[[web.BaseRequest], Awaitable[web.StreamResp
         if problem:
             logger.info("egress attempt %s: git %s refused: %s", grant.attempt_id, request.method, problem)
             return refuse(403, f"egress proxy: {problem}")
+        body = None
+        if request.method == "POST" and request.raw_path.partition("?")[0].endswith(f"/{_RECEIVE}"):
+            screened = await screen_push(attempt, request)  # the ref policy, before a byte goes upstream
+            if isinstance(screened, web.Response):
+                return screened
+            body = screened
         token = await _credential(attempt, Service.GITHUB)
         if token is None:
             return refuse(403, "egress proxy: no GitHub credential is available for this run")
@@ -121,19 +129,9 @@ def git_handler(attempt) -> Callable[[web.BaseRequest], Awaitable[web.StreamResp
             basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
             headers["Authorization"] = f"Basic {basic}"
         return await forward(request, attempt.session(Service.GITHUB), attempt.git_upstream, headers,
-                             attempt.policy, grant.internal)  # fmt: skip
+                             attempt.policy, grant.internal, body)  # fmt: skip
 
     return handle
-
-
-def github_api_request_allowed(raw_path: str, repository: str) -> str | None:
-    """Why a GitHub REST request is refused, or None: ``/repos/<owner>/<repo>`` of ``repository`` and below only."""
-    if _DISGUISES.search(raw_path):
-        return "the path is not plain (dot segments or encoded separators)"
-    parts = raw_path.split("/")  # "", "repos", owner, repo, ...
-    if len(parts) < 4 or parts[1] != "repos" or f"{parts[2]}/{parts[3]}".lower() != repository.lower():
-        return "only the run's repository is reachable"
-    return None
 
 
 def github_api_handler(attempt) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
@@ -142,7 +140,7 @@ def github_api_handler(attempt) -> Callable[[web.BaseRequest], Awaitable[web.Str
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         path = request.raw_path.partition("?")[0]
-        problem = github_api_request_allowed(path, grant.git_repository or "")
+        problem = github_api_refusal(request.method, path, grant.git_repository or "", write=grant.github_api_write)
         if problem:
             logger.info("egress attempt %s: GitHub API %s refused: %s", grant.attempt_id, request.method, problem)
             await attempt.blocked(attempt.github_api_upstream.target, f"refused {path[:80]}: {problem}")

@@ -53,6 +53,7 @@ class GrantLookup(Protocol):
 
 _HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
+_BRANCH = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
 
 
 @dataclass(frozen=True, order=True)
@@ -111,8 +112,11 @@ class Grant:
     ``internal`` lists the exact ``host:port`` that may resolve to loopback, private or link-local addresses
     (a GHES on a private network; the tests' 127.0.0.1 fakes); every other upstream must be public.
     ``placeholder`` is the fake credential the container's CLI sends; the proxy only swaps exactly that value.
+    ``git_push`` opens ``git-receive-pack`` (the runner's push window; off otherwise), and then only
+    ``refs/heads/<git_push_branch>`` may be created or updated (``shared/egress/receive_pack.py``).
     ``github_api_url`` (the operator's opt-in, ``None`` by default) opens the GitHub REST API of ``git_repository``
-    only (``/repos/<owner>/<repo>…``), with the token added by the proxy.
+    only (``/repos/<owner>/<repo>…``), with the token added by the proxy: reads only, unless ``github_api_write``
+    (``shared/egress/github_api_policy.py``).
     """
 
     attempt_id: str
@@ -121,8 +125,10 @@ class Grant:
     api_auth: ApiAuth = ApiAuth.API_KEY
     git_url: str | None = None
     git_repository: str | None = None
-    git_push: bool = True
+    git_push: bool = False
+    git_push_branch: str | None = None
     github_api_url: str | None = None
+    github_api_write: bool = False
     allowed: frozenset[HostPort] = field(default_factory=frozenset)
     internal: frozenset[HostPort] = field(default_factory=frozenset)
 
@@ -145,6 +151,9 @@ class Grant:
             if not _REPO.match(repo) or any(part in (".", "..") for part in repo.split("/")):
                 raise ValueError(f"bad git repository path {self.git_repository!r}")
             object.__setattr__(self, "git_repository", repo.removesuffix(".git"))
+        branch = self.git_push_branch
+        if branch is not None and (not _BRANCH.match(branch) or any(p in ("", ".", "..") for p in branch.split("/"))):
+            raise ValueError(f"bad push branch {branch!r}")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

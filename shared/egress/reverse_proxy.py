@@ -8,7 +8,7 @@ and both sides apply backpressure, so memory stays bounded whatever the size (a 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -90,16 +90,21 @@ async def forward(
     headers: CIMultiDict[str],
     policy: AddressPolicy,
     internal: frozenset[HostPort],
+    body: AsyncIterable[bytes] | None = None,
 ) -> web.StreamResponse:
-    """Send ``request`` (with ``headers``) to ``upstream`` at an address the policy checked; stream the reply."""
+    """Send ``request`` (with ``headers``) to ``upstream`` at an address the policy checked; stream the reply.
+
+    ``body``: the request body, when the caller has read its start already (and so answered any ``Expect``)."""
     try:
         addresses = await policy.addresses(upstream.target, internal)
     except Refused as exc:
         logger.info("egress refused upstream %s", exc)
         return refuse(403, f"egress proxy: {exc}")
     headers["Host"] = upstream.host_header
-    body = request.content if request.body_exists else None
-    if body is not None and request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
+    expect = body is None and request.headers.get("Expect", "").lower() == "100-continue"
+    if body is None and request.body_exists:
+        body = request.content
+    if expect and body is not None and request.version >= (1, 1):
         # What aiohttp's router does for an application; this low-level server has to say it itself. Only now, after
         # every check: a refused request got its 403 without the client sending the body.
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")

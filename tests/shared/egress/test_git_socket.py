@@ -48,13 +48,14 @@ def git_server(tmp_path):
 
 def git_grant(server: FakeGitHTTPServer, **changes):
     host = server.base_url.removeprefix("http://")
-    return grant("1", git_url=server.base_url, git_repository="octo/demo", internal=[host], **changes)
+    fields = {"git_url": server.base_url, "git_repository": "octo/demo", "git_push_branch": "anyon/attempt-1"}
+    return grant("1", internal=[host], **{**fields, **changes})
 
 
 async def test_real_git_clones_and_pushes_through_git_sock_with_the_token_added(
     proxy, attempt_dirs, git_server, tmp_path
 ):
-    paths = await proxy.open_attempt(git_grant(git_server), attempt_dirs[0])
+    paths = await proxy.open_attempt(git_grant(git_server, git_push=True), attempt_dirs[0])
     async with tcp_bridge(paths[GIT_SOCKET]) as port:
         # What the container's git config does: GitHub URLs go to the local bridge, in plain HTTP.
         rewrite = f"url.http://127.0.0.1:{port}/.insteadOf=https://github.com/"
@@ -64,8 +65,8 @@ async def test_real_git_clones_and_pushes_through_git_sock_with_the_token_added(
         (work / "change.txt").write_text("from the agent\n")
         await git("add", "change.txt", cwd=work)
         await git("commit", "--quiet", "-m", "change", cwd=work)
-        await git("-c", rewrite, "push", "--quiet", "origin", "HEAD:refs/heads/agent", cwd=work)
-    assert head_commit(git_server.repo_dir, "agent") == (await git("rev-parse", "HEAD", cwd=work)).strip()
+        await git("-c", rewrite, "push", "--quiet", "origin", "HEAD:refs/heads/anyon/attempt-1", cwd=work)
+    assert head_commit(git_server.repo_dir, "anyon/attempt-1") == (await git("rev-parse", "HEAD", cwd=work)).strip()
     requests = git_server.requests
     assert {r.path.rsplit(".git", 1)[1] for r in requests} >= {"/info/refs", "/git-upload-pack", "/git-receive-pack"}
     assert all(r.auth_ok and r.username == "x-access-token" for r in requests)
@@ -89,7 +90,7 @@ async def test_real_git_clones_and_pushes_through_git_sock_with_the_token_added(
     ],
 )
 async def test_other_paths_on_the_git_host_are_refused(proxy, attempt_dirs, git_server, credentials, method, target):
-    paths = await proxy.open_attempt(git_grant(git_server, git_push=False), attempt_dirs[0])
+    paths = await proxy.open_attempt(git_grant(git_server), attempt_dirs[0])  # git_push is off by default
     async with (
         unix_session(paths[GIT_SOCKET]) as client,
         client.request(method, URL(f"http://b{target}", encoded=True)) as response,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shared.egress import GITHUB_API_SOCKET, Grant, Service
-from shared.egress.credential_swap import github_api_request_allowed
+from shared.egress.github_api_policy import github_api_request_allowed
 from tests.fakes.github import FakeGitHub
 from tests.shared.egress.conftest import GH_TOKEN, grant, unix_session
 

@@ -17,11 +17,14 @@ import pytest
 from aiohttp import web
 
 from shared.egress import API_SOCKET, GIT_SOCKET, EgressClient
+from shared.egress.receive_pack import FLUSH, pkt_line
 from tests.shared.egress.conftest import GH_TOKEN, PLACEHOLDER, grant, short_tempdir, tcp_bridge, unix_session
 
 MB = 1024 * 1024
 TOTAL = 100 * MB
 CHUNK = b"\x5a" * MB
+#: What git sends before its PACK: one command for the attempt's own branch (the proxy reads it, then streams on).
+HEAD = pkt_line(b"0" * 40 + b" " + b"1" * 40 + b" refs/heads/anyon/attempt-1\0report-status\n") + FLUSH
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -85,15 +88,17 @@ async def test_100_mb_each_way_streams_with_bounded_memory(proxy_process):
     app.router.add_get("/octo/demo.git/info/refs", info_refs)
     runner, upstream = await start_upstream(app)
     try:
-        g = grant("1", git_url=f"http://{upstream}", git_repository="octo/demo", internal=[upstream])
+        g = grant("1", git_url=f"http://{upstream}", git_repository="octo/demo", internal=[upstream],
+                  git_push=True, git_push_branch="anyon/attempt-1")  # fmt: skip
         sockets = await asyncio.to_thread(client.open, g, directory)
         async with unix_session(Path(sockets[GIT_SOCKET])) as session:
             # Warm-up (the proxy's code is loaded and running), with Expect: 100-continue as curl sends for big bodies.
-            async with session.post("http://b/octo/demo.git/git-receive-pack", data=CHUNK, expect100=True) as warmup:
+            async with session.post("http://b/octo/demo.git/git-receive-pack", data=HEAD + CHUNK, expect100=True) as warmup:
                 assert warmup.status == 200
             baseline = peak_rss_mb(process.pid)
 
             async def body():
+                yield HEAD
                 for _ in range(TOTAL // MB):
                     yield CHUNK
 
@@ -107,7 +112,7 @@ async def test_100_mb_each_way_streams_with_bounded_memory(proxy_process):
             elapsed = time.monotonic() - started
         growth = peak_rss_mb(process.pid) - baseline
         print(f"\n200 MB through git.sock in {elapsed:.1f} s; proxy peak RSS grew {growth:.1f} MB over {baseline:.0f}")
-        assert received["bytes"] == TOTAL + MB
+        assert received["bytes"] == TOTAL + MB + 2 * len(HEAD)
         assert downloaded == TOTAL
         assert received["authorization"] and received["authorization"].startswith("Basic ")
         assert growth < 30, f"the proxy's peak memory grew {growth:.0f} MB: something buffers"
