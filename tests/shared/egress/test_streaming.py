@@ -93,8 +93,9 @@ async def test_100_mb_each_way_streams_with_bounded_memory(proxy_process):
         sockets = await asyncio.to_thread(client.open, g, directory)
         async with unix_session(Path(sockets[GIT_SOCKET])) as session:
             # Warm-up (the proxy's code is loaded and running), with Expect: 100-continue as curl sends for big bodies.
-            async with session.post("http://b/octo/demo.git/git-receive-pack", data=HEAD + CHUNK, expect100=True) as warmup:
-                assert warmup.status == 200
+            warmup = session.post("http://b/octo/demo.git/git-receive-pack", data=HEAD + CHUNK, expect100=True)
+            async with warmup as response:
+                assert response.status == 200
             baseline = peak_rss_mb(process.pid)
 
             async def body():
