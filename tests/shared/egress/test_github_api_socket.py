@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shared.egress import GITHUB_API_SOCKET, Grant, Service
-from shared.egress.github_api_policy import github_api_request_allowed
+from shared.egress.github_api_policy import github_api_refusal, github_api_request_allowed
 from tests.fakes.github import FakeGitHub
 from tests.shared.egress.conftest import GH_TOKEN, grant, unix_session
 
@@ -79,3 +79,130 @@ def test_the_path_rule(path, allowed):
 def test_a_grant_with_the_api_needs_the_repository():
     with pytest.raises(ValueError, match="git_url"):
         grant("1", github_api_url="https://api.github.com")
+
+
+R = "/repos/acme/widgets"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "write", "allowed"),
+    [
+        # Reads of the repository: allowed, with or without writes.
+        ("GET", R, False, True),
+        ("HEAD", R, False, True),
+        ("GET", f"{R}/issues/1/comments", False, True),
+        ("GET", f"{R}/pulls/2/files", False, True),
+        ("GET", f"{R}/actions/runs", False, True),
+        ("GET", f"{R}/contents/README.md", False, True),
+        ("GET", f"{R}/deployments", False, True),
+        # Writes: refused by default, whatever the endpoint.
+        ("POST", f"{R}/issues", False, False),
+        ("POST", f"{R}/issues/1/comments", False, False),
+        ("PATCH", f"{R}/pulls/2", False, False),
+        ("POST", f"{R}/pulls", False, False),
+        ("PUT", f"{R}/contents/x.txt", False, False),
+        ("DELETE", R, False, False),
+        ("OPTIONS", R, False, False),
+        # With the second setting: issues, pull requests and comments only, POST and PATCH only.
+        ("POST", f"{R}/issues", True, True),
+        ("POST", f"{R}/issues/1/comments", True, True),
+        ("PATCH", f"{R}/issues/comments/5", True, True),
+        ("POST", f"{R}/pulls", True, True),
+        ("PATCH", f"{R}/pulls/2", True, True),
+        ("POST", f"{R}/pulls/2/reviews", True, True),
+        ("POST", f"{R}/commits/{'a' * 40}/comments", True, True),
+        ("PATCH", f"{R}/comments/9", True, True),
+        ("PATCH", R, True, False),  # visibility, name, default branch
+        ("DELETE", R, True, False),
+        ("PUT", f"{R}/pulls/2/merge", True, False),
+        ("POST", f"{R}/pulls/2/merge", True, False),
+        ("PUT", f"{R}/pulls/2/update-branch", True, False),
+        ("PUT", f"{R}/contents/x.txt", True, False),
+        ("POST", f"{R}/git/refs", True, False),  # would bypass git.sock's ref policy
+        ("PATCH", f"{R}/git/refs/heads/main", True, False),
+        ("POST", f"{R}/merges", True, False),
+        ("POST", f"{R}/releases", True, False),  # creates a tag
+        ("POST", f"{R}/statuses/{'a' * 40}", True, False),  # fakes CI
+        ("POST", f"{R}/check-runs", True, False),
+        ("POST", f"{R}/dispatches", True, False),
+        ("POST", f"{R}/actions/workflows/ci.yml/dispatches", True, False),
+        ("POST", f"{R}/forks", True, False),
+        ("DELETE", f"{R}/issues/comments/5", True, False),
+    ],
+)
+def test_the_method_rule(method, path, write, allowed):
+    assert (github_api_refusal(method, path, "acme/widgets", write=write) is None) == allowed
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"{R}/hooks",
+        f"{R}/hooks/1/config",
+        f"{R}/keys",
+        f"{R}/collaborators",
+        f"{R}/collaborators/bob/permission",
+        f"{R}/invitations",
+        f"{R}/teams",
+        f"{R}/transfer",
+        f"{R}/actions/secrets",
+        f"{R}/actions/secrets/public-key",
+        f"{R}/actions/variables",
+        f"{R}/actions/runners/registration-token",
+        f"{R}/actions/permissions",
+        f"{R}/actions/oidc/customization/sub",
+        f"{R}/environments/prod/secrets",
+        f"{R}/environments",
+        f"{R}/dependabot/secrets",
+        f"{R}/codespaces/secrets",
+        f"{R}/secret-scanning/alerts",
+        f"{R}/branches/main/protection",
+        f"{R}/rulesets",
+        f"{R}/vulnerability-alerts",
+        f"{R}/HOOKS",
+        f"{R}/%68ooks",  # percent-encoded letters
+        f"{R}/hooks/",
+        f"{R}/actions/Secrets",
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PATCH"])
+@pytest.mark.parametrize("write", [False, True])
+def test_sensitive_endpoints_are_refused_for_every_method_even_with_writes(path, method, write):
+    problem = github_api_refusal(method, path, "acme/widgets", write=write)
+    assert problem is not None and "not reachable" in problem
+
+
+async def _status(client, method: str, path: str) -> int:
+    async with client.request(method, f"http://bridge{path}", json={"title": "t"}) as response:
+        return response.status
+
+
+async def test_through_the_socket_reads_pass_and_writes_and_sensitive_reads_are_refused_by_default(
+    proxy, attempt_dirs, github, credentials, blocked
+):
+    paths = await proxy.open_attempt(api_grant(github), attempt_dirs[0])
+    async with unix_session(paths[GITHUB_API_SOCKET]) as client:
+        assert await _status(client, "GET", R) == 200
+        calls = len(credentials.calls)
+        for method, path in (("POST", f"{R}/pulls"), ("PATCH", R), ("GET", f"{R}/hooks"), ("GET", f"{R}/keys"),
+                             ("GET", f"{R}/actions/secrets"), ("DELETE", R)):  # fmt: skip
+            assert await _status(client, method, path) == 403, (method, path)
+        assert len(credentials.calls) == calls
+    assert [(r.method, r.path) for r in github.requests if r.path.startswith("/api/")] == [("GET", f"/api{R}")]
+    assert len(blocked.events) == 6
+    assert any("read-only" in event[3] for event in blocked.events)
+    assert any("hooks are not reachable" in event[3] for event in blocked.events)
+
+
+async def test_with_the_write_setting_a_pull_request_is_opened_and_the_rest_stays_refused(
+    proxy, attempt_dirs, github, blocked
+):
+    paths = await proxy.open_attempt(api_grant(github, github_api_write=True), attempt_dirs[0])
+    async with unix_session(paths[GITHUB_API_SOCKET]) as client:
+        await _status(client, "POST", f"{R}/pulls")
+        for method, path in (("PATCH", R), ("GET", f"{R}/hooks"), ("POST", f"{R}/git/refs"),
+                             ("PUT", f"{R}/pulls/1/merge")):  # fmt: skip
+            assert await _status(client, method, path) == 403, (method, path)
+    sent = [(r.method, r.path) for r in github.requests if r.path.startswith("/api/")]
+    assert sent == [("POST", f"/api{R}/pulls")]
+    assert len(blocked.events) == 4
