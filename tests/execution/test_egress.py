@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from execution.attempts import do_create_task, do_start_attempt
-from execution.egress import MAX_BLOCK_ROWS, do_record_egress_block, do_take_unlogged_blocks
+from execution.egress import MAX_BLOCK_ROWS, do_record_egress_block, do_take_unlogged_blocks, grant_for
 from execution.models import EgressBlock
 from execution.selectors import egress_block_count
 
@@ -53,3 +53,14 @@ def test_the_attempt_page_and_the_admin_count_repeats(attempt, alice, client, ad
     assert "refused 3 connections" in page
     listing = admin_client.get("/admin/execution/attempt/").content.decode()
     assert '<td class="field-egress_blocked">3</td>' in listing
+
+
+def test_the_grant_pushes_only_the_attempts_branch_and_only_in_a_push_window(attempt, settings):
+    """Opening the push window (``SealedEgress.pushing``) sets ``git_push``; the branch is fixed by the grant."""
+    settings.ANYON_AGENT_GITHUB_API = True
+    grant = grant_for(attempt, claude_kind=None)
+    assert grant.git_push is False
+    assert grant.git_push_branch == attempt.branch == f"anyon/attempt-{attempt.pk}"
+    assert grant.github_api_url and grant.github_api_write is False
+    settings.ANYON_AGENT_GITHUB_API_WRITE = True
+    assert grant_for(attempt, claude_kind=None).github_api_write is True
