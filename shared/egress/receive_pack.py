@@ -81,29 +81,6 @@ class UpdateRequest:
         return bool({"report-status", "report-status-v2"} & self.capabilities)
 
 
-def _packets(data: bytes):
-    """(offset after, payload or None for a flush) of each complete pkt-line of ``data``; stops at an incomplete one."""
-    at = 0
-    while len(data) - at >= 4:
-        header = data[at : at + 4]
-        if not _HEX4.fullmatch(header):
-            raise Malformed("a pkt-line length is not four hex digits")
-        size = int(header, 16)
-        if size == 0:
-            at += 4
-            yield at, None
-            continue
-        if size < 4:
-            raise Malformed(f"pkt-line length {size} is not allowed in a push")
-        if size > MAX_PKT:
-            raise Malformed(f"pkt-line length {size} is over {MAX_PKT}")
-        if len(data) - at < size:
-            return
-        payload = data[at + 4 : at + size]
-        at += size
-        yield at, payload
-
-
 def _command(line: bytes) -> Command:
     fields = line.split(b" ", 2)
     if len(fields) != 3 or not _OID.fullmatch(fields[0]) or not _OID.fullmatch(fields[1]):
@@ -115,47 +92,81 @@ def _command(line: bytes) -> Command:
     return Command(fields[0].decode(), fields[1].decode(), fields[2].decode())
 
 
-def parse_update_request(data: bytes) -> UpdateRequest | None:
-    """The head of a receive-pack request at the start of ``data``, or None when more bytes are needed.
+class HeadParser:
+    """Reads the head of a receive-pack request as its bytes arrive; each byte is looked at once, however the
+    body is cut (a client trickling a byte at a time costs no more than one sending it whole)."""
 
-    Raises :class:`Malformed` for anything else, including a head longer than ``MAX_HEAD``."""
-    commands: list[Command] = []
-    capabilities: frozenset[str] = frozenset()
-    stage = "shallow"  # -> "commands" -> "options" -> done
-    for end, payload in _packets(data):
-        if end > MAX_HEAD:
-            break
-        if payload is None:  # flush: the end of the commands (none: git's probe), or of the push options
-            if stage == "commands" and "push-options" in capabilities:
-                stage = "options"
-                continue
-            return UpdateRequest(tuple(commands), capabilities, end)
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self._at = 0
+        self._stage = "shallow"  # -> "commands" -> "options" (when the push-options capability was asked for)
+        self._commands: list[Command] = []
+        self._capabilities: frozenset[str] = frozenset()
+
+    def feed(self, chunk: bytes) -> UpdateRequest | None:
+        """The head, once complete (the rest of ``data`` is the start of the PACK), or None: more bytes needed.
+
+        Raises :class:`Malformed` for anything else, including a head longer than ``MAX_HEAD``."""
+        self.data += chunk
+        data = self.data
+        while len(data) - self._at >= 4:
+            header = bytes(data[self._at : self._at + 4])
+            if not _HEX4.fullmatch(header):
+                raise Malformed("a pkt-line length is not four hex digits")
+            size = int(header, 16)
+            if 0 < size < 4:
+                raise Malformed(f"pkt-line length {size} is not allowed in a push")
+            if size > MAX_PKT:
+                raise Malformed(f"pkt-line length {size} is over {MAX_PKT}")
+            end = self._at + max(size, 4)
+            if end > MAX_HEAD:
+                break
+            if len(data) < end:
+                return None
+            payload = bytes(data[self._at + 4 : end]) if size else None
+            self._at = end
+            if self._packet(payload):
+                return UpdateRequest(tuple(self._commands), self._capabilities, end)
+        if len(data) >= MAX_HEAD:
+            raise Malformed(f"the commands take more than {MAX_HEAD} bytes")
+        return None
+
+    def _packet(self, payload: bytes | None) -> bool:
+        """Take one pkt-line (None: a flush); True when it ended the head."""
+        if payload is None:  # the end of the commands (none: git's probe), or of the push options
+            if self._stage == "commands" and "push-options" in self._capabilities:
+                self._stage = "options"
+                return False
+            return True
         line = payload.removesuffix(b"\n")
-        if stage == "options":
+        if self._stage == "options":
             if b"\0" in line:
                 raise Malformed("a push option holds a NUL")
-            continue
-        if stage == "shallow" and line.startswith(b"shallow "):
+            return False
+        if self._stage == "shallow" and line.startswith(b"shallow "):
             if not _OID.fullmatch(line.removeprefix(b"shallow ")):
                 raise Malformed("a shallow line does not name an object id")
-            continue
-        if stage == "shallow":
-            stage = "commands"
+            return False
+        if self._stage == "shallow":
+            self._stage = "commands"
             line, nul, caps = line.partition(b"\0")
             if line.startswith(b"push-cert"):
                 raise Malformed("signed pushes are not accepted")
             if not nul:
                 raise Malformed("the first command carries no capabilities")
             try:
-                capabilities = frozenset(caps.decode("ascii").split())
+                self._capabilities = frozenset(caps.decode("ascii").split())
             except UnicodeDecodeError as exc:
                 raise Malformed("the capabilities are not ASCII") from exc
         elif b"\0" in line:
             raise Malformed("a NUL after the first command")
-        commands.append(_command(line))
-    if len(data) >= MAX_HEAD:
-        raise Malformed(f"the commands take more than {MAX_HEAD} bytes")
-    return None
+        self._commands.append(_command(line))
+        return False
+
+
+def parse_update_request(data: bytes) -> UpdateRequest | None:
+    """The head of a receive-pack request at the start of ``data``, or None when more bytes are needed."""
+    return HeadParser().feed(data)
 
 
 def refusals(request: UpdateRequest, branch: str | None) -> dict[str, str]:
@@ -202,12 +213,11 @@ def refusal_result(request: UpdateRequest, reasons: dict[str, str]) -> bytes:
 async def read_head(content) -> tuple[UpdateRequest, bytes]:
     """Read a receive-pack body (an aiohttp ``StreamReader``) up to the end of its head; returns the head and every
     byte read (the head, maybe the start of the PACK). Raises :class:`Malformed`."""
-    data = b""
-    while (head := parse_update_request(data)) is None:
-        chunk = await content.readany()
+    parser = HeadParser()
+    while (head := parser.feed(chunk := await content.readany())) is None:
         if not chunk:
             raise Malformed("the body ended inside the command list")
-        data += chunk
+    data = bytes(parser.data)
     if not head.commands:  # git's probe is exactly a flush; receive-pack would ignore anything after it
         rest = data[head.length :]
         while len(rest) <= MAX_PKT and (chunk := await content.readany()):

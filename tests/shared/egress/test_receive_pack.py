@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import os
 import random
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from shared.egress import GIT_SOCKET
 from shared.egress.receive_pack import (
     FLUSH,
     MAX_HEAD,
+    HeadParser,
     Malformed,
     UpdateRequest,
     parse_update_request,
@@ -77,6 +80,23 @@ def test_every_proper_prefix_asks_for_more_and_never_decides():
     for end in range(len(body)):
         assert parse_update_request(body[:end]) is None, end
     assert parse_update_request(body) is not None
+
+
+def test_a_body_fed_a_byte_at_a_time_gives_the_same_head_as_whole():
+    body = pkt_line(b"shallow " + OLD.encode() + b"\n") + head((ZERO, NEW, OWN), (OLD, NEW, "refs/tags/v1")) + b"PACK"
+    parser, done = HeadParser(), len(body) - 4  # the head ends before "PACK"
+    assert all(parser.feed(body[i : i + 1]) is None for i in range(done - 1))
+    assert parser.feed(body[done - 1 : done]) == parse_update_request(body)
+
+
+def test_a_head_trickled_byte_by_byte_is_read_in_linear_time():
+    """Each byte is looked at once: a client trickling a 1 MiB head byte by byte costs the proxy no quadratic time."""
+    body = head(*[(ZERO, NEW, f"refs/heads/b{i:05}") for i in range(9000)])
+    parser, started = HeadParser(), time.process_time()
+    for i in range(len(body) - 1):
+        assert parser.feed(body[i : i + 1]) is None
+    assert parser.feed(body[-1:]) is not None
+    assert time.process_time() - started < 20  # quadratic re-parsing would take hours
 
 
 def test_gits_probe_is_an_empty_command_list():
@@ -237,8 +257,6 @@ async def git_ok(*args: str, cwd: Path | None = None) -> str:
 
 
 def remote_refs(repo: Path) -> dict[str, str]:
-    import subprocess
-
     out = subprocess.run(
         ["git", "--git-dir", str(repo), "for-each-ref", "--format=%(refname) %(objectname)"],
         capture_output=True, text=True, check=True,
