@@ -53,7 +53,6 @@ class GrantLookup(Protocol):
 
 _HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
-_BRANCH = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
 
 
 @dataclass(frozen=True, order=True)
@@ -152,7 +151,7 @@ class Grant:
                 raise ValueError(f"bad git repository path {self.git_repository!r}")
             object.__setattr__(self, "git_repository", repo.removesuffix(".git"))
         branch = self.git_push_branch
-        if branch is not None and (not _BRANCH.match(branch) or any(p in ("", ".", "..") for p in branch.split("/"))):
+        if branch is not None and (not _REPO.match(branch) or any(p in (".", "..") for p in branch.split("/"))):
             raise ValueError(f"bad push branch {branch!r}")
 
     def to_json(self) -> dict[str, Any]:

@@ -210,6 +210,12 @@ def test_without_a_push_branch_nothing_may_be_pushed():
     assert refusals(request, None) == {OWN: "no branch may be pushed in this run"}
 
 
+@pytest.mark.parametrize("branch", ["../main", "a//b", "a b", "a\nb", "refs/heads/x:y", "", "a/./b"])
+def test_a_grant_names_a_plain_push_branch(branch):
+    with pytest.raises(ValueError, match="bad push branch"):
+        grant("1", git_url="https://github.com", git_repository="o/r", git_push_branch=branch)
+
+
 def _unband(data: bytes) -> tuple[bytes, bytes]:
     """(band 1, band 2) of a side-band stream ending in a flush."""
     bands = {1: b"", 2: b""}
