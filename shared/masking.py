@@ -3,8 +3,10 @@
 Two layers, as GitHub Actions' runner does it:
 
 * every injected secret value, each of its lines, and its common encodings (base64 in the three alignments it can
-  take inside a longer base64 text, also when ``base64`` wraps it at 76 columns or ``openssl`` at 64, URL-encoding,
-  JSON string escaping, hex);
+  take inside a longer base64 text, also when ``base64`` wraps it at 76 columns or ``openssl`` at 64, base32 in its
+  five alignments, URL-encoding, JSON string escaping, hex, the value reversed), and dumps that spread a value's hex
+  or characters over lines and columns (``xxd`` and ``xxd -p -c N``, ``od -t x1``, ``od -c``, ``hexdump -C``): a
+  dump line that takes part in a value is masked whole;
 * token patterns, for credentials nobody told us about (docs/ARCHITECTURE.md, "Secret rules").
 
 Output arrives in chunks that may split a secret anywhere. :class:`StreamMasker` only masks complete lines (a
@@ -37,6 +39,8 @@ _PATTERN_TAIL_RE = re.compile(
     r"|(?:x-access-token:[^@\s]*))$"
 )
 MIN_SECRET_LENGTH = 8
+#: The shortest start of a value at the end of a paused dump that keeps its lines held.
+DUMP_TAIL_HELD = 4
 
 #: A full line of wrapped base64 (``base64`` wraps at 76 columns, ``openssl base64`` and PEM at 64), and a block of
 #: them with its last line: a secret's base64 can straddle the line breaks, where the per-line search misses it.
@@ -48,12 +52,38 @@ _WRAP_START_RE = re.compile(r"[A-Za-z0-9+/_-]{1,76}")
 _WRAPPED_RE = re.compile(r"\n((?:[A-Za-z0-9+/_-]{64}(?:[A-Za-z0-9+/_-]{12})?\n)+[A-Za-z0-9+/_=-]{1,76})(?=\n|\Z)")
 
 
-def _has_full_width_line(text: str) -> bool:
-    """Whether a line of ``text`` is exactly as long as a line of wrapped base64: the only lines the wrapped-base64
-    expression can start a block on. Lengths are counted at C speed; the expression itself tries 64-76 characters at
-    every line of output made of base64's alphabet (hex dumps, hashes, counters), three times slower."""
-    lengths = list(map(len, text.split("\n")))
-    return any(width in lengths for width in _WRAP_WIDTHS)
+#: A line of a hex dump: an optional offset (xxd's ``00000010:``, od's ``0000020``, hexdump -C's ``00000010``), hex
+#: groups of whole bytes between blanks (group 1), and an optional character column after two blanks or a ``|`` (xxd,
+#: hexdump -C).
+_HEX_DUMP_LINE_RE = re.compile(
+    r"^[ \t]*(?:[0-9a-fA-F]{6,16}:?[ \t]+)?((?:[0-9a-fA-F]{2})+(?:[ \t]+(?:[0-9a-fA-F]{2})+)*)[ \t]*"
+    r"(?:(?:[ \t]{2}|\|).*)?$",
+    re.M,
+)
+#: A line of ``od -c``: an optional octal offset, then single characters (or od's escapes) between blanks (group 1).
+_CHAR_DUMP_LINE_RE = re.compile(r"^(?:[ \t]*[0-7]{7,})?((?:[ \t]+(?:\\[0-7]{3}|\\.|\S)){2,})[ \t]*$", re.M)
+#: A line of an encoding wrapped at any width (``base64 -w N``, ``base32 -w N``, ``fold``): one run of their alphabets.
+_WRAPPED_ANY_LINE_RE = re.compile(r"^()([A-Za-z0-9+/=_-]+)$", re.M)
+#: Any line: when a value shows in the text without its line breaks, every line may carry a piece (``fold``).
+_ANY_LINE_RE = re.compile(r"^()(.+)$", re.M)
+_DUMP_BLANKS_RE = re.compile(r"[ \t]+")
+_DUMP_FLAVOURS = ((_HEX_DUMP_LINE_RE, True), (_CHAR_DUMP_LINE_RE, False), (_WRAPPED_ANY_LINE_RE, False))
+#: The widths wrapping tools use by default: fold 80, base64 and base32 76, openssl 64, xxd -p 60.
+_TOOL_WRAP_WIDTHS = frozenset((60, 64, 76, 80))
+
+
+def _dump_blocks(text: str, line_re: re.Pattern[str]) -> list[list[tuple[int, int, str]]]:
+    """Runs of neighbouring lines that ``line_re`` matches: (line start, line end, the line's dump cells joined)."""
+    blocks: list[list[tuple[int, int, str]]] = []
+    previous_end = -2
+    for match in line_re.finditer(text):
+        cells = _DUMP_BLANKS_RE.sub("", match.group(match.lastindex or 1))
+        if blocks and match.start() == previous_end + 1:
+            blocks[-1].append((match.start(), match.end(), cells))
+        else:
+            blocks.append([(match.start(), match.end(), cells)])
+        previous_end = match.end()
+    return blocks
 
 
 def _base64_forms(value: bytes) -> set[str]:
@@ -72,6 +102,17 @@ def _base64_forms(value: bytes) -> set[str]:
     return forms
 
 
+def _base32_forms(value: bytes) -> set[str]:
+    """Base32 of ``value`` inside a longer base32 text, at each of the 5 byte offsets (8 characters per 5 bytes)."""
+    forms = set()
+    for offset in range(5):
+        encoded = base64.b32encode(b"\0" * offset + value).decode()
+        core = encoded[-(-offset * 8 // 5) : (offset + len(value)) * 8 // 5]
+        if len(core) >= MIN_SECRET_LENGTH:
+            forms.add(core)
+    return forms
+
+
 def secret_variants(value: str) -> set[str]:
     """The forms in which ``value`` may show up in output."""
     variants: set[str] = set()
@@ -86,6 +127,8 @@ def secret_variants(value: str) -> set[str]:
         variants.add(json.dumps(piece)[1:-1])
         variants.update(_base64_forms(raw))
         variants.update((raw.hex(), raw.hex().upper()))  # xxd -p, od, hexdump: a common way to smuggle text
+        variants.update(_base32_forms(raw))
+        variants.add(piece[::-1])  # rev
     return {v for v in variants if len(v) >= MIN_SECRET_LENGTH}
 
 
@@ -127,8 +170,13 @@ class Masker:
     def mask(self, text: str) -> str:
         """Mask ``text``. The regular expressions are slow on megabytes, and no secret spans a line break, so they
         run only on the lines where a substring search (at C speed) found a variant or a token prefix."""
-        if self._literal_re is not None and "\n" in text and _has_full_width_line(text):
+        widths = set(map(len, text.split("\n"))) if "\n" in text else set()
+        if self._literal_re is not None and not widths.isdisjoint(_WRAP_WIDTHS):
             text = self._mask_wrapped(text)
+        text = self._mask_lines(text)
+        return self._mask_dumps(text, widths) if len(widths) > 1 or text.count("\n") > 1 else text
+
+    def _mask_lines(self, text: str) -> str:
         starts = self._candidates(text)
         if not starts:
             return text
@@ -193,6 +241,98 @@ class Masker:
         pieces.append(text[done:])
         return "".join(pieces)
 
+    def _dump_hits(self, projection: str, decoded: bool) -> list[tuple[int, int]]:
+        """Spans of ``projection`` (a dump's cells joined) that hold a known value or a token; with ``decoded`` the
+        cells are hex, searched as they are and as the bytes they spell (2 cells' characters a byte)."""
+        hits = []
+        if self._literal_re is not None:
+            hits += [m.span() for m in self._literal_re.finditer(projection)]
+        if not decoded:
+            return hits + [m.span() for m in _PATTERN_RE.finditer(projection)]
+        spelled = bytes.fromhex(projection[: len(projection) // 2 * 2]).decode("latin-1")
+        for pattern in (self._literal_re, _PATTERN_RE):
+            if pattern is not None:
+                hits += [(m.start() * 2, m.end() * 2) for m in pattern.finditer(spelled)]
+        return hits
+
+    def _mask_dumps(self, text: str, widths: set[int] | None = None) -> str:
+        """Mask every line of a hex or character dump, or of a value wrapped at any width, that holds part of a known
+        value or token (whole lines: what a dump spreads over lines and columns cannot be cut out more finely).
+
+        Runs after the per-line masking, so what is left to find is spread over lines. Checks at C speed keep ordinary
+        output fast: the dumps of xxd, od and hexdump number their lines with zero-padded offsets, and the wrapping
+        tools' lines (``_TOOL_WRAP_WIDTHS``) show a value once the line breaks are gone. Other widths and offset-less
+        dumps (``xxd -c 7 -p``, ``od -An``) are what an agent picks on purpose, and masking is no defence against one
+        (docs/ARCHITECTURE.md, "Secret rules")."""
+        if widths is None:
+            widths = set(map(len, text.split("\n")))
+        flavours = []
+        if "\n0000" in text or text.startswith("0000"):
+            flavours += [(_HEX_DUMP_LINE_RE, True), (_CHAR_DUMP_LINE_RE, False)]
+        if not widths.isdisjoint(_TOOL_WRAP_WIDTHS) and self._found_flat(text.replace("\n", "")):
+            flavours.append((_ANY_LINE_RE, False))
+        if not flavours:
+            return text
+        lines_hit: list[tuple[int, int]] = []
+        for line_re, decoded in flavours:
+            for block in _dump_blocks(text, line_re):
+                if len(block) == 1 and " " not in text[block[0][0] : block[0][1]].strip():
+                    continue  # a lone run without blanks: the literal search sees it whole
+                projection = "".join(cells for _, _, cells in block)
+                if decoded and len(projection) % 2:
+                    continue
+                hits = self._dump_hits(projection, decoded)
+                if not hits:
+                    continue
+                ends, at = [], 0
+                for _, _, cells in block:
+                    at += len(cells)
+                    ends.append(at)
+                for start, end in hits:
+                    first = bisect.bisect_right(ends, start)
+                    last = bisect.bisect_left(ends, end)
+                    lines_hit += [(block[i][0], block[i][1]) for i in range(first, min(last, len(block) - 1) + 1)]
+        if not lines_hit:
+            return text
+        pieces, done = [], 0
+        for start, end in sorted(set(lines_hit)):
+            pieces += [text[done:start], MASK]
+            done = end
+        pieces.append(text[done:])
+        return "".join(pieces)
+
+    def _found_flat(self, flat: str) -> bool:
+        return any(variant in flat for variant in self.variants) or bool(
+            (_GH_PREFIX_RE.search(flat) or any(prefix in flat for prefix in _OTHER_PREFIXES))
+            and _PATTERN_RE.search(flat)
+        )
+
+    def dump_lines_to_keep(self, lines: list[str]) -> int:
+        """How many of the last dump ``lines`` (held by a stream when output pauses) must wait for more output: those
+        whose cells end with what could be the start of a known value (or of a token) continued on later lines."""
+        cells, line_of = [], []
+        for index, line in enumerate(lines):
+            for line_re, _ in (*_DUMP_FLAVOURS, (_ANY_LINE_RE, False)):
+                match = line_re.fullmatch(line)
+                if match:
+                    piece = _DUMP_BLANKS_RE.sub("", match.group(match.lastindex or 1))
+                    cells.append(piece)
+                    line_of += [index] * len(piece)
+                    break
+        projection = "".join(cells)
+        start = len(projection)
+        tail = _PATTERN_TAIL_RE.search(projection)
+        if tail and tail.start() < len(projection):
+            start = tail.start()
+        # A tail shorter than this goes out on a pause: only an agent that pauses on purpose in the middle of a value
+        # gains from it, and masking is no defence against one (docs/ARCHITECTURE.md, "Secret rules").
+        for i in range(max(0, len(projection) - self.max_variant), min(start, len(projection) - DUMP_TAIL_HELD + 1)):
+            rest = projection[i:]
+            if any(len(v) > len(rest) and v.startswith(rest) for v in self.variants):  # a whole one is masked
+                start = i
+                break
+        return len(lines) - line_of[start] if start < len(projection) else 0
+
     def _mask_all(self, text: str) -> str:
         if self._literal_re is not None:
             text = self._literal_re.sub(MASK, text)
@@ -231,11 +371,20 @@ class Masker:
         return cut
 
 
+def _may_go_on(line: str) -> bool:
+    """Whether ``line`` is a full line of wrapped base64 or a line of a dump: its block may go on in the next chunk."""
+    return bool(
+        _WRAP_LINE_RE.fullmatch(line)
+        or len(line) in _TOOL_WRAP_WIDTHS
+        or (len(line) >= 2 and any(line_re.fullmatch(line) for line_re, _ in _DUMP_FLAVOURS))
+    )
+
+
 def trailing_wrap_lines(lines: list[str]) -> int:
-    """How many of the last ``lines`` are full lines of wrapped base64 (their block may go on in the next chunk)."""
+    """How many of the last ``lines`` belong to a block that may go on in the next chunk (wrapped base64, a dump)."""
     count = 0
     for line in reversed(lines):
-        if not _WRAP_LINE_RE.fullmatch(line):
+        if not _may_go_on(line):
             break
         count += 1
     return count
@@ -299,14 +448,22 @@ class StreamMasker:
         self._held = "".join(line + "\n" for line in lines[cut:])
         if not released:
             return ""
-        # Masked with the kept lines, so a secret whose base64 ends within them is seen whole; then cut back.
+        # Masked with the kept lines, so a secret whose base64 ends within them is seen whole; then cut back. A dump
+        # line masked because a value went on from a released line stays masked in the kept lines.
         masked = self.masker.mask(released + self._held).split("\n")
+        self._held = "".join(line + "\n" for line in masked[cut:-1])
         return "".join(line + "\n" for line in masked[:cut])
 
     def release(self) -> str:
-        """Output paused: release the held block but for its last lines, and the masked part of the incomplete
-        line that cannot start a secret."""
-        out = self._release_held() if self._held else ""
+        """Output paused: release the held block but for its last lines (a dump: those a value could go on from),
+        and the masked part of the incomplete line that cannot start a secret."""
+        out = ""
+        if self._held:
+            lines = self._held[:-1].split("\n")
+            keep = (
+                None if all(_WRAP_LINE_RE.fullmatch(line) for line in lines) else self.masker.dump_lines_to_keep(lines)
+            )
+            out = self._release_held(keep)
         if self._held or not self._partial:
             return out  # lines still held: the partial line (if any) waits behind them
         if self.masker.wrap_lines_held and _WRAP_START_RE.fullmatch(self._partial):

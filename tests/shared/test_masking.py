@@ -2,6 +2,9 @@
 
 import base64
 import json
+import re
+import shutil
+import subprocess
 from urllib.parse import quote
 
 import pytest
@@ -64,7 +67,7 @@ def test_release_keeps_a_possible_secret_prefix():
     s.feed("progress 50% " + PLAIN[:6])
     released = s.release()
     assert released == "progress 50% "  # the tail might be the start of the secret
-    assert s.feed(PLAIN[6:] + "\n") == f"{MASK}\n"
+    assert s.feed(PLAIN[6:] + "\n") + s.release() == f"{MASK}\n"  # a one-word line may be a wrapped block's
     s.feed("downloading ghp_abc")
     assert s.release() == "downloading "
 
@@ -130,7 +133,7 @@ def test_the_prefix_fast_path_never_skips_a_token(text):
     """The fast path only decides whether the token regex runs; running it always must give the same text."""
     from shared.masking import _PATTERN_RE
 
-    assert Masker().mask(text) == _PATTERN_RE.sub(MASK, text)
+    assert Masker().mask(text) == Masker()._mask_dumps(_PATTERN_RE.sub(MASK, text))
 
 
 @settings(max_examples=300, deadline=None)
@@ -144,7 +147,7 @@ def test_masking_only_the_candidate_lines_equals_masking_everything(text):
     """mask() runs the regular expressions on the lines where a substring search found something; the result must
     be what running them over the whole text gives."""
     masker = Masker([GH, OAT, PLAIN])
-    assert masker.mask(text) == masker._mask_all(masker._mask_wrapped(text))
+    assert masker.mask(text) == masker._mask_dumps(masker._mask_all(masker._mask_wrapped(text)))
 
 
 def test_output_full_of_candidates_is_masked_in_one_pass_with_the_same_result():
@@ -226,3 +229,100 @@ def test_a_long_wrapped_block_is_released_in_bounded_pieces_without_a_leak():
         most_held = max(most_held, stream.pending)
     out += stream.finish()
     assert most_held < 4096 + 2000 and not leaked_forms(GH, out) and out.count("\n") == text.count("\n")
+
+
+# --- dumps, base32, reversal: the forms a tool call can print a value in, made by the real tools -------------------
+def _hex_cells(text: str, *, offsets: bool) -> bytes:
+    out = b""
+    for line in text.splitlines():
+        tokens = line.split("|")[0].split()[1 if offsets else 0 :]
+        out += bytes.fromhex("".join(t for t in tokens if re.fullmatch(r"(?:[0-9a-f]{2})+", t)))
+    return out
+
+
+def _od_chars(text: str, *, offsets: bool) -> bytes:
+    out = ""
+    for line in text.splitlines():
+        out += "".join(t for t in line.split()[1 if offsets else 0 :] if len(t) == 1)
+    return out.encode()
+
+
+def _joined(text: str) -> str:
+    return "".join(line for line in text.splitlines() if MASK not in line)
+
+
+def _b32(text: str) -> bytes:
+    flat = _joined(text)
+    return base64.b32decode(flat + "=" * (-len(flat) % 8))
+
+
+DUMPS = {  # the tool (od and hexdump with -v: squeezed lines could not be read back), and how to read its output back
+    "xxd": (["xxd"], lambda t: _hex_cells("\n".join(line[10:49] for line in t.splitlines()), offsets=False)),
+    "xxd -p": (["xxd", "-p"], lambda t: bytes.fromhex(_joined(t))),
+    "xxd -c 5": (
+        ["xxd", "-c", "5"],
+        lambda t: _hex_cells("\n".join(line[10:23] for line in t.splitlines()), offsets=False),
+    ),
+    "od -c": (["od", "-v", "-c"], lambda t: _od_chars(t, offsets=True)),
+    "od -c -w3": (["od", "-v", "-c", "-w3"], lambda t: _od_chars(t, offsets=True)),
+    "od -t x1": (["od", "-v", "-t", "x1"], lambda t: _hex_cells(t, offsets=True)),
+    "od -tx1 -w5": (["od", "-v", "-tx1", "-w5"], lambda t: _hex_cells(t, offsets=True)),
+    "hexdump -C": (["hexdump", "-v", "-C"], lambda t: _hex_cells(t, offsets=True)),
+    "base32": (["base32"], _b32),
+    "base32 -w 64": (["base32", "-w", "64"], _b32),
+    "xxd -p -c 32": (["xxd", "-p", "-c", "32"], lambda t: bytes.fromhex(_joined(t))),
+    "fold -w 80": (["fold", "-w", "80"], lambda t: _joined(t).encode()),
+    "rev": (["rev"], lambda t: t[::-1].encode()),
+}
+
+
+def run_tool(command: list[str], data: bytes) -> str:
+    if shutil.which(command[0]) is None:
+        pytest.fail(f"{command[0]} is not installed (.ci/run installs it)")
+    return subprocess.run(command, input=data, capture_output=True, check=True).stdout.decode()
+
+
+def readable(tool: str, secret: str, text: str) -> bool:
+    try:
+        return secret.encode() in DUMPS[tool][1](text)
+    except ValueError:  # what is left is no longer the tool's format: nothing to read back
+        return False
+
+
+@pytest.mark.parametrize("tool", sorted(DUMPS))
+@pytest.mark.parametrize("secret", [PLAIN, GH, OAT])
+def test_a_value_spread_by_a_dump_or_encoding_tool_is_masked(tool, secret):
+    data = f"PATH=/usr/bin:/usr/local/bin:/bin\nTOKEN={secret}\nHOME=/home/anyon\n".encode()
+    if tool.startswith("fold"):
+        data = f"{'x' * 70} TOKEN={secret} and more\n".encode()
+    out = run_tool(DUMPS[tool][0], data)
+    assert readable(tool, secret, out), "the reader must be able to read the value back from the tool's output"
+    masked = Masker([secret]).mask(out)
+    assert MASK in masked and not readable(tool, secret, masked), masked
+    for size in (1, 7, 64):  # the output in chunks of every size, without a pause
+        stream = StreamMasker(Masker([secret]))
+        streamed = "".join(stream.feed(out[i : i + size]) for i in range(0, len(out), size)) + stream.finish()
+        assert not readable(tool, secret, streamed) and streamed.count("\n") == out.count("\n")
+
+
+def test_a_paused_dump_keeps_the_lines_a_value_goes_on_from():
+    out = run_tool(["xxd", "-p"], f"{'x' * 26}TOKEN={PLAIN}\n".encode())
+    lines = out.splitlines(keepends=True)
+    stream = StreamMasker(Masker([PLAIN]))
+    released = stream.feed(lines[0]) + stream.release()  # a pause after the first bytes of the value
+    assert PLAIN.encode()[:2].hex() not in released.replace("\n", "")
+    released += stream.feed("".join(lines[1:])) + stream.finish()
+    assert not readable("xxd -p", PLAIN, released) and released.count("\n") == out.count("\n")
+
+
+def test_unknown_tokens_in_a_dump_or_folded_are_masked_by_their_pattern():
+    for tool in ("xxd", "od -t x1", "hexdump -C", "od -c"):
+        out = run_tool(DUMPS[tool][0], f"x {GH} y\n".encode())
+        assert readable(tool, GH, out) and not readable(tool, GH, Masker().mask(out)), tool
+
+
+def test_ordinary_output_with_dump_shaped_lines_is_left_alone():
+    text = "a b c d\n0000000 1 2\ndeadbeef cafe\nok\nDone\n" + "\n".join(f"{i:040x}" for i in range(50)) + "\n"
+    assert Masker([PLAIN, GH]).mask(text) == text
+    stream = StreamMasker(Masker([PLAIN, GH]))
+    assert stream.feed(text) + stream.release() == text  # a pause releases what no value goes on from
