@@ -1,6 +1,6 @@
 """An attempt's container is removed right after its session by a thread of the worker process, so the worker takes
 its next attempt while the engine removes the last one's container (docs/ARCHITECTURE.md, "Data flow of one
-attempt"; issue 20).
+attempt").
 
 Removing a container (stop, then remove) takes 80 ms on an idle engine and 150-250 ms with ten attempts at once on
 two cores; inside the session it held the worker that long after the attempt's work was done, and queued attempts

@@ -1,5 +1,5 @@
 """One tail per attempt: a web process reads an attempt's new log records once per batch and hands the same batch to
-every live viewer of that attempt in the process (docs/ARCHITECTURE.md, "Live updates"; issue 20).
+every live viewer of that attempt in the process (docs/ARCHITECTURE.md, "Live updates").
 
 Before, each viewer queried the database itself and had its own wake-up message: 50 viewers of one attempt cost 50
 queries and 50 channel-layer deliveries per batch. Now the first viewer of an attempt starts an :class:`AttemptTail`
@@ -104,7 +104,7 @@ class AttemptTail:
         self.ready = asyncio.Event()  # position and status are known
         self.ended = False  # the attempt is over and ``end`` went out
         self.stopped = False
-        self.record_reads = 0  # queries for new records (the counted figure of issue 20)
+        self.record_reads = 0  # queries for new records (counted by make bench: one per batch)
         self._wake = asyncio.Event()
         self._wanted_seq = 0  # the highest seq a wake-up announced
         self._status_due = True

@@ -143,7 +143,7 @@ def test_result_event_sets_the_outcome():
 
 
 def test_markers_are_plain_ascii_so_every_font_shows_them():
-    """Issue 18, item 6: tool icons rendered as empty boxes in fonts without emoji. With ASCII content in, only
+    """Tool icons once rendered as empty boxes in fonts without emoji. With ASCII content in, only
     ASCII comes out: the markers themselves add no emoji (nor any other non-ASCII glyph)."""
     outcome = AgentOutcome()
     events = [

@@ -1,4 +1,4 @@
-"""One tail per attempt (issue 20): one read per batch for all viewers of a process, in order, late joiners and
+"""One tail per attempt: one read per batch for all viewers of a process, in order, late joiners and
 reconnects without loss or duplicates, slow viewers resynced instead of queued without end, stopped with the last
 viewer; with the embedded channel layer and with Redis."""
 

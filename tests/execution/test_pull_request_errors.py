@@ -18,7 +18,7 @@ def attempt_on(github, alice, repo: str, scopes: list[str]):
 
 
 def test_a_404_says_not_found_or_not_visible_and_what_to_check_not_a_missing_permission(github, alice, settings):
-    """Issue 18, item 4: the token has repo; GitHub's 404 means the repository (or the API address) was not found
+    """The token has repo; GitHub's 404 means the repository (or the API address) was not found
     or the token cannot see it, which is what the message says."""
     attempt = attempt_on(github, alice, "acme/missing", ["repo", "read:user"])
     with pytest.raises(PullRequestError) as caught:

@@ -112,7 +112,7 @@ def test_github_unreachable_is_a_clear_error(settings, alice):
     ],
 )
 def test_device_flow_against_the_wrong_server_names_the_setting(github, alice, reply, setting):
-    """Issue 18, item 5: not "something that is not JSON (HTTP 401)" alone, but which setting to check."""
+    """Not "something that is not JSON (HTTP 401)" alone, but which setting to check."""
     github.replies[("POST", "/login/device/code")] = reply
     with pytest.raises(ConnectError, match=setting) as caught:
         do_start_device_flow(owner=alice, session_key="s")
