@@ -538,7 +538,7 @@ def fan_out(platform: Platform) -> None:
     )
 
 
-# --- the warm pool (issue 20) ------------------------------------------------------------------------------------
+# --- the warm pool ----------------------------------------------------------------------------------------------------
 def with_warm_pool(platform: Platform, size: int, workers: int) -> None:
     """Restart the worker cluster with ``ANYON_POOL_SIZE=size`` and ``workers`` processes; wait until its pool is
     full."""
