@@ -88,14 +88,6 @@ def claude_status(*, owner) -> ProviderStatus:
     return provider_status(owner=owner, provider=Provider.CLAUDE, precedence=(Kind.OAUTH_TOKEN, Kind.API_KEY))
 
 
-def pending_device_flow(*, owner, session_key: str) -> GitHubDeviceFlow | None:
-    return (
-        GitHubDeviceFlow.objects.defer("device_code")
-        .filter(owner=owner, session_key=session_key, status=DeviceFlowStatus.PENDING)
-        .first()
-    )
-
-
 def latest_device_flow(*, owner, session_key: str) -> GitHubDeviceFlow | None:
     return (
         GitHubDeviceFlow.objects.defer("device_code")
