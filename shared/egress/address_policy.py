@@ -27,6 +27,21 @@ _SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT
 _PRIVATE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+#: Special-purpose ranges (IANA registries) that are not globally reachable but that the ``ipaddress`` of some supported
+#: Python (3.11) reports as global; checked by value, so the answer does not depend on the interpreter.
+_SPECIAL = tuple(
+    (ipaddress.ip_network(net), what)
+    for net, what in (
+        ("192.0.0.0/24", "an IETF protocol assignment address"),
+        ("192.88.99.0/24", "a deprecated 6to4 relay address"),
+        ("fec0::/10", "a site-local address"),
+        ("64:ff9b:1::/48", "a local-use NAT64 address"),
+        ("::/96", "an IPv4-compatible address"),
+        ("5f00::/16", "a segment routing address"),
+        ("3fff::/20", "a documentation address"),
+        ("2001:db8::/32", "a documentation address"),
+    )
+)
 
 
 class Refused(Exception):
@@ -71,6 +86,7 @@ def address_problem(ip: IPAddress, own: frozenset[IPAddress] = frozenset()) -> s
         (ip.is_multicast, "a multicast address"),
         (isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED, "a carrier-grade NAT address"),
         (any(ip in net for net in _PRIVATE), "a private address"),
+        *((ip in net, what) for net, what in _SPECIAL),
         (ip.is_reserved, "a reserved address"),
         (not ip.is_global, "not a public address"),  # documentation, benchmarking, ... ranges
     ]

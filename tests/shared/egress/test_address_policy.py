@@ -45,6 +45,18 @@ PUBLIC = "93.184.216.34"
         ("::ffff:169.254.169.254", "the cloud metadata address"),
         ("2002:a9fe:a9fe::1", "the cloud metadata address"),  # 6to4 around 169.254.169.254
         ("64:ff9b::a9fe:a9fe", "the cloud metadata address"),  # NAT64 around 169.254.169.254
+        # Special-purpose ranges that Python 3.11's ipaddress reports as global: decided by value, on every Python.
+        ("192.0.0.8", "an IETF protocol assignment address"),
+        ("192.0.0.100", "an IETF protocol assignment address"),
+        ("192.0.0.255", "an IETF protocol assignment address"),
+        ("192.88.99.1", "a deprecated 6to4 relay address"),
+        ("fec0::1", "a site-local address"),
+        ("feff::1", "a site-local address"),
+        ("3fff::1", "a documentation address"),
+        ("2001:db8::1", "a documentation address"),
+        ("64:ff9b:1::a9fe:a9fe", "a local-use NAT64 address"),
+        ("5f00::1", "a segment routing address"),
+        ("::7f00:1", "an IPv4-compatible address"),  # 127.0.0.1
         (PUBLIC, None),
         ("2606:4700::1111", None),
         ("172.32.0.1", None),  # just outside 172.16/12
