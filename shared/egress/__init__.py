@@ -10,7 +10,17 @@ Django: the wiring passes a :class:`Grant` per attempt and a :class:`CredentialS
 from shared.egress.address_policy import AddressPolicy, Refused, Resolver, address_problem, system_resolver
 from shared.egress.attempt_sockets import API_SOCKET, GIT_SOCKET, GITHUB_API_SOCKET, PROXY_SOCKET, SOCKET_NAMES
 from shared.egress.control_client import EgressClient, EgressError
-from shared.egress.grant import ApiAuth, CredentialSource, Grant, GrantLookup, HostPort, OnBlocked, Service
+from shared.egress.grant import (
+    ApiAuth,
+    CredentialSource,
+    CredentialUses,
+    Grant,
+    GrantLookup,
+    HostPort,
+    OnBlocked,
+    Service,
+)
+from shared.egress.limits import Limits
 from shared.egress.proxy import EgressProxy
 from shared.egress.serve import run, serve
 
@@ -27,12 +37,14 @@ __all__ = [
     "AddressPolicy",
     "ApiAuth",
     "CredentialSource",
+    "CredentialUses",
     "EgressClient",
     "EgressError",
     "EgressProxy",
     "Grant",
     "GrantLookup",
     "HostPort",
+    "Limits",
     "OnBlocked",
     "Refused",
     "Resolver",

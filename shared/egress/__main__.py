@@ -1,7 +1,9 @@
 """``python -m shared.egress --control PATH [--credentials FILE]``: the proxy without Django, for tests and trials.
 
 ``--credentials`` names a JSON file ``{"<attempt>": {"anthropic": "...", "github": "..."}}`` that is read at each
-request (so it can change while the proxy runs). Production runs :func:`shared.egress.serve` from a management
+request (so it can change while the proxy runs); ``--uses FILE`` appends one JSON line per retired cached credential
+(``{"attempt": …, "service": …, "uses": n}``). The ``ANYON_EGRESS_*`` limits come from the environment.
+Production runs :func:`shared.egress.serve` from a management
 command with an audited credential source instead.
 """
 
@@ -13,6 +15,7 @@ import logging
 from pathlib import Path
 
 from shared.egress.grant import Service
+from shared.egress.limits import Limits
 from shared.egress.serve import serve
 
 
@@ -24,6 +27,15 @@ class CredentialFile:
         return str(json.loads(self.path.read_text())[attempt_id][service.value])
 
 
+class UsesFile:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, attempt_id: str, service: Service, uses: int) -> None:
+        with self.path.open("a") as out:
+            out.write(json.dumps({"attempt": attempt_id, "service": service.value, "uses": uses}) + "\n")
+
+
 def on_blocked(attempt_id: str, host: str, port: int, reason: str) -> None:
     logging.getLogger("shared.egress").warning("attempt %s blocked: %s:%s %s", attempt_id, host, port, reason)
 
@@ -32,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m shared.egress", description=__doc__.splitlines()[0])
     parser.add_argument("--control", required=True, type=Path, help="path of the control UNIX socket")
     parser.add_argument("--credentials", type=Path, help="JSON file of credentials per attempt (tests, trials)")
+    parser.add_argument("--uses", type=Path, help="JSON-lines file of the requests each cached credential served")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -42,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
 
     else:
         source = CredentialFile(args.credentials)
-    serve(args.control, source, on_blocked=on_blocked)
+    uses = UsesFile(args.uses) if args.uses else None
+    serve(args.control, source, on_blocked=on_blocked, limits=Limits.from_env(), on_credential_uses=uses)
 
 
 if __name__ == "__main__":

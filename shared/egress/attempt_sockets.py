@@ -2,7 +2,9 @@
 
 The sockets are created in the attempt's directory (which the wiring bind-mounts into the container) and handed to
 the container user (owner ``uid``, mode 0600). Closing stops listening, removes the socket files and aborts every
-open connection: after close, nothing of the attempt can talk through the proxy.
+open connection: after close, nothing of the attempt can talk through the proxy. Every connection passes the
+attempt's :class:`~shared.egress.limits.Gate` (a cap for all its sockets together, head and idle timeouts, a request
+rate), so one attempt cannot starve the others or the control socket.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import asyncio
 import logging
 import os
 import stat
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -20,7 +24,8 @@ from aiohttp import web
 from shared.egress.address_policy import AddressPolicy
 from shared.egress.connect_tunnel import serve_tunnel
 from shared.egress.credential_swap import anthropic_handler, git_handler, github_api_handler
-from shared.egress.grant import CredentialSource, Grant, HostPort, OnBlocked, Service
+from shared.egress.grant import CredentialSource, CredentialUses, Grant, HostPort, OnBlocked, Service
+from shared.egress.limits import Budget, Gate, Limits
 from shared.egress.reverse_proxy import Upstream, new_session
 
 logger = logging.getLogger(__name__)
@@ -31,6 +36,15 @@ PROXY_SOCKET = "proxy.sock"
 GITHUB_API_SOCKET = "github-api.sock"
 SOCKET_NAMES = (API_SOCKET, GIT_SOCKET, PROXY_SOCKET, GITHUB_API_SOCKET)
 _MAX_UNIX_PATH = 107
+#: A throttled attempt is reported to ``on_blocked`` at most this often (the rest is counted in its status).
+_THROTTLE_REPORT_EVERY = 10.0
+
+
+@dataclass
+class _Cached:
+    value: str
+    expires: float
+    uses: int = 1
 
 
 class AttemptSockets:
@@ -44,8 +58,17 @@ class AttemptSockets:
         credential_source: CredentialSource,
         on_blocked: OnBlocked | None,
         policy: AddressPolicy,
+        limits: Limits | None = None,
+        budget: Budget | None = None,
+        on_credential_uses: CredentialUses | None = None,
     ) -> None:
         self.grant = grant
+        self.limits = limits or Limits()
+        self.gate = Gate(grant.attempt_id, self.limits, budget or Budget())
+        self._on_credential_uses = on_credential_uses
+        self._cache: dict[Service, _Cached] = {}
+        self._cache_locks: dict[Service, asyncio.Lock] = {}
+        self._throttle_reported = 0.0
         self.directory = directory
         self.policy = policy
         self._credential_source = credential_source
@@ -64,10 +87,40 @@ class AttemptSockets:
 
     # -- used by the handlers ------------------------------------------------------------------------------
     async def credential(self, service: Service) -> str:
-        """The real credential, asked for now (in a thread: the wiring may decrypt from the database)."""
+        """The real credential: asked for (in a thread: the wiring decrypts and audits) at most once per
+        ``credential_ttl`` per service; the requests a cached value served are counted and reported when it goes."""
         if self.closed:
             raise RuntimeError("attempt closed")
-        return await asyncio.to_thread(self._credential_source, self.grant.attempt_id, service)
+        lock = self._cache_locks.setdefault(service, asyncio.Lock())
+        async with lock:  # a burst waits for one fill instead of decrypting once per request
+            cached = self._cache.get(service)
+            if cached is not None and time.monotonic() < cached.expires:
+                cached.uses += 1
+                return cached.value
+            await self._retire(service)
+            value = await asyncio.to_thread(self._credential_source, self.grant.attempt_id, service)
+            if self.closed:
+                raise RuntimeError("attempt closed")
+            if self.limits.credential_ttl > 0:
+                self._cache[service] = _Cached(value, time.monotonic() + self.limits.credential_ttl)
+            return value
+
+    async def _retire(self, service: Service) -> None:
+        """Forget the cached credential of ``service`` and report how many requests it served."""
+        cached = self._cache.pop(service, None)
+        if cached is None or self._on_credential_uses is None:
+            return
+        try:
+            await asyncio.to_thread(self._on_credential_uses, self.grant.attempt_id, service, cached.uses)
+        except Exception:
+            logger.exception("egress credential use callback failed for attempt %s", self.grant.attempt_id)
+
+    async def throttled(self, target: HostPort) -> None:
+        """Tell the wiring about an attempt over its request rate, at most every few seconds (not per request)."""
+        now = time.monotonic()
+        if now - self._throttle_reported >= _THROTTLE_REPORT_EVERY:
+            self._throttle_reported = now
+            await self.blocked(target, f"is over the request rate ({self.limits.requests_per_second:g}/s)")
 
     async def blocked(self, target: HostPort, reason: str) -> None:
         self.blocked_count += 1
@@ -82,7 +135,7 @@ class AttemptSockets:
         """One upstream client per service (``Service`` or another name): a pooled TLS connection is never reused
         for another upstream."""
         if service not in self._sessions:
-            self._sessions[service] = new_session()
+            self._sessions[service] = new_session(self.limits.max_connections)
         return self._sessions[service]
 
     def track(self, writer: asyncio.StreamWriter) -> None:
@@ -97,9 +150,11 @@ class AttemptSockets:
         info = os.lstat(self.directory)
         if not stat.S_ISDIR(info.st_mode):
             raise ValueError(f"{self.directory} is not a directory")
+        self.gate.budget.attempts += 1
+        self.gate.start()
         try:
             if self.api_upstream:
-                await self._listen_http(API_SOCKET, anthropic_handler(self), uid, gid)
+                await self._listen_http(API_SOCKET, anthropic_handler(self), uid, gid, self._api_throttled)
             if self.git_upstream:
                 await self._listen_http(GIT_SOCKET, git_handler(self), uid, gid)
             if self.github_api_upstream:
@@ -110,10 +165,41 @@ class AttemptSockets:
             raise
         return dict(self.paths)
 
-    async def _listen_http(self, name: str, handler, uid: int | None, gid: int | None) -> None:
-        server = web.Server(handler, handler_cancellation=True, auto_decompress=False, access_log=None)
+    def _api_throttled(self) -> web.Response:
+        body = '{"type": "error", "error": {"type": "rate_limit_error", "message": "egress proxy: too many requests"}}'
+        return web.Response(status=429, text=body, content_type="application/json", headers={"retry-after": "1"})
+
+    @staticmethod
+    def _throttled() -> web.Response:
+        return web.Response(status=429, text="egress proxy: too many requests\n", headers={"Retry-After": "1"})
+
+    async def _listen_http(
+        self, name: str, handler, uid: int | None, gid: int | None, throttled: Callable[[], web.Response] | None = None
+    ) -> None:
+        gate = self.gate
+        upstream = {API_SOCKET: self.api_upstream, GIT_SOCKET: self.git_upstream}.get(name, self.github_api_upstream)
+
+        async def paced(request: web.BaseRequest) -> web.StreamResponse:
+            guard = gate.guard_of(request.transport)
+            if guard is not None:
+                guard.begin()
+            try:
+                if not gate.take():
+                    if upstream is not None:
+                        await self.throttled(upstream.target)
+                    return (throttled or self._throttled)()
+                return await handler(request)
+            finally:
+                if guard is not None:
+                    guard.end()
+
+        server = web.Server(
+            paced, handler_cancellation=True, auto_decompress=False, access_log=None,
+            keepalive_timeout=self.limits.idle_timeout,
+        )  # fmt: skip
         self._web_servers.append(server)
-        await self._bind(name, lambda path: asyncio.get_running_loop().create_unix_server(server, path), uid, gid)
+        loop = asyncio.get_running_loop()
+        await self._bind(name, lambda path: loop.create_unix_server(gate.wrap(server), path), uid, gid)
 
     async def _listen(self, name: str, callback: Callable[..., Awaitable[None]], uid: int | None, gid: int | None):
         async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -126,7 +212,12 @@ class AttemptSockets:
             finally:
                 self._clients.discard(writer)
 
-        await self._bind(name, lambda path: asyncio.start_unix_server(on_connection, path), uid, gid)
+        loop = asyncio.get_running_loop()
+
+        def stream_protocol() -> asyncio.Protocol:
+            return asyncio.StreamReaderProtocol(asyncio.StreamReader(limit=2**16, loop=loop), on_connection, loop=loop)
+
+        await self._bind(name, lambda path: loop.create_unix_server(self.gate.wrap(stream_protocol), path), uid, gid)
 
     async def _bind(self, name: str, start: Callable[[str], Awaitable[asyncio.Server]], uid, gid) -> None:
         path = self.directory / name
@@ -144,7 +235,10 @@ class AttemptSockets:
 
     async def close(self) -> int:
         """Stop listening, remove the socket files, drop every open connection; returns how many were dropped."""
+        if not self.closed:
+            self.gate.budget.attempts -= 1
         self.closed = True
+        self.gate.close()
         for path in self.paths.values():  # from here on a connect by path fails (ENOENT)
             path.unlink(missing_ok=True)
         # Connections asyncio accepted but has not attached yet would, once the listener is closed, fail to attach
@@ -162,12 +256,16 @@ class AttemptSockets:
         dropped += len(self._clients)
         for writer in [*self._clients, *self._tunnels]:
             writer.transport.abort()
+        for guard in list(self.gate.guards.values()):  # admitted, not yet handed to a server
+            guard.abort()
         self._clients.clear()
         self._tunnels.clear()
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
         self._listeners.clear()
+        for service in list(self._cache):
+            await self._retire(service)
         logger.debug("egress attempt %s closed, %s connections dropped", self.grant.attempt_id, dropped)
         return dropped
 
@@ -179,4 +277,7 @@ class AttemptSockets:
             "sockets": sorted(self.paths),
             "connections": live,
             "blocked": self.blocked_count,
+            "refused_connections": self.gate.refused_connections,
+            "throttled": self.gate.throttled,
+            "timed_out": self.gate.timed_out,
         }

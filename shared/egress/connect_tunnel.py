@@ -65,10 +65,11 @@ def _target(request: h11.Request) -> HostPort | None:
     return None
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, touch=lambda: None) -> None:
     """Copy until EOF, waiting for the writer to drain after each read (bounded memory), then half-close."""
     try:
         while data := await reader.read(READ_SIZE):
+            touch()
             writer.write(data)
             await writer.drain()
         if writer.can_write_eof():
@@ -90,6 +91,9 @@ async def serve_tunnel(attempt, reader: asyncio.StreamReader, writer: asyncio.St
         if request is None:
             if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 await _reply(conn, writer, 400, "egress proxy: bad request")
+            return
+        if not attempt.gate.take():
+            await _reply(conn, writer, 429, "egress proxy: too many requests")
             return
         target = _target(request)
         if target is None:
@@ -118,12 +122,16 @@ async def serve_tunnel(attempt, reader: asyncio.StreamReader, writer: asyncio.St
             await _reply(conn, writer, 502, f"egress proxy: {target} is unreachable")
             return
         attempt.track(upstream_writer)
+        guard = attempt.gate.guard_of(writer.transport)
+        if guard is not None:  # from now on traffic either way keeps the tunnel from the idle timeout
+            guard.open_tunnel()
         writer.write(conn.send(h11.Response(status_code=200, headers=[], reason=b"Connection Established")))
         early, _closed = conn.trailing_data
         if early:
             upstream_writer.write(early)
         logger.debug("egress attempt %s: tunnel to %s via %s", grant.attempt_id, target, address)
-        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        touch = guard.touch if guard is not None else (lambda: None)
+        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer, touch))
     except h11.LocalProtocolError:
         logger.debug("egress attempt %s: protocol error on proxy.sock", grant.attempt_id, exc_info=True)
     finally:

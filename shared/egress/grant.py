@@ -45,6 +45,12 @@ class OnBlocked(Protocol):
     def __call__(self, attempt_id: str, host: str, port: int, reason: str) -> None: ...
 
 
+class CredentialUses(Protocol):
+    """Told, when a cached credential is dropped, how many requests it served since its (recorded) decrypt."""
+
+    def __call__(self, attempt_id: str, service: Service, uses: int) -> None: ...
+
+
 class GrantLookup(Protocol):
     """Returns the grant of ``attempt_id`` when a control ``open`` names only the attempt."""
 
@@ -115,7 +121,8 @@ class Grant:
     ``refs/heads/<git_push_branch>`` may be created or updated (``shared/egress/receive_pack.py``).
     ``github_api_url`` (the operator's opt-in, ``None`` by default) opens the GitHub REST API of ``git_repository``
     only (``/repos/<owner>/<repo>…``), with the token added by the proxy: reads only, unless ``github_api_write``
-    (``shared/egress/github_api_policy.py``).
+    (``shared/egress/github_api_policy.py``). ``api_remote_fetch`` (the operator's opt-in) lets Messages bodies ask
+    Anthropic to fetch URLs or reach MCP servers (``shared/egress/anthropic_policy.py``).
     """
 
     attempt_id: str
@@ -128,6 +135,7 @@ class Grant:
     git_push_branch: str | None = None
     github_api_url: str | None = None
     github_api_write: bool = False
+    api_remote_fetch: bool = False
     allowed: frozenset[HostPort] = field(default_factory=frozenset)
     internal: frozenset[HostPort] = field(default_factory=frozenset)
 

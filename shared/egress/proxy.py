@@ -11,7 +11,9 @@ proxy's user; containers never see it), one JSON answer line per request::
     {"op": "ping"}                                     -> {"ok": true}
     any failure                                        -> {"ok": false, "error": "…"}
 
-Opening an attempt that is already open replaces it (its old sockets and connections go first).
+Opening an attempt that is already open replaces it (its old sockets and connections go first). The attempts'
+connections share a budget below the process's open-file limit that leaves room for the control socket, so a
+flooding attempt never keeps the workers' ``ping`` from an answer.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from typing import Any
 
 from shared.egress.address_policy import AddressPolicy
 from shared.egress.attempt_sockets import AttemptSockets
-from shared.egress.grant import CredentialSource, Grant, GrantLookup, OnBlocked
+from shared.egress.grant import CredentialSource, CredentialUses, Grant, GrantLookup, OnBlocked
+from shared.egress.limits import MAX_CONTROL_CONNECTIONS, Budget, Limits
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +47,14 @@ class EgressProxy:
         grant_lookup: GrantLookup | None = None,
         on_blocked: OnBlocked | None = None,
         policy: AddressPolicy | None = None,
+        limits: Limits | None = None,
+        on_credential_uses: CredentialUses | None = None,
     ) -> None:
         self.credential_source = credential_source
+        self.limits = limits or Limits()
+        self.budget = Budget()
+        self.on_credential_uses = on_credential_uses
+        self._control_connections = 0
         self.grant_lookup = grant_lookup
         self.on_blocked = on_blocked
         self.policy = policy or AddressPolicy()
@@ -65,7 +74,8 @@ class EgressProxy:
                 await old.close()
             attempt = AttemptSockets(
                 grant, Path(directory), credential_source=self.credential_source, on_blocked=self.on_blocked,
-                policy=self.policy,
+                policy=self.policy, limits=self.limits, budget=self.budget,
+                on_credential_uses=self.on_credential_uses,
             )  # fmt: skip
             paths = await attempt.open(uid, gid)
             self.attempts[grant.attempt_id] = attempt
@@ -87,6 +97,9 @@ class EgressProxy:
             "pid": os.getpid(),
             "uptime": round(time.time() - self.started, 1),
             "attempts": [a.status() for a in self.attempts.values()],
+            "connections": self.budget.connections,
+            "capacity": self.budget.capacity,
+            "file_limit": self.budget.limit,
         }
 
     # -- control socket -----------------------------------------------------------------------------------
@@ -114,6 +127,10 @@ class EgressProxy:
             await self.close_attempt(attempt_id)
 
     async def _serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._control_connections >= MAX_CONTROL_CONNECTIONS:  # the reserve of descriptors is for a few of them
+            writer.transport.abort()
+            return
+        self._control_connections += 1
         try:
             while line := await reader.readline():
                 answer = await self.handle_command(line)
@@ -122,6 +139,7 @@ class EgressProxy:
         except (ConnectionError, ValueError) as exc:  # ValueError: a line over MAX_LINE
             logger.debug("egress control connection ended: %s", exc)
         finally:
+            self._control_connections -= 1
             writer.close()
 
     async def handle_command(self, line: bytes) -> dict[str, Any]:

@@ -60,10 +60,11 @@ class Upstream:
         return host if self.target.port == default else f"{host}:{self.target.port}"
 
 
-def new_session() -> aiohttp.ClientSession:
-    """An upstream client that changes nothing on its own: no cookies kept, no decompression, no added headers."""
+def new_session(limit: int = 64) -> aiohttp.ClientSession:
+    """An upstream client that changes nothing on its own: no cookies kept, no decompression, no added headers;
+    at most ``limit`` connections, idle ones closed after 15 s."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=64, use_dns_cache=False),
+        connector=aiohttp.TCPConnector(limit=limit, use_dns_cache=False, keepalive_timeout=15),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
         trust_env=False,
@@ -83,6 +84,13 @@ def refuse(status: int, message: str, *, content_type: str = "text/plain") -> we
     return web.Response(status=status, text=message + "\n", content_type=content_type)
 
 
+async def continue_if_expected(request: web.BaseRequest) -> None:
+    """What aiohttp's router does for an application; this low-level server has to say it itself. Only after every
+    check on the head: a refused request gets its 403 without the client sending the body."""
+    if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+
 async def forward(
     request: web.BaseRequest,
     session: aiohttp.ClientSession,
@@ -90,24 +98,20 @@ async def forward(
     headers: CIMultiDict[str],
     policy: AddressPolicy,
     internal: frozenset[HostPort],
-    body: AsyncIterable[bytes] | None = None,
+    body: bytes | AsyncIterable[bytes] | None = None,
 ) -> web.StreamResponse:
     """Send ``request`` (with ``headers``) to ``upstream`` at an address the policy checked; stream the reply.
 
-    ``body``: the request body, when the caller has read its start already (and so answered any ``Expect``)."""
+    ``body``: the request body, when the caller has read it or its start already (and so answered any ``Expect``)."""
     try:
         addresses = await policy.addresses(upstream.target, internal)
     except Refused as exc:
         logger.info("egress refused upstream %s", exc)
         return refuse(403, f"egress proxy: {exc}")
     headers["Host"] = upstream.host_header
-    expect = body is None and request.headers.get("Expect", "").lower() == "100-continue"
     if body is None and request.body_exists:
         body = request.content
-    if expect and body is not None and request.version >= (1, 1):
-        # What aiohttp's router does for an application; this low-level server has to say it itself. Only now, after
-        # every check: a refused request got its 403 without the client sending the body.
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await continue_if_expected(request)
     upstream_response = None
     for address in addresses:
         url = URL.build(

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -113,8 +114,10 @@ class FakeAnthropicAPI:
         *,
         replies: Iterable[Reply] = (),
         expected_token: str | None = None,
+        delay: float = 0.0,
     ) -> None:
         self.reply_text = reply_text
+        self.delay = delay  # seconds a Messages answer takes, like a model thinking
         self.expected_token = expected_token
         self._queue: deque[Reply] = deque(replies)
         self._requests: list[RecordedRequest] = []
@@ -262,6 +265,9 @@ class FakeAnthropicAPI:
                 elif request.method == "GET" and path == "/v1/models":
                     model = {"type": "model", "id": DEFAULT_MODEL, "display_name": "Fake", "created_at": "2025-01-01"}
                     self._json(200, {"data": [model], "has_more": False, "first_id": None, "last_id": None})
+                elif request.method == "GET" and path.startswith("/v1/models/"):
+                    model = {"type": "model", "id": path.removeprefix("/v1/models/"), "display_name": "Fake"}
+                    self._json(200, {**model, "created_at": "2025-01-01"})
                 elif path in {"/api/hello", ""}:
                     self._json(200, {"message": "hello"})
                 elif path.startswith("/api/"):  # event logging, metrics, settings, ...: accept and ignore
@@ -273,6 +279,8 @@ class FakeAnthropicAPI:
                 payload = request.json if isinstance(request.json, dict) else {}
                 model = str(payload.get("model") or DEFAULT_MODEL)
                 reply = fake._next_reply(request)
+                if fake.delay:
+                    time.sleep(fake.delay)
                 if not payload.get("stream"):
                     self._json(200, fake.message(reply, model))
                     return
