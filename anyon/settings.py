@@ -293,6 +293,17 @@ ANYON_EGRESS_ALLOW_INTERNAL = env.list("ANYON_EGRESS_ALLOW_INTERNAL", default=[]
 ANYON_AGENT_GITHUB_API = env.bool("ANYON_AGENT_GITHUB_API", default=False)
 #: With ANYON_AGENT_GITHUB_API, also let the agent write issues, pull requests and comments (POST/PATCH). Off: reads.
 ANYON_AGENT_GITHUB_API_WRITE = env.bool("ANYON_AGENT_GITHUB_API_WRITE", default=False)
+#: Let sealed runs' Messages requests make Anthropic fetch URLs, search the web or reach MCP servers. Off: refused.
+ANYON_AGENT_API_REMOTE_FETCH = env.bool("ANYON_AGENT_API_REMOTE_FETCH", default=False)
+#: The egress proxy's per-attempt limits (docs/DEPLOYMENT.md): connections of all its sockets together, requests a
+#: second and their burst, seconds to send a request head, seconds an idle connection is kept, seconds a decrypted
+#: credential is reused.
+ANYON_EGRESS_MAX_CONNECTIONS = env.int("ANYON_EGRESS_MAX_CONNECTIONS", default=64)
+ANYON_EGRESS_REQUESTS_PER_SECOND = env.float("ANYON_EGRESS_REQUESTS_PER_SECOND", default=20.0)
+ANYON_EGRESS_REQUEST_BURST = env.int("ANYON_EGRESS_REQUEST_BURST", default=200)
+ANYON_EGRESS_HEAD_TIMEOUT = env.float("ANYON_EGRESS_HEAD_TIMEOUT", default=15.0)
+ANYON_EGRESS_IDLE_TIMEOUT = env.float("ANYON_EGRESS_IDLE_TIMEOUT", default=120.0)
+ANYON_EGRESS_CREDENTIAL_TTL = env.float("ANYON_EGRESS_CREDENTIAL_TTL", default=10.0)
 ANYON_ATTEMPT_IDLE_TTL = env.int("ANYON_ATTEMPT_IDLE_TTL", default=7 * 24 * 3600)
 ANYON_SECRET_DIR_MAX_AGE = env.int("ANYON_SECRET_DIR_MAX_AGE", default=RUN_TIMEOUT + 900)
 ANYON_STALE_ATTEMPT_SECONDS = env.int("ANYON_STALE_ATTEMPT_SECONDS", default=120)

@@ -20,7 +20,7 @@ from execution.repo_urls import repo_owner_and_name
 from execution.selectors import attempt_is_working
 from secrets_app.errors import SecretError
 from secrets_app.models import Kind, Provider
-from secrets_app.secret_store import fetch_secret
+from secrets_app.secret_store import do_note_secret_uses, fetch_secret
 from secrets_app.selectors import GITHUB_PRECEDENCE
 from shared.egress import (
     API_SOCKET,
@@ -31,6 +31,7 @@ from shared.egress import (
     ApiAuth,
     EgressClient,
     Grant,
+    Limits,
     Service,
 )
 
@@ -64,6 +65,7 @@ def grant_for(attempt: Attempt, *, claude_kind: str | None) -> Grant:
         git_push_branch=attempt.branch or None,  # pushable only in the push window the runner opens (git_push)
         github_api_url=settings.ANYON_GITHUB_API_URL if settings.ANYON_AGENT_GITHUB_API else None,
         github_api_write=settings.ANYON_AGENT_GITHUB_API_WRITE,
+        api_remote_fetch=settings.ANYON_AGENT_API_REMOTE_FETCH,
         allowed=settings.ANYON_EGRESS_ALLOW,
         internal=settings.ANYON_EGRESS_ALLOW_INTERNAL,
     )
@@ -108,14 +110,36 @@ def credential_for(attempt_id: str, service: Service) -> str:
             owner=attempt.task.owner,
             provider=provider,
             kinds=kinds,
-            purpose=f"egress proxy: {service.value} request",
-            actor=f"egress:{socket.gethostname()}",
+            purpose=f"egress proxy: {service.value} requests",
+            actor=_actor(),
             attempt_id=attempt.pk,
         ).value
     except SecretError:
         if service == Service.GITHUB:
             return ""  # as in mounted mode: without a GitHub credential, git goes out anonymously (public repos)
         raise
+
+
+def _actor() -> str:
+    return f"egress:{socket.gethostname()}"
+
+
+def limits() -> Limits:
+    return Limits(
+        max_connections=settings.ANYON_EGRESS_MAX_CONNECTIONS,
+        requests_per_second=settings.ANYON_EGRESS_REQUESTS_PER_SECOND,
+        request_burst=settings.ANYON_EGRESS_REQUEST_BURST,
+        head_timeout=settings.ANYON_EGRESS_HEAD_TIMEOUT,
+        idle_timeout=settings.ANYON_EGRESS_IDLE_TIMEOUT,
+        credential_ttl=settings.ANYON_EGRESS_CREDENTIAL_TTL,
+    )
+
+
+def record_credential_uses(attempt_id: str, service: Service, uses: int) -> None:
+    """How many requests one decrypt served (the proxy keeps it ``ANYON_EGRESS_CREDENTIAL_TTL`` seconds)."""
+    close_old_connections()
+    provider = Provider.CLAUDE if service == Service.ANTHROPIC else Provider.GITHUB
+    do_note_secret_uses(attempt_id=int(attempt_id), provider=provider, actor=_actor(), uses=uses)
 
 
 def record_block(attempt_id: str, host: str, port: int, reason: str) -> None:

@@ -122,6 +122,21 @@ def _record(*, owner, secret_id, provider, actor, purpose, attempt_id, outcome, 
     )
 
 
+def do_note_secret_uses(*, attempt_id: int, provider: str, actor: str, uses: int) -> None:
+    """Note on the latest successful decrypt of ``provider`` for ``attempt_id`` by ``actor`` how many uses it served
+    (a process that keeps a decrypted value for a few seconds, the egress proxy, reports it when it drops it)."""
+    with transaction.atomic():
+        access = (
+            SecretAccess.objects.select_for_update()
+            .filter(attempt_id=attempt_id, provider=provider, actor=actor[:150], outcome=AccessOutcome.SUCCESS)
+            .order_by("-id")
+            .first()
+        )
+        if access is not None:
+            access.detail = f"served {uses} request{'s' if uses != 1 else ''}"[:255]
+            access.save(update_fields=["detail"])
+
+
 def fetch_secret(
     *,
     owner,

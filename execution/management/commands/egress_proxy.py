@@ -8,7 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from execution.egress import credential_for, record_block
+from execution.egress import credential_for, limits, record_block, record_credential_uses
 from shared.egress import serve
 from shared.tempdir import ensure_temp_dir
 
@@ -22,4 +22,6 @@ class Command(BaseCommand):
         control.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         logging.getLogger(__name__).info("egress proxy on %s", control)
         self.stdout.write(f"egress proxy: control socket {control}")
-        serve(control, credential_for, on_blocked=record_block)
+        serve(
+            control, credential_for, on_blocked=record_block, limits=limits(), on_credential_uses=record_credential_uses
+        )
