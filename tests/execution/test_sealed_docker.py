@@ -11,6 +11,7 @@ the real credentials, which only the proxy added.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import socket
@@ -328,3 +329,87 @@ def test_a_100_mb_clone_and_push_go_through_the_proxy_streaming(world, repo, sea
     assert all(
         basic_credentials(r.headers.get("authorization"))[1] == world.github_token for r in github.git_requests()
     )
+
+
+#: The requests the Claude CLI of the runtime image makes in a sealed run (docs/ARCHITECTURE.md, "Egress").
+CLI_REQUESTS = {("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"), ("GET", "/v1/models")}
+
+
+def test_the_real_cli_in_a_sealed_run_needs_nothing_the_api_socket_refuses(world, repo, sealed, github, tmp_path):
+    """A normal run (a tool call, then an answer) through api.sock: every request the CLI made reached the API, none was
+    refused, and each was one the API socket's policy allows."""
+    from shared.egress.anthropic_policy import body_problem, request_problem
+
+    world.api.enqueue(
+        ToolUseReply("Bash", {"command": "echo hello > hello.txt", "description": "write"}), TextReply("Done.")
+    )
+    attempt = world.attempt(repo_url=repo, prompt="Write hello.txt")
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
+    seen = world.api.requests
+    assert any(r.is_agent_turn for r in seen)
+    for request in seen:
+        target = request.path + (f"?{request.query}" if request.query else "")
+        assert request_problem(request.method, target) is None, target
+        if request.method == "POST":
+            assert body_problem(json.dumps(request.json).encode(), remote_fetch=False) is None, target
+    assert {(r.method, r.path) for r in seen} <= CLI_REQUESTS
+    api_host = HostPort.of_url(world.api.url)
+    assert not EgressBlock.objects.filter(attempt=attempt, host=api_host.host, port=api_host.port).exists()
+    (tmp_path / "cli-requests.json").write_text(
+        json.dumps(
+            [
+                {"method": r.method, "path": r.path, "query": r.query, "beta": r.headers.get("anthropic-beta"),
+                 "tools": sorted({str(t.get("type", "custom")) for t in (r.json or {}).get("tools") or []})}
+                for r in seen
+            ],
+            indent=1,
+        )
+    )  # fmt: skip
+    print("CLI requests:", (tmp_path / "cli-requests.json").read_text())
+
+
+def placeholder_abuse_script() -> str:
+    """What an agent does with the placeholder it reads from the CLI's own environment: other Anthropic endpoints and
+    a Messages request that makes Anthropic fetch a URL, through ANTHROPIC_BASE_URL."""
+    image = '{"type": "image", "source": {"type": "url", "url": "http://127.0.0.1:9/x.png"}}'
+    body = f'{{"model": "m", "max_tokens": 1, "messages": [{{"role": "user", "content": [{image}]}}]}}'
+    mcp = '{"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}], "mcp_servers": [{"type": "url", "url": "http://127.0.0.1:9/mcp", "name": "x"}]}'  # noqa: E501
+    return f"""
+exec > /workspace/abuse.txt 2>&1
+P=$(for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < "$f" 2>/dev/null; done \\
+  | sed -n 's/^CLAUDE_CODE_OAUTH_TOKEN=//p; s/^ANTHROPIC_API_KEY=//p' | head -1)
+echo "placeholder=$P"
+call() {{ curl -sS -m 10 -o /dev/null -w "$1 $2 %{{http_code}}\\n" -X "$1" -H "Authorization: Bearer $P" \\
+  -H 'content-type: application/json' "$ANTHROPIC_BASE_URL$2" "${{@:3}}"; }}
+call GET /v1/files
+call GET /v1/organizations/me
+call POST /v1/messages/batches -d '{{"requests": []}}'
+call POST /v1/messages -d '{body}'
+call POST /v1/messages -d '{mcp}'
+call TRACE /v1/messages
+call GET /api/oauth/profile
+call POST /v1/messages --request-target http://127.0.0.1:9/v1/messages -d '{{}}'
+echo done
+"""
+
+
+def test_a_hostile_agent_with_the_placeholder_reaches_no_other_anthropic_endpoint(world, repo, sealed, github):
+    world.api.enqueue(
+        ToolUseReply("Bash", {"command": placeholder_abuse_script(), "description": "look around"}),
+        TextReply("Looked around."),
+    )
+    attempt = world.attempt(repo_url=repo, prompt="Improve the README")
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)  # the run itself is unaffected
+    attempt.refresh_from_db()
+    seen = next(f for f in attempt.diff if f["path"] == "abuse.txt")["patch"]
+    assert "placeholder=anyon-sealed-placeholder" in seen  # it found the placeholder, as in the attack
+    for line in ("GET /v1/files 403", "GET /v1/organizations/me 403", "POST /v1/messages/batches 403",
+                 "TRACE /v1/messages 403", "GET /api/oauth/profile 403"):  # fmt: skip
+        assert line in seen, seen
+    assert seen.count("POST /v1/messages 403") == 3, seen  # the url image, mcp_servers, the absolute-form target
+    # Only the CLI's own requests reached the API, all with the real credential.
+    assert {(r.method, r.path) for r in world.api.requests} <= CLI_REQUESTS
+    assert world.api.credentials() == {world.claude_token}
+    refused = EgressBlock.objects.filter(attempt=attempt, host=HostPort.of_url(world.api.url).host)
+    assert refused.count() >= 7
+    assert "refused GET /v1/files" in logs(attempt)
