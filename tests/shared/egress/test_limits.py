@@ -159,3 +159,40 @@ def test_limits_come_from_the_environment():
     assert (limits.max_connections, limits.idle_timeout, limits.head_timeout) == (7, 30.0, Limits().head_timeout)
     with pytest.raises(ValueError):
         Limits.from_env({"ANYON_EGRESS_MAX_CONNECTIONS": "0"})
+
+
+async def test_a_tunnel_is_closed_when_idle_but_not_while_bytes_flow(limited, attempt_dirs):
+    """A ``CONNECT`` tunnel: no traffic either way for the idle timeout closes it; a trickle from upstream does not."""
+    trickle = asyncio.Event()
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await trickle.wait()
+        with contextlib.suppress(ConnectionError):
+            for _ in range(8):  # 2 s of one byte every 0.25 s: longer than the idle timeout, never idle that long
+                writer.write(b".")
+                await writer.drain()
+                await asyncio.sleep(0.25)
+        await reader.read()
+
+    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    target = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        paths = await limited.open_attempt(grant("1", allowed=[target], internal=[target]), attempt_dirs[0])
+
+        async def tunnel() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            reader, writer = await asyncio.open_unix_connection(str(paths[PROXY_SOCKET]))
+            writer.write(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+            return reader, writer
+
+        quiet_reader, _quiet = await tunnel()
+        assert await closed_within(quiet_reader, 3)
+        busy_reader, _busy = await tunnel()
+        trickle.set()
+        started = time.monotonic()
+        for _ in range(8):
+            assert await asyncio.wait_for(busy_reader.readexactly(1), 2) == b"."
+        assert time.monotonic() - started > 1.5  # open for twice the idle timeout, as long as bytes flowed
+        assert await closed_within(busy_reader, 3)  # then idle: closed
+    finally:
+        server.close()
