@@ -14,8 +14,9 @@ Bodies of the two ``POST`` requests must be one JSON object of at most :data:`MA
 Unless the grant allows remote fetches (the operator's ``ANYON_AGENT_API_REMOTE_FETCH``), a body is refused when
 it asks Anthropic to fetch something on the agent's behalf: an image or document whose source is not inline
 (``url``, ``file``: anywhere in the messages, also inside tool results and documents), ``mcp_servers``, a
-``container``, or a tool that is not a plain (client-side) tool: ``web_fetch_*``, ``web_search_*`` (a search
-fetches pages too), ``code_execution_*``, ``mcp_toolset`` and any server tool this module does not know.
+``container``, or a tool that is neither a plain (client-side) tool nor tool search: ``web_fetch_*``,
+``web_search_*`` (a search fetches pages too), ``code_execution_*``, ``mcp_toolset`` and any server tool this module
+does not know.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ _MESSAGES = {"/v1/messages", "/v1/messages/count_tokens"}
 _MODELS = re.compile(r"/v1/models(?:/[A-Za-z0-9][A-Za-z0-9._:@-]{0,127})?")
 _QUERY_VALUE = re.compile(r"[A-Za-z0-9_.:@-]{0,128}")
 _MODELS_QUERY_KEYS = {"beta", "limit", "after_id", "before_id"}
-#: Tools the CLI runs itself (the API only describes them to the model): custom tools have no type.
-_CLIENT_TOOL = re.compile(r"(?:custom|(?:bash|text_editor|computer|memory)_\d{8})")
+#: Tools the CLI runs itself (the API only describes them to the model; custom tools have no type), and tool search,
+#: which only searches the tool definitions of the request itself.
+_CLIENT_TOOL = re.compile(r"(?:custom|(?:bash|text_editor|computer|memory|tool_search_tool_(?:regex|bm25))_\d{8})")
 #: Where an image or document may come from without Anthropic fetching anything.
 _INLINE_SOURCES = {"base64", "text", "content"}
 _MAX_NESTING = 64

@@ -218,6 +218,7 @@ def test_what_the_cli_sends_passes_the_body_check():
             {"type": "custom", "name": "Mine", "input_schema": {"type": "object"}},
             {"type": "bash_20250124", "name": "bash"},
             {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"},
+            {"type": "tool_search_tool_regex_20251119", "name": "tool_search_tool_regex"},
         ],
         stream=True,
     )
