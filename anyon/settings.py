@@ -110,6 +110,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Keep a process's (or thread's) connection between requests and websocket queries instead of opening one per
 # query: a live log viewer asks the database after every wake-up, and a new SQLite connection with the pragmas above
 # costs more than the query itself. Health checks drop a connection the database has closed.
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # Names the process in pg_stat_activity (and in what `manage.py restore` says holds the database open).
+    _program = "daphne" if "daphne" in sys.argv[0] else (sys.argv[1] if len(sys.argv) > 1 else Path(sys.argv[0]).name)
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("application_name", f"anyon {_program}"[:63])
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("ANYON_DB_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
