@@ -337,8 +337,8 @@ set_key EMAIL_URL "consolemail://"
 if install_file "$WORK/env" "$ENV_FILE" "root:$NAME" 640 "settings file"; then :; else RESTART=1; fi
 
 # --- systemd units --------------------------------------------------------------------------------------------------
-unit() {  # unit ROLE DESCRIPTION EXECSTART [worker-like]
-  local role=$1 description=$2 exec=$3 chown=${4:-}
+unit() {  # unit ROLE DESCRIPTION EXECSTART [CAPABILITIES] [AFTER]
+  local role=$1 description=$2 exec=$3 caps=${4:-}
   cat <<EOF
 # Written by deploy/install.sh (installation '$INSTANCE'); re-running it rewrites this file.
 [Unit]
@@ -353,11 +353,12 @@ WorkingDirectory=$APP_DIR
 EnvironmentFile=$ENV_FILE
 ExecStart=$exec
 EOF
-  if [[ -n "$chown" ]]; then
-    cat <<'EOF'
-# Gives each attempt's secret dir and sockets to the containers' uid (ANYON_CONTAINER_UID) without being root.
-AmbientCapabilities=CAP_CHOWN
-CapabilityBoundingSet=CAP_CHOWN
+  if [[ -n "$caps" ]]; then
+    cat <<EOF
+# Not root: CAP_CHOWN gives each attempt's secret dir and sockets to the containers' uid (ANYON_CONTAINER_UID);
+# the egress proxy's CAP_DAC_OVERRIDE lets it bind the sockets in that dir, which is then the containers' (0700).
+AmbientCapabilities=$caps
+CapabilityBoundingSet=$caps
 EOF
   else
     echo "CapabilityBoundingSet="
@@ -381,8 +382,8 @@ RestartSec=2
 WantedBy=multi-user.target
 EOF
 }
-unit egress "egress proxy" "$PYTHON manage.py egress_proxy" chown >"$WORK/egress"
-unit worker worker "$PYTHON manage.py qcluster" chown "$NAME-egress.service" >"$WORK/worker"
+unit egress "egress proxy" "$PYTHON manage.py egress_proxy" "CAP_CHOWN CAP_DAC_OVERRIDE" >"$WORK/egress"
+unit worker worker "$PYTHON manage.py qcluster" CAP_CHOWN "$NAME-egress.service" >"$WORK/worker"
 unit web web "$PYTHON manage.py serve --no-worker" >"$WORK/web"
 for role in egress worker web; do
   if command -v systemd-analyze >/dev/null && [[ -x "$PYTHON" ]]; then

@@ -64,7 +64,6 @@ def test_a_backup_restores_what_it_held_and_is_one_private_file(installation, tm
     assert installation("backup", str(backup)).returncode == 1  # never overwrites an older backup
 
 
-@pytest.mark.hostile
 def test_a_restore_that_would_break_the_installation_is_refused_and_changes_nothing(installation, tmp_path):
     backup = tmp_path / "anyon.tar"
     assert installation("backup", str(backup)).returncode == 0
