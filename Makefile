@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test test-future lint image base-image doctor bench screenshots clean-venv
+.PHONY: run test test-future lint image base-image doctor bench screenshots clean-venv install
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@# A venv left half-made by a failed first run (no python3-venv: no pip inside) is rebuilt, not trusted.
@@ -62,6 +62,11 @@ base-image:
 # `make image CLAUDE_CODE_VERSION=x.y.z` builds another Claude Code release (tag <IMAGE_VERSION>-claude-x.y.z).
 image:
 	runtime-image/build.sh $(if $(CLAUDE_CODE_VERSION),--claude-code $(CLAUDE_CODE_VERSION))
+
+# Production: PostgreSQL, Redis, service user, settings, systemd units, nginx, runtime image (docs/DEPLOYMENT.md).
+# As root; re-run to upgrade. `make install INSTALL_ARGS="--server-name anyon.example.com"`.
+install:
+	deploy/install.sh $(INSTALL_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -471,7 +471,8 @@ else
   RESTART=1
 fi
 if [[ -z "$(env_value REDIS_URL)" ]]; then
-  if [[ -z "$(run_manage createcachetable --dry-run)" ]]; then report "cache table" unchanged; else
+  cache=$(run_manage createcachetable --dry-run)
+  if [[ -z "$cache" || "$cache" == *"already exists"* ]]; then report "cache table" unchanged; else
     run_manage createcachetable; report "cache table" created
   fi
 fi

@@ -195,29 +195,25 @@ def test_the_app_serves_static_files_itself_or_the_docs_collect_them(settings):
         assert "collectstatic" in single_vm and "collectstatic" in section("DEPLOYMENT.md", "## Upgrades")
 
 
-def test_the_single_vm_service_user_has_the_container_uid():
+def test_the_single_vm_service_user_never_has_the_container_uid():
+    """The containers' uid is nobody's on the host (an account with it could read the agents' /proc); the service user
+    gets a system uid of its own, and the worker and the egress proxy the capabilities to hand things over to it."""
     from django.conf import settings
 
-    single_vm = section("DEPLOYMENT.md", "## Installing on a single VM")
-    dockerfile = (ROOT / "runtime-image" / "Dockerfile").read_text()
-    image_uid = int(re.search(r"^ARG CONTAINER_UID=(\d+)", dockerfile, re.MULTILINE).group(1))
-    useradd = re.search(r"useradd .*--uid (\d+) --gid (\d+) --groups docker .* anyon$", single_vm, re.MULTILINE)
-    groupadd = re.search(r"groupadd .*--gid (\d+) anyon$", single_vm, re.MULTILINE)
-    assert useradd and groupadd, "the single-VM steps must create the service user with explicit ids"
-    assert int(useradd.group(1)) == image_uid == settings.ANYON_CONTAINER_UID
-    assert int(useradd.group(2)) == int(groupadd.group(1)) == settings.ANYON_CONTAINER_GID
-    units = dict(re.findall(r"^# /etc/systemd/system/(anyon-[\w-]+)\.service.*?\n(.*?)(?=^# /etc|\Z)", re.search(
-        r"```ini\n(.*?)```", single_vm, re.DOTALL).group(1), re.MULTILINE | re.DOTALL))  # fmt: skip
-    assert set(units) == {"anyon-web", "anyon-egress", "anyon-worker"}
-    assert all("User=anyon\n" in unit for unit in units.values()), "every process runs as the service user"
-    # The worker refuses to hand a secret dir to the container user from any other uid (what the steps warn about).
-    assert (
-        "run the worker as root, as uid ANYON_CONTAINER_UID, or with CAP_CHOWN"
-        in (ROOT / "execution" / "secret_dir.py").read_text()
-    )
-    assert "the worker runs as uid … and cannot give the secret dir to the container user" in unwrapped(single_vm)
+    single_vm = unwrapped(section("DEPLOYMENT.md", "## Installing on a single VM"))
+    install = (ROOT / "deploy" / "install.sh").read_text()
+    useradd = re.search(r"^ *useradd (.*)$", install, re.MULTILINE).group(1)
+    assert "--system" in useradd and "--uid" not in useradd
+    assert '"$uid" != "$CONTAINER_UID"' in install  # an existing account with that uid is refused
+    assert f"**never {settings.ANYON_CONTAINER_UID}**" in single_vm
+    assert "--uid" not in re.search(r"`useradd [^`]*`", single_vm).group()
+    units = {m.group(1): m.group(0) for m in re.finditer(r"^unit (\w+) .*$", install, re.MULTILINE)}
+    assert set(units) == {"egress", "worker", "web"}
+    assert "CAP_CHOWN CAP_DAC_OVERRIDE" in units["egress"] and "CAP_CHOWN" in units["worker"]
+    assert "CAP_" not in units["web"]
+    assert "User=$NAME" in install  # every process runs as the service user
     readme = unwrapped((ROOT / "README.md").read_text())
-    assert f"runs as root, as uid {image_uid}, or with CAP_CHOWN" in readme
+    assert "runs as root or with CAP_CHOWN" in readme and "sudo deploy/install.sh" in readme
 
 
 def test_the_qa_checklist_names_every_health_check():
@@ -234,12 +230,16 @@ def test_every_worker_host_starts_the_egress_proxy():
     from django.conf import settings
 
     assert settings.ANYON_CREDENTIAL_MODE in ("sealed", "mounted")
+    install = (ROOT / "deploy" / "install.sh").read_text()
+    assert re.search(r'^unit egress .*"\$PYTHON manage.py egress_proxy"', install, re.MULTILINE)
+    assert re.search(r'^unit worker .*"\$PYTHON manage.py qcluster" .*"\$NAME-egress.service"', install, re.MULTILINE)
+    assert (
+        'UNITS=("$NAME-egress.service" "$NAME-worker.service" "$NAME-web.service")'
+        in (ROOT / "deploy" / "lib.sh").read_text()
+    )  # all three enabled and started, the proxy first
     single_vm = section("DEPLOYMENT.md", "## Installing on a single VM")
-    egress_unit = re.search(r"anyon-egress\.service.*?\n(.*?)(?=^# /etc|```)", single_vm, re.MULTILINE | re.DOTALL)
-    assert "ExecStart=/srv/anyon/app/.venv/bin/python manage.py egress_proxy" in egress_unit.group(1)
-    worker_unit = re.search(r"anyon-worker\.service.*?\n(.*?)(?=^# /etc|```)", single_vm, re.MULTILINE | re.DOTALL)
-    assert "Wants=anyon-egress.service" in worker_unit.group(1)
-    assert "systemctl enable --now anyon-web anyon-egress anyon-worker" in single_vm
+    assert "ExecStart=/srv/anyon/app/.venv/bin/python manage.py egress_proxy" in single_vm
+    assert "systemctl enable --now anyon-egress anyon-worker anyon-web" in single_vm
     scale_out = unwrapped(section("DEPLOYMENT.md", "## Scale-out"))
     assert "**Worker hosts** (one queue each): `anyon-worker` and `anyon-egress`" in scale_out
     assert "every worker host runs its own egress proxy, `manage.py egress_proxy`" in scale_out
