@@ -201,6 +201,12 @@ else
   RESTART=1
 fi
 
+# A trial of `make run` in the checkout (SQLite, a development key) is not this installation's: say so, once.
+if [[ -f "$SRC/var/anyon.sqlite3" ]]; then
+  echo "  note: $SRC/var/anyon.sqlite3 is a trial database of make run (and ~/.local/share/anyon/dev-secret-key its"
+  echo "        development key): this installation does not use them; remove them when you no longer need them"
+fi
+
 # --- virtualenv -----------------------------------------------------------------------------------------------------
 "$VENV_PYTHON" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' ||
   fail "$VENV_PYTHON is not Python 3.11 to 3.13 (--python)"
@@ -462,7 +468,9 @@ install_file "$WORK/ctl" "$ROOT/usr/local/sbin/$NAME-ctl" root:root 755 "$NAME-c
 # --- database schema, cache table, admin ----------------------------------------------------------------------------
 RUNNING=()
 if [[ -n "$SYSTEMD" ]]; then mapfile -t RUNNING < <(active_units); fi
-if run_manage migrate --check >/dev/null 2>&1; then
+plan=$(run_manage migrate --plan 2>"$WORK/plan.err") ||
+  fail "cannot read the migration state (nothing was stopped): $(tail -n 3 "$WORK/plan.err")"
+if [[ "$plan" == *"No planned migration operations."* ]]; then
   report migrations unchanged
 else
   if ((${#RUNNING[@]})); then systemctl stop "${RUNNING[@]}"; fi   # no process runs old code on a new schema
@@ -481,7 +489,7 @@ if [[ -z "$admin" ]]; then report admin unchanged; else report admin created; pr
 
 # --- runtime image --------------------------------------------------------------------------------------------------
 if [[ -n "$IMAGE" ]]; then
-  image=$(run_manage shell -c 'from django.conf import settings; print(settings.ANYON_CLOUD_IMAGE)')
+  image=$(run_manage shell -v 0 -c 'from django.conf import settings; print(settings.ANYON_CLOUD_IMAGE)' | tail -n 1)
   before=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
   ANYON_CLOUD_IMAGE=$image "$APP_DIR/runtime-image/build.sh" >"$WORK/image.log" 2>&1 ||
     { tail -n 40 "$WORK/image.log"; fail "the runtime image build failed"; }

@@ -4,8 +4,8 @@ Everything is real except systemd, which is not PID 1 here: ``tests/fakes/system
 ``systemctl`` and starts each unit the way systemd would (its user and groups, settings file, command line,
 capabilities, working folder). The install runs as root into a temporary root folder, as its own instance, with its
 own user and its own PostgreSQL role and database (a PostgreSQL cluster of the test, on a free port, administered
-through its socket as the ``postgres`` account, as Debian's is) and its own Redis; it builds no image (CI has built
-it). Attempts run on the real Docker engine with the real runtime image.
+through its socket as the ``postgres`` account, as Debian's is) and its own Redis. The first run skips the image
+step; the second runs it, on the image CI built from this checkout, which it leaves unchanged. Attempts run on the real Docker engine with the real runtime image.
 """
 
 from __future__ import annotations
@@ -200,11 +200,12 @@ def test_install_twice_then_back_up_and_restore(host):
         assert "listen 443 ssl" in site and str(etc / "tls/self-signed.crt") in site
 
     pids = {u: (root / "fake-systemd" / f"{u}.pid").read_text() for u in UNITS}
-    second = run(host["install"], env)
+    # Again, now with the image step: CI built the image from this checkout, so it is unchanged too.
+    second = run([a for a in host["install"] if a != "--skip-image"], env)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     items = [line for line in second.stdout.splitlines() if re.match(r"  \S", line)]
     assert items and all(" unchanged" in line for line in items), "\n".join(items)
-    assert "Done: nothing changed." in second.stdout
+    assert "Done: nothing changed." in second.stdout and "runtime image" in second.stdout
     assert pids == {u: (root / "fake-systemd" / f"{u}.pid").read_text() for u in UNITS}  # nothing restarted
 
     run_an_attempt(ctl, env, database_url)
@@ -229,6 +230,14 @@ def test_install_twice_then_back_up_and_restore(host):
     assert f"stop {UNITS[2]} {UNITS[1]} {UNITS[0]}" in calls.read_text()  # web, worker AND the egress proxy
     assert "All required checks passed." in restored.stdout
     assert psql("SELECT count(*) FROM auth_user WHERE username = 'later'", DB) == "0"
+
+    # A restore that is refused leaves the database as it was and the services running again.
+    garbage = root / "garbage.tar"
+    garbage.write_bytes(b"not a backup" * 100)
+    failed = run([*ctl, "restore", str(garbage)], env)
+    assert failed.returncode == 1 and "nothing was changed; starting" in failed.stderr, failed.stderr
+    active = run([str(FAKE_SYSTEMCTL), "is-active", *UNITS], env)
+    assert active.returncode == 0, active.stdout
 
     # Into a fresh, empty database (a new host, or a database lost): the same backup, then the app works again.
     assert run([*ctl, "stop"], env).returncode == 0
