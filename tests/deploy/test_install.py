@@ -5,7 +5,8 @@ Everything is real except systemd, which is not PID 1 here: ``tests/fakes/system
 capabilities, working folder). The install runs as root into a temporary root folder, as its own instance, with its
 own user and its own PostgreSQL role and database (a PostgreSQL cluster of the test, on a free port, administered
 through its socket as the ``postgres`` account, as Debian's is) and its own Redis. The first run skips the image
-step; the second runs it, on the image CI built from this checkout, which it leaves unchanged. Attempts run on the real Docker engine with the real runtime image.
+step; the second runs it, on the image CI built from this checkout, which it leaves unchanged. Attempts run on the
+real Docker engine with the real runtime image.
 """
 
 from __future__ import annotations
