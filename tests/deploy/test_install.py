@@ -209,6 +209,23 @@ def test_install_twice_then_back_up_and_restore(host):
     assert "Done: nothing changed." in second.stdout and "runtime image" in second.stdout
     assert pids == {u: (root / "fake-systemd" / f"{u}.pid").read_text() for u in UNITS}  # nothing restarted
 
+    # An upgrade: a new version of the code (here a release tarball, no git) is copied and the services restarted.
+    release = root / "release"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "--null", "-T", "-", "-cf", str(root / "release.tar")], cwd=ROOT, input=files, check=True)
+    release.mkdir()
+    subprocess.run(["tar", "-xf", str(root / "release.tar")], cwd=release, check=True)
+    with (release / "anyon" / "__init__.py").open("a") as handle:
+        handle.write("# the next release\n")
+    upgrade = run([str(release / "deploy" / "install.sh"), *host["install"][1:]], env)
+    assert upgrade.returncode == 0, upgrade.stdout[-3000:] + upgrade.stderr[-3000:]
+    assert re.search(r"^  code +copied to ", upgrade.stdout, re.MULTILINE)
+    assert re.search(r"^  migrations +unchanged", upgrade.stdout, re.MULTILINE)
+    assert all(re.search(rf"^  {u} +restarted", upgrade.stdout, re.MULTILINE) for u in UNITS), upgrade.stdout
+    assert all(pids[u] != (root / "fake-systemd" / f"{u}.pid").read_text() for u in UNITS)
+    assert "# the next release" in (srv / "app" / "anyon" / "__init__.py").read_text()
+    assert "All required checks passed." in upgrade.stdout
+
     run_an_attempt(ctl, env, database_url)
 
     backup = run([*ctl, "backup"], env)
