@@ -109,7 +109,16 @@ def check_container_uid() -> Check:
         account = pwd.getpwuid(uid).pw_name
     except KeyError:
         account = ""
-    if (account and uid != os.geteuid()) or uid == 0:
+    if account and uid == os.geteuid() and uid != 0:
+        return Check(
+            name,
+            WARN,
+            f"this service runs as uid {uid}, the containers' own: any process of this account (the web server, the "
+            "worker, a shell) can read every agent's /proc/<pid>/environ and, through /proc/<pid>/root, its files",
+            f"give {account} a uid of its own: deploy/install.sh makes such a user (docs/RUNBOOK.md, 'Host accounts')",
+            required=False,
+        )
+    if account or uid == 0:
         return Check(
             name,
             WARN,
@@ -125,12 +134,11 @@ def check_container_uid() -> Check:
             WARN,
             f"this process runs as uid {os.geteuid()} without CAP_CHOWN: it cannot give the secret dir to uid {uid}, "
             "so runs fail (secret_injection_failed)",
-            "run the worker as root, as uid ANYON_CONTAINER_UID, or with AmbientCapabilities=CAP_CHOWN "
+            "run the worker as root or with AmbientCapabilities=CAP_CHOWN (the unit deploy/install.sh writes) "
             "(docs/DEPLOYMENT.md)",
             required=False,
         )
-    owner = "this service user" if account else "no host account"
-    return Check(name, OK, f"containers run as uid {uid} ({owner}); the secret dir can be handed over")
+    return Check(name, OK, f"containers run as uid {uid} (no host account); the secret dir can be handed over")
 
 
 def check_secret_key() -> Check:

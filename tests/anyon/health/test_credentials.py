@@ -61,6 +61,20 @@ def test_container_uid_of_a_host_account_is_a_warning(settings):
     assert check_container_uid().status == OK or os.geteuid() != 0
 
 
+def test_a_service_user_with_the_container_uid_is_a_warning(settings, monkeypatch):
+    """The old single-VM steps gave the service user the containers' uid: every process of it can read the agents'."""
+    import pwd
+
+    from anyon.health import WARN, check_container_uid
+
+    account = next(p for p in pwd.getpwall() if p.pw_uid not in (0, os.geteuid()))
+    settings.ANYON_CONTAINER_UID = account.pw_uid
+    monkeypatch.setattr(os, "geteuid", lambda: account.pw_uid)  # this service runs as that account
+    check = check_container_uid()
+    assert check.status == WARN and f"runs as uid {account.pw_uid}, the containers' own" in check.detail
+    assert "deploy/install.sh" in check.fix and not check.required
+
+
 def _free_uid() -> int:
     import pwd
 
