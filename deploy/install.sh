@@ -60,7 +60,7 @@ while (($#)); do
 done
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=deploy/lib.sh
+# shellcheck source=lib.sh
 . "$SRC/deploy/lib.sh"
 anyon_paths
 [[ $EUID -eq 0 ]] || { echo "run as root (sudo $0): it creates a user, services and a database" >&2; exit 1; }
@@ -76,6 +76,14 @@ report() {   # report ITEM STATE: one line per item; anything but "unchanged" co
 }
 fail() { echo "install: $*" >&2; exit 1; }
 trap 'echo "install: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
+
+# Before anything changes: another installation of this host must not have the same port.
+PORT_NOW=$(env_value ANYON_PORT)
+if [[ -z "$PORT" ]]; then PORT=${PORT_NOW:-8000}; PORT_FORCE=""; else PORT_FORCE=1; fi
+for other in "$ROOT"/etc/anyon*/env; do
+  [[ -f "$other" && "$other" != "$ENV_FILE" ]] || continue
+  [[ "$(env_value ANYON_PORT "$other")" != "$PORT" ]] || fail "port $PORT is taken by the installation of $other: --port"
+done
 
 echo "Anyon Cloud: installation '$INSTANCE' (user $NAME, settings $ENV_FILE)"
 SYSTEMD=""
@@ -300,12 +308,6 @@ if [[ -z "$SERVER_NAME" ]]; then
   HOSTS_FORCE="" SERVER_NAME=$(env_value ALLOWED_HOSTS); SERVER_NAME=${SERVER_NAME%%,*}
   [[ -n "$SERVER_NAME" ]] || SERVER_NAME=$(hostname -f 2>/dev/null || hostname)
 fi
-PORT_NOW=$(env_value ANYON_PORT)
-if [[ -z "$PORT" ]]; then PORT=${PORT_NOW:-8000}; PORT_FORCE=""; else PORT_FORCE=1; fi
-for other in "$ROOT"/etc/anyon*/env; do
-  [[ -f "$other" && "$other" != "$ENV_FILE" ]] || continue
-  [[ "$(env_value ANYON_PORT "$other")" != "$PORT" ]] || fail "port $PORT is taken by the installation of $other: --port"
-done
 if [[ -f "$ENV_FILE" ]]; then cp "$ENV_FILE" "$WORK/env"; else
   cat >"$WORK/env" <<EOF
 # Anyon Cloud settings of installation '$INSTANCE' (docs/DEPLOYMENT.md, "Settings"), read by its systemd units and

@@ -32,6 +32,7 @@ INSTANCE = f"ci{os.getpid()}"
 NAME = f"anyon-{INSTANCE}"
 DB = NAME.replace("-", "_")
 UNITS = [f"{NAME}-egress.service", f"{NAME}-worker.service", f"{NAME}-web.service"]
+EMBEDDED = f"ci{os.getpid()}-sqlite"  # a second installation on the same host, on the embedded default
 
 
 def wait_for(check, what: str, timeout: float = 60):
@@ -99,18 +100,21 @@ def host(runtime_image):
         "--postgres-socket-dir", str(pg / "sock"), "--redis-port", str(redis_port), "--skip-image",
     ]  # fmt: skip
     yield {"root": root, "env": env, "psql": psql, "install": install_argv}
-    fake = [str(FAKE_SYSTEMCTL), "stop", *reversed(UNITS)]
-    if (root / "etc/systemd/system" / UNITS[0]).exists():
-        subprocess.run(fake, env=env, check=False, timeout=120)
     import docker
 
     client = docker.from_env()
-    for container in client.containers.list(all=True, filters={"label": f"anyon.instance={INSTANCE}"}):
-        container.remove(force=True)
-    for volume in client.volumes.list(filters={"label": f"anyon.instance={INSTANCE}"}):
-        volume.remove(force=True)  # the attempts' workspaces, kept for ANYON_ATTEMPT_IDLE_TTL otherwise
-    subprocess.run(["userdel", NAME], check=False, capture_output=True)
-    subprocess.run(["groupdel", NAME], check=False, capture_output=True)
+    for instance in (INSTANCE, EMBEDDED):
+        name = f"anyon-{instance}"
+        units = [root / "etc/systemd/system" / f"{name}-{role}.service" for role in ("web", "worker", "egress")]
+        existing = [u.name for u in units if u.exists()]
+        if existing:
+            subprocess.run([str(FAKE_SYSTEMCTL), "stop", *existing], env=env, check=False, timeout=120)
+        for container in client.containers.list(all=True, filters={"label": f"anyon.instance={instance}"}):
+            container.remove(force=True)
+        for volume in client.volumes.list(filters={"label": f"anyon.instance={instance}"}):
+            volume.remove(force=True)  # the attempts' workspaces, kept for ANYON_ATTEMPT_IDLE_TTL otherwise
+        subprocess.run(["userdel", name], check=False, capture_output=True)
+        subprocess.run(["groupdel", name], check=False, capture_output=True)
     for server in servers:
         server.terminate()
         server.wait(timeout=30)
@@ -268,3 +272,42 @@ def test_install_twice_then_back_up_and_restore(host):
     assert "All required checks passed." in doctor.stdout
     assert psql("SELECT count(*) FROM auth_user WHERE username IN ('admin', 'deployed')", DB) == "2"
     run_an_attempt(ctl, env, database_url)
+
+
+def test_a_second_installation_on_the_embedded_default_beside_the_first(host):
+    """Another ANYON_INSTANCE on the same host: its own user, settings, units and port; SQLite and no Redis; installed
+    twice without a change; backed up and restored with the SQLite backup API, its services stopped and started."""
+    root, env = host["root"], host["env"]
+    name = f"anyon-{EMBEDDED}"
+    ctl = [str(root / "usr/local/sbin" / f"{name}-ctl")]
+    port = free_port()
+    argv = [str(ROOT / "deploy" / "install.sh"), "--instance", EMBEDDED, "--root", str(root), "--embedded",
+            "--no-nginx", "--skip-image", "--server-name", "sqlite.anyon-ci.test", "--port", str(port)]  # fmt: skip
+    first = run(argv, env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert re.search(r"^  cache table +created", first.stdout, re.MULTILINE)
+    assert "All required checks passed." in first.stdout
+    settings = (root / "etc" / name / "env").read_text()
+    assert "DATABASE_URL" not in settings and "REDIS_URL" not in settings and f"ANYON_INSTANCE={EMBEDDED}" in settings
+    second = run(argv, env)
+    items = [line for line in second.stdout.splitlines() if re.match(r"  \S", line)]
+    assert second.returncode == 0 and all(" unchanged" in line for line in items), "\n".join(items)
+    assert "Done: nothing changed." in second.stdout
+
+    taken = run([*argv[:2], "third", *argv[3:]], env)  # a third installation may not take the same port
+    assert taken.returncode == 1 and f"port {port} is taken" in taken.stderr
+    assert not (root / "etc" / "anyon-third").exists() and subprocess.run(["id", "anyon-third"]).returncode != 0
+
+    database = root / "srv" / name / "data" / "anyon.sqlite3"
+    assert database.stat().st_mode & 0o777 == 0o600 and database.stat().st_uid == pwd.getpwnam(name).pw_uid
+    assert run([*ctl, "backup"], env).returncode == 0
+    (dump,) = (root / "srv" / name / "backups").glob("*.tar")
+    assert run([*ctl, "manage", "createsuperuser", "--noinput", "--username", "later", "--email", "later@example.com"],
+               env).returncode == 0  # fmt: skip
+    restored = run([*ctl, "restore", str(dump)], env)
+    assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
+    assert "restored: engine sqlite" in restored.stdout and "All required checks passed." in restored.stdout
+    users = run([*ctl, "manage", "shell", "-v", "0", "-c",
+                 "from django.contrib.auth.models import User; print(User.objects.filter(username='later').count())"],
+                env)  # fmt: skip
+    assert users.stdout.strip().splitlines()[-1] == "0"
