@@ -475,7 +475,8 @@ plan=$(run_manage migrate --plan 2>"$WORK/plan.err") ||
 if [[ "$plan" == *"No planned migration operations."* ]]; then
   report migrations unchanged
 else
-  if ((${#RUNNING[@]})); then systemctl stop "${RUNNING[@]}"; fi   # no process runs old code on a new schema
+  # No process runs old code on a new schema: web first, the egress proxy last (a run in progress ends cleanly).
+  for ((i = ${#RUNNING[@]} - 1; i >= 0; i--)); do systemctl stop "${RUNNING[i]}"; done
   run_manage migrate --noinput >"$WORK/migrate.log" || { cat "$WORK/migrate.log"; fail "migrate failed"; }
   report migrations "applied $(grep -c '  Applying ' "$WORK/migrate.log" || true)"
   RESTART=1
