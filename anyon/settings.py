@@ -57,6 +57,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A database or Redis connection error becomes a 503 page with a sentence, not a 500 (anyon/middleware.py).
+    "anyon.middleware.ServiceOutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -121,9 +123,34 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis (optional scale-out) -----------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 
+#: Client settings of every Redis connection (redis-py). redis-py 8 reads with a 5 s socket timeout by default, and
+#: channels_redis blocks on Redis for 5 s (BZPOPMIN) waiting for a consumer's next message: each idle websocket's read
+#: then timed out and crashed its consumer. The socket timeout must stay above the longest blocking command (the
+#: channel layer's 5 s, django-q2's 1 s BLPOP); keepalive and a health check before reusing an idle connection find a
+#: connection Redis dropped, and a read that timed out is retried once on a fresh connection.
+REDIS_CLIENT_OPTIONS = {
+    "socket_timeout": 30,
+    "socket_connect_timeout": 3,
+    "socket_keepalive": True,
+    "health_check_interval": 15,
+    "retry_on_timeout": True,
+}
+
 if REDIS_URL:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, **REDIS_CLIENT_OPTIONS}]},
+        }
+    }
+    # Pages and health checks read this cache with short timeouts: an outage costs them seconds, not half a minute.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {**REDIS_CLIENT_OPTIONS, "socket_timeout": 5},
+        }
+    }
 else:
     # In-memory groups, plus group messages between this host's processes over UNIX sockets (shared/wakeups/).
     CHANNEL_LAYERS = {"default": {"BACKEND": "shared.wakeups.channel_layer.HostChannelLayer"}}
@@ -158,6 +185,9 @@ Q_CLUSTER = {
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
+    # The Redis broker with the client settings above, that waits out a Redis outage with one log line instead of
+    # an error (and the pusher's restart) every half second (shared/wakeups/redis_broker.py).
+    Q_CLUSTER["broker_class"] = "shared.wakeups.redis_broker.PatientRedisBroker"
 else:
     Q_CLUSTER["orm"] = "default"
     Q_CLUSTER["broker_class"] = "shared.wakeups.queue_broker.WakingORMBroker"  # queueing wakes this host's idle worker

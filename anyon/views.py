@@ -7,22 +7,36 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from anyon.health import HEALTH_CHECKS, OK
+from shared.outages import is_connection_error
 
 
 @require_GET
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Machine-readable health: 200 when every required part is up, 503 otherwise. Only staff see the parts and
-    their details (versions and error text tell an attacker what runs here)."""
+    """Machine-readable health: 200 when every required part is up, 503 otherwise, with the names of the parts that
+    failed. Only staff see every part's details (versions and error text tell an attacker what runs here); with the
+    database down nobody is known as staff, and the names alone say where to look."""
     results = {name: check() for name, check in HEALTH_CHECKS.items()}
-    healthy = all(not (c.required and c.failed) for c in results.values())
-    body: dict = {"status": "ok" if healthy else "unavailable"}
-    if request.user.is_authenticated and request.user.is_staff:
+    failing = [name for name, c in results.items() if c.required and c.failed]
+    body: dict = {"status": "unavailable" if failing else "ok"}
+    if failing:
+        body["failing"] = failing
+    if _is_staff(request):
         body["checks"] = {
             name: {"ok": c.status == OK, "status": c.status, "detail": c.detail, "fix": c.fix}
             for name, c in results.items()
         }
-    return JsonResponse(body, status=200 if healthy else 503)
+    return JsonResponse(body, status=503 if failing else 200)
+
+
+def _is_staff(request: HttpRequest) -> bool:
+    """Whether the request comes from a staff member (False when the sessions or users cannot be read)."""
+    try:
+        return bool(request.user.is_authenticated and request.user.is_staff)
+    except Exception as exc:
+        if not is_connection_error(exc):
+            raise
+        return False
 
 
 @login_required

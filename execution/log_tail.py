@@ -43,6 +43,7 @@ from execution import selectors
 from execution.log_writer import attempt_group
 from execution.models import Attempt
 from shared.live.consumer import encode_json
+from shared.outages import is_connection_error, outage
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class AttemptTail:
         self._wanted_seq = 0  # the highest seq a wake-up announced
         self._status_due = True
         self._records_read_at = self._status_read_at = 0.0
+        self._channel: str | None = None  # made by the receiver when the layer was away at the start
         self._task = self.loop.create_task(self._run(), name=f"log-tail-{attempt_id}")
 
     # --- wake-ups ------------------------------------------------------------------------------------------------
@@ -120,16 +122,35 @@ class AttemptTail:
             self._status_due = True
         self._wake.set()
 
-    async def _receive(self, layer, channel: str) -> None:
+    async def _receive(self, layer, channel: str | None, group: str, *, joined: bool) -> None:
+        """The wake-ups of the attempt's group. While the layer (Redis) does not answer, the poll goes on alone: one
+        log line for the outage (shared/outages.py), then the group is joined again (a restarted Redis forgot it)
+        and the tail looks at the database at once for what the outage hid."""
+        pause = 0.0
         while True:
             try:
+                if channel is None:
+                    channel = self._channel = await layer.new_channel()
+                if not joined:
+                    await layer.group_add(group, channel)
+                    joined = True
+                    if pause:
+                        self.wake()
                 message = await layer.receive(channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a broken Redis connection: the poll goes on; try again
-                logger.warning("log tail of attempt %s: wake-ups not received", self.attempt_id, exc_info=True)
-                await asyncio.sleep(settings.ANYON_LOG_POLL_SECONDS)
+            except Exception as exc:
+                if is_connection_error(exc):
+                    outage("redis").failed("live log", exc)
+                else:
+                    logger.warning("log tail of attempt %s: wake-ups not received", self.attempt_id, exc_info=True)
+                joined = False
+                pause = min(max(pause * 2, settings.ANYON_LOG_POLL_SECONDS), 10.0)
+                await asyncio.sleep(pause)
                 continue
+            if pause:
+                pause = 0.0
+                outage("redis").answered()
             if message.get("type") == "attempt.changed":
                 self.wake(message.get("seq"))
 
@@ -148,19 +169,23 @@ class AttemptTail:
         group = attempt_group(self.attempt_id)
         try:
             if layer is not None:  # joined before the first read, so no batch falls between the two
+                joined = False
                 try:
                     channel = await layer.new_channel()
                     await layer.group_add(group, channel)
-                except Exception:  # Redis unreachable: the poll alone keeps the viewers going
-                    logger.warning("log tail of attempt %s: wake-ups not received", self.attempt_id, exc_info=True)
-                    channel = None
-                else:
-                    receiver = asyncio.create_task(self._receive(layer, channel))
+                    joined = True
+                except Exception as exc:  # Redis unreachable: the poll alone keeps the viewers going meanwhile
+                    outage("redis").failed("live log", exc)
+                receiver = asyncio.create_task(self._receive(layer, channel, group, joined=joined))
             while not self.ended:
                 try:
                     await (self._step() if self.ready.is_set() else self._start())
-                except Exception:  # the database went away for a moment: try again at the next poll
-                    logger.warning("log tail of attempt %s: read failed", self.attempt_id, exc_info=True)
+                    outage("database").answered()
+                except Exception as exc:  # the database went away for a moment: try again at the next poll
+                    if not is_connection_error(exc):
+                        logger.warning("log tail of attempt %s: read failed", self.attempt_id, exc_info=True)
+                    else:
+                        outage("database").failed("live log", exc)
                     self._records_read_at = self._status_read_at = time.monotonic()
                     self._status_due = True
                 if not self.ended:
@@ -168,6 +193,7 @@ class AttemptTail:
         finally:
             if receiver is not None:
                 receiver.cancel()
+            channel = channel or self._channel
             if channel is not None:
                 with contextlib.suppress(Exception):
                     await layer.group_discard(group, channel)

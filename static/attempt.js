@@ -16,7 +16,14 @@
   // The page was rendered before the work ended (as rendered, or as the socket first reported): reload once at the
   // end for the results. Rendered active counts too: the work may end before the socket's first status arrives.
   let sawActive = !cancelForm.hidden;
+  // A lost socket is noticed (its close, or no answer to a ping) and opened again, waiting longer after each
+  // failure (with jitter, so many pages do not knock at once after a server restart); what the page shows stays.
   let retry = 500;
+  let connects = 0;
+  let socket = null;
+  let pingTimer = null;
+  let answered = true;
+  const PING_MS = 20000;
 
   const label = (s) => s.replace("_", " ").replace(/^./, (c) => c.toUpperCase());
   const fmt = (sec) => (sec === null || sec === undefined ? "—" : `${sec.toFixed(1)} s`);
@@ -70,23 +77,58 @@
     }));
   }
 
+  // Something typed on the page (a follow-up) is never thrown away by the reload at the end.
+  const typedSomething = () => [...document.querySelectorAll("textarea, input[type=text]")].some((el) => el.value);
+
+  function finish() {
+    ended = true;
+    state.textContent = "complete";
+    if (!sawActive) return;
+    if (typedSomething()) {  // the results are on the page after a reload; offer it instead of doing it
+      state.textContent = "complete: reload the page for the results";
+      return;
+    }
+    setTimeout(() => window.location.reload(), 300);  // diff, follow-up form, PR button
+  }
+
+  function reconnectSoon() {
+    state.textContent = "reconnecting…";
+    const delay = retry * (0.75 + Math.random() / 2);
+    retry = Math.min(retry * 2, 15000);
+    setTimeout(connect, delay);
+  }
+
   function connect() {
+    if (ended || (socket && socket.readyState < WebSocket.CLOSING)) return;  // one socket at a time
     const proto = location.protocol === "https:" ? "wss" : "ws";
     const ws = new WebSocket(`${proto}://${location.host}/ws/attempts/${attemptId}/logs/?after=${lastSeq}`);
-    ws.onopen = () => { state.textContent = "live"; retry = 500; };
+    socket = ws;
+    ws.onopen = () => {
+      connects += 1;
+      state.dataset.connects = String(connects);
+      state.textContent = "live";
+      answered = true;
+      clearInterval(pingTimer);
+      pingTimer = setInterval(() => {  // a socket that went away without a close (a dropped connection)
+        if (!answered) { ws.close(); return; }
+        answered = false;
+        ws.send(JSON.stringify({ type: "ping" }));
+      }, PING_MS);
+    };
     ws.onmessage = (event) => {
+      answered = true;
+      retry = 500;  // the server answers: the next loss starts the backoff again
       const msg = JSON.parse(event.data);
       if (msg.type === "logs") appendRecords(msg.records);
       else if (msg.type === "status") showStatus(msg.attempt);
       else if (msg.type === "end") {
-        ended = true;
-        state.textContent = "complete";
         ws.close();
-        if (sawActive) setTimeout(() => window.location.reload(), 300);  // diff, follow-up form, PR button
+        finish();
       }
     };
     ws.onclose = (event) => {
-      if (ended) return;
+      clearInterval(pingTimer);
+      if (ended || socket !== ws) return;
       // Closes that knocking again cannot fix: say why, and stop (the log shown so far stays on the page).
       const final = {
         4401: "not live: you were signed out; sign in again, then reload",
@@ -97,10 +139,12 @@
         state.textContent = final;
         return;
       }
-      state.textContent = "reconnecting…";
-      setTimeout(connect, retry);
-      retry = Math.min(retry * 2, 10000);
+      reconnectSoon();
     };
   }
+  // Back online (a laptop waking up): try at once instead of waiting out the backoff.
+  window.addEventListener("online", () => {
+    if (!ended && socket && socket.readyState !== WebSocket.OPEN) { retry = 500; socket.close(); connect(); }
+  });
   connect();
 })();

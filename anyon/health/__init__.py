@@ -1,8 +1,8 @@
 """System checks shared by ``manage.py doctor``, ``/healthz`` and the banner in the UI.
 
 Each check is a small function returning a :class:`Check`; none of them raises. The checks live in modules by
-subject (``docker``, ``claude_code``, ``credentials``, ``services``); this module lists the ones ``doctor`` and
-``/healthz`` run. A constant a check reads is patched in that check's module, not here.
+subject (``docker``, ``claude_code``, ``credentials``, ``services``, ``scaleout``); this module lists the ones
+``doctor`` and ``/healthz`` run. A constant a check reads is patched in that check's module, not here.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from anyon.health.docker import (
     check_runtime_image,
     check_seccomp,
 )
+from anyon.health.scaleout import check_broker, check_cache, check_channel_layer, check_redis
 from anyon.health.services import (
     PYTHON_SUPPORTED,
     check_database,
@@ -51,6 +52,9 @@ __all__ = [
     "PYTHON_SUPPORTED",
     "WARN",
     "Check",
+    "check_broker",
+    "check_cache",
+    "check_channel_layer",
     "check_claude_cli",
     "check_container_uid",
     "check_data_dir",
@@ -62,6 +66,7 @@ __all__ = [
     "check_egress_proxy",
     "check_migrations",
     "check_python",
+    "check_redis",
     "check_runtime_image",
     "check_seccomp",
     "check_secret_key",
@@ -77,6 +82,10 @@ __all__ = [
 DOCTOR_CHECKS: list[Callable[[], Check]] = [
     check_python,
     check_database,
+    check_redis,
+    check_cache,
+    check_channel_layer,
+    check_broker,
     check_migrations,
     check_secret_key,
     check_temp_dir,
@@ -97,6 +106,9 @@ DOCTOR_CHECKS: list[Callable[[], Check]] = [
 #: The parts ``/healthz`` reports; any failure answers HTTP 503.
 HEALTH_CHECKS: dict[str, Callable[[], Check]] = {
     "database": check_database,
+    "cache": check_cache,
+    "channel_layer": check_channel_layer,
+    "broker": check_broker,
     "docker": check_docker,
     "runtime_image": check_runtime_image,
     "claude_code": check_claude_cli,

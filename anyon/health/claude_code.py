@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from django.conf import settings
 
 from anyon.health.checks import OK, WARN, Check, version_key
@@ -11,11 +13,15 @@ LATEST_CACHE_SECONDS = 6 * 3600
 
 
 def latest_claude_code_release() -> str:
-    """The registry's latest Claude Code release ("" when the registry cannot be reached), cached for hours."""
+    """The registry's latest Claude Code release ("" when the registry cannot be reached), cached for hours. A cache
+    that does not answer (Redis or the database away) makes it "" too: the cache's own check says why."""
     from django.core.cache import cache
 
     key = "anyon:claude-code-latest"
-    cached = cache.get(key)
+    try:
+        cached = cache.get(key)
+    except Exception:
+        return ""
     if cached is not None:
         return cached
     import requests
@@ -26,7 +32,8 @@ def latest_claude_code_release() -> str:
         latest = str(response.json().get("version", "")) if response.status_code == 200 else ""
     except (requests.RequestException, ValueError):
         latest = ""
-    cache.set(key, latest, LATEST_CACHE_SECONDS if latest else 300)
+    with contextlib.suppress(Exception):
+        cache.set(key, latest, LATEST_CACHE_SECONDS if latest else 300)
     return latest
 
 

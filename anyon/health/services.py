@@ -11,6 +11,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from anyon.health.checks import FAIL, OK, WARN, Check
+from shared.outages import describe
 
 #: Python versions the app supports: ``requires-python`` of pyproject.toml (a test keeps the two in step).
 PYTHON_SUPPORTED = ((3, 11), (3, 13))
@@ -33,13 +34,17 @@ def check_python() -> Check:
 
 
 def check_database() -> Check:
+    connection = connections[DEFAULT_DB_ALIAS]
+    where = connection.vendor
+    if connection.settings_dict.get("HOST"):
+        where += f" at {connection.settings_dict['HOST']}:{connection.settings_dict.get('PORT') or 5432}"
     try:
-        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        vendor = connections[DEFAULT_DB_ALIAS].vendor
-        return Check("database", OK, f"{vendor} reachable")
+        return Check("database", OK, f"{where} reachable")
     except Exception as exc:
-        return Check("database", FAIL, f"not reachable: {exc}", "check DATABASE_URL and that the server runs")
+        fix = "start the database server and check DATABASE_URL; docs/RUNBOOK.md, 'PostgreSQL outage'"
+        return Check("database", FAIL, f"{where} not reachable: {describe(exc)}", fix)
 
 
 def check_migrations() -> Check:

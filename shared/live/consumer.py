@@ -7,7 +7,14 @@ than ``ANYON_WS_MAX_MESSAGE_BYTES`` never reaches a consumer: the web server clo
 see ``anyon/management/commands/serve.py``.)
 
 One user holds at most ``ANYON_MAX_WEBSOCKETS_PER_USER`` sockets at once in one web process: another one is told why
-and closed (code 4429), and the user's other sockets, and everyone else's, go on.
+and closed (code 4429), and the user's other sockets, and everyone else's, go on. A socket's place is held by the
+consumer itself (a weak set of the user's admitted consumers), and given back however the consumer ends: a clean
+close, a dropped connection, or an error inside it. The count is the set's size, so it cannot drift.
+
+The channel layer (Redis, with ``REDIS_URL``) only carries wake-ups and log-out notices; the data comes from the
+database. So a channel layer that stops answering does not end a socket: its receive waits and tries again (one log
+line per outage, shared/outages.py), joins its groups again once Redis is back (a restarted Redis forgot them), and
+the views go on polling the database meanwhile.
 
 Messages out are encoded with orjson: a viewer of a busy run receives megabytes a second, and the standard encoder
 spent more time on them than anything else in the web process (profiled, docs/PERFORMANCE.md).
@@ -18,24 +25,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections import Counter
+import weakref
 from collections.abc import Awaitable, Callable
 
 import orjson
-from channels.db import database_sync_to_async
+from channels.db import aclose_old_connections, database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.utils.crypto import constant_time_compare
 
 from shared.live import sessions
+from shared.outages import is_connection_error, outage
 
-#: Open sockets per user id in this process (consumers of one process share its event loop).
-_open_sockets: Counter[int] = Counter()
+#: The admitted consumers of each user id in this process (consumers of one process share its event loop).
+_open_sockets: dict[int, weakref.WeakSet[JsonConsumer]] = {}
 TOO_MANY_SOCKETS = 4429
+#: Longest pause between two tries of a channel layer that does not answer.
+MAX_LAYER_PAUSE_SECONDS = 10.0
 
 
 def open_sockets(user_id: int) -> int:
-    return _open_sockets[user_id]
+    return len(_open_sockets.get(user_id, ()))
 
 
 def encode_json(payload: dict) -> str:
@@ -54,15 +67,74 @@ class JsonConsumer(AsyncWebsocketConsumer):
     session_guard: asyncio.Task | None = None
     signed_out = False
 
+    async def __call__(self, scope, receive, send) -> None:
+        """``AsyncConsumer.__call__`` (channels 4.3) with two changes: the channel layer's receive survives an
+        outage of the layer (:meth:`_layer_receive`), and the socket's place is given back however the consumer
+        ends (a test pins the copied part to the installed channels)."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
+        sources = [receive]
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = self._layer_receive
+            sources.append(self._layer_receive)
+        try:
+            await await_many_dispatch(sources, self.dispatch)
+        except StopConsumer:
+            pass
+        finally:
+            self._release_place()
+            for task in (self.follower, self.session_guard):
+                if task is not None:
+                    task.cancel()
+
+    async def _layer_receive(self) -> dict:
+        """The channel's next message; while the layer does not answer, wait (longer each time) and try again."""
+        pause = 0.0
+        while True:
+            try:
+                message = await self.channel_layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                outage("redis").failed("live view", exc)
+                pause = min(max(pause * 2, 0.5), MAX_LAYER_PAUSE_SECONDS)
+                await asyncio.sleep(pause)
+                await self._join_groups()
+                continue
+            if pause:
+                outage("redis").answered()
+            return message
+
+    async def _join(self, group: str) -> None:
+        """Join ``group``; if the layer does not answer, the receive joins it once the layer is back."""
+        self.groups.append(group)
+        try:
+            await self.channel_layer.group_add(group, self.channel_name)
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            outage("redis").failed("live view", exc)
+
+    async def _join_groups(self) -> None:
+        for group in self.groups:
+            try:
+                await self.channel_layer.group_add(group, self.channel_name)
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                return  # still away: the next receive tries again
+
     async def accept(self, subprotocol=None, headers=None) -> None:
         """Accept, and for a signed-in user join the user's group and re-check the session periodically."""
         user = self.scope.get("user")
         if user is not None and user.is_authenticated:
             self.session_user_id = user.pk
             self.session_key = getattr(self.scope.get("session"), "session_key", None) or ""
-            group = sessions.user_group(user.pk)
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.groups.append(group)
+            await self._join(sessions.user_group(user.pk))
             self.session_guard = asyncio.create_task(self._guard_session())
         await super().accept(subprotocol, headers)
 
@@ -106,32 +178,49 @@ class JsonConsumer(AsyncWebsocketConsumer):
         accept only to say why, and close it. Returns whether it was admitted."""
         user_id = self.scope["user"].pk
         limit = settings.ANYON_MAX_WEBSOCKETS_PER_USER
-        if limit > 0 and _open_sockets[user_id] >= limit:
+        if limit > 0 and open_sockets(user_id) >= limit:
             await self.accept()
             await self.send_error(
                 f"Too many open live views: at most {limit} per user. Close some tabs, then reload this page."
             )
             await self.close(code=TOO_MANY_SOCKETS)
             return False
-        _open_sockets[user_id] += 1
+        _open_sockets.setdefault(user_id, weakref.WeakSet()).add(self)
         self._counted_user = user_id
         await self.accept()
         return True
 
-    async def websocket_disconnect(self, message) -> None:
-        if self._counted_user is not None:  # however the consumer's own disconnect goes
-            _open_sockets[self._counted_user] -= 1
-            if _open_sockets[self._counted_user] <= 0:
+    def _release_place(self) -> None:
+        if self._counted_user is None:
+            return
+        held = _open_sockets.get(self._counted_user)
+        if held is not None:
+            held.discard(self)
+            if not held:
                 del _open_sockets[self._counted_user]
-            self._counted_user = None
-        await super().websocket_disconnect(message)
+        self._counted_user = None
+
+    async def websocket_disconnect(self, message) -> None:
+        """As channels' own, but leaving the groups cannot fail the close: a channel the layer still lists only
+        collects messages that expire unread."""
+        self._release_place()  # at once, not only when the consumer's task ends
+        for group in self.groups:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                outage("redis").failed("live view", exc)
+                break
+        await self.disconnect(message["code"])
+        await aclose_old_connections()
+        raise StopConsumer()
 
     async def accept_and_follow(self, group: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Join ``group`` (channels leaves it on disconnect), accept, and run ``loop`` until the socket closes.
         A handler of the group's messages (:func:`shared.live.events.wake_group`) calls ``woken``."""
         self.wake = asyncio.Event()
-        await self.channel_layer.group_add(group, self.channel_name)
-        self.groups.append(group)
+        await self._join(group)
         if await self.admit():
             self.follower = asyncio.create_task(loop())
 

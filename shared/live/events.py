@@ -13,6 +13,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from shared.outages import is_connection_error, outage
+
 logger = logging.getLogger(__name__)
 
 
@@ -40,9 +42,22 @@ def _send(group: str, event: dict) -> None:
     else:  # called from inside an event loop's thread: cannot block on it; the consumers' poll covers this
         logger.debug("skipping wake-up of %s from inside an event loop", group)
         return
+    from_sync = getattr(layer, "group_send_from_sync", None)  # the embedded layer's, without an event loop
     try:
-        from_sync = getattr(layer, "group_send_from_sync", None)  # the embedded layer's, without an event loop
-        if from_sync is None or not from_sync(group, event):
-            async_to_sync(layer.group_send)(group, event)
+        if from_sync is not None and from_sync(group, event):
+            return
     except Exception:
         logger.debug("wake-up of %s not delivered", group, exc_info=True)
+        return
+    redis = outage("redis")
+    if not redis.should_try():  # Redis is away: a worker's log batches do not wait on refused connections
+        return
+    try:
+        async_to_sync(layer.group_send)(group, event)
+    except Exception as exc:
+        if is_connection_error(exc):
+            redis.failed("wake-ups", exc)
+        else:
+            logger.debug("wake-up of %s not delivered", group, exc_info=True)
+    else:
+        redis.answered()

@@ -31,6 +31,10 @@ def test_doctor_json_lists_every_check(settings, tmp_path, capsys):
     assert set(checks) == {
         "python",
         "database",
+        "redis",
+        "cache",
+        "channel layer",
+        "task queue",
         "migrations",
         "secret key",
         "temp dir",

@@ -15,10 +15,10 @@ import sys
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from anyon.health import check_docker
-from shared.tempdir import ensure_temp_dir
+from shared.tempdir import TempDirError, ensure_temp_dir
 
 GRACE_SECONDS = 10
 
@@ -73,7 +73,10 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="start only the web server")
 
     def handle(self, *args, **options) -> None:
-        ensure_temp_dir(settings.ANYON_TEMP_DIR)
+        try:
+            ensure_temp_dir(settings.ANYON_TEMP_DIR)
+        except (TempDirError, PermissionError) as exc:
+            raise CommandError(f"ANYON_TEMP_DIR: {exc}") from None
         docker = check_docker()
         if docker.failed:
             self.stderr.write(self.style.WARNING(f"Docker engine: {docker.detail}. Fix: {docker.fix}"))
