@@ -16,6 +16,7 @@ from django.db import close_old_connections, connection
 from execution.hosts import alert_engine_lost, do_host_heartbeat
 from execution.runner.entry import worker_identity
 from shared.docker.client import get_docker_client
+from shared.outages import is_connection_error, outage, part_of
 from shared.tempdir import ensure_temp_dir
 
 logger = logging.getLogger(__name__)
@@ -76,8 +77,14 @@ def _loop() -> None:
             lock = lock or _hold_beat_lock()
             if lock is not None:
                 beat_once()
-        except Exception:
-            logger.exception("host heartbeat of %s failed", settings.ANYON_WORKER_QUEUE)
+        except Exception as exc:
+            if is_connection_error(exc):  # the database is away: one line for the outage, not one a beat
+                outage(part_of(exc)).failed("host heartbeat", exc)
+            else:
+                logger.exception("host heartbeat of %s failed", settings.ANYON_WORKER_QUEUE)
+        else:
+            if lock is not None:
+                outage("database").answered()
         finally:
             close_old_connections()
             connection.close()

@@ -103,10 +103,9 @@ class JsonConsumer(AsyncWebsocketConsumer):
                 outage("redis").failed("live view", exc)
                 pause = min(max(pause * 2, 0.5), MAX_LAYER_PAUSE_SECONDS)
                 await asyncio.sleep(pause)
-                await self._join_groups()
+                if await self._join_groups():
+                    outage("redis").answered()
                 continue
-            if pause:
-                outage("redis").answered()
             return message
 
     async def _join(self, group: str) -> None:
@@ -119,14 +118,16 @@ class JsonConsumer(AsyncWebsocketConsumer):
                 raise
             outage("redis").failed("live view", exc)
 
-    async def _join_groups(self) -> None:
+    async def _join_groups(self) -> bool:
+        """Join the groups again after an outage; whether the layer answered."""
         for group in self.groups:
             try:
                 await self.channel_layer.group_add(group, self.channel_name)
             except Exception as exc:
                 if not is_connection_error(exc):
                     raise
-                return  # still away: the next receive tries again
+                return False  # still away: the next receive tries again
+        return True
 
     async def accept(self, subprotocol=None, headers=None) -> None:
         """Accept, and for a signed-in user join the user's group and re-check the session periodically."""
