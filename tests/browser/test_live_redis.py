@@ -71,10 +71,12 @@ class CuttableProxy:
 
 
 SETUP = """
+from django.conf import settings
 from django.contrib.auth.models import User
 from execution.attempts import do_create_task, do_start_attempt
 user = User.objects.create_user("lena", password="lena password 123")
-task = do_create_task(owner=user, title="long", repo_url="https://github.com/a/long", base_branch="main", prompt="p")
+repo = settings.ANYON_GITHUB_URL + "/a/long"
+task = do_create_task(owner=user, title="long", repo_url=repo, base_branch="main", prompt="p")
 ticks = ["sh", "-c", "for i in $(seq 1 80); do echo tick $i; sleep 1; done"]
 print("ID%d" % do_start_attempt(task=task, plan=[{"kind": "custom", "title": "ticks", "argv": ticks}]).pk)
 """
