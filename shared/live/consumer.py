@@ -38,11 +38,15 @@ from django.conf import settings
 from django.utils.crypto import constant_time_compare
 
 from shared.live import sessions
-from shared.outages import is_connection_error, outage
+from shared.outages import is_connection_error, outage, part_of
 
 #: The admitted consumers of each user id in this process (consumers of one process share its event loop).
 _open_sockets: dict[int, weakref.WeakSet[JsonConsumer]] = {}
 TOO_MANY_SOCKETS = 4429
+#: Close code of a socket whose consumer could not reach the database or Redis: the page reconnects later.
+SERVER_AWAY = 1011
+#: SHA-256 of the source of channels' ``AsyncConsumer.__call__`` that :meth:`JsonConsumer.__call__` copies (4.3.2).
+UPSTREAM_CALL_SHA256 = "e52238720872dbc3f854519bc971aa7eb41553e63c8729081549ce42465ee419"
 #: Longest pause between two tries of a channel layer that does not answer.
 MAX_LAYER_PAUSE_SECONDS = 10.0
 
@@ -68,9 +72,10 @@ class JsonConsumer(AsyncWebsocketConsumer):
     signed_out = False
 
     async def __call__(self, scope, receive, send) -> None:
-        """``AsyncConsumer.__call__`` (channels 4.3) with two changes: the channel layer's receive survives an
-        outage of the layer (:meth:`_layer_receive`), and the socket's place is given back however the consumer
-        ends (a test pins the copied part to the installed channels)."""
+        """``AsyncConsumer.__call__`` (channels 4.3) with three changes: the channel layer's receive survives an
+        outage of the layer (:meth:`_layer_receive`), a connection error while handling a message closes the socket
+        with one log line instead of a traceback, and the socket's place is given back however the consumer ends.
+        ``UPSTREAM_CALL_SHA256`` pins the copied method: a test compares it with the installed channels."""
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.base_send = send
@@ -83,6 +88,12 @@ class JsonConsumer(AsyncWebsocketConsumer):
             await await_many_dispatch(sources, self.dispatch)
         except StopConsumer:
             pass
+        except Exception as exc:  # the database (or Redis) away while handling a message: a line, then close
+            if not is_connection_error(exc):
+                raise
+            outage(part_of(exc)).failed("live view", exc)
+            with contextlib.suppress(Exception):
+                await self.base_send({"type": "websocket.close", "code": SERVER_AWAY})
         finally:
             self._release_place()
             for task in (self.follower, self.session_guard):
@@ -142,7 +153,14 @@ class JsonConsumer(AsyncWebsocketConsumer):
     async def _guard_session(self) -> None:
         while True:
             await asyncio.sleep(settings.ANYON_LIVE_SESSION_CHECK_SECONDS)
-            if not await self._session_still_valid():
+            try:
+                valid = await self._session_still_valid()
+            except Exception as exc:  # the database away: not known now; the next check decides
+                if not is_connection_error(exc):
+                    raise
+                outage(part_of(exc)).failed("session check", exc)
+                continue
+            if not valid:
                 await self.sign_out()
                 return
 

@@ -146,3 +146,37 @@ async def test_a_channel_layer_outage_leaves_the_socket_open_and_is_one_line_eac
     assert lines[0].startswith("redis unreachable (live view: ConnectionError: Error 111")
     assert lines[1].startswith("redis reachable again after")
     assert not any(r.exc_info for r in caplog.records)
+
+
+def test_the_copied_consumer_call_matches_the_installed_channels():
+    import hashlib
+    import inspect
+
+    from channels.consumer import AsyncConsumer
+
+    installed = hashlib.sha256(inspect.getsource(AsyncConsumer.__call__).encode()).hexdigest()
+    assert installed == consumer.UPSTREAM_CALL_SHA256, "channels changed AsyncConsumer.__call__: re-check JsonConsumer"
+
+
+async def test_a_database_outage_while_connecting_closes_the_socket_with_one_line(monkeypatch, caplog):
+    """The page then reconnects later; the web server's log has one line, not a traceback per try."""
+    from django.db import OperationalError
+
+    from execution import selectors
+
+    use_layer(monkeypatch, InMemoryChannelLayer())
+    attempt = await running_attempt()
+
+    def refused(**kwargs):
+        raise OperationalError('connection to server at "127.0.0.1", port 5432 failed: Connection refused')
+
+    monkeypatch.setattr(selectors, "may_view_attempt", refused)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            comm = log_socket(attempt)
+            connected, code = await comm.connect(timeout=5)
+            assert not connected and code == consumer.SERVER_AWAY
+            await comm.wait(timeout=5)
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.name for r in lines] == ["anyon.outages"] and not lines[0].exc_info
+    assert lines[0].getMessage().startswith("database unreachable (live view: OperationalError")
