@@ -409,10 +409,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # django-q2's tracebacks of a Redis or database outage (a schedule not queued, a result not saved) become one line
+    # per outage (shared/outages.py).
+    "filters": {"outages": {"()": "shared.outages.OutageFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django_q": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        "django-q": {"filters": ["outages"]},  # the name django-q2 logs under
     },
 }

@@ -117,3 +117,15 @@ def part_of(exc: BaseException) -> str:
     if type(exc).__module__.split(".")[0] in ("redis", "channels_redis"):
         return "redis"
     return "database" if isinstance(exc, DatabaseError) else "a server"
+
+
+class OutageFilter(logging.Filter):
+    """For a library's logger (django-q2's): a record that carries a connection error (``logger.exception`` while
+    Redis or the database is away) becomes the outage's line, once, instead of a traceback each time."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or not is_connection_error(exc):
+            return True
+        outage(part_of(exc)).failed(record.getMessage(), exc)
+        return False
