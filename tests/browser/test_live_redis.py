@@ -25,8 +25,8 @@ LIMIT = 3  # ANYON_MAX_WEBSOCKETS_PER_USER of this web server
 
 
 class CuttableProxy:
-    """A TCP proxy on 127.0.0.1 in front of the web server whose open connections can be cut (reset), as a network
-    drop does: the browser sees its socket close abnormally, the server sees the connection lost."""
+    """A TCP proxy on 127.0.0.1 in front of the web server whose open connections can be cut, as a network drop
+    does: the browser sees its socket end without a closing handshake (1006), the server sees the connection lost."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -62,7 +62,9 @@ class CuttableProxy:
         for pair in pairs:
             for sock in pair:
                 with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes the pipe threads' reads, ends the connection
+                with contextlib.suppress(OSError):
                     sock.close()
 
     def close(self) -> None:
