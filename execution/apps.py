@@ -34,7 +34,16 @@ def cleanup_when_worker_starts(sender, proc_name: str, **kwargs) -> None:
 
     queue = settings.ANYON_WORKER_QUEUE
     # The worker processes of one cluster share its sentinel as parent: one cleanup per cluster start.
-    if cache.add(f"anyon:cleanup-on-start:{queue}:{os.getppid()}", proc_name, timeout=3600):
+    try:
+        first = cache.add(f"anyon:cleanup-on-start:{queue}:{os.getppid()}", proc_name, timeout=3600)
+    except Exception as exc:  # the cache (Redis) away: the scheduled sweeps do this work once it is back
+        from shared.outages import is_connection_error, outage, part_of
+
+        if not is_connection_error(exc):
+            raise
+        outage(part_of(exc)).failed("worker start", exc)
+        return
+    if first:
         ensure_cleanup_schedule(queue)
         async_task(
             "execution.cleanup.run_scheduled_cleanup", task_name="cleanup-on-start", group="maintenance", cluster=queue
