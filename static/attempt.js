@@ -110,7 +110,13 @@
       answered = true;
       clearInterval(pingTimer);
       pingTimer = setInterval(() => {  // a socket that went away without a close (a dropped connection)
-        if (!answered) { ws.close(); return; }
+        if (!answered) {  // its close handshake could wait a long time: give it up and open another now
+          clearInterval(pingTimer);
+          ws.onclose = null;
+          ws.close();
+          reconnectSoon();
+          return;
+        }
         answered = false;
         ws.send(JSON.stringify({ type: "ping" }));
       }, PING_MS);
