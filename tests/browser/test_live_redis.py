@@ -1,6 +1,7 @@
-"""An attempt page held open for more than a minute on a web server whose channel layer is Redis, while its
-connection is cut thirty times: the page stays live (no error in the web server's log), reconnects after each cut and
-catches up, shows the attempt's end, and the user's count of open live views is what it was before."""
+"""An attempt page on a web server whose channel layer is Redis: its connection cut thirty times, then held for a
+minute of a quiet run. The page reconnects after each cut and catches up, keeps its socket through the quiet minute
+(no error in the web server's log), shows the attempt's end, and the user's count of open live views is what it was
+before."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.docker]
 
 RECONNECTS = 30
 LIMIT = 3  # ANYON_MAX_WEBSOCKETS_PER_USER of this web server
+HOLD_SECONDS = 60
 
 
 class CuttableProxy:
@@ -79,7 +81,9 @@ from execution.attempts import do_create_task, do_start_attempt
 user = User.objects.create_user("lena", password="lena password 123")
 repo = settings.ANYON_GITHUB_URL + "/a/long"
 task = do_create_task(owner=user, title="long", repo_url=repo, base_branch="main", prompt="p")
-ticks = ["sh", "-c", "for i in $(seq 1 80); do echo tick $i; sleep 1; done"]
+# Quiet for ten seconds between lines, as a step that thinks: the channel layer's blocking read then waits out its
+# five seconds, which redis-py 8's default socket timeout turned into a crash of the page's consumer.
+ticks = ["sh", "-c", "for i in $(seq 1 15); do echo tick $i; sleep 10; done"]
 print("ID%d" % do_start_attempt(task=task, plan=[{"kind": "custom", "title": "ticks", "argv": ticks}]).pk)
 """
 
@@ -116,7 +120,7 @@ def test_an_attempt_page_stays_live_on_redis_through_a_minute_and_thirty_dropped
         opened_at = time.monotonic()
         state = page.get_by_test_id("live-state")
         expect(state).to_have_text("live", timeout=60_000)
-        page.wait_for_function("() => document.getElementById('log').textContent.includes('tick 2')", timeout=90_000)
+        page.wait_for_function("() => document.getElementById('log').textContent.includes('tick 1')", timeout=90_000)
 
         for _ in range(RECONNECTS):
             connects = int(state.get_attribute("data-connects"))
@@ -124,6 +128,11 @@ def test_an_attempt_page_stays_live_on_redis_through_a_minute_and_thirty_dropped
             page.wait_for_function(
                 f"() => Number(document.getElementById('live-state').dataset.connects) > {connects}", timeout=20_000
             )
+        # Then a minute without a cut: the socket stays (no reconnect), and the web server logs no error.
+        connects, held_from = state.get_attribute("data-connects"), time.monotonic()
+        while time.monotonic() - held_from < HOLD_SECONDS:
+            time.sleep(5)
+            assert state.get_attribute("data-connects") == connects, "the socket dropped without a cut"
         assert page.get_by_test_id("attempt-status").get_attribute("data-status") == "running", "the run ended early"
         expect(state).to_have_text("live")
 
@@ -134,11 +143,11 @@ def test_an_attempt_page_stays_live_on_redis_through_a_minute_and_thirty_dropped
         page.evaluate("() => window.extraSockets.forEach((ws) => ws.close())")
 
         page.wait_for_selector('[data-testid="attempt-status"][data-status="succeeded"]', timeout=120_000)
-        assert time.monotonic() - opened_at > 60
+        assert time.monotonic() - opened_at > HOLD_SECONDS
         expect(state).to_have_text("complete", timeout=30_000)
         log = page.get_by_test_id("log").inner_text()
         ticks_seen = [line for line in log.splitlines() if line.startswith("tick ")]
-        assert ticks_seen == [f"tick {i}" for i in range(1, 81)]  # every line once, in order, across the cuts
+        assert ticks_seen == [f"tick {i}" for i in range(1, 16)]  # every line once, in order, across the cuts
         page.screenshot(path=str(ARTIFACTS / "redis-live-complete.png"), full_page=True)
     finally:
         proxy.close()
