@@ -174,7 +174,7 @@ class Masker:
         if self._literal_re is not None and not widths.isdisjoint(_WRAP_WIDTHS):
             text = self._mask_wrapped(text)
         text = self._mask_lines(text)
-        return self._mask_dumps(text, widths) if len(widths) > 1 or text.count("\n") > 1 else text
+        return self._mask_dumps(text, widths) if "\n" in text.rstrip("\n") else text  # dumps take two lines
 
     def _mask_lines(self, text: str) -> str:
         starts = self._candidates(text)

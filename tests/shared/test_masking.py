@@ -147,7 +147,11 @@ def test_masking_only_the_candidate_lines_equals_masking_everything(text):
     """mask() runs the regular expressions on the lines where a substring search found something; the result must
     be what running them over the whole text gives."""
     masker = Masker([GH, OAT, PLAIN])
-    assert masker.mask(text) == masker._mask_dumps(masker._mask_all(masker._mask_wrapped(text)))
+    widths = set(map(len, text.split("\n")))  # the dump checks look at the lines as printed
+    expected = masker._mask_all(masker._mask_wrapped(text))
+    if "\n" in text.rstrip("\n"):
+        expected = masker._mask_dumps(expected, widths)
+    assert masker.mask(text) == expected
 
 
 def test_output_full_of_candidates_is_masked_in_one_pass_with_the_same_result():
