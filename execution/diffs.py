@@ -9,6 +9,27 @@ MAX_FILE_CHARS = 64 * 1024
 MAX_FILES_WITH_PATCH = 200
 
 
+#: Files a CI service runs on a push, with the repository's secrets at hand (a workflow can post them anywhere).
+CI_PREFIXES = (".github/workflows/", ".github/actions/", ".circleci/", ".buildkite/", ".gitlab/ci/")
+CI_FILES = frozenset(
+    {
+        ".gitlab-ci.yml",
+        ".travis.yml",
+        "Jenkinsfile",
+        "azure-pipelines.yml",
+        "bitbucket-pipelines.yml",
+        ".drone.yml",
+        ".github/dependabot.yml",
+        ".github/dependabot.yaml",
+    }
+)
+
+
+def ci_paths(files: list[dict]) -> list[str]:
+    """The changed files that configure CI (a push of them runs what they say)."""
+    return [f["path"] for f in files if f["path"].startswith(CI_PREFIXES) or f["path"] in CI_FILES]
+
+
 def parse_numstat(output: str) -> list[dict]:
     """``git diff --numstat --no-renames`` lines: ``added<TAB>removed<TAB>path`` (``-`` for binary files)."""
     files = []

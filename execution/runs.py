@@ -47,6 +47,11 @@ def do_record_results(
     _update_attempt(attempt, base_commit=base_commit, head_commit=head_commit, diff=diff, diff_truncated=diff_truncated)
 
 
+def do_record_base_commit(*, attempt: Attempt, base_commit: str) -> None:
+    """The base as the clone left it, before any untrusted step ran: the diff and the pre-push guard start there."""
+    _update_attempt(attempt, base_commit=base_commit)
+
+
 def do_record_pull_request(*, attempt: Attempt, number: int, url: str, state: str) -> None:
     _update_attempt(attempt, pr_number=number, pr_url=url, pr_state=state)
 

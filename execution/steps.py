@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
+from execution import anyon_git
 from execution.models import RunKind
 
 WORKSPACE = "/workspace"
@@ -13,11 +14,6 @@ WORKSPACE = "/workspace"
 AGENT_ARGV = ["claude", "-p", "--output-format", "stream-json", "--verbose", "--dangerously-skip-permissions"]
 #: A step's ``stdin_from``: the attempt's task prompt is its standard input.
 STDIN_FROM_TASK_PROMPT = "task.prompt"
-
-COMMIT_SCRIPT = (
-    'git add -A && if git diff --cached --quiet; then echo "No changes to commit"; '
-    'else git -c user.name="$2" -c user.email="$3" commit -q -m "$1" && git log -1 --format="Committed %h: %s"; fi'
-)
 
 
 class StopReason(StrEnum):
@@ -39,6 +35,9 @@ class Step:
     #: The step pushes: the commits to push are checked for secrets first, and in sealed mode only this step's
     #: connection to the git host may push.
     pushes: bool = False
+    #: Anyon's own step (commit, push): it runs without the credentials' environment (``anyon-exec``), and only once
+    #: no process of an earlier untrusted step is left in the container. Never read from a plan.
+    own: bool = False
 
     @property
     def is_agent(self) -> bool:
@@ -56,7 +55,7 @@ class Step:
         )
 
     def to_plan(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v not in (None, "", False)}
+        return {k: v for k, v in asdict(self).items() if v not in (None, "", False) and k != "own"}
 
 
 def branch_name(attempt_id: int) -> str:
@@ -81,11 +80,13 @@ def follow_up_step(*, prompt: str, session_id: str) -> Step:
     return Step(RunKind.AGENT, argv, "Claude Code (follow-up)", stdin=prompt)
 
 
-def push_step(*, branch: str) -> Step:
-    argv = ["git", "push", "--porcelain", "origin", f"HEAD:refs/heads/{branch}"]
-    return Step(RunKind.CUSTOM, argv, "Push branch", pushes=True)
+def push_step(*, url: str, commit: str, branch: str) -> Step:
+    """The commit whose diff the user reviewed, by id, to the attempt's branch only (execution/anyon_git.py)."""
+    argv = anyon_git.push_argv(url=url, commit=commit, branch=branch)
+    return Step(RunKind.CUSTOM, argv, "Push branch", pushes=True, own=True)
 
 
 def commit_step(*, message: str, login: str) -> Step:
     email = f"{login}@users.noreply.github.com"
-    return Step(RunKind.CUSTOM, ["sh", "-c", COMMIT_SCRIPT, "commit", message, login, email], "Commit changes")
+    argv = anyon_git.commit_argv(message=message, name=login, email=email)
+    return Step(RunKind.CUSTOM, argv, "Commit changes", own=True)

@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from execution import selectors
+from execution import diffs, selectors
 from execution.attempts import (
     AttemptBusy,
     do_cancel_attempt,
@@ -109,6 +109,7 @@ def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
             "follow_up_form": FollowUpForm(),
             "diff_added": sum(f["added"] for f in attempt.diff),
             "diff_removed": sum(f["removed"] for f in attempt.diff),
+            "ci_paths": diffs.ci_paths(attempt.diff),
             "egress_blocked": selectors.egress_block_count(attempt=attempt),
             "waiting_note": selectors.waiting_note(attempt),
             "log_limit": settings.ANYON_ATTEMPT_LOG_MAX_CHARS,

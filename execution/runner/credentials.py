@@ -61,7 +61,7 @@ def collect_credentials(
                 kinds=(Kind.OAUTH_TOKEN, Kind.API_KEY),
                 **{**common, "purpose": "pre-push guard"},
             )
-            found.files[secret_dir.CLAUDE_OAUTH_TOKEN] = claude.value  # masked and guarded, never written in this mode
+            found.guard_only.append(claude.value)  # masked and guarded, never written: a push needs only git
         except SecretError:
             pass
     return found

@@ -3,7 +3,6 @@ output included: every injected secret in it is masked, as in the log."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import docker
@@ -11,7 +10,7 @@ from django.conf import settings
 
 from execution.containers import HOME, home_volume, labels_for, seccomp_profile
 from execution.models import Attempt
-from shared.docker.engine import DockerEngine, EngineError
+from shared.docker.engine import DockerEngine
 from shared.masking import Masker
 
 logger = logging.getLogger(__name__)
@@ -35,28 +34,31 @@ print "$changed\n";
 """
 
 
-def scrub_session_history(*, engine: DockerEngine, attempt: Attempt, container_id: str, masker: Masker) -> str:
-    """Mask the secrets in the home volume; returns the line to log about it ("" when there is nothing to say)."""
-    if not container_id or not masker.variants:
+def scrub_session_history(
+    *, engine: DockerEngine, attempt: Attempt, container_id: str, masker: Masker, sealed: bool
+) -> str:
+    """Mask the secrets in the home volume; returns the line to log about it ("" when there is nothing to say).
+
+    The values go only to a helper container of their own (no network, no capability, read-only root, its own
+    process namespace) that mounts the home volume after the attempt's container was killed: no process the agent
+    started can see them. A sealed session skips it: no credential ever entered its container (the proxy adds
+    them outside), so none can be in what the agent wrote, and there is nothing to mask."""
+    if sealed or not masker.variants:
         return ""
     values = ("\n".join(masker.variants) + "\n").encode()
     argv, user = ["perl", "-e", SCRUB_SCRIPT, HOME], str(settings.ANYON_CONTAINER_UID)
-    code: int | None = None
     try:
-        with contextlib.suppress(EngineError):  # not running (any more): the engine refuses the exec
-            code, out, _ = engine.exec_capture(container_id, argv, user=user, stdin=values)
-        if code != 0:
-            # Stopped (cancel, timeout, kill), removed (docker rm -f, perhaps still under way), or gone during
-            # the exec: the volume outlives the container, so a throw-away container with only it masks it.
-            code, out = engine.run_once(
-                settings.ANYON_CLOUD_IMAGE,
-                argv,
-                mounts=[docker.types.Mount(HOME, home_volume(attempt.workspace_volume), type="volume")],
-                user=user,
-                labels=labels_for(attempt),
-                stdin=values,
-                seccomp_profile=seccomp_profile(),  # it reads what the agent wrote: hardened like the agent's
-            )
+        if container_id:
+            engine.kill_and_wait(container_id)  # the agent's processes are gone before the values exist anywhere
+        code, out = engine.run_once(
+            settings.ANYON_CLOUD_IMAGE,
+            argv,
+            mounts=[docker.types.Mount(HOME, home_volume(attempt.workspace_volume), type="volume")],
+            user=user,
+            labels=labels_for(attempt),
+            stdin=values,
+            seccomp_profile=seccomp_profile(),  # it reads what the agent wrote: hardened like the agent's
+        )
     except Exception as exc:  # EngineError, or the engine gone mid-call: say so, never skip the cleanup
         code, out = None, str(exc)
     if code != 0:

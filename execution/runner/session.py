@@ -37,6 +37,7 @@ from execution.runs import (
     do_finish_job,
     do_finish_run,
     do_heartbeat,
+    do_record_base_commit,
     do_record_pull_request,
     do_record_results,
     do_record_run_commits,
@@ -85,6 +86,9 @@ class AttemptSession:
         self.egress: SealedEgress | None = None  # set once the session's sockets are open on the egress proxy
         self._bridge_ready = False  # the container's egress listeners were seen up (by the session's first exec)
         self._reported: Commits | None = None  # the workspace's commits as the latest exec reported them
+        #: An untrusted step (the agent's, a plan's) ran since the container (re)started: its processes may still
+        #: run, so Anyon's own steps wait for a restart (docs/ARCHITECTURE.md, "Trust boundary").
+        self._tainted = False
 
     def __enter__(self) -> AttemptSession:
         return self
@@ -117,7 +121,8 @@ class AttemptSession:
         if job.kind == JobKind.FOLLOW_UP:
             steps = [follow_up_step(prompt=job.prompt, session_id=self._last_session_id())]
         else:
-            steps = [push_step(branch=self.attempt.branch)]
+            attempt = self.attempt
+            steps = [push_step(url=attempt.task.repo_url, commit=attempt.head_commit, branch=attempt.branch)]
         final, error = self.session(steps, need_claude=job.kind == JobKind.FOLLOW_UP, initial=False)
         if final == AttemptStatus.SUCCEEDED and job.kind == JobKind.PULL_REQUEST:
             error = self._open_pull_request()
@@ -245,6 +250,10 @@ class AttemptSession:
         return Attempt.objects.filter(pk=self.attempt.pk, cancel_requested=True).exists()
 
     def _record_results(self) -> None:
+        if self._tainted:
+            if not self.container_id or not self.engine.is_running(self.container_id):
+                return  # stopped (cancel, timeout): the next session records them, as before
+            self._untainted()
         results = WorkspaceGit(self.engine, self.container_id).results(
             self.attempt, self.masker, reported=self._reported
         )
@@ -261,7 +270,11 @@ class AttemptSession:
         if not self.container_id:  # no container was made (engine down, image missing): no history, no engine to ask
             return
         line = scrub_session_history(
-            engine=self.engine, attempt=self.attempt, container_id=self.container_id, masker=self.masker
+            engine=self.engine,
+            attempt=self.attempt,
+            container_id=self.container_id,
+            masker=self.masker,
+            sealed=self.sealed,
         )
         if line:
             self.say(line)
@@ -294,16 +307,46 @@ class AttemptSession:
             return self._push(step, last=last)
         git = WorkspaceGit(self.engine, self.container_id)
         commit_before = git.head() if step.is_agent else ""
-        outcome, run = self._exec_step(step, report=last)
+        clone = step.kind == RunKind.CLONE
+        outcome, run = self._exec_step(step, report=last or clone)
+        if clone and outcome.status == RunStatus.SUCCEEDED:
+            self._record_base()
         if step.is_agent and outcome.status == RunStatus.SUCCEEDED and commit_before:
+            self._untainted()
             outcome, _ = self._exec_step(self._commit_step(), report=last)
             reported = self._reported
             commit_after = reported.head if reported is not None and reported.repository else git.head()
             do_record_run_commits(run=run, commit_before=commit_before, commit_after=commit_after)
         return outcome
 
+    def _record_base(self) -> None:
+        """The base branch's commit as the clone fetched it, before any untrusted step could move a ref."""
+        reported = self._reported
+        if not self.attempt.base_commit and reported is not None and reported.repository and reported.base:
+            do_record_base_commit(attempt=self.attempt, base_commit=reported.base)
+
+    def _untainted(self) -> None:
+        """Before Anyon's own steps: no process an untrusted step started is left. The container is killed (the
+        kernel ends every process of its PID namespace, detached, double-forked and stopped ones too) and started
+        again; the engine checks that none of the processes from before is there."""
+        if not self._tainted:
+            return
+        self.engine.restart(self.container_id)
+        self._tainted, self._bridge_ready = False, False  # a sealed container's bridge starts over
+        self.say("Stopped every process the earlier steps left in the container (it was restarted)")
+
     def _push(self, step: Step, *, last: bool) -> StepOutcome:
-        reason = push_guard.refusal(engine=self.engine, container_id=self.container_id, masker=self.masker)
+        self._untainted()
+        base = self.attempt.base_commit
+        # Anyon's push sends the head whose diff was recorded; a plan's pushing step, whatever HEAD is now.
+        head = self.attempt.head_commit if step.own else WorkspaceGit(self.engine, self.container_id).head()
+        if not head:
+            reason = "Push refused: there is no commit to push."
+            self.say(reason)
+            return StepOutcome(RunStatus.FAILED, reason)
+        reason = push_guard.refusal(
+            engine=self.engine, container_id=self.container_id, masker=self.masker, base=base, head=head
+        )
         if reason:
             self.say(reason)
             do_raise_alert(
@@ -331,7 +374,7 @@ class AttemptSession:
         """``report``: the exec also reports the workspace's commits at its end (never an agent's: its output is
         events)."""
         self._reported = None
-        argv = ["anyon-exec", *step.argv]
+        argv = list(step.argv) if step.own else ["anyon-exec", *step.argv]  # Anyon's git needs no credential
         if self.egress is not None and not self._bridge_ready:  # the first exec waits for the listeners, no later one
             argv, self._bridge_ready = ["anyon-egress-bridge", *argv], True
         run = do_start_run(attempt=self.attempt, job=self.job, step=step, argv=argv)
@@ -341,7 +384,11 @@ class AttemptSession:
             catcher = step_report.ReportCatcher(nonce)
             executed = step_report.reporting(argv, nonce=nonce, base_branch=base_branch_to_read(self.attempt))
         stdin = self.attempt.task.prompt if step.stdin_from == STDIN_FROM_TASK_PROMPT else step.stdin
-        shown = f"$ {' '.join(step.argv)[:500]}"
+        shown = (
+            f"{step.title}: Anyon's own git (none of the repository's hooks or configuration)"
+            if step.own
+            else f"$ {' '.join(step.argv)[:500]}"
+        )
         if stdin is not None:
             shown += f"  (prompt on stdin, {len(stdin.encode()):,} bytes)"
         self.say(shown, run)
@@ -361,6 +408,8 @@ class AttemptSession:
             report=catcher,
         )
         self._reported = end.commits
+        if not step.own:
+            self._tainted = True
         if catcher is not None and end.commits is None and end.stopped is None and end.exit_code == 0:
             # The reporting sh ran to its end (exit code 0) and printed the report last: the engine lost output.
             logger.warning("attempt %s: the engine lost the end of run %s's output", self.attempt.pk, run.pk)

@@ -21,6 +21,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from execution import anyon_git
+
 MARK = "\x1eanyon-report "
 #: A marked line longer than this is not a report: it is shown as output.
 MAX_REPORT_CHARS = 256
@@ -28,11 +30,11 @@ MAX_REPORT_CHARS = 256
 #: ``$1`` the nonce, ``$2`` the base branch whose remote-tracking commit is the base ("" when known already), then
 #: the step's argv, run as a child so that its exit code is kept.
 REPORT_SCRIPT = (
-    'n=$1 b=$2; shift 2; "$@"; code=$?; '
-    "if git rev-parse --git-dir >/dev/null 2>&1; then "
-    'base=; [ -z "$b" ] || base=$(git rev-parse --verify -q "refs/remotes/origin/$b"); '
+    'n=$1 b=$2; shift 2; "$@"; code=$?; ' + anyon_git.PRELUDE + "r=/workspace/.git; "
+    'if g --git-dir="$r" rev-parse --git-dir >/dev/null 2>&1; then '
+    'base=; [ -z "$b" ] || base=$(g --git-dir="$r" rev-parse --verify -q "refs/remotes/origin/$b^{commit}"); '
     'printf \'\\036anyon-report %s repository %s %s\\n\' "$n" "${base:--}" '
-    '"$(git rev-parse --verify -q HEAD || echo -)"; '
+    '"$(g --git-dir="$r" rev-parse --verify -q "HEAD^{commit}" || echo -)"; '
     "else printf '\\036anyon-report %s none\\n' \"$n\"; fi; "
     "exit $code"
 )

@@ -1,4 +1,5 @@
-"""git in the attempt's workspace: the head commit, and the diff since the base branch."""
+"""git in the attempt's workspace: the head commit, and the diff since the base branch, by Anyon's own git
+(execution/anyon_git.py: none of the agent's hooks, config, attributes or replace refs)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from execution import diffs
+from execution import anyon_git, diffs
 from execution.models import Attempt
 from execution.runner import step_report
 from execution.runner.step_report import Commits
@@ -45,17 +46,17 @@ class WorkspaceGit:
     def __init__(self, engine: DockerEngine, container_id: str) -> None:
         self.engine, self.container_id = engine, container_id
 
-    def git(self, *args: str, limit: int = 64 * 1024) -> tuple[int | None, str, bool]:
+    def run(self, argv: list[str], *, limit: int = 64 * 1024) -> tuple[int | None, str, bool]:
         return self.engine.exec_capture(
             self.container_id,
-            ["git", *args],
+            argv,
             limit=limit,
             environment=exec_environment(),
             user=str(settings.ANYON_CONTAINER_UID),
         )
 
     def head(self) -> str:
-        code, out, _ = self.git("rev-parse", "--verify", "-q", "HEAD")
+        code, out, _ = self.run(anyon_git.head_argv())
         return out.strip() if code == 0 else ""
 
     def results(self, attempt: Attempt, masker: Masker, *, reported: Commits | None = None) -> Results | None:
@@ -90,9 +91,7 @@ class WorkspaceGit:
         results = Results(base_commit=base, head_commit=head)
         if base and head:
             # The counts and the patches in one exec: git prints the numstat lines, an empty line, then the patch.
-            _, out, complete = self.git(
-                "diff", "--numstat", "-p", "--no-color", "--no-ext-diff", "--no-renames", base, head, limit=DIFF_LIMIT
-            )
+            _, out, complete = self.run(anyon_git.diff_argv(base, head), limit=DIFF_LIMIT)
             numstat, separator, patch = out.partition("\n\n")
             if not complete and not separator:  # cut within the counts: the last line may be a part of one
                 numstat = numstat.rpartition("\n")[0]

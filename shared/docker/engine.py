@@ -158,6 +158,8 @@ class DockerEngine:
                 labels=labels,
                 network_mode="none",
                 stdin_open=True,
+                read_only=True,
+                pids_limit=64,
                 **hardening(seccomp_profile),
             )
             sock = self.api.attach_socket(container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
@@ -171,6 +173,36 @@ class DockerEngine:
             if container is not None:
                 with contextlib.suppress(NotFound, APIError):
                     container.remove(force=True)
+
+    def restart(self, container_id: str) -> None:
+        """Kill the container and start it again: its init's death makes the kernel kill every process of its PID
+        namespace (detached, double-forked and stopped ones too), and the start gives it a new one. Raises
+        EngineError when any process from before is still to be seen (``docker top``)."""
+        try:
+            before = self._pids(container_id)
+            self.kill_and_wait(container_id)
+            self.api.start(container_id)
+            left = before & self._pids(container_id)
+        except (APIError, DockerException, requests.RequestException) as exc:
+            raise EngineError(f"could not restart container {container_id[:12]}: {exc}") from exc
+        if left:
+            raise EngineError(f"container {container_id[:12]}: processes {sorted(left)} outlived its restart")
+
+    def kill_and_wait(self, container_id: str, timeout: int = 30) -> None:
+        """SIGKILL the container and return once it has stopped (all its processes gone)."""
+        try:
+            self.api.kill(container_id)
+            self.api.wait(container_id, timeout=timeout, condition="not-running")
+        except NotFound:
+            return  # removed: nothing of it runs
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: not running, which is the goal
+                raise
+
+    def _pids(self, container_id: str) -> set[str]:
+        top = self.api.top(container_id)
+        column = top["Titles"].index("PID")
+        return {row[column] for row in top.get("Processes") or []}
 
     def kill(self, container_id: str) -> None:
         with contextlib.suppress(NotFound, APIError):  # already gone or not running: the goal is reached

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from execution import anyon_git
 from execution.runner.step_report import REPORT_SCRIPT
 from shared.docker.engine import ContainerSpec, ExecResult
 
@@ -37,6 +38,7 @@ class FakeEngine:
         self.sizes: dict[str, int] = {}  # bytes used by a volume (volume_sizes), 0 when not set
         self.execs: list[list[str]] = []
         self.killed: list[str] = []
+        self.restarts: list[str] = []
         self.gone = ""  # set: the engine stopped answering (unreachable() says this)
         self.reports = "none"  # what a reporting exec says of the workspace: "none" or "repository <base> <head>"
         self.reported = 0  # reports made
@@ -76,6 +78,14 @@ class FakeEngine:
         self.killed.append(container_id)
         if container_id in self.containers:
             self.containers[container_id]["running"] = False
+
+    def restart(self, container_id: str) -> None:
+        self.restarts.append(container_id)
+        if container_id in self.containers:
+            self.containers[container_id]["running"] = True
+
+    def kill_and_wait(self, container_id: str, timeout: int = 30) -> None:
+        self.kill(container_id)
 
     def stop_and_remove(self, container_id: str, *, timeout: int = 5) -> None:
         self.remove_now(container_id)
@@ -120,8 +130,8 @@ class FakeEngine:
         self.execs.append(argv)
         scripted = self.script(argv)
         if scripted is None:  # internal commands: no repository, nothing to scrub
-            if argv[:1] == ["git"]:
-                return 128, "", True
+            if argv[:1] == ["git"] or (argv[:2] == ["sh", "-c"] and argv[2].startswith(anyon_git.PRELUDE)):
+                return 128, "", True  # Anyon's own git (execution/anyon_git.py)
             if argv[:3] == ["sh", "-c", REPORT_SCRIPT]:  # the commits asked by an exec of their own
                 return 0, f"\x1eanyon-report {argv[4]} {self.reports}\n", True
             return 0, "0\n", True

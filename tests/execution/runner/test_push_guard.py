@@ -6,7 +6,8 @@ import base64
 
 import pytest
 
-from execution.runner.push_guard import UNPUSHED, refusal
+from execution import anyon_git
+from execution.runner.push_guard import refusal
 from shared.docker.engine import ContainerSpec
 from shared.masking import Masker
 from tests.fakes.docker_engine import FakeEngine, ScriptedExec
@@ -20,8 +21,8 @@ TOKEN = classic_token()
 def guard(*chunks: bytes, exit_code: int = 0) -> str:
     engine = FakeEngine(lambda argv: ScriptedExec([("stdout", c) for c in chunks], exit_code=exit_code))
     container = engine.create_container(ContainerSpec(name="c", image="i", labels={}))
-    reason = refusal(engine=engine, container_id=container, masker=Masker([TOKEN]))
-    assert engine.execs == [UNPUSHED]
+    reason = refusal(engine=engine, container_id=container, masker=Masker([TOKEN]), base="b" * 40, head="h" * 40)
+    assert engine.execs == [anyon_git.guard_argv("b" * 40, "h" * 40)]  # Anyon's range, by id
     return reason
 
 

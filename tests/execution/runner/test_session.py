@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from execution import anyon_git
 from execution.attempts import do_create_task, do_start_attempt, do_transition
 from execution.container_removal import wait_for_removals
 from execution.models import AttemptStatus, LogRecord, Run, RunStatus
@@ -230,7 +231,7 @@ def test_reported_commits_become_the_results_and_a_repository_still_gets_its_dif
     status, attempt = run(alice, engine, [step("make")])
     assert status == AttemptStatus.SUCCEEDED
     assert (attempt.base_commit, attempt.head_commit) == ("a" * 40, "b" * 40)
-    assert engine.execs[-1][:2] == ["git", "diff"]  # the diff is read by an exec of its own
+    assert engine.execs[-1] == anyon_git.diff_argv("a" * 40, "b" * 40)  # the diff is read by an exec of its own
 
 
 def test_a_step_stopped_before_its_report_leaves_the_results_to_an_exec(alice, claude_token):
@@ -251,7 +252,7 @@ def test_an_agent_steps_commit_reports_the_head_after_it(alice, claude_token):
     def script(argv):
         if "claude" in argv:
             return ScriptedExec(events)
-        if argv[:3] == ["git", "rev-parse", "--verify"]:  # the head before the agent
+        if argv == anyon_git.head_argv():  # the head before the agent
             return ScriptedExec([("stdout", b"c" * 40 + b"\n")])
         return None
 
@@ -262,8 +263,13 @@ def test_an_agent_steps_commit_reports_the_head_after_it(alice, claude_token):
     agent_run = Run.objects.get(attempt=attempt, kind="agent")
     assert (agent_run.commit_before, agent_run.commit_after) == ("c" * 40, "d" * 40)
     assert attempt.head_commit == "d" * 40
-    heads = [argv for argv in engine.execs if argv[:3] == ["git", "rev-parse", "--verify"]]
+    heads = [argv for argv in engine.execs if argv == anyon_git.head_argv()]
     assert len(heads) == 1  # before the agent only
+    # Nothing the agent started is left for its commit: the container restarted between the two, and the commit
+    # is Anyon's own git, without the credentials' environment.
+    assert engine.restarts == [attempt.container_id]
+    commit = Run.objects.get(attempt=attempt, title="Commit changes")
+    assert commit.argv[:3] == ["sh", "-c", anyon_git.COMMIT_SCRIPT] and "anyon-exec" not in commit.argv
 
 
 def test_output_the_engine_lost_is_said_not_passed_over(alice, claude_token):
