@@ -30,25 +30,36 @@ CATCHER = r"""
 import os, signal, sys, time
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)
-known = set(os.listdir("/proc"))
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+known = {pid: cmdline(pid) for pid in os.listdir("/proc") if pid.isdigit()}
 with open(f"{out}/started", "w") as f:
     f.write(str(os.getpid()))
+n = 0
 while True:
     for pid in os.listdir("/proc"):
-        if not pid.isdigit() or pid in known:
+        if not pid.isdigit():
             continue
-        known.add(pid)
+        line = cmdline(pid)
+        if not line or known.get(pid) == line:  # a process is looked at again once it has exec'd something else
+            continue
+        known[pid] = line
         try:
             os.kill(int(pid), signal.SIGSTOP)
         except OSError:
             continue
-        data = b""
-        for name in ("cmdline", "environ"):
-            try:
-                with open(f"/proc/{pid}/{name}", "rb") as f:
-                    data += f.read() + b"\n"
-            except OSError:
-                pass
+        data = line + b"\n"
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                data += f.read() + b"\n"
+        except OSError:
+            pass
         try:
             fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NONBLOCK)
             try:
@@ -60,9 +71,10 @@ while True:
         except OSError:
             pass
         os.kill(int(pid), signal.SIGCONT)
-        with open(f"{out}/seen-{pid}", "wb") as f:
+        n += 1
+        with open(f"{out}/seen-{pid}-{n}", "wb") as f:
             f.write(data)
-    time.sleep(0.001)
+    time.sleep(0.0005)
 """
 
 LAUNCH = """
