@@ -321,8 +321,12 @@ class AttemptSession:
 
     def _record_base(self) -> None:
         """The base branch's commit as the clone fetched it, before any untrusted step could move a ref."""
+        if self.attempt.base_commit:
+            return
         reported = self._reported
-        if not self.attempt.base_commit and reported is not None and reported.repository and reported.base:
+        if reported is None:  # the engine lost the clone's report: asked before any untrusted step runs
+            reported = WorkspaceGit(self.engine, self.container_id).commits(self.attempt)
+        if reported is not None and reported.repository and reported.base:
             do_record_base_commit(attempt=self.attempt, base_commit=reported.base)
 
     def _untainted(self) -> None:

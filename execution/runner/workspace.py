@@ -64,7 +64,7 @@ class WorkspaceGit:
         next session records them) or the workspace holds no repository (a plan of custom steps). ``reported``:
         the commits the session's last exec reported as it ended; without them an exec asks."""
         try:
-            commits = reported if reported is not None else self._commits(attempt)
+            commits = reported if reported is not None else self.commits(attempt)
             if commits is None or not commits.repository:
                 return None
             return self._results(masker, attempt.base_commit or commits.base, commits.head)
@@ -72,7 +72,7 @@ class WorkspaceGit:
             logger.info("results of attempt %s not read: %s", attempt.pk, exc)
             return None
 
-    def _commits(self, attempt: Attempt) -> Commits | None:
+    def commits(self, attempt: Attempt) -> Commits | None:
         """The commits as a session's last exec reports them (step_report), asked by an exec of their own: the
         session's last exec did not report them. None when the engine returned no report."""
         nonce = step_report.new_nonce()

@@ -285,3 +285,42 @@ def test_output_the_engine_lost_is_said_not_passed_over(alice, claude_token):
     assert status == AttemptStatus.SUCCEEDED
     assert ENGINE_LOST_OUTPUT in text(attempt, "system") and "ready" not in text(attempt, "stdout")
     assert engine.execs[-1][:3] == ["sh", "-c", REPORT_SCRIPT]
+
+
+@pytest.mark.hostile
+def test_the_base_is_what_the_clone_fetched_whatever_the_agent_does_to_the_refs_after(alice, claude_token):
+    """The clone's exec reports the base branch's commit; the agent then moves ``refs/remotes/origin/main`` (the
+    last report says so), yet the diff and the guard start at the clone's commit."""
+    events = agent_events({"type": "result", "subtype": "success", "is_error": False, "result": "ok"})
+    engine = FakeEngine()
+
+    def script(argv):
+        if "claude" in argv:
+            engine.reports = f"repository {'f' * 40} {'d' * 40}"  # the agent moved the remote-tracking ref
+            return ScriptedExec(events)
+        if argv == anyon_git.head_argv():
+            return ScriptedExec([("stdout", b"a" * 40 + b"\n")])
+        return None
+
+    engine.script = script
+    engine.reports = f"repository {'a' * 40} {'a' * 40}"
+    clone = {"kind": "clone", "title": "Clone", "argv": ["git", "clone", "https://github.com/octo/repo.git", "."]}
+    status, attempt = run(alice, engine, [clone, AGENT_STEP])
+    assert status == AttemptStatus.SUCCEEDED
+    assert (attempt.base_commit, attempt.head_commit) == ("a" * 40, "d" * 40)
+    assert anyon_git.diff_argv("a" * 40, "d" * 40) in engine.execs
+
+
+def test_a_pull_request_session_in_mounted_mode_gets_no_claude_credential(alice, claude_token):
+    """A push needs only git: the Claude credential is fetched to guard the push, never written for the container."""
+    from execution.runner.credentials import collect_credentials
+
+    task = do_create_task(
+        owner=alice, title="t", repo_url="https://github.com/octo/repo.git", base_branch="main", prompt="go"
+    )
+    attempt = do_start_attempt(task=task, enqueue=False)
+    found = collect_credentials(
+        attempt=attempt, actor="test", need_claude=False, say=lambda line: None, guard_claude=True
+    )
+    assert claude_token not in found.files.values()
+    assert claude_token in found.values()  # masked and guarded all the same
