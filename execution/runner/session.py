@@ -297,6 +297,8 @@ class AttemptSession:
         elif wrote_secrets:
             self.say("Secret directory removed")
         if self.container_id and remove_container:  # removed while the worker takes its next attempt
+            if self._tainted:  # what an untrusted step left stops now, not when the remover gets to it
+                self.engine.kill(self.container_id)
             remove_after_session(self.engine, self.container_id)
 
     # --- one step ----------------------------------------------------------------------------------------------
