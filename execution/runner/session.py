@@ -251,6 +251,8 @@ class AttemptSession:
 
     def _record_results(self) -> None:
         if self._tainted:
+            if self._reported is not None and not self._reported.repository:
+                return  # no repository: nothing to read
             if not self.container_id or not self.engine.is_running(self.container_id):
                 return  # stopped (cancel, timeout): the next session records them, as before
             self._untainted()

@@ -220,6 +220,7 @@ def test_the_last_step_reports_the_commits_so_the_results_need_no_exec(alice, cl
     status, attempt = run(alice, engine, [step("echo", "first"), step("echo", "last")])
     assert status == AttemptStatus.SUCCEEDED and engine.reported == 1
     assert [argv[-1] for argv in engine.execs] == ["first", "last"]  # the step execs only
+    assert engine.restarts == []  # no repository: no step of Anyon's follows, nothing to stop first
     assert "ready\n" in text(attempt, "stdout") and "anyon-report" not in text(attempt)
     last_run = Run.objects.filter(attempt=attempt).order_by("-id").first()
     assert last_run.argv == ["anyon-exec", "echo", "last"]  # what the run shows is the step's own command
@@ -232,6 +233,7 @@ def test_reported_commits_become_the_results_and_a_repository_still_gets_its_dif
     assert status == AttemptStatus.SUCCEEDED
     assert (attempt.base_commit, attempt.head_commit) == ("a" * 40, "b" * 40)
     assert engine.execs[-1] == anyon_git.diff_argv("a" * 40, "b" * 40)  # the diff is read by an exec of its own
+    assert engine.restarts == [attempt.container_id]  # after the plan's step, before Anyon's diff
 
 
 def test_a_step_stopped_before_its_report_leaves_the_results_to_an_exec(alice, claude_token):
