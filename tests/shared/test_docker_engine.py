@@ -103,3 +103,29 @@ def test_a_helper_container_gets_the_seccomp_profile_it_is_given(docker_client, 
         0,
         "EPERM\n",
     )
+
+
+@pytest.mark.docker
+@pytest.mark.hostile
+def test_a_restart_leaves_no_process_of_before_detached_double_forked_or_stopped(
+    docker_client, runtime_image, container_factory
+):
+    """What an untrusted step leaves behind: a setsid'd process, a double-forked one, a stopped one, and one that
+    ignores SIGTERM. After ``restart`` none of them is in the container, which runs again."""
+    from shared.docker.engine import DockerEngine, hardening
+
+    container = container_factory(runtime_image, user="61000", **hardening(None))
+    leave = (
+        "setsid sh -c 'trap \"\" TERM HUP; exec sleep 601' </dev/null >/dev/null 2>&1 & "
+        "( ( sleep 602 </dev/null >/dev/null 2>&1 & ) & ); "
+        "sleep 603 </dev/null >/dev/null 2>&1 & kill -STOP $!"
+    )
+    container.exec_run(["sh", "-c", leave])
+
+    def commands() -> list[str]:
+        return [row[-1] for row in docker_client.api.top(container.id)["Processes"]]
+
+    wait_for(lambda: sum("sleep 60" in c for c in commands()) == 3, timeout=10, every=0.05)
+    DockerEngine(docker_client).restart(container.id)
+    assert docker_client.api.inspect_container(container.id)["State"]["Running"]
+    assert not [c for c in commands() if "sleep 60" in c]
