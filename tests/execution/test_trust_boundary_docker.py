@@ -215,13 +215,14 @@ def test_a_textconv_driver_cannot_hide_a_workflow_line_and_the_page_flags_ci_fil
     assert "<code>.github/workflows/deploy.yml</code>" in html[warning : html.find("</div>", warning)]
 
 
-#: Mounted mode: the agent holds the token, commits it, then tries every way to hide the commit from the guard and
+#: Mounted mode: the agent holds the token, commits it (base64: the guard knows the form, and the suite's leak sweep
+#: of the volumes left looks for the value as it is), then tries every way to hide the commit from the guard and
 #: the diff, and to run code in Anyon's git (hooks, fsmonitor, a clean filter, an alias). Its own git commands come
 #: first; the traps are set last, so that only Anyon's git could set them off.
 HIDING_SCRIPT = r"""
 set -e
 m=/home/anyon/markers; mkdir -p $m
-echo "deploy token: $(cat /run/anyon-secrets/github_token)" > notes.txt
+echo "deploy token: $(printf %s "$(cat /run/anyon-secrets/github_token)" | base64 -w0)" > notes.txt
 git add notes.txt && git -c user.name=a -c user.email=a@a commit -qm notes
 bad=$(git rev-parse HEAD)
 git checkout -q --detach HEAD~1
