@@ -3,11 +3,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from execution import diffs, selectors
+from execution import diffs, repositories, selectors
 from execution.attempts import (
     AttemptBusy,
     do_cancel_attempt,
@@ -54,6 +54,19 @@ def task_create(request: HttpRequest) -> HttpResponse:
         return redirect("task-detail", task_id=task.pk)
     status = 400 if request.method == "POST" else 200
     return render(request, "execution/task_form.html", {"form": form}, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def task_repositories(request: HttpRequest) -> JsonResponse:
+    """The signed-in user's GitHub repositories for the task form: GET reads (``?q=`` searches GitHub), POST
+    (CSRF-checked) reloads the list from GitHub."""
+    query = request.GET.get("q", "").strip()
+    if query:
+        found = repositories.search_repositories_for(user=request.user, query=query)
+    else:
+        found = repositories.repositories_for(user=request.user, refresh=request.method == "POST")
+    return JsonResponse(found.as_json())
 
 
 @login_required

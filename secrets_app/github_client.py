@@ -6,6 +6,7 @@ to a fake GitHub on 127.0.0.1. Tokens only ever travel in the ``Authorization`` 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -215,3 +216,111 @@ def poll_device_token(device_code: str) -> DevicePoll:
         error_description=str(body.get("error_description", "")),
         interval=int(interval) if isinstance(interval, int | str) and str(interval).isdigit() else None,
     )
+
+
+class RateLimited(ConnectError):
+    """GitHub answered 403 or 429 with ``X-RateLimit-Remaining: 0``; ``resets_at`` is when it lifts, if said."""
+
+    def __init__(self, message: str, *, resets_at: datetime | None) -> None:
+        super().__init__(message)
+        self.resets_at = resets_at
+
+
+class Unreachable(ConnectError):
+    """GitHub could not be reached, or answered with a server error."""
+
+
+@dataclass(frozen=True)
+class Repository:
+    """One repository as the task form lists it (from ``GET /user/repos`` or the search API)."""
+
+    full_name: str
+    html_url: str
+    private: bool
+    default_branch: str
+    pushed_at: str  # ISO 8601 as GitHub sends it, "" if never pushed
+
+    @classmethod
+    def from_api(cls, item: dict) -> Repository:
+        return cls(
+            full_name=str(item["full_name"]),
+            html_url=str(item.get("html_url") or ""),
+            private=bool(item.get("private")),
+            default_branch=str(item.get("default_branch") or "main"),
+            pushed_at=str(item.get("pushed_at") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class RepositoryPage:
+    repositories: list[Repository]
+    truncated: bool  # GitHub has more than was fetched
+
+
+def _api_get(path: str, token: str, params: dict[str, str | int]) -> requests.Response:
+    """A GET on GitHub's API with the user's token; 401, rate limits and unreachability become exceptions."""
+    try:
+        response = requests.get(
+            f"{settings.ANYON_GITHUB_API_URL.rstrip('/')}{path}",
+            params=params,
+            headers=api_headers(token),
+            timeout=_timeout(),
+        )
+    except requests.RequestException as exc:
+        raise Unreachable(f"GitHub could not be reached ({type(exc).__name__}). Try again in a minute.") from exc
+    if response.status_code == 401:
+        raise InvalidCredential("GitHub rejected the token (401): it is wrong, revoked or expired.")
+    if response.status_code in (403, 429) and response.headers.get("X-RateLimit-Remaining") == "0":
+        reset = response.headers.get("X-RateLimit-Reset", "")
+        resets_at = datetime.fromtimestamp(int(reset), tz=UTC) if reset.isdigit() else None
+        raise RateLimited("GitHub's rate limit for this token is used up.", resets_at=resets_at)
+    if response.status_code >= 500:
+        raise Unreachable(f"GitHub answered {response.status_code}. Try again in a minute.")
+    if response.status_code != 200:
+        message = ""
+        with contextlib.suppress(ValueError, AttributeError):
+            message = str(response.json().get("message", ""))
+        raise ConnectError(f"GitHub answered {response.status_code} to GET {path}{f': {message}' if message else ''}.")
+    return response
+
+
+def _repositories(response: requests.Response, items_of=lambda body: body) -> list[Repository]:
+    try:
+        items = items_of(response.json())
+        return [Repository.from_api(item) for item in items]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConnectError(
+            f"The answer to GET {response.request.path_url.split('?')[0]} is not GitHub's list of repositories. "
+            f"Check ANYON_GITHUB_API_URL (now {settings.ANYON_GITHUB_API_URL})."
+        ) from exc
+
+
+def list_user_repos(token: str, *, per_page: int = 100, max_pages: int = 5) -> RepositoryPage:
+    """``GET /user/repos`` (owned, collaborator and organization repositories, most recently pushed first),
+    following ``Link: rel="next"`` up to ``max_pages`` pages."""
+    repositories: list[Repository] = []
+    params: dict[str, str | int] = {
+        "per_page": per_page,
+        "sort": "pushed",
+        "affiliation": "owner,collaborator,organization_member",
+    }
+    for page in range(1, max_pages + 1):
+        response = _api_get("/user/repos", token, {**params, "page": page})
+        repositories.extend(_repositories(response))
+        if "next" not in response.links:
+            return RepositoryPage(repositories, truncated=False)
+    return RepositoryPage(repositories, truncated=True)
+
+
+def search_user_repos(token: str, *, login: str, query: str, per_page: int = 50) -> list[Repository]:
+    """``GET /search/repositories``: the repositories of ``login`` whose name matches ``query``.
+
+    The search API sees the user's own repositories (``user:``); those of organizations are found by
+    ``GET /user/repos`` only, which is why the list comes first and the search is for the rest."""
+    words = " ".join(w for w in query.split() if ":" not in w)[:100]  # no search qualifiers from the user
+    response = _api_get(
+        "/search/repositories",
+        token,
+        {"q": f"{words} in:name user:{login} fork:true", "per_page": per_page, "sort": "updated"},
+    )
+    return _repositories(response, lambda body: body["items"])

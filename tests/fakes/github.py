@@ -1,5 +1,5 @@
-"""A fake GitHub on 127.0.0.1: the OAuth device flow endpoints, ``GET /user`` with GitHub's real headers, and git
-over smart HTTP at ``/<owner>/<repo>.git`` (the real ``git http-backend``), all with the same tokens.
+"""A fake GitHub on 127.0.0.1: the OAuth device flow endpoints, ``GET /user`` with GitHub's real headers,
+``GET /user/repos`` (paginated with ``Link`` headers) and ``GET /search/repositories``, and git over smart HTTP at ``/<owner>/<repo>.git`` (the real ``git http-backend``), all with the same tokens.
 
 The API lives under ``/api`` (like GitHub Enterprise's ``/api/v3``): point ``ANYON_GITHUB_URL`` at ``fake.url``
 and ``ANYON_GITHUB_API_URL`` at ``fake.api_url``. Git requires HTTP Basic auth whose password is a known token,
@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urlencode
 
 from tests.fakes.git_http import CgiHeaders, basic_credentials, http_backend, make_bare_repo
 from tests.fakes.http_server import FakeHTTPServer, Recorded, Reply
@@ -54,6 +55,30 @@ class Account:
 
 
 @dataclass
+class ListedRepo:
+    """A repository ``GET /user/repos`` lists for an account (no git behind it unless also added with add_repo)."""
+
+    full_name: str
+    private: bool = False
+    default_branch: str = "main"
+    pushed_at: str = "2026-01-01T00:00:00Z"
+    affiliation: str = "owner"  # owner, collaborator or organization_member
+
+    def as_api(self, base: str) -> dict:
+        owner, name = self.full_name.split("/", 1)
+        return {
+            "id": abs(hash(self.full_name)) % 10**9,
+            "name": name,
+            "full_name": self.full_name,
+            "owner": {"login": owner},
+            "private": self.private,
+            "html_url": f"{base}/{self.full_name}",
+            "default_branch": self.default_branch,
+            "pushed_at": self.pushed_at,
+        }
+
+
+@dataclass
 class DeviceGrant:
     device_code: str
     user_code: str
@@ -73,6 +98,8 @@ class FakeGitHub(FakeHTTPServer):
         self.device_script: list[str] = ["pending", "success"]
         self.device_login = "octocat"
         self.pulls: list[dict] = []
+        #: What ``GET /user/repos`` lists, by account login.
+        self.listed: dict[str, list[ListedRepo]] = {}
         #: Fixed answers by (method, path), before anything else: e.g. what a wrong ANYON_GITHUB_URL reaches.
         self.replies: dict[tuple[str, str], Reply] = {}
         self._repos = tempfile.TemporaryDirectory(prefix="fake-github-repos-")
@@ -86,6 +113,11 @@ class FakeGitHub(FakeHTTPServer):
         """Create ``owner/name`` with one commit on ``main``; returns its clone URL."""
         make_bare_repo(self.repos_root / owner / f"{name}.git", files)
         return f"{self.url}/{owner}/{name}.git"
+
+    def list_repo(self, login: str, full_name: str, **kwargs) -> ListedRepo:
+        repo = ListedRepo(full_name, **kwargs)
+        self.listed.setdefault(login, []).append(repo)
+        return repo
 
     def repo_path(self, owner: str, name: str) -> Path:
         return self.repos_root / owner / f"{name}.git"
@@ -110,6 +142,10 @@ class FakeGitHub(FakeHTTPServer):
             return self._access_token(request)
         if request.method == "GET" and request.path == "/api/user":
             return self._user(request)
+        if request.method == "GET" and request.path == "/api/user/repos":
+            return self._user_repos(request)
+        if request.method == "GET" and request.path == "/api/search/repositories":
+            return self._search_repos(request)
         if _GIT_PATH.match(request.path):
             return self._git(request)
         pulls = _PULLS_PATH.match(request.path)
@@ -176,6 +212,51 @@ class FakeGitHub(FakeHTTPServer):
         if account.expiration:
             headers["GitHub-Authentication-Token-Expiration"] = account.expiration
         return Reply(200, {"login": account.login, "id": 1, "type": "User"}, headers)
+
+    def _account(self, request: Recorded) -> Account | None:
+        auth = request.headers.get("authorization", "")
+        return self.accounts.get(auth.removeprefix("Bearer ").removeprefix("token ").strip())
+
+    def _user_repos(self, request: Recorded) -> Reply:
+        """``GET /user/repos``: ``per_page`` (default 30, at most 100), ``page``, ``sort`` (pushed: last push first;
+        else by name), ``affiliation``; a ``Link`` header with ``next``/``last`` as GitHub sends it."""
+        account = self._account(request)
+        if account is None:
+            return Reply(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})
+        arg = {k: v[0] for k, v in request.query.items()}
+        per_page = min(int(arg.get("per_page", 30)), 100)
+        page = max(int(arg.get("page", 1)), 1)
+        wanted = arg.get("affiliation", "owner,collaborator,organization_member").split(",")
+        repos = [r for r in self.listed.get(account.login, []) if r.affiliation in wanted]
+        if arg.get("sort") == "pushed":
+            repos.sort(key=lambda r: r.pushed_at, reverse=True)
+        else:
+            repos.sort(key=lambda r: r.full_name.lower())
+        last = max((len(repos) + per_page - 1) // per_page, 1)
+        items = [r.as_api(self.url) for r in repos[(page - 1) * per_page : page * per_page]]
+        links = []
+        for rel, number in (("next", page + 1), ("last", last)):
+            if page < last:
+                links.append(f'<{self.api_url}/user/repos?{urlencode({**arg, "page": number})}>; rel="{rel}"')
+        return Reply(200, items, {"Link": ", ".join(links)} if links else {})
+
+    def _search_repos(self, request: Recorded) -> Reply:
+        """``GET /search/repositories``: ``q`` of words matched in the name, ``in:name``, ``user:<login>``,
+        ``fork:true``; the account's listed repositories owned by that login are searched."""
+        account = self._account(request)
+        if account is None:
+            return Reply(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})
+        terms = request.query.get("q", [""])[0].split()
+        owner = next((t.removeprefix("user:") for t in terms if t.startswith("user:")), None)
+        words = [t.lower() for t in terms if ":" not in t]
+        items = [
+            r.as_api(self.url)
+            for r in self.listed.get(account.login, [])
+            if (owner is None or r.full_name.split("/")[0] == owner)
+            and all(w in r.full_name.split("/", 1)[1].lower() for w in words)
+        ]
+        per_page = min(int(request.query.get("per_page", ["30"])[0]), 100)
+        return Reply(200, {"total_count": len(items), "incomplete_results": False, "items": items[:per_page]})
 
     def _repo(self, request: Recorded, owner: str, repo: str) -> Reply:
         """``GET /repos/{owner}/{repo}``: what an agent with API access reads (a known token is required)."""
