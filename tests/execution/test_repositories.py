@@ -187,5 +187,3 @@ def test_reloading_posts_with_csrf(github, alice):
     strict.force_login(alice)
     assert strict.post("/tasks/repositories/").status_code == 403
     assert not listing(github)
-
-

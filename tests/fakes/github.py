@@ -1,5 +1,6 @@
 """A fake GitHub on 127.0.0.1: the OAuth device flow endpoints, ``GET /user`` with GitHub's real headers,
-``GET /user/repos`` (paginated with ``Link`` headers) and ``GET /search/repositories``, and git over smart HTTP at ``/<owner>/<repo>.git`` (the real ``git http-backend``), all with the same tokens.
+``GET /user/repos`` (paginated with ``Link`` headers) and ``GET /search/repositories``, and git over smart HTTP
+at ``/<owner>/<repo>.git`` (the real ``git http-backend``), all with the same tokens.
 
 The API lives under ``/api`` (like GitHub Enterprise's ``/api/v3``): point ``ANYON_GITHUB_URL`` at ``fake.url``
 and ``ANYON_GITHUB_API_URL`` at ``fake.api_url``. Git requires HTTP Basic auth whose password is a known token,
