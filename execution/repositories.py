@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from execution.models import Task
-from secrets_app.errors import ConnectError, SecretError
+from secrets_app.errors import ConnectError, SecretError, SecretExpired
 from secrets_app.github_client import (
     InvalidCredential,
     RateLimited,
@@ -38,7 +38,7 @@ MAX_PAGES = 5  # at most 500 repositories listed; the rest are found by searchin
 class RepositoryList:
     repositories: list[dict] = field(default_factory=list)
     truncated: bool = False
-    error: str = ""  # not_connected, invalid, rate_limited, unreachable, failed
+    error: str = ""  # not_connected, expired, invalid, rate_limited, unreachable, failed
     message: str = ""
     settings_url: str = ""
 
@@ -97,9 +97,26 @@ def _ordered(user, repositories: list[Repository]) -> list[dict]:
     return sorted(rows, key=lambda row: used.get(_clone_url(row["full_name"]).lower(), len(used)))
 
 
+def _not_connected(state: str) -> RepositoryList:
+    if state in ("expired", "invalid"):
+        what = "expired" if state == "expired" else "was rejected by GitHub"
+        return RepositoryList(
+            error=state,
+            message=f"Your GitHub credential {what}. Connect GitHub again in Settings to pick from your repositories.",
+            settings_url=reverse("settings"),
+        )
+    return RepositoryList(
+        error="not_connected",
+        message="No GitHub account is connected. Connect one in Settings to pick from your repositories.",
+        settings_url=reverse("settings"),
+    )
+
+
 def _failure(exc: Exception) -> RepositoryList:
     settings_url = reverse("settings")
-    if isinstance(exc, SecretError) and not isinstance(exc, InvalidCredential):
+    if isinstance(exc, SecretExpired):
+        return RepositoryList(error="expired", message=str(exc), settings_url=settings_url)
+    if isinstance(exc, SecretError):
         return RepositoryList(error="not_connected", message=str(exc), settings_url=settings_url)
     if isinstance(exc, InvalidCredential):
         return RepositoryList(
@@ -128,11 +145,7 @@ def repositories_for(*, user, refresh: bool = False) -> RepositoryList:
     """The user's repositories (cached for ``CACHE_SECONDS``; ``refresh`` asks GitHub again)."""
     status = github_status(owner=user)
     if status.secret is None:
-        return RepositoryList(
-            error="not_connected",
-            message="No GitHub account is connected. Connect one in Settings to pick from your repositories.",
-            settings_url=reverse("settings"),
-        )
+        return _not_connected(status.state)
     key = _cache_key(user_id=user.pk, secret_id=status.secret.pk)
     cached = None if refresh else cache.get(key)
     if cached is None:
@@ -150,7 +163,7 @@ def search_repositories_for(*, user, query: str) -> RepositoryList:
     """The user's repositories whose name matches ``query``, from GitHub's search API (not cached)."""
     status = github_status(owner=user)
     if status.secret is None:
-        return repositories_for(user=user)
+        return _not_connected(status.state)
     try:
         found = search_user_repos(_token(user), login=status.secret.account_login, query=query)
     except (SecretError, ConnectError) as exc:

@@ -20,7 +20,7 @@
   let found = [];  // what the search API added for the current text
   let truncated = false;
   let active = -1;
-  let request = 0;  // the newest request; older answers are dropped
+  const latest = { list: 0, search: 0 };  // the newest request of each kind; older answers are dropped
   let searchTimer = null;
   let branchPicked = branchField ? branchField.value : null;  // the base branch value a pick (or the page) set
 
@@ -116,8 +116,8 @@
     status.textContent = `Picked ${repo.full_name} (default branch ${repo.default_branch}).`;
   }
 
-  async function ask(url, options) {
-    const mine = ++request;
+  async function ask(kind, url, options) {
+    const mine = ++latest[kind];
     let body = null;
     let problem = "";
     try {
@@ -132,7 +132,7 @@
     } catch (err) {
       problem = "Anyon could not be reached to list your repositories. You can still type the URL.";
     }
-    if (mine !== request) return null;  // a newer request answers instead
+    if (mine !== latest[kind]) return null;  // a newer request of this kind answers instead
     if (problem) {
       showError(problem);
       status.textContent = "";
@@ -146,7 +146,7 @@
     status.textContent = refresh ? "Reloading your repositories from GitHub…" : "Loading your repositories…";
     reload.disabled = true;
     const csrf = form.querySelector("[name=csrfmiddlewaretoken]").value;
-    const body = await ask(picker.dataset.endpoint,
+    const body = await ask("list", picker.dataset.endpoint,
       refresh ? { method: "POST", headers: { Accept: "application/json", "X-CSRFToken": csrf } } : {});
     reload.disabled = false;
     if (!body) return;
@@ -157,7 +157,7 @@
   }
 
   async function searchGitHub(text) {
-    const body = await ask(`${picker.dataset.endpoint}?q=${encodeURIComponent(text)}`);
+    const body = await ask("search", `${picker.dataset.endpoint}?q=${encodeURIComponent(text)}`);
     if (!body || body.error || search.value.trim() !== text) return;
     found = body.repositories;
     update();

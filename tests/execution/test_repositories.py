@@ -187,3 +187,24 @@ def test_reloading_posts_with_csrf(github, alice):
     strict.force_login(alice)
     assert strict.post("/tasks/repositories/").status_code == 403
     assert not listing(github)
+
+
+def test_an_expired_or_rejected_credential_says_connect_again_without_asking_github(github, alice):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from secrets_app.models import Secret
+    from secrets_app.secret_store import do_mark_secret_state
+
+    token = github.add_token(classic_token(), login="alice-gh")
+    do_store_secret(
+        owner=alice, provider="github", kind="pat", value=token, account_login="alice-gh",
+        expires_at=timezone.now() - timedelta(hours=1),
+    )  # fmt: skip
+    found = repositories.repositories_for(user=alice)
+    assert found.error == "expired" and "expired" in found.message and found.settings_url == "/settings/"
+    do_mark_secret_state(secret=Secret.objects.get(), state="invalid", reason="GitHub answered 401")
+    found = repositories.repositories_for(user=alice)
+    assert found.error == "invalid" and "Connect GitHub again" in found.message
+    assert not listing(github)
