@@ -38,6 +38,7 @@ MATRIX = {
     "secret-revoke": ("POST", LOGIN, 404, 404),
     "task-list": ("GET", LOGIN, 200, 200),
     "task-create": ("GET", LOGIN, 200, 200),
+    "task-repositories": ("GET", LOGIN, 200, 200),  # the signed-in user's own list, never the owner's
     "task-detail": ("GET", LOGIN, 404, 404),  # tasks are private, also to staff (they use the admin)
     "attempt-start": ("POST", LOGIN, 404, 404),
     "attempt-detail": ("GET", LOGIN, 404, 200),  # staff may look at any attempt (ops)
@@ -125,9 +126,9 @@ def test_csrf_is_enforced_on_every_state_change(objects):
     user = User.objects.get(username="owner")
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
-    also_post = {"task-create", "login"}  # GET pages whose form posts back to them
+    also_post = {"task-create", "login", "task-repositories"}  # GET pages that also take a POST
     posts = [(name, pattern) for name, pattern in routes() if MATRIX[name][0] == "POST" or name in also_post]
-    assert len(posts) == 15
+    assert len(posts) == 16
     for name, pattern in posts:
         response = client.post(url_for(pattern, objects), {"prompt": "x"})
         assert response.status_code == 403, f"{name} accepted a POST without a CSRF token"
