@@ -164,6 +164,8 @@ def search_repositories_for(*, user, query: str) -> RepositoryList:
     status = github_status(owner=user)
     if status.secret is None:
         return _not_connected(status.state)
+    if not status.secret.account_login:  # without user:<login> the search would cover all of GitHub
+        return RepositoryList()
     try:
         found = search_user_repos(_token(user), login=status.secret.account_login, query=query)
     except (SecretError, ConnectError) as exc:

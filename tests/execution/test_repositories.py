@@ -208,3 +208,11 @@ def test_an_expired_or_rejected_credential_says_connect_again_without_asking_git
     found = repositories.repositories_for(user=alice)
     assert found.error == "invalid" and "Connect GitHub again" in found.message
     assert not listing(github)
+
+
+def test_without_a_known_login_nothing_is_searched(github, alice):
+    token = github.add_token(classic_token(), login="alice-gh")
+    do_store_secret(owner=alice, provider="github", kind="pat", value=token)  # no account login recorded
+    github.list_repo("alice-gh", "alice-gh/needle")
+    assert repositories.search_repositories_for(user=alice, query="needle").repositories == []
+    assert not github.requests_to("/api/search/repositories", "GET")
