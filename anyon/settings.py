@@ -346,6 +346,9 @@ ANYON_CLEANUP_MINUTES = env.int("ANYON_CLEANUP_MINUTES", default=5)
 #: a host counts as lost: new attempts then go to the other hosts, and its running attempts are ended.
 ANYON_HOST_HEARTBEAT_SECONDS = env.float("ANYON_HOST_HEARTBEAT_SECONDS", default=5.0)
 ANYON_HOST_LOST_SECONDS = env.int("ANYON_HOST_LOST_SECONDS", default=60)
+#: A worker process silent this long is gone: any other worker ends its attempts (one that no longer exists on the
+#: checker's own machine, at once). Three heartbeats, so that one late write under load is not a death.
+ANYON_WORKER_LOST_SECONDS = env.float("ANYON_WORKER_LOST_SECONDS", default=3 * ANYON_HOST_HEARTBEAT_SECONDS)
 #: Warm containers this worker's queue (Docker host) keeps started and unclaimed (docs/ARCHITECTURE.md, "Warm pool");
 #: 0 provisions each attempt's container when it starts.
 ANYON_POOL_SIZE = env.int("ANYON_POOL_SIZE", default=0)

@@ -340,7 +340,22 @@ def sweep_lost_hosts(*, progress: Progress = _noop, **_) -> SweepReport:
     return report
 
 
+def sweep_lost_workers(*, progress: Progress = _noop, **_) -> SweepReport:
+    """End the work of worker processes that are gone (execution/workers.py; every worker also does this with each
+    heartbeat)."""
+    from execution.workers import do_forget_old_workers, end_work_of_lost_workers
+
+    report = SweepReport("lost workers")
+    for line in end_work_of_lost_workers():
+        progress(line)
+        report.examined += 1
+        report.removed.append(line)
+    do_forget_old_workers()
+    return report
+
+
 SWEEPS: dict[str, Callable[..., SweepReport]] = {
+    "lost-workers": sweep_lost_workers,
     "stale": sweep_stale_attempts,
     "lost-hosts": sweep_lost_hosts,
     "secret-dirs": sweep_secret_dirs,

@@ -1,6 +1,8 @@
-"""The worker side of ``DockerHost``: one thread per worker host pings its engine every
-``ANYON_HOST_HEARTBEAT_SECONDS`` and records the answer, sweeps what the engine left behind when it comes back,
-and ends the attempts of hosts whose worker went silent (docs/ARCHITECTURE.md, "Docker hosts")."""
+"""The worker side of ``DockerHost`` and ``WorkerProcess``: a thread in every worker process records that process
+every ``ANYON_HOST_HEARTBEAT_SECONDS`` and ends the work of worker processes that are gone (execution/workers.py);
+the one that holds the host's lock also pings the engine and records the answer, sweeps what the engine left
+behind when it comes back, and ends the attempts of hosts whose worker went silent (docs/ARCHITECTURE.md, "Docker
+hosts", "Lost workers")."""
 
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ import time
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.utils import timezone
 
 from execution.hosts import alert_engine_lost, do_host_heartbeat
-from execution.runner.entry import worker_identity
+from execution.workers import do_worker_heartbeat, end_work_of_lost_workers, worker_identity
 from shared.docker.client import get_docker_client
 from shared.outages import is_connection_error, outage, part_of
 from shared.tempdir import ensure_temp_dir
@@ -71,8 +74,13 @@ def _hold_beat_lock():
 
 
 def _loop() -> None:
-    lock = None
+    lock, started_at = None, timezone.now()
     while True:
+        try:  # every worker process: its own heartbeat, then whether another one is gone with work in its hands
+            do_worker_heartbeat(started_at=started_at)
+            end_work_of_lost_workers()
+        except Exception:
+            logger.exception("worker heartbeat of %s failed", worker_identity())
         try:
             lock = lock or _hold_beat_lock()
             if lock is not None:

@@ -61,7 +61,7 @@ class Attempt(models.Model):
         default=False, help_text="queued behind the owner's other attempts (ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER)"
     )
     queue = models.CharField(max_length=64, blank=True, help_text="worker queue (Docker host) that owns it")
-    worker = models.CharField(max_length=120, blank=True, help_text="host:pid of the worker running it")
+    worker = models.CharField(max_length=120, blank=True, help_text="the worker process running it (WorkerProcess)")
     base_commit = models.CharField(max_length=64, blank=True, help_text="the base branch's commit it started from")
     head_commit = models.CharField(max_length=64, blank=True)
     diff = models.JSONField(default=list, blank=True, help_text="files changed since base_commit (see diffs.py)")
@@ -131,6 +131,7 @@ class AttemptJob(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         help_text="who asked for it (the credential accesses of its run name them)",
     )  # fmt: skip
+    worker = models.CharField(max_length=120, blank=True, help_text="the worker process running it (WorkerProcess)")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -294,3 +295,23 @@ class PoolContainer(models.Model):
 
     def __str__(self) -> str:
         return f"warm container {self.name} ({self.queue})"
+
+
+class WorkerProcess(models.Model):
+    """One worker process (of ``qcluster``) as it last reported itself, every ``ANYON_HOST_HEARTBEAT_SECONDS``.
+    An attempt or job names the process that runs it (``worker``); when that process stops beating (killed, its
+    machine gone) or, on its own machine, no longer exists, any other worker ends its work
+    (``execution.workers``)."""
+
+    name = models.CharField(max_length=120, unique=True, help_text="host:pid:nonce, as attempts name it")
+    queue = models.CharField(max_length=64, help_text="its worker queue (Docker host)")
+    machine = models.CharField(max_length=120, help_text="boot id and pid namespace: where its pid means something")
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

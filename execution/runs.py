@@ -68,12 +68,15 @@ def do_heartbeat(*, attempt: Attempt) -> None:
         Attempt.objects.filter(pk=attempt.pk).update(heartbeat_at=timezone.now())
 
 
-def do_claim_job(*, job: AttemptJob) -> bool:
-    """Queued → running; False when someone else took it or it was cancelled first."""
+def do_claim_job(*, job: AttemptJob, worker: str = "") -> bool:
+    """Queued → running by the worker process ``worker``; False when someone else took it or it was cancelled
+    first."""
     with transaction.atomic():
-        claimed = AttemptJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(status=JobStatus.RUNNING)
+        claimed = AttemptJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+            status=JobStatus.RUNNING, worker=worker
+        )
         if claimed:
-            job.status = JobStatus.RUNNING
+            job.status, job.worker = JobStatus.RUNNING, worker
             wake_attempt_viewers(job.attempt_id)
     return bool(claimed)
 

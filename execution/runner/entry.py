@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 
 from django.utils import timezone
 
 from execution.attempts import do_transition
 from execution.models import Attempt, AttemptJob, AttemptStatus
 from execution.runs import do_claim_job
+from execution.workers import worker_identity
 
 logger = logging.getLogger(__name__)
 
-
-def worker_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+__all__ = ["run_attempt", "run_job", "worker_identity"]
 
 
 def run_attempt(attempt_id: int) -> str:
@@ -44,7 +41,7 @@ def run_job(job_id: int) -> str:
     job = AttemptJob.objects.select_related("attempt", "attempt__task", "attempt__task__owner", "requested_by").get(
         pk=job_id
     )
-    if not do_claim_job(job=job):
+    if not do_claim_job(job=job, worker=worker_identity()):
         return job.status
     with AttemptSession(job.attempt, job=job, worker=worker_identity()) as session:
         return session.run_job()
