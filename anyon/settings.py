@@ -34,6 +34,9 @@ SECRET_KEY, SECRET_KEY_SOURCE = resolve_secret_key(
     diagnosing=sys.argv[1:2] == ["doctor"],
 )
 CRYPTOGRAPHY_KEY = SECRET_KEY
+#: The services' settings file (systemd's EnvironmentFile=): `rotate_secret_key` runs with it and writes the new key
+#: into it; the egress proxy re-reads ANYON_SECRET_KEY from it when a stored value does not decrypt.
+ANYON_ENV_FILE = Path(env.str("ANYON_ENV_FILE", default="/etc/anyon/env"))
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

@@ -18,10 +18,12 @@ from execution.log_writer import wake_attempt_viewers
 from execution.models import Attempt, EgressBlock
 from execution.repo_urls import repo_owner_and_name
 from execution.selectors import attempt_is_working
-from secrets_app.errors import SecretError
+from secrets_app.errors import SecretError, SecretUndecryptable
+from secrets_app.key_rotation import reload_secret_key
 from secrets_app.models import Kind, Provider
 from secrets_app.secret_store import do_note_secret_uses, fetch_secret
 from secrets_app.selectors import GITHUB_PRECEDENCE
+from shared.alerts import AlertKind, do_raise_alert
 from shared.egress import (
     API_SOCKET,
     BRIDGE_PORTS,
@@ -31,6 +33,7 @@ from shared.egress import (
     ApiAuth,
     EgressClient,
     Grant,
+    HostPort,
     Limits,
     Service,
 )
@@ -105,7 +108,8 @@ def credential_for(attempt_id: str, service: Service) -> str:
     provider, kinds = (
         (Provider.CLAUDE, CLAUDE_KINDS) if service == Service.ANTHROPIC else (Provider.GITHUB, GITHUB_PRECEDENCE)
     )
-    try:
+
+    def fetch() -> str:
         return fetch_secret(
             owner=attempt.task.owner,
             provider=provider,
@@ -114,6 +118,17 @@ def credential_for(attempt_id: str, service: Service) -> str:
             actor=_actor(),
             attempt_id=attempt.pk,
         ).value
+
+    try:
+        try:
+            return fetch()
+        except SecretUndecryptable:
+            if not reload_secret_key():  # the key was rotated under this process: the settings file has the new one
+                raise
+            return fetch()
+    except SecretUndecryptable:
+        _refuse_undecryptable(attempt, service)
+        raise  # never anonymous instead: git would ask for a user name and the run would fail for no clear reason
     except SecretError:
         if service == Service.GITHUB:
             return ""  # as in mounted mode: without a GitHub credential, git goes out anonymously (public repos)
@@ -140,6 +155,30 @@ def record_credential_uses(attempt_id: str, service: Service, uses: int) -> None
     close_old_connections()
     provider = Provider.CLAUDE if service == Service.ANTHROPIC else Provider.GITHUB
     do_note_secret_uses(attempt_id=int(attempt_id), provider=provider, actor=_actor(), uses=uses)
+
+
+def _refuse_undecryptable(attempt: Attempt, service: Service) -> None:
+    """The proxy's key does not decrypt the credential: the attempt's log says so (as a refusal) and an operator is
+    alerted; the request is refused."""
+    what = "Anthropic" if service == Service.ANTHROPIC else "GitHub"
+    url = settings.ANYON_ANTHROPIC_API_URL if service == Service.ANTHROPIC else settings.ANYON_GITHUB_URL
+    target = HostPort.of_url(url)
+    do_raise_alert(
+        kind=AlertKind.SECRET_LOOKUP_FAILED,
+        message=f"attempt {attempt.pk}: the egress proxy on {socket.gethostname()} cannot decrypt the stored {what} "
+        f"credential: its ANYON_SECRET_KEY is not the store's key and {settings.ANYON_ENV_FILE} has no other "
+        "(docs/RUNBOOK.md, Rotating the secret key)",
+        attempt=attempt,
+        user=attempt.task.owner,
+        dedupe_key=f"secret_lookup_failed:egress:{attempt.pk}:{service.value}",
+    )
+    do_record_egress_block(
+        attempt_id=attempt.pk,
+        host=target.host,
+        port=target.port,
+        reason=f"refused: the egress proxy cannot decrypt your stored {what} credential (its secret key is not the "
+        "store's); an operator was alerted",
+    )
 
 
 def record_block(attempt_id: str, host: str, port: int, reason: str) -> None:

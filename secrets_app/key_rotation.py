@@ -8,6 +8,7 @@ across unchanged, not unpickled.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from django.apps import apps
@@ -16,6 +17,8 @@ from django.db import connection, transaction
 from django_cryptography.core.signing import BadSignature, FernetSigner
 from django_cryptography.fields import EncryptedMixin
 from django_cryptography.utils.crypto import FernetBytes, InvalidToken, pbkdf2
+
+logger = logging.getLogger(__name__)
 
 PBKDF2_ITERATIONS = 30000  # django-cryptography's CryptographyConf.configure
 
@@ -71,3 +74,34 @@ def rotate_secret_key(*, old_key: str, new_key: str | None = None, dry_run: bool
                         )
                 report.rotated += 1
     return report
+
+
+def use_secret_key(raw_key: str) -> None:
+    """Make this process decrypt and encrypt with ``raw_key`` from now on: the settings, and the cipher each
+    encrypted field took when it was created (django-cryptography's ``_fernet``)."""
+    cipher = cipher_for(raw_key)
+    for _model, column in encrypted_columns():
+        column._fernet = cipher
+    settings.SECRET_KEY = raw_key
+    settings.CRYPTOGRAPHY_KEY = cipher.key
+
+
+def key_in_env_file() -> str:
+    """ANYON_SECRET_KEY as the services' settings file (``ANYON_ENV_FILE``) holds it now ("" without one)."""
+    from shared.env_file import read_env_file
+
+    try:
+        return read_env_file(settings.ANYON_ENV_FILE).get("ANYON_SECRET_KEY", "").strip()
+    except OSError:
+        return ""
+
+
+def reload_secret_key() -> bool:
+    """Take ANYON_SECRET_KEY from the services' settings file when it differs from this process's: a long-running
+    process (the egress proxy) follows a rotation without a restart. Returns whether the key changed."""
+    key = key_in_env_file()
+    if not key or key == settings.SECRET_KEY:
+        return False
+    use_secret_key(key)
+    logger.warning("secret key reloaded from %s", settings.ANYON_ENV_FILE)
+    return True

@@ -138,3 +138,19 @@ class GitHubDeviceFlow(models.Model):
 
     def __str__(self) -> str:
         return f"device flow {self.user_code} ({self.status})"
+
+
+class KeyCanary(models.Model):
+    """A random value written under the store's key when the database is migrated (``secrets_app.key_canary``).
+    Rotation re-encrypts it with every other encrypted column; a process whose ANYON_SECRET_KEY cannot decrypt it
+    cannot decrypt the store (``doctor``: "secret store")."""
+
+    value = encrypt(models.TextField())
+    digest = models.CharField(max_length=64, help_text="SHA-256 of the value: a decrypt must give back exactly it")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "secret key canary"
+
+    def __str__(self) -> str:
+        return f"key canary {self.pk}"

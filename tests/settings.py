@@ -12,6 +12,8 @@ os.environ.setdefault("ANYON_SECURE_COOKIES", "false")
 os.environ.setdefault("ANYON_TEMP_DIR", tempfile.mkdtemp(prefix="anyon-test-"))
 os.environ.setdefault("ANYON_DATA_DIR", tempfile.mkdtemp(prefix="anyon-test-data-"))
 # Containers and volumes of this test session carry this label; the session removes them at the end.
+# Never this machine's own services' settings file (/etc/anyon/env): a test that wants one names its own.
+os.environ.setdefault("ANYON_ENV_FILE", os.path.join(tempfile.gettempdir(), f"anyon-test-no-env-file-{os.getpid()}"))
 os.environ.setdefault("ANYON_INSTANCE", f"test-{os.getpid()}")
 # Most runner tests exercise mounted mode (and reach the fakes over the host network); the sealed tests switch to the
 # production default, sealed, with a real egress proxy process (tests/execution/test_sealed_docker.py).

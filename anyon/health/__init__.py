@@ -29,6 +29,7 @@ from anyon.health.docker import (
     check_seccomp,
 )
 from anyon.health.scaleout import check_broker, check_cache, check_channel_layer, check_redis
+from anyon.health.secret_store import check_secret_store
 from anyon.health.services import (
     PYTHON_SUPPORTED,
     check_database,
@@ -70,6 +71,7 @@ __all__ = [
     "check_runtime_image",
     "check_seccomp",
     "check_secret_key",
+    "check_secret_store",
     "check_temp_dir",
     "check_wakeups",
     "check_worker",
@@ -88,6 +90,7 @@ DOCTOR_CHECKS: list[Callable[[], Check]] = [
     check_broker,
     check_migrations,
     check_secret_key,
+    check_secret_store,
     check_temp_dir,
     check_data_dir,
     check_container_uid,

@@ -1,13 +1,22 @@
+import os
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from secrets_app.key_rotation import cipher_for, encrypted_columns
+from secrets_app.key_rotation import cipher_for, encrypted_columns, use_secret_key
 from secrets_app.models import Secret
 from secrets_app.secret_store import do_store_secret, fetch_secret
 from tests.fakes.github import classic_token
 
 NEW_KEY = "new-rotated-key-" + "n" * 40
+
+
+@pytest.fixture(autouse=True)
+def this_process_keeps_its_key():
+    """The command moves this process to the new key (its fields' ciphers); the next test needs the suite's."""
+    yield
+    use_secret_key(os.environ["ANYON_SECRET_KEY"])
 
 
 def test_every_encrypted_column_is_found():
@@ -35,9 +44,9 @@ def test_rotation_reencrypts_everything_and_reports_unreadable(alice, settings, 
     monkeypatch.setenv("ANYON_OLD_SECRET_KEY", old_key)
     settings.SECRET_KEY = NEW_KEY
     with pytest.raises(CommandError, match="1 value"):
-        call_command("rotate_secret_key")
+        call_command("rotate_secret_key", allow_sqlite=True)
     out = capsys.readouterr()
-    assert "re-encrypted 3 value(s)" in out.out
+    assert "re-encrypted 4 value(s)" in out.out  # the three credentials and the store's key canary
     assert f"secrets_app.Secret#{broken.pk}.value" in out.err
 
     new = cipher_for(NEW_KEY)
@@ -52,22 +61,21 @@ def test_rotation_reencrypts_everything_and_reports_unreadable(alice, settings, 
     )
     # Running again is harmless: everything is already on the new key.
     with pytest.raises(CommandError):
-        call_command("rotate_secret_key")
-    assert "re-encrypted 0 value(s); 3 already on the new key" in capsys.readouterr().out
+        call_command("rotate_secret_key", allow_sqlite=True)
+    assert "re-encrypted 0 value(s); 4 already on the new key" in capsys.readouterr().out
 
 
 def test_rotation_refuses_same_key_and_missing_old_key(settings, monkeypatch, db):
     monkeypatch.delenv("ANYON_OLD_SECRET_KEY", raising=False)
     with pytest.raises(CommandError, match="ANYON_OLD_SECRET_KEY"):
-        call_command("rotate_secret_key")
+        call_command("rotate_secret_key", allow_sqlite=True)
     monkeypatch.setenv("ANYON_OLD_SECRET_KEY", settings.SECRET_KEY)
     with pytest.raises(CommandError, match="equals the current"):
-        call_command("rotate_secret_key")
+        call_command("rotate_secret_key", allow_sqlite=True)
 
 
 def test_rotated_secrets_decrypt_through_the_model_in_a_new_process(alice, tmp_path, transactional_db):
     """End to end: rotate in the DB, then a fresh process started with the new key reads the secret."""
-    import os
     import subprocess
     import sys
 
