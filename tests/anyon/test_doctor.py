@@ -37,6 +37,7 @@ def test_doctor_json_lists_every_check(settings, tmp_path, capsys):
         "task queue",
         "migrations",
         "secret key",
+        "secret store",
         "temp dir",
         "data dir",
         "container uid",
