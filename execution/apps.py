@@ -45,6 +45,7 @@ def cleanup_when_worker_starts(sender, proc_name: str, **kwargs) -> None:
         return
     if first:
         ensure_cleanup_schedule(queue)
+        check_store_key()
         async_task(
             "execution.cleanup.run_scheduled_cleanup", task_name="cleanup-on-start", group="maintenance", cluster=queue
         )
@@ -64,3 +65,19 @@ def warm_up_worker() -> None:
 
     with contextlib.suppress(Exception):
         shared_docker_client()
+
+
+def check_store_key() -> None:
+    """A worker that cannot decrypt the store fails every run that needs a credential: an alert now, at its start."""
+    import logging
+
+    from secrets_app.key_canary import alert_if_undecryptable, do_ensure_canary
+
+    try:
+        do_ensure_canary()
+        problem = alert_if_undecryptable("worker")
+    except Exception:
+        logging.getLogger(__name__).exception("could not check the secret store's key")
+        return
+    if problem:
+        logging.getLogger(__name__).error("worker: %s", problem)

@@ -35,7 +35,8 @@ UNRELATED_KEY = "a-key-the-store-never-saw-" + "u" * 40
 
 
 @pytest.fixture(autouse=True)
-def this_process_keeps_its_key():
+def this_process_keeps_its_key(transactional_db):
+    """Back to the suite's key before the database is emptied: the emptying writes a new key canary."""
     yield
     use_secret_key(os.environ["ANYON_SECRET_KEY"])
 

@@ -32,7 +32,8 @@ OTHER_KEY = "a-key-the-store-never-saw-" + "o" * 40
 
 
 @pytest.fixture(autouse=True)
-def this_process_keeps_its_key():
+def this_process_keeps_its_key(transactional_db):
+    """Back to the suite's key before the database is emptied: the emptying writes a new key canary."""
     yield
     use_secret_key(os.environ["ANYON_SECRET_KEY"])
 
@@ -114,7 +115,7 @@ def test_the_command_refuses_a_database_the_services_do_not_use(alice, transacti
     assert set(Secret.objects.values_list("value", flat=True)) == before
 
 
-def test_the_command_refuses_while_workers_run(alice, db, monkeypatch):
+def test_the_command_refuses_while_workers_run(alice, monkeypatch):
     now = timezone.now()
     WorkerProcess.objects.create(name="h:1:aa", queue="anyon", machine="m", pid=1, started_at=now, heartbeat_at=now)
     monkeypatch.setenv("ANYON_OLD_SECRET_KEY", OTHER_KEY)

@@ -35,6 +35,23 @@ def describe_database() -> str:
     return f"{connections[DEFAULT_DB_ALIAS].vendor} database {db['NAME']!r} on {where} as {db.get('USER') or '?'}"
 
 
+def give_back_sqlite_files() -> None:
+    """Run as root (to write the settings file), this process may have made SQLite's -wal and -shm files: they go
+    back to the database file's owner, or the services could no longer write their database."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor != "sqlite" or os.geteuid() != 0:
+        return
+    database = Path(connection.settings_dict["NAME"])
+    if not database.exists():
+        return
+    owner = database.stat()
+    for suffix in ("-wal", "-shm", "-journal"):
+        path = Path(f"{database}{suffix}")
+        if path.exists() and (path.stat().st_uid, path.stat().st_gid) != (owner.st_uid, owner.st_gid):
+            os.chown(path, owner.st_uid, owner.st_gid)
+            path.chmod(0o600)
+
+
 class Command(BaseCommand):
     help = (
         "Re-encrypt the secret store under a new key and write it into the services' settings file, using the "
@@ -52,6 +69,12 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="count what would change, change nothing")
 
     def handle(self, *args, **options) -> None:
+        try:
+            self._rotate(options)
+        finally:
+            give_back_sqlite_files()
+
+    def _rotate(self, options) -> None:
         env_file = self._env_file(options)
         self.stdout.write(f"settings: {env_file or 'this process environment (no settings file)'}")
         self.stdout.write(f"database: {describe_database()}")
