@@ -56,13 +56,18 @@ def machine() -> str:
 
 
 def pid_exists(pid: int) -> bool:
+    """Whether a process ``pid`` lives here (a zombie, killed and not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process: it exists
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
         return True
-    return True
+    return state not in ("Z", "X")
 
 
 def do_worker_heartbeat(*, started_at=None) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -16,6 +17,7 @@ from execution.attempts import do_create_task, do_start_attempt, do_transition
 from execution.models import AttemptJob, AttemptStatus, JobKind, JobStatus, LogRecord, WorkerProcess
 from execution.runs import do_claim_job
 from shared.models import Alert
+from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -106,3 +108,15 @@ def test_a_worker_process_records_itself_with_each_beat(settings):
     row.refresh_from_db()
     assert row.heartbeat_at >= first and row.pid == os.getpid() and row.machine == workers.machine()
     assert row.queue == settings.ANYON_WORKER_QUEUE
+
+
+def test_a_killed_process_not_yet_reaped_counts_as_gone():
+    process = subprocess.Popen(["sleep", "60"])
+    try:
+        assert workers.pid_exists(process.pid)
+        process.kill()
+        wait_for(lambda: not workers.pid_exists(process.pid), timeout=5, what="the zombie seen as gone")
+        assert Path(f"/proc/{process.pid}").exists()  # not reaped yet: a zombie, which does no work
+    finally:
+        process.kill()
+        process.wait()
