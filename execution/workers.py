@@ -125,17 +125,17 @@ def do_end_work_of_lost_worker(*, row: WorkerProcess, why: str) -> LostWork:
                 writer.write(None, LogStream.SYSTEM, reason + "\n")
                 writer.close()
                 lost.attempts.append(attempt)
-        for job in AttemptJob.objects.filter(worker=row.name, status=JobStatus.RUNNING).select_related("attempt"):
-            if AttemptJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).exists():
-                do_finish_job(job=job, status=JobStatus.FAILED, error=reason)
-                lost.jobs.append(job)
+        jobs = AttemptJob.objects.select_for_update(of=("self",)).filter(worker=row.name, status=JobStatus.RUNNING)
+        for job in jobs.select_related("attempt__task"):  # (PostgreSQL: a second checker waits, then finds none)
+            do_finish_job(job=job, status=JobStatus.FAILED, error=reason)
+            lost.jobs.append(job)
         if lost.attempts or lost.jobs:
             first = lost.attempts[0] if lost.attempts else lost.jobs[0].attempt
             do_raise_alert(
                 kind=AlertKind.WORKER_LOST,
                 message=f"{reason} Ended: {', '.join(lost.names())[:1000]}",
                 attempt=first,
-                user=first.task.owner if lost.attempts else None,
+                user=first.task.owner,
                 dedupe_key=f"worker_lost:{row.name}",
             )
     return lost
