@@ -5,13 +5,18 @@ restart, by another live worker within one heartbeat (docs/ARCHITECTURE.md, "Los
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import tempfile
+import threading
 import time
 from datetime import timedelta
 
 import docker
 import pytest
+from django.test import Client
+from websockets.sync.client import connect
 
 from execution import secret_dir
 from execution.attempts import do_start_attempt
@@ -20,6 +25,7 @@ from execution.models import Attempt, AttemptStatus, WorkerProcess
 from shared.alerts import AlertKind
 from shared.models import Alert
 from tests.execution.conftest import custom, logs, step_exec_running
+from tests.fixtures.processes import start_asgi, subprocess_env
 from tests.fixtures.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
@@ -30,9 +36,55 @@ SLACK = 3.0
 
 
 @pytest.fixture
-def start_worker(world, worker_factory, settings):
+def wake_dir() -> str:
+    """The web server and the workers wake each other here (a short path: UNIX socket names are short)."""
+    return tempfile.mkdtemp(prefix="lw-", dir="/tmp")
+
+
+@pytest.fixture
+def web(world, wake_dir, settings):
+    """A web server whose viewers hear of a change only through a wake-up (its poll is 30 s)."""
+    server = start_asgi(
+        "lost-worker-web",
+        subprocess_env(
+            ANYON_LOG_POLL_SECONDS="30", ANYON_WAKEUP_DIR=wake_dir, ANYON_TEMP_DIR=str(settings.ANYON_TEMP_DIR)
+        ),
+    )
+    yield server
+    server.stop()
+
+
+class Viewer(threading.Thread):
+    """The attempt's page, open: its websocket, recording each status it is sent, until ``end``."""
+
+    def __init__(self, server, attempt: Attempt, user) -> None:
+        super().__init__(daemon=True)
+        client = Client()
+        client.force_login(user)
+        port = server.url.rsplit(":", 1)[1]
+        self.url = f"ws://127.0.0.1:{port}/ws/attempts/{attempt.pk}/logs/"
+        self.headers = {"Cookie": f"sessionid={client.cookies['sessionid'].value}", "Origin": server.url}
+        self.statuses: list[tuple[float, str, str]] = []
+        self.ended = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        with connect(self.url, additional_headers=self.headers, open_timeout=20) as ws:
+            while True:
+                message = json.loads(ws.recv(timeout=120))
+                if message["type"] == "status":
+                    shown = message["attempt"]
+                    self.statuses.append((time.time(), shown["status"], shown["error"]))
+                if message["type"] == "end":
+                    self.ended.set()
+                    return
+
+
+@pytest.fixture
+def start_worker(world, worker_factory, wake_dir, settings):
     def start(**extra):
         return worker_factory(
+            ANYON_WAKEUP_DIR=wake_dir,
             ANYON_TEMP_DIR=str(settings.ANYON_TEMP_DIR),
             ANYON_CLOUD_NETWORK="none",
             ANYON_HOST_HEARTBEAT_SECONDS=str(HEARTBEAT),
@@ -80,9 +132,12 @@ def assert_cleaned_up(attempt: Attempt, docker_client) -> None:
     wait_for(container_gone, timeout=20, what="the container removed")
 
 
-def test_a_restarted_worker_ends_the_attempt_of_the_killed_one_at_its_start(world, start_worker, docker_client):
+def test_a_restarted_worker_ends_the_attempt_of_the_killed_one_at_its_start(world, start_worker, docker_client, web):
     first = start_worker()
     attempt = running_attempt(world, docker_client)
+    page = Viewer(web, attempt, world.user)
+    wait_for(lambda: page.statuses, timeout=20, what="the open page's first status")
+    assert page.statuses[-1][1] == AttemptStatus.RUNNING
     kill_group(first)  # the whole cluster, as systemd's stop escalation does
     time.sleep(3 * HEARTBEAT)
     assert Attempt.objects.get(pk=attempt.pk).status == AttemptStatus.RUNNING  # nobody alive to notice yet
@@ -94,6 +149,11 @@ def test_a_restarted_worker_ends_the_attempt_of_the_killed_one_at_its_start(worl
     # Ended at the new worker's first check, not after some timeout: within one heartbeat of its start.
     assert attempt.finished_at - row.started_at < timedelta(seconds=HEARTBEAT + SLACK), second.output()[-2000:]
     assert_cleaned_up(attempt, docker_client)
+    # The open page was told at once (its poll is 30 s: only the final status's wake-up can have brought it).
+    assert page.ended.wait(10), page.statuses
+    shown_at, status, error = page.statuses[-1]
+    assert status == AttemptStatus.FAILED and attempt.worker in error
+    assert shown_at - attempt.finished_at.timestamp() < SLACK
 
 
 def test_another_live_worker_ends_the_attempt_of_a_killed_one_without_a_restart(world, start_worker, docker_client):

@@ -107,7 +107,7 @@ class Command(BaseCommand):
             if problem:
                 raise CommandError(f"After the rotation: {problem}")
             if before is not None:
-                self.stdout.write(f"{env_file}: ANYON_SECRET_KEY is the new key ({timezone.now():%Y-%m-%d %H:%M} UTC).")
+                self.stdout.write(f"{env_file}: ANYON_SECRET_KEY is the new key (back the file up with the database).")
         if report.unreadable:
             raise CommandError(f"{len(report.unreadable)} value(s) could not be decrypted; see above.")
         if options["dry_run"]:
