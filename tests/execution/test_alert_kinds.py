@@ -226,7 +226,7 @@ def test_docker_host_lost_mid_run_and_swept_when_back(world, slack, settings, se
             second_engine.start()
     client = second_engine.client()
     assert client.containers.list(all=True, filters={"label": f"anyon.attempt={attempt.pk}"})
-    assert any("back; cleanup: stale" in line for line in beat_once())
+    assert any("back; cleanup: " in line and "stale attempts" in line for line in beat_once())
     assert not client.containers.list(all=True, filters={"label": f"anyon.attempt={attempt.pk}"})
 
 
