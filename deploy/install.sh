@@ -330,6 +330,7 @@ set_key() {  # set_key KEY VALUE [force]: add when missing; replace only when fo
 }
 set_key DEBUG false
 set_key ANYON_INSTANCE "$INSTANCE" force
+set_key ANYON_ENV_FILE "$ENV_FILE" force  # where rotate_secret_key writes the key and the egress proxy re-reads it
 grep -q '^ANYON_SECRET_KEY=' "$WORK/env" ||
   set_key ANYON_SECRET_KEY "$("$VENV_PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))')"
 [[ -n "$DATABASE_URL_VALUE" ]] && set_key DATABASE_URL "$DATABASE_URL_VALUE" "$DATABASE_URL_FORCE"

@@ -97,11 +97,19 @@ def key_in_env_file() -> str:
 
 
 def reload_secret_key() -> bool:
-    """Take ANYON_SECRET_KEY from the services' settings file when it differs from this process's: a long-running
-    process (the egress proxy) follows a rotation without a restart. Returns whether the key changed."""
-    key = key_in_env_file()
-    if not key or key == settings.SECRET_KEY:
+    """Take ANYON_SECRET_KEY from the services' settings file when it differs from this process's and decrypts the
+    store (its key canary): a long-running process (the egress proxy) follows a rotation without a restart. Returns
+    whether the key changed."""
+    from secrets_app.key_canary import store_problem
+
+    key, current = key_in_env_file(), settings.SECRET_KEY
+    if not key or key == current:
         return False
     use_secret_key(key)
+    problem = store_problem()
+    if problem:  # not the store's key either (another installation's file?): keep the one it had
+        use_secret_key(current)
+        logger.error("secret key in %s not taken: %s", settings.ANYON_ENV_FILE, problem)
+        return False
     logger.warning("secret key reloaded from %s", settings.ANYON_ENV_FILE)
     return True

@@ -139,3 +139,20 @@ def test_a_store_on_another_key_is_a_doctor_failure_and_an_alert(alice, transact
         [sys.executable, "manage.py", "doctor"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 1 and "✗ secret store" in proc.stdout, proc.stdout
+
+
+def test_a_process_takes_a_key_from_the_settings_file_only_when_it_decrypts_the_store(
+    alice, transactional_db, tmp_path, settings
+):
+    from secrets_app.key_rotation import reload_secret_key
+
+    value = classic_token()
+    do_store_secret(owner=alice, provider="github", kind="pat", value=value)
+    suite_key = os.environ["ANYON_SECRET_KEY"]
+    settings.ANYON_ENV_FILE = services_file(tmp_path, ANYON_SECRET_KEY=OTHER_KEY)  # another installation's key
+    use_secret_key(NEW_KEY)  # this process was left behind on some key
+    assert reload_secret_key() is False  # the file's key does not decrypt the store: not taken
+    assert settings.SECRET_KEY == NEW_KEY
+    settings.ANYON_ENV_FILE.write_text(f"ANYON_SECRET_KEY={suite_key}\n")
+    assert reload_secret_key() is True
+    assert fetch_secret(owner=alice, provider="github", purpose="t", actor="t").value == value
