@@ -21,9 +21,15 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install --quiet -c constraints.txt -e ".[test]"
 	@touch $@
 
-# Trial runs on one machine: DEBUG on (generated dev key, plain-HTTP cookies) unless the caller set it.
-run: export DEBUG ?= true
+# Trial runs on one machine: DEBUG on (generated dev key, plain-HTTP cookies) unless the caller set it. `make doctor`
+# gets the same, so that beside `make run` it looks at the same setup (the same key reads the worker's heartbeat).
+run doctor: export DEBUG ?= true
+# The runtime image, built when it is missing or was built from other sources (about 5 minutes the first time, with
+# progress); without a Docker engine it is skipped and the pages say what is missing.
+ENSURE_IMAGE ?= runtime-image/build.sh --if-missing
 run: $(VENV)/.installed
+	@$(ENSURE_IMAGE) || echo "The runtime image could not be built (see above): attempts fail until it is; fix it" \
+	  "and run make image. The server starts now."
 	$(PY) manage.py migrate --noinput
 	@# The development-key banner was shown by migrate: once is enough.
 	ANYON_QUIET_DEV_KEY=1 $(PY) manage.py createcachetable
@@ -48,7 +54,7 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/lint-imports
 
 doctor: $(VENV)/.installed
-	$(PY) manage.py doctor
+	ANYON_QUIET_DEV_KEY=1 $(PY) manage.py doctor
 
 bench: $(VENV)/.installed-test
 	$(PY) -m tests.bench.run

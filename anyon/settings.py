@@ -311,6 +311,8 @@ if _secretish:
 ANYON_ALERT_WINDOW = env.int("ANYON_ALERT_WINDOW", default=3600)
 #: Where doctor, /healthz and the admin dashboard look up the latest Claude Code release (npm registry API).
 ANYON_NPM_REGISTRY_URL = env.str("ANYON_NPM_REGISTRY_URL", default="https://registry.npmjs.org")
+#: false: none of them asks (air-gapped installs); they show the image's release only.
+ANYON_CLAUDE_CODE_VERSION_CHECK = env.bool("ANYON_CLAUDE_CODE_VERSION_CHECK", default=True)
 
 # --- sealed runs (docs/ARCHITECTURE.md, "Egress") ----------------------------------------------------------------
 #: sealed: containers have no network; the host's egress proxy adds credentials on the way out and allows only the

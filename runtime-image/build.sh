@@ -11,6 +11,9 @@
 #                 $ANYON_BASE_IMAGE or anyon/debian-base:trixie, made by bootstrap-base.sh if absent)
 #   --ca PATH     extra CA certificate file or folder (*.crt / *.pem); repeatable; --ca '' means none.
 #                 Default: $ANYON_EXTRA_CA_DIR if set (empty = none), else /usr/local/share/ca-certificates/.
+#   --if-missing  build only when the tag is absent or was built from other sources (its io.anyon.source label,
+#                 a hash of Dockerfile, files/ and builder/, differs); without a Docker engine, say so and exit 0.
+#                 `make run` uses it.
 #   -- ARGS       passed to `docker build` as they are (e.g. -- --no-cache)
 # Env: ANYON_CLOUD_IMAGE  tag to build (default anyon/claude-runtime:<IMAGE_VERSION of the Dockerfile>)
 #
@@ -32,6 +35,7 @@ arg_default() { sed -n "s/^ARG $1=\(.*\)$/\1/p" "$dockerfile" | head -n1; }
 base=""
 claude_code="${CLAUDE_CODE_VERSION:-}"
 ca_set=0
+if_missing=0
 ca_paths=()
 docker_args=()
 while [[ $# -gt 0 ]]; do
@@ -42,6 +46,7 @@ while [[ $# -gt 0 ]]; do
     --claude-code=*) claude_code="${1#--claude-code=}"; shift ;;
     --ca) [[ $# -ge 2 ]] || die "--ca needs a value"; ca_set=1; [[ -z "$2" ]] || ca_paths+=("$2"); shift 2 ;;
     --ca=*) ca_set=1; [[ -z "${1#--ca=}" ]] || ca_paths+=("${1#--ca=}"); shift ;;
+    --if-missing) if_missing=1; shift ;;
     -h | --help) usage; exit 0 ;;
     --) shift; docker_args=("$@"); break ;;
     *) usage >&2; die "unknown argument: $1" ;;
@@ -55,6 +60,10 @@ if [[ $ca_set -eq 0 ]]; then
   fi
 fi
 
+if [[ $if_missing -eq 1 ]] && ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then
+  log "no Docker engine answers: the runtime image is not built now (attempts need both; make doctor says more)"
+  exit 0
+fi
 command -v docker >/dev/null || die "docker CLI not found"
 docker info >/dev/null 2>&1 || die "no Docker engine answers (is dockerd running? DOCKER_HOST?)"
 
@@ -73,7 +82,25 @@ else
   tag="${ANYON_CLOUD_IMAGE:-anyon/claude-runtime:$image_version}"
 fi
 
+# What the image is built from (the extra CA certificates aside): a rebuilt tag carries it as a label.
+source_hash=$(cd "$here" && find Dockerfile files builder -type f -print0 | LC_ALL=C sort -z \
+  | xargs -0 sha256sum | sha256sum | cut -c1-16)
+[[ ${#claude_args[@]} -eq 0 ]] || source_hash="$source_hash-claude-$claude_code"
+if [[ $if_missing -eq 1 ]]; then
+  built_from=$(docker image inspect --format '{{index .Config.Labels "io.anyon.source"}}' "$tag" 2>/dev/null || true)
+  if [[ "$built_from" == "$source_hash" ]]; then
+    log "$tag is present and up to date"
+    exit 0
+  fi
+  if [[ -n "$built_from" ]] || docker image inspect "$tag" >/dev/null 2>&1; then
+    log "$tag was built from other sources (or before its sources were labelled): rebuilding it (1 to 5 minutes)"
+  else
+    log "$tag is missing: building it (about 5 minutes the first time; progress below)"
+  fi
+fi
+
 # --- base image -------------------------------------------------------------------------------------------
+log "step 1 of 3: the base image"
 if [[ -n "$base" ]]; then
   docker image inspect "$base" >/dev/null 2>&1 || docker pull "$base" || die "base image $base unavailable"
 else
@@ -117,9 +144,10 @@ for path in "${ca_paths[@]}"; do
 done
 
 # --- build ------------------------------------------------------------------------------------------------
-log "building $tag from $base; versions (Dockerfile ARG defaults):"
+log "step 2 of 3: building $tag from $base; versions (Dockerfile ARG defaults):"
 grep -E '^ARG [A-Z_]+_(VERSION|UID)=' "$dockerfile" | sed 's/^ARG /    /' >&2
-build=(docker build --network host --build-arg "BASE_IMAGE=$base" "${claude_args[@]}" --tag "$tag")
+build=(docker build --network host --build-arg "BASE_IMAGE=$base" "${claude_args[@]}"
+  --label "io.anyon.source=$source_hash" --tag "$tag")
 if docker buildx version >/dev/null 2>&1; then
   build+=(--progress=plain)  # BuildKit: plain, line-by-line progress
 fi
@@ -129,7 +157,7 @@ log "built $tag in $((SECONDS - start)) s; size $(docker image inspect --format 
   | awk '{printf "%.0f MB", $1 / 1000000}')"
 
 # --- versions inside the built image ------------------------------------------------------------------------
-log "versions inside $tag:"
+log "step 3 of 3: versions inside $tag:"
 docker run --rm --network none "$tag" bash -c '
   echo "    claude-code $(claude --version)"
   echo "    node        $(node --version)"

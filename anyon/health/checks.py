@@ -31,3 +31,14 @@ def version_key(version: str) -> tuple[int, ...]:
 
 def run_checks(checks: list[Callable[[], Check]]) -> list[Check]:
     return [check() for check in checks]
+
+#: The database cache (no REDIS_URL) keeps its values in a table that `migrate` does not create.
+CACHE_TABLE_FIX = "python manage.py createcachetable"
+
+
+def cache_error(exc: BaseException) -> str:
+    """A cache read's error as one line; a missing cache table named as such."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "anyon_cache" in text and ("no such table" in text or "does not exist" in text):
+        return "the cache table anyon_cache does not exist"
+    return text

@@ -49,6 +49,8 @@ def check_claude_cli(timeout: int = 3) -> Check:
     current = labels.get(CLAUDE_CODE_LABEL, "")
     if not current:
         return Check(name, WARN, f"{settings.ANYON_CLOUD_IMAGE} names no Claude Code version", required=False)
+    if not settings.ANYON_CLAUDE_CODE_VERSION_CHECK:
+        return Check(name, OK, f"{current} in the image (release check off)", required=False)
     latest = latest_claude_code_release()
     if not latest:
         detail = f"{current} in the image; the npm registry could not be reached: a newer release is not known"

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from anyon.health.checks import FAIL, OK, WARN, Check
+from anyon.health.checks import CACHE_TABLE_FIX, FAIL, OK, WARN, Check, cache_error
 from shared.outages import describe
 
 #: Python versions the app supports: ``requires-python`` of pyproject.toml (a test keeps the two in step).
@@ -65,7 +65,9 @@ def check_worker() -> Check:
     try:
         stats = Stat.get_all()
     except Exception as exc:
-        return Check("worker", FAIL, f"cannot read worker status: {exc}", "check the cache / REDIS_URL")
+        reason = cache_error(exc)
+        fix = CACHE_TABLE_FIX if "anyon_cache" in reason else "check the cache / REDIS_URL"
+        return Check("worker", FAIL, f"cannot read worker status: {reason}", fix)
     running = [s for s in stats if s.status not in ("Stopped", "Stopping")]
     if not running:
         return Check(
