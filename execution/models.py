@@ -92,7 +92,7 @@ class Attempt(models.Model):
         indexes = [models.Index(fields=["status"])]
 
     def __str__(self) -> str:
-        return f"attempt {self.pk} of {self.task_id} ({self.status})"
+        return f"attempt {self.pk} (task {self.task_id}, {self.status})"
 
     @property
     def is_active(self) -> bool:

@@ -49,6 +49,22 @@ def attempt_is_working(attempt: Attempt) -> bool:
     return attempt.is_active or attempt.jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).exists()
 
 
+def active_jobs(attempt: Attempt) -> list:
+    return list(attempt.jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]))
+
+
+def attempt_badge(attempt: Attempt, jobs: list[tuple[str, str]]) -> dict[str, str]:
+    """The state a page shows for the attempt: its own while it runs, else a queued or running job's (a follow-up
+    or a pull request), else its own final one. ``jobs``: ``(kind, status)`` pairs."""
+    from execution.models import JobKind
+
+    if not attempt.is_active:
+        for kind, status in jobs:
+            if status in (JobStatus.QUEUED, JobStatus.RUNNING):
+                return {"status": status, "label": f"{JobKind(kind).label} {JobStatus(status).label.lower()}"}
+    return {"status": attempt.status, "label": attempt.get_status_display()}
+
+
 def attempts_starting(*, queue: str) -> bool:
     """Attempts of ``queue`` on their way to their first step: waiting for a worker (with their queue task) or
     provisioning. Background work of the host (pool refill, container removal) yields to them."""
@@ -161,6 +177,7 @@ def attempt_snapshot(attempt: Attempt) -> dict:
         "status": attempt.status,
         "error": attempt.error,
         "active": attempt.is_active or any(j["status"] in ("queued", "running") for j in jobs),
+        "badge": attempt_badge(attempt, [(j["kind"], j["status"]) for j in jobs]),
         "jobs": jobs,
         "head_commit": attempt.head_commit,
         "pr_url": attempt.pr_url,

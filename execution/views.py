@@ -108,6 +108,7 @@ def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
     attempt = _attempt(request, attempt_id)
     records = list(attempt.log_records.order_by("-seq")[:HISTORY_ON_PAGE])[::-1]
     runs = list(attempt.runs.all())
+    jobs = list(attempt.jobs.all())
     return render(
         request,
         "execution/attempt_detail.html",
@@ -118,7 +119,11 @@ def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
             "changes_note": changes_note(attempt, runs),
             "records": records,
             "after_seq": records[-1].seq if records else 0,
-            "jobs": attempt.jobs.all(),
+            "jobs": jobs,
+            "badge": selectors.attempt_badge(attempt, [(job.kind, job.status) for job in jobs]),
+            "busy": attempt.is_active or any(job.is_active for job in jobs),
+            # Staff may look and stop; acting (follow-up, pull request, delete) is the owner's alone.
+            "is_owner": attempt.task.owner_id == request.user.pk,
             "follow_up_form": FollowUpForm(),
             "diff_added": sum(f["added"] for f in attempt.diff),
             "diff_removed": sum(f["removed"] for f in attempt.diff),
@@ -140,6 +145,10 @@ def attempt_cancel(request: HttpRequest, attempt_id: int) -> HttpResponse:
     if attempt.is_active:
         do_cancel_attempt(attempt=attempt, by=request.user.get_username())
         messages.info(request, "Cancelling…")
+    else:  # the page's Cancel stops what runs: a follow-up or a pull request
+        for job in selectors.active_jobs(attempt):
+            do_cancel_job(job=job)
+            messages.info(request, f"Cancelling the {job.get_kind_display().lower()}…")
     return redirect("attempt-detail", attempt_id=attempt.pk)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -141,4 +142,7 @@ def settings_cards_context(*, owner, session_key: str, pat_form=None) -> dict:
         "device_flow": flow,
         "claude_login": claude_login.current_session(owner.pk),
         "pat_form": pat_form or PersonalAccessTokenForm(),
+        # What the server offers, so every rendering (page, refused form, live card) describes the same setup.
+        "sealed_runs": settings.ANYON_CREDENTIAL_MODE == "sealed",
+        "device_flow_enabled": bool(settings.ANYON_GITHUB_CLIENT_ID),
     }

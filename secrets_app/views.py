@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -41,8 +40,7 @@ def card_context(request: HttpRequest, *, pat_form: PersonalAccessTokenForm | No
 @login_required
 @require_GET
 def settings_page(request: HttpRequest) -> HttpResponse:
-    sealed_runs = settings.ANYON_CREDENTIAL_MODE == "sealed"
-    return render(request, "secrets_app/settings.html", {**card_context(request), "sealed_runs": sealed_runs})
+    return render(request, "secrets_app/settings.html", card_context(request))
 
 
 @login_required

@@ -47,9 +47,11 @@
 
   function showStatus(a) {
     if (a.active) sawActive = true;
-    statusBadge.textContent = label(a.status);
-    statusBadge.dataset.status = a.status;
-    statusBadge.className = `badge status-${a.status}`;
+    // The badge follows what runs: the attempt, else its follow-up or pull request.
+    const badge = a.badge || { status: a.status, label: label(a.status) };
+    statusBadge.textContent = badge.label;
+    statusBadge.dataset.status = badge.status;
+    statusBadge.className = `badge status-${badge.status}`;
     errorLine.hidden = !a.error;
     errorLine.textContent = a.error || "";
     waitingLine.hidden = !a.waiting;
@@ -59,6 +61,8 @@
       removedLine.textContent = a.log_removed;
     }
     cancelForm.hidden = !a.active;
+    // Follow-up, pull request and delete wait for the work to end (the page reloads then).
+    for (const form of document.querySelectorAll(".when-idle")) form.hidden = a.active;
     runs.replaceChildren(...a.runs.map((r) => {
       const tr = document.createElement("tr");
       tr.dataset.run = r.id;

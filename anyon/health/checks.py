@@ -32,6 +32,7 @@ def version_key(version: str) -> tuple[int, ...]:
 def run_checks(checks: list[Callable[[], Check]]) -> list[Check]:
     return [check() for check in checks]
 
+
 #: The database cache (no REDIS_URL) keeps its values in a table that `migrate` does not create.
 CACHE_TABLE_FIX = "python manage.py createcachetable"
 

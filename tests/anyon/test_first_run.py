@@ -79,10 +79,8 @@ def test_the_image_step_without_a_docker_engine_lets_make_run_start(tmp_path):
 def _source_hash() -> str:
     """What build.sh labels an image with: sha256 over `sha256sum` of Dockerfile, files/ and builder/."""
     here = ROOT / "runtime-image"
-    names = sorted(
-        [b"Dockerfile"]
-        + [str(p.relative_to(here)).encode() for d in ("files", "builder") for p in (here / d).rglob("*") if p.is_file()]
-    )
+    files = [p for d in ("files", "builder") for p in (here / d).rglob("*") if p.is_file()]
+    names = sorted([b"Dockerfile"] + [str(p.relative_to(here)).encode() for p in files])
     listing = b"".join(hashlib.sha256((here / n.decode()).read_bytes()).hexdigest().encode() + b"  " + n + b"\n"
                        for n in names)  # fmt: skip
     return hashlib.sha256(listing).hexdigest()[:16]

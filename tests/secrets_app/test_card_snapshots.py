@@ -109,8 +109,22 @@ def test_claude_card(state):
 def test_github_card(state):
     from secrets_app.forms import PersonalAccessTokenForm
 
-    context = {"github": GITHUB_STATES[state], "pat_form": PersonalAccessTokenForm(), "csrf_token": "T"}
+    context = {
+        "github": GITHUB_STATES[state], "pat_form": PersonalAccessTokenForm(), "csrf_token": "T",
+        "device_flow_enabled": True,
+    }  # fmt: skip
     check(f"github_{state}", render_to_string("secrets_app/cards/github.html", context))
+
+
+def test_github_card_without_the_device_flow():
+    """Signing in with GitHub not set up: no button for it, the token form open, the problem text without it."""
+    from secrets_app.forms import PersonalAccessTokenForm
+
+    for state in ("not_connected", "invalid"):
+        context = {"github": GITHUB_STATES[state], "pat_form": PersonalAccessTokenForm(), "csrf_token": "T"}
+        html = render_to_string("secrets_app/cards/github.html", context)
+        assert "Sign in with GitHub" not in html and "sign in with GitHub" not in html
+        assert "<details open" in html
 
 
 def test_states_are_distinct():
