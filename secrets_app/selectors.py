@@ -145,4 +145,5 @@ def settings_cards_context(*, owner, session_key: str, pat_form=None) -> dict:
         # What the server offers, so every rendering (page, refused form, live card) describes the same setup.
         "sealed_runs": settings.ANYON_CREDENTIAL_MODE == "sealed",
         "device_flow_enabled": bool(settings.ANYON_GITHUB_CLIENT_ID),
+        "setup_notes": owner.is_staff,  # how to turn on what the server lacks: for staff only
     }
