@@ -35,7 +35,14 @@ setsid env -i PATH="$PATH" HOME="${HOME:-/root}" ANYON_PORT="$port" ANYON_DATA_D
   make -C "$work/clone" run VENV="$venv" >"$work/make-run.log" 2>&1 &
 pid=$!
 start=$SECONDS
-until curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; do
+answers() {  # any HTTP answer (a 503 names what is missing; the server is up)
+  python3 -c 'import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=2)
+except urllib.error.HTTPError:
+    pass' "http://127.0.0.1:$port/healthz" 2>/dev/null
+}
+until answers; do
   if ! kill -0 "$pid" 2>/dev/null; then log "make run ended early:"; tail -n 60 "$work/make-run.log" >&2; exit 1; fi
   if ((SECONDS - start > timeout_s)); then log "no /healthz within $timeout_s s:"; tail -n 60 "$work/make-run.log" >&2; exit 1; fi
   sleep 1
