@@ -272,6 +272,10 @@ def test_an_agent_steps_commit_reports_the_head_after_it(alice, claude_token):
     assert engine.restarts == [attempt.container_id]
     commit = Run.objects.get(attempt=attempt, title="Commit changes")
     assert commit.argv[:3] == ["sh", "-c", anyon_git.COMMIT_SCRIPT] and "anyon-exec" not in commit.argv
+    # The user reads what the step is, not Anyon's internal script as if the agent had run it.
+    system = text(attempt, "system")
+    assert "Commit changes: Anyon's own git" in system and anyon_git.COMMIT_SCRIPT[:40] not in system
+    assert "$ sh -c" not in system
 
 
 def test_output_the_engine_lost_is_said_not_passed_over(alice, claude_token):
