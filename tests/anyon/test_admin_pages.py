@@ -138,7 +138,7 @@ def test_staff_cannot_point_a_task_at_another_host(db, client):
     assert (task.repo_url, task.base_branch) == ("https://github.com/a/b.git", "main")
 
 
-# --- what staff read (issue 18, item 8) ---------------------------------------------------------------------
+# --- what staff read ---------------------------------------------------------------------------------------
 
 
 @pytest.fixture

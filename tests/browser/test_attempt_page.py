@@ -45,7 +45,7 @@ def running_attempt(page, asgi_server, name: str):
 
 
 def test_the_live_log_shows_tool_lines_without_emoji(page, asgi_server, transactional_db):
-    """Issue 18, item 6: the agent's lines arrive over the socket and their markers are glyphs every font has."""
+    """The agent's lines arrive over the socket and their markers are glyphs every font has."""
     attempt = running_attempt(page, asgi_server, "icons")
     agent = Run.objects.create(attempt=attempt, kind=RunKind.AGENT, title="Claude Code")
     writer = LogWriter(attempt.pk)
@@ -62,7 +62,7 @@ def test_the_live_log_shows_tool_lines_without_emoji(page, asgi_server, transact
 
 
 def test_after_a_cancel_the_page_says_the_clone_succeeded_and_nothing_was_recorded(page, asgi_server, transactional_db):
-    """Issue 18, item 3: the clone succeeded, then the user cancelled; the page reloads at the end (the socket says
+    """The clone succeeded, then the user cancelled; the page reloads at the end (the socket says
     so) and tells what happened instead of "Changes appear here once the repository is cloned…"."""
     attempt = running_attempt(page, asgi_server, "canceller")
     note = page.get_by_test_id("changes-note")

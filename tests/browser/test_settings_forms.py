@@ -2,8 +2,8 @@
 pushing: the personal access token form, the device flow, and the Connect Claude modal's pasted keys.
 
 A live card update must never throw away what the user is doing or what the server just told them: the error of
-a refused token, an opened form, typed input and focus all survive the pushes (issue 18, item 1: the first push,
-about 0.2 s after the 400 page loaded, used to replace the card and take the message with it).
+a refused token, an opened form, typed input and focus all survive the pushes (the first push,
+about 0.2 s after the 400 page loaded, once replaced the card and took the message with it).
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ def test_claude_key_errors_replace_the_progress_line(page, asgi_server, session_
         error.wait_for(state="visible")
         pushes.push()
         assert message in error.inner_text(), error.inner_text()
-        # The check is over: no "Checking with Anthropic…" left under the error (issue 18, item 2).
+        # The check is over: no "Checking with Anthropic…" left under the error.
         assert page.get_by_test_id("paste-status").inner_text() == ""
         assert page.get_by_test_id("claude-login-modal").is_visible()
         assert page.locator(CLAUDE).get_attribute("data-state") == "not_connected"

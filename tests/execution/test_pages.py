@@ -87,7 +87,7 @@ def test_attempt_page_names_its_docker_host_when_there_are_several(alice_client,
     ],
 )
 def test_an_ended_attempt_without_results_says_where_it_stopped(alice_client, task, status, clone, expected):
-    """Issue 18, item 3: after a cancel the clone had succeeded, yet the page promised changes "once the repository
+    """After a cancel the clone had succeeded, yet the page promised changes "once the repository
     is cloned"."""
     attempt = do_start_attempt(task=task, enqueue=False)
     if clone:
