@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 
 from execution import anyon_git
 from execution.models import RunKind
@@ -14,14 +13,6 @@ WORKSPACE = "/workspace"
 AGENT_ARGV = ["claude", "-p", "--output-format", "stream-json", "--verbose", "--dangerously-skip-permissions"]
 #: A step's ``stdin_from``: the attempt's task prompt is its standard input.
 STDIN_FROM_TASK_PROMPT = "task.prompt"
-
-
-class StopReason(StrEnum):
-    """Why the runner stopped a step before it ended by itself."""
-
-    CANCELLED = "cancelled"
-    TIMED_OUT = "timed_out"
-    EGRESS_DOWN = "egress_down"
 
 
 @dataclass(frozen=True)

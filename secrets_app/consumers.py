@@ -17,6 +17,7 @@ from django.template.loader import render_to_string
 from secrets_app import anthropic_credentials, claude_login, selectors
 from secrets_app.errors import ConnectError
 from secrets_app.events import settings_group
+from secrets_app.forms import PersonalAccessTokenForm
 from secrets_app.models import GitHubDeviceFlow, Kind, Secret
 from shared.live.consumer import JsonConsumer
 
@@ -153,7 +154,10 @@ class SettingsConsumer(JsonConsumer):
         csrf = cookies.get(settings.CSRF_COOKIE_NAME)
         session = self.scope.get("session")
         context = selectors.settings_cards_context(
-            owner=self.user, session_key=getattr(session, "session_key", None) or ""
+            owner=self.user,
+            session_key=getattr(session, "session_key", None) or "",
+            claude_login=claude_login.current_session(self.user.pk),
+            pat_form=PersonalAccessTokenForm(),
         )
         context["csrf_token"] = csrf.value if csrf else ""
         return {p: render_to_string(f"secrets_app/cards/{p}.html", context) for p in ("github", "claude")}

@@ -128,11 +128,10 @@ def token_notices(*, owner) -> list[dict]:
     return notices
 
 
-def settings_cards_context(*, owner, session_key: str, pat_form=None) -> dict:
-    """Everything the card partials need; the page and the live-card websocket render from the same context."""
-    from secrets_app import claude_login
-    from secrets_app.forms import PersonalAccessTokenForm
-
+def settings_cards_context(*, owner, session_key: str, claude_login, pat_form) -> dict:
+    """Everything the card partials need; the page and the live-card websocket render from the same context.
+    ``claude_login``: the user's running login (``claude_login.current_session``, state of this process, not a row);
+    ``pat_form``: the form to show."""
     flow = latest_device_flow(owner=owner, session_key=session_key) if session_key else None
     if flow and flow.status != DeviceFlowStatus.PENDING and flow.updated_at < timezone.now() - timedelta(minutes=10):
         flow = None  # an old finished flow is not news any more
@@ -140,8 +139,8 @@ def settings_cards_context(*, owner, session_key: str, pat_form=None) -> dict:
         "github": github_status(owner=owner),
         "claude": claude_status(owner=owner),
         "device_flow": flow,
-        "claude_login": claude_login.current_session(owner.pk),
-        "pat_form": pat_form or PersonalAccessTokenForm(),
+        "claude_login": claude_login,
+        "pat_form": pat_form,
         # What the server offers, so every rendering (page, refused form, live card) describes the same setup.
         "sealed_runs": settings.ANYON_CREDENTIAL_MODE == "sealed",
         "device_flow_enabled": bool(settings.ANYON_GITHUB_CLIENT_ID),

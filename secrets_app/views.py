@@ -10,7 +10,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from secrets_app import selectors
+from secrets_app import claude_login, selectors
 from secrets_app.errors import ConnectError, SecretError
 from secrets_app.forms import PersonalAccessTokenForm
 from secrets_app.github_connect import (
@@ -33,7 +33,10 @@ def _session_key(request: HttpRequest) -> str:
 
 def card_context(request: HttpRequest, *, pat_form: PersonalAccessTokenForm | None = None) -> dict:
     return selectors.settings_cards_context(
-        owner=request.user, session_key=_session_key(request), pat_form=pat_form or PersonalAccessTokenForm()
+        owner=request.user,
+        session_key=_session_key(request),
+        claude_login=claude_login.current_session(request.user.pk),
+        pat_form=pat_form or PersonalAccessTokenForm(),
     )
 
 

@@ -1,16 +1,14 @@
-"""How a finished exec becomes a run status and an error message (pure: no engine, no database)."""
+"""How a finished exec becomes a run status and an error message (pure: no Django, no engine, no database; the
+contract "The runner's pure rules" in pyproject.toml keeps it so)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from django.conf import settings
+from enum import StrEnum
 
 from execution.claude_events import AgentOutcome
-from execution.models import AttemptStatus, RunStatus
 from execution.runner.step_report import Commits
-from execution.steps import StopReason
 
 #: What Claude Code says when the credential is refused (e.g. "Invalid API key · Please run /login").
 CLAUDE_AUTH_ERROR = re.compile(
@@ -21,6 +19,24 @@ CONTAINER_GONE = "The container stopped unexpectedly during the step."
 EGRESS_DOWN = (
     "The egress proxy of this host stopped during the step, so the run lost its only way out; an operator was alerted."
 )
+
+
+class StopReason(StrEnum):
+    """Why the runner stopped a step before it ended by itself."""
+
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    EGRESS_DOWN = "egress_down"
+
+
+class Ending(StrEnum):
+    """How a step ended: the value of its ``RunStatus`` and, when the step ends the session, of the attempt's
+    ``AttemptStatus`` (execution/models.py; the same four values, pinned by a test)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
 
 
 class Stop(Exception):
@@ -40,10 +56,10 @@ class StepOutcome:
     def attempt_status(self) -> str:
         """The attempt's final status when this step ends the session."""
         return {
-            RunStatus.SUCCEEDED: AttemptStatus.SUCCEEDED,
-            RunStatus.CANCELLED: AttemptStatus.CANCELLED,
-            RunStatus.TIMED_OUT: AttemptStatus.TIMED_OUT,
-        }.get(self.status, AttemptStatus.FAILED)
+            Ending.SUCCEEDED: Ending.SUCCEEDED,
+            Ending.CANCELLED: Ending.CANCELLED,
+            Ending.TIMED_OUT: Ending.TIMED_OUT,
+        }.get(self.status, Ending.FAILED)
 
 
 @dataclass
@@ -61,27 +77,27 @@ class ExecEnd:
     commits: Commits | None = None
 
 
-def step_outcome(end: ExecEnd) -> StepOutcome:
+def step_outcome(end: ExecEnd, *, run_timeout: int) -> StepOutcome:
     """The rules, in order: the runner's own stop; a broken exec; a container that went away; the exit code; for
-    an agent, the CLI's own verdict (an error result, or no result at all)."""
+    an agent, the CLI's own verdict (an error result, or no result at all). ``run_timeout``: for the message."""
     if end.stopped == StopReason.CANCELLED:
-        return StepOutcome(RunStatus.CANCELLED, "Cancelled by the user.")
+        return StepOutcome(Ending.CANCELLED, "Cancelled by the user.")
     if end.stopped == StopReason.EGRESS_DOWN:
-        return StepOutcome(RunStatus.FAILED, EGRESS_DOWN)
+        return StepOutcome(Ending.FAILED, EGRESS_DOWN)
     if end.stopped == StopReason.TIMED_OUT:
-        return StepOutcome(RunStatus.TIMED_OUT, f"Stopped after ANYON_RUN_TIMEOUT ({settings.RUN_TIMEOUT} s).")
+        return StepOutcome(Ending.TIMED_OUT, f"Stopped after ANYON_RUN_TIMEOUT ({run_timeout} s).")
     if end.failure:
-        return StepOutcome(RunStatus.FAILED, CONTAINER_GONE if end.container_gone else f"exec failed: {end.failure}")
+        return StepOutcome(Ending.FAILED, CONTAINER_GONE if end.container_gone else f"exec failed: {end.failure}")
     if end.exit_code is None or end.container_gone:
-        return StepOutcome(RunStatus.FAILED, CONTAINER_GONE)
+        return StepOutcome(Ending.FAILED, CONTAINER_GONE)
     if end.exit_code != 0:
-        return StepOutcome(RunStatus.FAILED, f"{end.title} exited with code {end.exit_code}.")
+        return StepOutcome(Ending.FAILED, f"{end.title} exited with code {end.exit_code}.")
     if end.agent is not None:
         if end.agent.is_error:
-            return StepOutcome(RunStatus.FAILED, f"Claude reported an error: {end.agent.result_text}")
+            return StepOutcome(Ending.FAILED, f"Claude reported an error: {end.agent.result_text}")
         if not end.agent.result_seen:
-            return StepOutcome(RunStatus.FAILED, "Claude Code ended without a result event.")
-    return StepOutcome(RunStatus.SUCCEEDED)
+            return StepOutcome(Ending.FAILED, "Claude Code ended without a result event.")
+    return StepOutcome(Ending.SUCCEEDED)
 
 
 def is_auth_failure(errors_text: str) -> bool:

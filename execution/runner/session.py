@@ -28,7 +28,7 @@ from execution.pull_requests import PullRequestError, open_pull_request
 from execution.runner import push_guard, step_report
 from execution.runner.credentials import collect_credentials
 from execution.runner.history import scrub_session_history
-from execution.runner.outcomes import ExecEnd, StepOutcome, Stop, is_auth_failure, step_outcome
+from execution.runner.outcomes import ExecEnd, StepOutcome, Stop, StopReason, is_auth_failure, step_outcome
 from execution.runner.sealing import SealedEgress
 from execution.runner.step_report import Commits
 from execution.runner.stream import ExecStream
@@ -45,7 +45,7 @@ from execution.runs import (
     do_start_run,
     do_touch_attempt,
 )
-from execution.steps import STDIN_FROM_TASK_PROMPT, Step, StopReason, commit_step, follow_up_step, push_step
+from execution.steps import STDIN_FROM_TASK_PROMPT, Step, commit_step, follow_up_step, push_step
 from secrets_app.errors import SecretError
 from secrets_app.models import Secret, SecretState
 from secrets_app.secret_store import do_mark_secret_state
@@ -424,7 +424,7 @@ class AttemptSession:
             self.say(ENGINE_LOST_OUTPUT, run)
         if end.stopped is None and not end.failure and end.agent is not None and end.agent.is_error:
             self._agent_error(end)
-        outcome = step_outcome(end)
+        outcome = step_outcome(end, run_timeout=settings.RUN_TIMEOUT)
         outcome.error = self.masker.mask(outcome.error)  # every field that can hold output is stored masked
         session_id = end.agent.session_id if end.agent is not None else ""
         do_finish_run(

@@ -16,10 +16,9 @@ from django.conf import settings
 from execution.claude_events import AgentOutcome, render_event
 from execution.log_writer import LogWriter
 from execution.models import LogStream, Run
-from execution.runner.outcomes import ExecEnd
+from execution.runner.outcomes import ExecEnd, StopReason
 from execution.runner.step_report import ReportCatcher
 from execution.runner.workspace import exec_environment
-from execution.steps import StopReason
 from shared.docker.engine import DockerEngine, EngineError, ExecResult
 from shared.masking import Masker, StreamMasker
 

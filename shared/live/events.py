@@ -14,13 +14,9 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 from shared.outages import is_connection_error, outage
+from shared.wakeups import WAKE_TYPES
 
 logger = logging.getLogger(__name__)
-
-
-#: The only messages that wake consumers, and the only ones accepted from another process. ``session.ended`` makes
-#: a user's sockets re-check their session (shared/live/sessions.py).
-WAKE_TYPES = frozenset({"attempt.changed", "settings.changed", "session.ended"})
 
 
 def wake_group(group: str, event: dict) -> None:

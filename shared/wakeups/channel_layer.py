@@ -18,7 +18,7 @@ import os
 
 from channels.layers import InMemoryChannelLayer
 
-from shared.live.events import WAKE_TYPES
+from shared.wakeups import WAKE_TYPES
 from shared.wakeups import sockets as wakeups
 
 logger = logging.getLogger(__name__)
