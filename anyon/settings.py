@@ -16,6 +16,7 @@ import environ
 
 from anyon.data_dir import ensure_data_dir
 from anyon.devkey import resolve_secret_key
+from shared.credential_mode import CredentialMode
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -317,8 +318,8 @@ ANYON_CLAUDE_CODE_VERSION_CHECK = env.bool("ANYON_CLAUDE_CODE_VERSION_CHECK", de
 # --- sealed runs (docs/ARCHITECTURE.md, "Egress") ----------------------------------------------------------------
 #: sealed: containers have no network; the host's egress proxy adds credentials on the way out and allows only the
 #: hosts a run needs. mounted: credentials are readable inside the container (secret files) and egress is open.
-ANYON_CREDENTIAL_MODE = env.str("ANYON_CREDENTIAL_MODE", default="sealed")
-if ANYON_CREDENTIAL_MODE not in ("sealed", "mounted"):
+ANYON_CREDENTIAL_MODE = env.str("ANYON_CREDENTIAL_MODE", default=CredentialMode.SEALED.value)
+if ANYON_CREDENTIAL_MODE not in tuple(CredentialMode):
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured(f"ANYON_CREDENTIAL_MODE must be sealed or mounted, not {ANYON_CREDENTIAL_MODE!r}")

@@ -37,6 +37,7 @@ from execution.models import (
 )
 from execution.runs import do_set_workspace_volume
 from shared.alerts import AlertKind, do_raise_alert
+from shared.docker import labels as label
 from shared.docker.engine import DockerEngine, EngineError
 from shared.models import AlertSeverity
 
@@ -160,7 +161,7 @@ def _remove_odd(path) -> bool:
 
 
 def _younger_than(labels: dict[str, str], seconds: float, now: float) -> bool:
-    created = labels.get("anyon.created", "")
+    created = labels.get(label.CREATED, "")
     return created.isdigit() and now - int(created) < seconds
 
 
@@ -193,13 +194,13 @@ def sweep_containers(
     now = time.time()
     for info in engine.list_managed(settings.ANYON_INSTANCE):
         labels = info.get("Labels") or {}
-        if labels.get("anyon.queue", settings.ANYON_WORKER_QUEUE) != settings.ANYON_WORKER_QUEUE:
+        if labels.get(label.QUEUE, settings.ANYON_WORKER_QUEUE) != settings.ANYON_WORKER_QUEUE:
             continue  # another host's container (on an engine shared by several queues): not ours to judge
         report.examined += 1
-        raw_id = labels.get("anyon.attempt", "")
+        raw_id = labels.get(label.ATTEMPT, "")
         attempt_id = int(raw_id) if raw_id.isdigit() else None
         try:
-            expired = float(labels.get("anyon.expires", "inf")) < now
+            expired = float(labels.get(label.EXPIRES, "inf")) < now
         except ValueError:
             expired = True
         unowned_warm = False
@@ -378,6 +379,6 @@ def run_scheduled_cleanup() -> str:
                 do_raise_alert(
                     kind=AlertKind.DOCKER_UNREACHABLE,
                     message=f"cleanup sweep {name}: Docker engine unreachable: {exc}",
-                    dedupe_key="docker_unreachable",
+                    dedupe_key=AlertKind.DOCKER_UNREACHABLE,
                 )
     return "; ".join(lines)

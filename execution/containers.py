@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from execution.runs import do_set_workspace_volume
 from execution.steps import WORKSPACE
+from shared.docker import labels as label
 from shared.docker import seccomp
 from shared.docker.engine import ContainerSpec, DockerEngine
 
@@ -38,12 +39,12 @@ def home_volume(workspace_volume: str) -> str:
 def labels_for(attempt) -> dict[str, str]:
     expires = timezone.now() + timedelta(seconds=settings.RUN_TIMEOUT + 600)
     return {
-        "anyon.managed": "1",
-        "anyon.instance": settings.ANYON_INSTANCE,
-        "anyon.queue": attempt.queue or settings.ANYON_WORKER_QUEUE,
-        "anyon.attempt": str(attempt.pk),
-        "anyon.owner": str(attempt.task.owner_id),
-        "anyon.expires": str(int(expires.timestamp())),
+        label.MANAGED: "1",
+        label.INSTANCE: settings.ANYON_INSTANCE,
+        label.QUEUE: attempt.queue or settings.ANYON_WORKER_QUEUE,
+        label.ATTEMPT: str(attempt.pk),
+        label.OWNER: str(attempt.task.owner_id),
+        label.EXPIRES: str(int(expires.timestamp())),
     }
 
 
@@ -100,7 +101,7 @@ class AttemptContainers:
         if not attempt.workspace_volume:
             do_set_workspace_volume(attempt=attempt, volume=new_workspace_volume(attempt.pk))
         volume = attempt.workspace_volume
-        volume_labels = {k: v for k, v in labels.items() if k != "anyon.expires"}
+        volume_labels = {k: v for k, v in labels.items() if k != label.EXPIRES}
         self.engine.ensure_volume(volume, volume_labels)
         self.engine.ensure_volume(home_volume(volume), volume_labels)
         name = container_name(attempt.pk)

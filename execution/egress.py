@@ -24,6 +24,7 @@ from secrets_app.models import Kind, Provider
 from secrets_app.secret_store import do_note_secret_uses, fetch_secret
 from secrets_app.selectors import GITHUB_PRECEDENCE
 from shared.alerts import AlertKind, do_raise_alert
+from shared.credential_mode import CredentialMode
 from shared.egress import (
     API_SOCKET,
     BRIDGE_PORTS,
@@ -46,7 +47,7 @@ CLAUDE_KINDS = (Kind.OAUTH_TOKEN, Kind.API_KEY)
 
 
 def sealed() -> bool:
-    return settings.ANYON_CREDENTIAL_MODE == "sealed"
+    return settings.ANYON_CREDENTIAL_MODE == CredentialMode.SEALED
 
 
 def client() -> EgressClient:

@@ -245,6 +245,8 @@ class HostState(models.TextChoices):
     DRAINING = "draining", "draining"
     ENGINE_DOWN = "engine_down", "engine down"
     LOST = "lost", "worker lost"
+    #: A queue of ``ANYON_WORKER_QUEUES`` no worker has reported yet (a fresh installation): placement may use it.
+    UNKNOWN = "unknown", "unknown"
 
 
 class DockerHost(models.Model):

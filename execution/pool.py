@@ -40,6 +40,7 @@ from execution import egress, secret_dir, selectors
 from execution.containers import container_spec, home_volume, seccomp_profile
 from execution.models import Attempt, PoolContainer
 from execution.runs import do_set_warm_container
+from shared.docker import labels as label
 from shared.docker.engine import DockerEngine
 from shared.tempdir import ensure_temp_dir
 
@@ -48,18 +49,18 @@ logger = logging.getLogger(__name__)
 #: Workspace volumes of warm containers (an attempt that claims one keeps the name).
 POOL_VOLUME_PREFIX = "anyon-workspace-pool-"
 
-POOL_LABEL = "anyon.pool"
+POOL_LABEL = label.POOL
 #: A warm container younger than this may not have its row yet: the sweeps leave it alone.
 CREATING_GRACE_SECONDS = 120
 
 
 def pool_labels() -> dict[str, str]:
     return {
-        "anyon.managed": "1",
-        "anyon.instance": settings.ANYON_INSTANCE,
-        "anyon.queue": settings.ANYON_WORKER_QUEUE,
+        label.MANAGED: "1",
+        label.INSTANCE: settings.ANYON_INSTANCE,
+        label.QUEUE: settings.ANYON_WORKER_QUEUE,
         POOL_LABEL: "1",
-        "anyon.created": str(int(time.time())),
+        label.CREATED: str(int(time.time())),
     }
 
 
@@ -305,9 +306,9 @@ def orphan_pool_volumes(engine: DockerEngine) -> list[str]:
     """Pool volumes of this queue that neither a warm container nor an attempt owns (their container was lost
     before its row was written, or the row was deleted by hand)."""
     labels = [
-        "anyon.managed=1",
-        f"anyon.instance={settings.ANYON_INSTANCE}",
-        f"anyon.queue={settings.ANYON_WORKER_QUEUE}",
+        f"{label.MANAGED}=1",
+        f"{label.INSTANCE}={settings.ANYON_INSTANCE}",
+        f"{label.QUEUE}={settings.ANYON_WORKER_QUEUE}",
         f"{POOL_LABEL}=1",
     ]
     young = time.time() - CREATING_GRACE_SECONDS

@@ -199,7 +199,7 @@ def host_rows() -> list[dict]:
     from django.db.models import Count
     from django.utils import timezone
 
-    from execution.models import ACTIVE_STATUSES, DockerHost
+    from execution.models import ACTIVE_STATUSES, DockerHost, HostState
 
     now, lost_after = timezone.now(), timedelta(seconds=settings.ANYON_HOST_LOST_SECONDS)
     running = dict(
@@ -217,7 +217,7 @@ def host_rows() -> list[dict]:
             {
                 "name": name,
                 "host": host,
-                "state": (state := host.state(now, lost_after) if host else "unknown"),
+                "state": (state := host.state(now, lost_after) if host else HostState.UNKNOWN),
                 "label": str(state).replace("_", " "),
                 "active": running.get(name, 0),
             }
@@ -231,5 +231,5 @@ def placeable_queues(queues: list[str]) -> list[str]:
     from execution.models import HostState
 
     states = {row["name"]: row["state"] for row in host_rows()}
-    usable = [q for q in queues if states.get(q, "unknown") in (HostState.HEALTHY, "unknown")]
+    usable = [q for q in queues if states.get(q, HostState.UNKNOWN) in (HostState.HEALTHY, HostState.UNKNOWN)]
     return usable or list(queues)

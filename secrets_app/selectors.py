@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from secrets_app.models import DeviceFlowStatus, GitHubDeviceFlow, Kind, Provider, Secret, SecretState
+from shared.credential_mode import CredentialMode
 from shared.dates import days_until, local_day
 
 EXPIRY_WARNING = timedelta(days=7)
@@ -142,7 +143,7 @@ def settings_cards_context(*, owner, session_key: str, claude_login, pat_form) -
         "claude_login": claude_login,
         "pat_form": pat_form,
         # What the server offers, so every rendering (page, refused form, live card) describes the same setup.
-        "sealed_runs": settings.ANYON_CREDENTIAL_MODE == "sealed",
+        "sealed_runs": settings.ANYON_CREDENTIAL_MODE == CredentialMode.SEALED,
         "device_flow_enabled": bool(settings.ANYON_GITHUB_CLIENT_ID),
         "setup_notes": owner.is_staff,  # how to turn on what the server lacks: for staff only
     }

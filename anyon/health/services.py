@@ -11,6 +11,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
 from anyon.health.checks import CACHE_TABLE_FIX, FAIL, OK, WARN, Check, cache_error
+from shared.credential_mode import CredentialMode
 from shared.outages import describe
 
 #: Python versions the app supports: ``requires-python`` of pyproject.toml (a test keeps the two in step).
@@ -110,7 +111,7 @@ def check_wakeups() -> Check:
 def check_egress_proxy() -> Check:
     """Sealed runs need this host's egress proxy; in mounted mode it is not used."""
     name = "egress proxy"
-    if settings.ANYON_CREDENTIAL_MODE != "sealed":
+    if settings.ANYON_CREDENTIAL_MODE != CredentialMode.SEALED:
         return Check(name, WARN, "mounted mode: runs hold credentials and have open egress", required=False)
     from shared.egress import EgressClient, EgressError
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 from anyon.health import check_claude_cli, check_docker, check_worker
 from execution.models import ACTIVE_STATUSES, Attempt, AttemptStatus
 from execution.selectors import host_rows
+from shared.alerts import AlertKind
 from shared.models import Alert
 
 register = template.Library()
@@ -25,9 +26,9 @@ def ops_dashboard() -> dict:
             status__in=[AttemptStatus.FAILED, AttemptStatus.TIMED_OUT], finished_at__gte=day_ago
         ).count(),
         "open_alerts": Alert.objects.filter(acknowledged_at__isnull=True).count(),
-        "orphans_24h": Alert.objects.filter(kind="orphan_removed", last_seen__gte=day_ago).aggregate(n=Sum("count"))[
-            "n"
-        ]
+        "orphans_24h": Alert.objects.filter(kind=AlertKind.ORPHAN_REMOVED, last_seen__gte=day_ago).aggregate(
+            n=Sum("count")
+        )["n"]
         or 0,
         "docker": check_docker(timeout=2),
         "worker": check_worker(),

@@ -19,6 +19,7 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.utils.socket import STDERR, frames_iter
 
+from shared.docker import labels as label
 from shared.docker.client import shared_docker_client
 
 logger = logging.getLogger(__name__)
@@ -231,9 +232,9 @@ class DockerEngine:
     def list_managed(self, instance: str, *, attempt_id: int | None = None, also: tuple[str, ...] = ()) -> list[dict]:
         """Containers this installation manages (label ``anyon.instance``), of one attempt if given, carrying the
         labels ``also`` (``key=value``) too; others on the engine are not ours."""
-        labels = ["anyon.managed=1", f"anyon.instance={instance}", *also]
+        labels = [f"{label.MANAGED}=1", f"{label.INSTANCE}={instance}", *also]
         if attempt_id is not None:
-            labels.append(f"anyon.attempt={attempt_id}")
+            labels.append(f"{label.ATTEMPT}={attempt_id}")
         try:
             return self.api.containers(all=True, filters={"label": labels})
         except (APIError, DockerException, requests.RequestException) as exc:
@@ -253,7 +254,7 @@ class DockerEngine:
             found = self.api.volumes(filters={"label": labels}).get("Volumes") or []
         except (APIError, DockerException, requests.RequestException) as exc:
             raise EngineError(f"could not list volumes: {exc}") from exc
-        created = {v["Name"]: (v.get("Labels") or {}).get("anyon.created", "") for v in found}
+        created = {v["Name"]: (v.get("Labels") or {}).get(label.CREATED, "") for v in found}
         return {name: float(value) if value.isdigit() else 0.0 for name, value in created.items()}
 
     def remove_volume(self, name: str) -> None:

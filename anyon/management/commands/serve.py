@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from anyon.health import check_docker
+from shared.credential_mode import CredentialMode
 from shared.tempdir import TempDirError, ensure_temp_dir
 
 GRACE_SECONDS = 10
@@ -86,7 +87,8 @@ class Command(BaseCommand):
             "web": subprocess.Popen(web_argv(options["host"], options["port"]), start_new_session=True)
         }
         if not options["no_worker"]:
-            if settings.ANYON_CREDENTIAL_MODE == "sealed":  # sealed runs reach out only through this host's proxy
+            # Sealed runs reach out only through this host's proxy.
+            if settings.ANYON_CREDENTIAL_MODE == CredentialMode.SEALED:
                 children["egress"] = subprocess.Popen(
                     [python, "manage.py", "egress_proxy"], cwd=settings.BASE_DIR, start_new_session=True
                 )
