@@ -219,6 +219,7 @@ def host_rows() -> list[dict]:
                 "host": host,
                 "state": (state := host.state(now, lost_after) if host else HostState.UNKNOWN),
                 "label": str(state).replace("_", " "),
+                "healthy": state == HostState.HEALTHY,
                 "active": running.get(name, 0),
             }
         )
