@@ -55,11 +55,7 @@ class StepOutcome:
     @property
     def attempt_status(self) -> str:
         """The attempt's final status when this step ends the session."""
-        return {
-            Ending.SUCCEEDED: Ending.SUCCEEDED,
-            Ending.CANCELLED: Ending.CANCELLED,
-            Ending.TIMED_OUT: Ending.TIMED_OUT,
-        }.get(self.status, Ending.FAILED)
+        return self.status if self.status in (Ending.SUCCEEDED, Ending.CANCELLED, Ending.TIMED_OUT) else Ending.FAILED
 
 
 @dataclass
