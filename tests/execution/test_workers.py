@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -120,3 +120,19 @@ def test_a_killed_process_not_yet_reaped_counts_as_gone():
     finally:
         process.kill()
         process.wait()
+
+
+def test_silence_is_counted_on_the_wall_clock_across_midnight_at_a_month_end(alice, elsewhere):
+    """A worker elsewhere that last beat just before midnight UTC on the last day of February is still working 14 s
+    later (in March), and lost 16 s later; the message names its last beat in UTC."""
+    import time_machine
+
+    with time_machine.travel(datetime(2027, 2, 28, 23, 59, 55, tzinfo=UTC), tick=False) as clock:
+        quiet = worker_row("far:8:dd", pid=8, machine="another-boot:pid:[1]", silent_for=0)
+        attempt = running(alice, quiet.name)
+        clock.move_to(datetime(2027, 3, 1, 0, 0, 9, tzinfo=UTC))
+        assert workers.end_work_of_lost_workers() == []
+        clock.move_to(datetime(2027, 3, 1, 0, 0, 11, tzinfo=UTC))
+        assert workers.end_work_of_lost_workers()
+    attempt.refresh_from_db()
+    assert attempt.status == AttemptStatus.FAILED and "no heartbeat since 2027-02-28 23:59:55 UTC" in attempt.error
