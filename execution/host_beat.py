@@ -79,8 +79,11 @@ def _loop() -> None:
         try:  # every worker process: its own heartbeat, then whether another one is gone with work in its hands
             do_worker_heartbeat(started_at=started_at)
             end_work_of_lost_workers()
-        except Exception:
-            logger.exception("worker heartbeat of %s failed", worker_identity())
+        except Exception as exc:
+            if is_connection_error(exc):  # the database is away: one line for the outage, not one a beat
+                outage(part_of(exc)).failed("worker heartbeat", exc)
+            else:
+                logger.exception("worker heartbeat of %s failed", worker_identity())
         try:
             lock = lock or _hold_beat_lock()
             if lock is not None:

@@ -149,6 +149,26 @@ def test_egress_proxy_down(world, slack, settings):
     assert settings.ANYON_EGRESS_CONTROL in alert.message
 
 
+#: A base commit whose id depends only on its content (fixed names, dates and file): made in the container by the
+#: plan and here by :func:`base_commit_id`, it is the base a clone would have recorded.
+BASE_COMMIT = (
+    "echo base > README && git add README && GIT_AUTHOR_DATE=2000-01-01T00:00:00Z "
+    "GIT_COMMITTER_DATE=2000-01-01T00:00:00Z git -c user.name=a -c user.email=a@b commit -qm base"
+)
+
+
+def base_commit_id() -> str:
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as repo:
+        env = {"PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "HOME": repo}
+        subprocess.run(["git", "init", "-q", "-b", "main", repo], check=True, env=env)
+        subprocess.run(["sh", "-c", BASE_COMMIT], check=True, cwd=repo, env=env)
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()  # fmt: skip
+
+
 def test_push_refused_secret(world, slack, settings):
     """In mounted mode an agent can read the token and commit it: the push step never runs, ops hear of it."""
     from execution.attempts import do_request_pull_request
@@ -158,14 +178,16 @@ def test_push_refused_secret(world, slack, settings):
 
     plan = [
         custom("git", "init", "-q", "-b", "main", "/workspace"),
+        custom("sh", "-c", BASE_COMMIT),  # what a clone would have fetched
         custom("sh", "-c", "cat /run/anyon-secrets/github_token > leak.txt && git add leak.txt && "
                "git -c user.name=a -c user.email=a@b commit -qm leak"),
     ]  # fmt: skip
     attempt = world.attempt(plan=plan)
     assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
     attempt.refresh_from_db()
-    attempt.base_commit, attempt.head_commit = "0" * 40, "1" * 40  # what the pull request page needs
-    attempt.save(update_fields=["base_commit", "head_commit"])
+    assert attempt.head_commit, logs(attempt)  # the agent's commit, as the last exec reported it
+    attempt.base_commit = base_commit_id()  # the same commit made here: its id is its content's
+    attempt.save(update_fields=["base_commit"])
     job = do_request_pull_request(attempt=attempt, enqueue=False)
     assert run_job(job.pk) == JobStatus.FAILED
     assert "git push" not in " ".join(" ".join(r.argv) for r in attempt.runs.all())
