@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
 from django.test import Client
+from django.utils import timezone
 
 from execution import repositories
 from execution.attempts import do_create_task, do_start_attempt
@@ -134,7 +135,8 @@ def test_a_rejected_token_says_connect_again(github, alice):
 def test_a_rate_limit_says_when_it_resets(github, alice, settings):
     settings.TIME_ZONE = "UTC"
     connect(github, alice, "alice-gh")
-    reset = int(datetime(2031, 5, 4, 3, 2, tzinfo=UTC).timestamp())
+    reset_at = (timezone.now() + timedelta(hours=1)).replace(second=0, microsecond=0)
+    reset = int(reset_at.timestamp())
     github.replies["GET", "/api/user/repos"] = Reply(
         403,
         {"message": "API rate limit exceeded for user ID 1."},
@@ -142,7 +144,7 @@ def test_a_rate_limit_says_when_it_resets(github, alice, settings):
     )
     found = repositories.repositories_for(user=alice)
     assert found.error == "rate_limited"
-    assert "rate limit" in found.message and "2031-05-04 03:02" in found.message
+    assert "rate limit" in found.message and f"{reset_at:%Y-%m-%d %H:%M}" in found.message
     github.replies.clear()
     assert repositories.repositories_for(user=alice).error == ""  # a failure is not cached
 
