@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from datetime import timedelta
 
 from django.utils import timezone
 from django_q.brokers.orm import ORM
@@ -25,10 +26,20 @@ logger = logging.getLogger(__name__)
 #: SHA-256 of the source of django-q2's ``ORM.dequeue`` that :meth:`WakingORMBroker.dequeue` copies (django-q2
 #: 1.11.1). A test compares it with the installed django-q2, so an upgrade that changes it fails until re-checked.
 UPSTREAM_DEQUEUE_SHA256 = "c4e346b7cb21e6fff155cf553e12bd72fcb56064c468dc956590269796d93b01"
+#: The same for ``ORM.enqueue``, which :meth:`WakingORMBroker.enqueue` copies with an earlier lock.
+UPSTREAM_ENQUEUE_SHA256 = "fed90e1fc44623221aa2fc010971aa1837b6574defcab15c8481e73a9196c6d0"
 
 
 def queue_topic(list_key: str) -> str:
     return "queue-" + wakeups.topic_name(list_key)
+
+
+#: How far behind the enqueuing process's clock a worker's may be and still see a new task when it is woken. The
+#: stock broker stamps a new task's lock with "now" and claims tasks whose lock is strictly earlier than its own
+#: "now": a worker on another host, or in a process whose clock reads a millisecond earlier, woken at once, found
+#: nothing and slept a whole poll interval. New tasks are stamped this much in the past instead; a claimed task's
+#: lock is "now + retry", far beyond it, so claiming stays exclusive.
+CLOCK_SKEW_ALLOWANCE = timedelta(seconds=5)
 
 
 class WakingORMBroker(ORM):
@@ -36,7 +47,10 @@ class WakingORMBroker(ORM):
     _listener_failed = False
 
     def enqueue(self, task):
-        task_id = super().enqueue(task)
+        package = self.get_connection().create(
+            key=self.list_key or Conf.CLUSTER_NAME, payload=task, lock=timezone.now() - CLOCK_SKEW_ALLOWANCE
+        )
+        task_id = package.pk
         wakeups.send(queue_topic(self.list_key or Conf.CLUSTER_NAME), b"task")
         return task_id
 

@@ -128,17 +128,40 @@ def test_only_wakeup_types_can_be_sent():
         wake_group("attempt.1", {"type": "websocket.close"})
 
 
-def test_the_copied_dequeue_matches_the_installed_django_q2():
-    """WakingORMBroker.dequeue copies django-q2's: an upgrade that changes it must be re-checked, not trusted."""
+def test_the_copied_dequeue_and_enqueue_match_the_installed_django_q2():
+    """WakingORMBroker copies django-q2's: an upgrade that changes them must be re-checked, not trusted."""
     import hashlib
     import inspect
 
     from django_q.brokers.orm import ORM
 
-    from shared.wakeups.queue_broker import UPSTREAM_DEQUEUE_SHA256
+    from shared.wakeups.queue_broker import UPSTREAM_DEQUEUE_SHA256, UPSTREAM_ENQUEUE_SHA256
 
     installed = hashlib.sha256(inspect.getsource(ORM.dequeue).encode()).hexdigest()
     assert installed == UPSTREAM_DEQUEUE_SHA256, "django-q2 changed ORM.dequeue: re-check WakingORMBroker.dequeue"
+    installed = hashlib.sha256(inspect.getsource(ORM.enqueue).encode()).hexdigest()
+    assert installed == UPSTREAM_ENQUEUE_SHA256, "django-q2 changed ORM.enqueue: re-check WakingORMBroker.enqueue"
+
+
+def test_a_worker_whose_clock_reads_earlier_claims_a_new_task_when_woken(db, wake_dir):
+    """The process that queues and the worker that is woken need not agree on the clock to the millisecond (another
+    host, or another process's clock): a worker whose clock reads a second earlier still claims the task at once."""
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    from shared.wakeups.queue_broker import WakingORMBroker
+
+    broker = WakingORMBroker(list_key="skew")
+    queued_at = timezone.now()
+    with time_machine.travel(queued_at, tick=False):
+        broker.enqueue("payload")
+    with time_machine.travel(queued_at - timedelta(seconds=1), tick=False):
+        assert [payload for _, payload in broker.dequeue()] == ["payload"]
+    from django_q.models import OrmQ
+
+    assert OrmQ.objects.get(key="skew").lock > timezone.now() + timedelta(minutes=1)  # claimed: not handed out twice
 
 
 def test_topic_names_from_the_environment_are_file_name_safe():
