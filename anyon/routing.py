@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from execution.consumers import AttemptLogConsumer
+from execution.web.consumers import AttemptLogConsumer
 from secrets_app.consumers import ClaudeLoginConsumer, SettingsConsumer
 
 websocket_urlpatterns = [

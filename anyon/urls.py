@@ -13,6 +13,6 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("settings/", include("secrets_app.urls")),
-    path("", include("execution.urls")),
+    path("", include("execution.web.urls")),
     path("admin/", admin.site.urls),
 ]

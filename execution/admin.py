@@ -8,18 +8,18 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from execution.attempts import (
+from execution.attempts.actions import (
     AttemptBusy,
     do_cancel_attempt,
     do_clean_up_attempt,
     do_request_delete_attempt,
     local_queue,
 )
-from execution.hosts import do_set_draining
-from execution.log_retention import do_drop_attempt_log
+from execution.hosts.actions import do_set_draining
+from execution.logs.selectors import log_removed_note
 from execution.models import Attempt, AttemptJob, DockerHost, LogRecord, PoolContainer, Run, Task
 from execution.prompts import printable
-from execution.selectors import log_removed_note
+from execution.sweeps.log_retention import do_drop_attempt_log
 from shared.docker.engine import DockerEngine, EngineError
 
 LOG_CHARS_IN_ADMIN = 50_000

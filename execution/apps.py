@@ -26,9 +26,9 @@ def cleanup_when_worker_starts(sender, proc_name: str, **kwargs) -> None:
         return
 
     warm_up_worker()
-    from execution.host_beat import start_host_beat
-    from execution.pool import ensure_pool_schedule
-    from execution.schedules import ensure_cleanup_schedule
+    from execution.hosts.pool import ensure_pool_schedule
+    from execution.sweeps.host_beat import start_host_beat
+    from execution.sweeps.schedules import ensure_cleanup_schedule
 
     start_host_beat()  # every worker process; one of them at a time beats (a lock in ANYON_TEMP_DIR)
 
@@ -47,11 +47,14 @@ def cleanup_when_worker_starts(sender, proc_name: str, **kwargs) -> None:
         ensure_cleanup_schedule(queue)
         check_store_key()
         async_task(
-            "execution.cleanup.run_scheduled_cleanup", task_name="cleanup-on-start", group="maintenance", cluster=queue
+            "execution.sweeps.cleanup.run_scheduled_cleanup",
+            task_name="cleanup-on-start",
+            group="maintenance",
+            cluster=queue,
         )
         # The warm pool fills (or, at size 0, empties) now, then every minute and after each claim.
         ensure_pool_schedule(queue)
-        async_task("execution.pool.refill_pool", task_name="pool-refill", group="maintenance", cluster=queue)
+        async_task("execution.hosts.pool.refill_pool", task_name="pool-refill", group="maintenance", cluster=queue)
 
 
 def warm_up_worker() -> None:

@@ -1,4 +1,4 @@
-"""Tasks, attempts, runs and their log records. No I/O here: state changes go through ``execution.attempts``."""
+"""Tasks, attempts, runs and their log records. No I/O here: state changes go through ``execution.attempts.actions``."""
 
 from __future__ import annotations
 
@@ -226,7 +226,7 @@ class EgressBlock(models.Model):
     port = models.PositiveIntegerField()
     reason = models.CharField(max_length=200)
     #: Refusals of this host, port and reason: a repeat counts here instead of adding a row (and a log line), so an
-    #: agent in a loop cannot fill the database (see ``execution.egress.MAX_BLOCK_ROWS``).
+    #: agent in a loop cannot fill the database (see ``execution.hosts.egress.MAX_BLOCK_ROWS``).
     count = models.PositiveIntegerField(default=1)
     logged = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -303,7 +303,7 @@ class WorkerProcess(models.Model):
     """One worker process (of ``qcluster``) as it last reported itself, every ``ANYON_HOST_HEARTBEAT_SECONDS``.
     An attempt or job names the process that runs it (``worker``); when that process stops beating (killed, its
     machine gone) or, on its own machine, no longer exists, any other worker ends its work
-    (``execution.workers``)."""
+    (``execution.hosts.workers``)."""
 
     name = models.CharField(max_length=120, unique=True, help_text="host:pid:nonce, as attempts name it")
     queue = models.CharField(max_length=64, help_text="its worker queue (Docker host)")

@@ -84,8 +84,10 @@ UI_SOURCES = (
     "*/models.py",
     "*/templatetags/*.py",
     "anyon/context_processors.py",
+    "execution/web/views.py",
+    "execution/web/forms.py",
     "secrets_app/selectors.py",
-    "execution/claude_events.py",
+    "execution/logs/claude_events.py",
     "tests/screenshots.py",
 )
 UI_PACKAGES = ("anyon", "execution", "secrets_app", "shared")

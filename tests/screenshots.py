@@ -127,8 +127,8 @@ def main() -> None:
         shot("attempt-running", full=True)
         page.wait_for_selector('[data-testid="diff-file"]', timeout=90_000)
         shot("attempt-finished-diff", full=True)
-        from execution.log_retention import do_drop_attempt_log
         from execution.models import Attempt
+        from execution.sweeps.log_retention import do_drop_attempt_log
 
         page.wait_for_function("() => document.getElementById('live-state').textContent === 'complete'")
         finished = Attempt.objects.get(pk=int(re.search(r"/attempts/(\d+)/", page.url).group(1)))

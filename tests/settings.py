@@ -16,7 +16,7 @@ os.environ.setdefault("ANYON_DATA_DIR", tempfile.mkdtemp(prefix="anyon-test-data
 os.environ.setdefault("ANYON_ENV_FILE", os.path.join(tempfile.gettempdir(), f"anyon-test-no-env-file-{os.getpid()}"))
 os.environ.setdefault("ANYON_INSTANCE", f"test-{os.getpid()}")
 # Most runner tests exercise mounted mode (and reach the fakes over the host network); the sealed tests switch to the
-# production default, sealed, with a real egress proxy process (tests/execution/test_sealed_docker.py).
+# production default, sealed, with a real egress proxy process (tests/execution/runner/test_sealed_docker.py).
 os.environ.setdefault("ANYON_CREDENTIAL_MODE", "mounted")
 # Tests reach only 127.0.0.1: the release check asks a closed local port unless a test serves a fake registry.
 os.environ.setdefault("ANYON_NPM_REGISTRY_URL", "http://127.0.0.1:9")

@@ -136,8 +136,8 @@ def check_disk(timeout: int = 3) -> Check:
 def check_docker_hosts() -> Check:
     """Every Docker host the installation knows, its state and its active attempts (from the workers' heartbeats,
     so this works on a web host that cannot reach the engines)."""
+    from execution.attempts.selectors import host_rows
     from execution.models import HostState
-    from execution.selectors import host_rows
 
     name = "docker hosts"
     try:

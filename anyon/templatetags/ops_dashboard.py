@@ -9,8 +9,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from anyon.health import check_claude_cli, check_docker, check_worker
+from execution.attempts.selectors import host_rows
 from execution.models import ACTIVE_STATUSES, Attempt, AttemptStatus
-from execution.selectors import host_rows
 from shared.alerts import AlertKind
 from shared.models import Alert
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from django.core.management.base import BaseCommand, CommandError
 
-from execution.cleanup import SweepReport
+from execution.sweeps.cleanup import SweepReport
 
 
 class SweepCommand(BaseCommand):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from execution import secret_dir
+from execution.attempts import secret_dir
 from execution.models import Attempt
 from secrets_app.errors import SecretError
 from secrets_app.models import Kind, Provider

@@ -6,10 +6,10 @@ import logging
 
 from django.utils import timezone
 
-from execution.attempts import do_transition
+from execution.attempts.actions import do_transition
+from execution.attempts.runs import do_claim_job
+from execution.hosts.workers import worker_identity
 from execution.models import Attempt, AttemptJob, AttemptStatus
-from execution.runs import do_claim_job
-from execution.workers import worker_identity
 
 logger = logging.getLogger(__name__)
 

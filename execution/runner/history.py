@@ -8,7 +8,7 @@ import logging
 import docker
 from django.conf import settings
 
-from execution.containers import HOME, home_volume, labels_for, seccomp_profile
+from execution.attempts.containers import HOME, home_volume, labels_for, seccomp_profile
 from execution.models import Attempt
 from shared.docker.engine import DockerEngine
 from shared.masking import Masker

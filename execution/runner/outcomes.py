@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from execution.claude_events import AgentOutcome
+from execution.logs.claude_events import AgentOutcome
 from execution.runner.step_report import Commits
 
 #: What Claude Code says when the credential is refused (e.g. "Invalid API key · Please run /login").

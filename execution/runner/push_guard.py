@@ -2,7 +2,7 @@
 and token-shaped strings. A hit refuses the push; nothing leaves.
 
 The range is ``base..head`` as Anyon recorded them (the base when the clone ended, the head whose diff the user
-saw), read by Anyon's own git (execution/anyon_git.py): no ref the agent can move, no replace object, no textconv.
+saw), read by Anyon's own git (execution/git/anyon_git.py): no ref the agent can move, no replace object, no textconv.
 What it sees: every commit message, author line and patch of the range, binary files as their raw bytes. What it
 cannot see: a value that is not there literally or in one of the masker's encodings, e.g. inside a gzip'd or
 otherwise compressed, encrypted or split file. It catches accidents; a determined agent can always encode a value
@@ -14,7 +14,7 @@ import codecs
 
 from django.conf import settings
 
-from execution import anyon_git
+from execution.git import anyon_git
 from execution.runner.workspace import exec_environment
 from shared.docker.engine import DockerEngine, ExecResult
 from shared.masking import Masker

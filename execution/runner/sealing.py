@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from execution import egress
+from execution.hosts import egress
 from execution.models import Attempt, AttemptStatus
 from execution.runner.outcomes import Stop
 from shared.alerts import AlertKind, do_raise_alert

@@ -14,26 +14,10 @@ import time
 
 from django.conf import settings
 
-from execution import secret_dir
-from execution.attempts import do_transition
-from execution.container_removal import remove_after_session
-from execution.containers import AttemptContainers
-from execution.egress import sealed as sealed_mode
-from execution.hosts import do_mark_engine_lost, host_went_away
-from execution.log_writer import LogWriter
-from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, LogStream, Run, RunKind, RunStatus
-from execution.pool import do_claim_warm_container
-from execution.prompts import printable
-from execution.pull_requests import PullRequestError, open_pull_request
-from execution.runner import push_guard, step_report
-from execution.runner.credentials import collect_credentials
-from execution.runner.history import scrub_session_history
-from execution.runner.outcomes import ExecEnd, StepOutcome, Stop, StopReason, is_auth_failure, step_outcome
-from execution.runner.sealing import SealedEgress
-from execution.runner.step_report import Commits
-from execution.runner.stream import ExecStream
-from execution.runner.workspace import WorkspaceGit, base_branch_to_read
-from execution.runs import (
+from execution.attempts import secret_dir
+from execution.attempts.actions import do_transition
+from execution.attempts.containers import AttemptContainers
+from execution.attempts.runs import (
     do_finish_job,
     do_finish_run,
     do_heartbeat,
@@ -45,7 +29,23 @@ from execution.runs import (
     do_start_run,
     do_touch_attempt,
 )
-from execution.steps import STDIN_FROM_TASK_PROMPT, Step, commit_step, follow_up_step, push_step
+from execution.attempts.steps import STDIN_FROM_TASK_PROMPT, Step, commit_step, follow_up_step, push_step
+from execution.git.pull_requests import PullRequestError, open_pull_request
+from execution.hosts.actions import do_mark_engine_lost, host_went_away
+from execution.hosts.container_removal import remove_after_session
+from execution.hosts.egress import sealed as sealed_mode
+from execution.hosts.pool import do_claim_warm_container
+from execution.logs.writer import LogWriter
+from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, LogStream, Run, RunKind, RunStatus
+from execution.prompts import printable
+from execution.runner import push_guard, step_report
+from execution.runner.credentials import collect_credentials
+from execution.runner.history import scrub_session_history
+from execution.runner.outcomes import ExecEnd, StepOutcome, Stop, StopReason, is_auth_failure, step_outcome
+from execution.runner.sealing import SealedEgress
+from execution.runner.step_report import Commits
+from execution.runner.stream import ExecStream
+from execution.runner.workspace import WorkspaceGit, base_branch_to_read
 from secrets_app.errors import SecretError
 from secrets_app.models import Secret, SecretState
 from secrets_app.secret_store import do_mark_secret_state
@@ -283,7 +283,7 @@ class AttemptSession:
 
     def _clean_up(self, wrote_secrets: bool, *, remove_container: bool = True) -> None:
         """Whatever happened: the egress sockets close, the secret dir goes (verified), then the container is handed
-        to the process's remover (execution/container_removal.py)."""
+        to the process's remover (execution/hosts/container_removal.py)."""
         if self.egress is not None:
             self.egress.close()
             self._log_blocks()

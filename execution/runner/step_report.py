@@ -21,7 +21,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from execution import anyon_git
+from execution.git import anyon_git
 
 MARK = "\x1eanyon-report "
 #: A marked line longer than this is not a report: it is shown as output.

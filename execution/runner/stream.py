@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from execution.claude_events import AgentOutcome, render_event
-from execution.log_writer import LogWriter
+from execution.logs.claude_events import AgentOutcome, render_event
+from execution.logs.writer import LogWriter
 from execution.models import LogStream, Run
 from execution.runner.outcomes import ExecEnd, StopReason
 from execution.runner.step_report import ReportCatcher

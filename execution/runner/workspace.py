@@ -1,5 +1,5 @@
 """git in the attempt's workspace: the head commit, and the diff since the base branch, by Anyon's own git
-(execution/anyon_git.py: none of the agent's hooks, config, attributes or replace refs)."""
+(execution/git/anyon_git.py: none of the agent's hooks, config, attributes or replace refs)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from execution import anyon_git, diffs
+from execution.git import anyon_git, diffs
 from execution.models import Attempt
 from execution.runner import step_report
 from execution.runner.step_report import Commits

@@ -1,6 +1,6 @@
 from django import template
 
-from execution.diffs import line_class
+from execution.git.diffs import line_class
 
 register = template.Library()
 

@@ -15,8 +15,8 @@ from django.test import RequestFactory
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from execution.attempts import do_create_task, do_start_attempt
-from execution.log_writer import LogWriter
+from execution.attempts.actions import do_create_task, do_start_attempt
+from execution.logs.writer import LogWriter
 from execution.models import AttemptJob, JobKind, Run, RunKind
 from secrets_app.models import GitHubDeviceFlow
 from secrets_app.secret_store import do_store_secret, fetch_secret
@@ -123,7 +123,7 @@ def test_staff_cannot_schedule_a_function_only_superusers_can(db, client):
 def test_staff_cannot_point_a_task_at_another_host(db, client):
     from django.contrib.auth.models import Permission, User
 
-    from execution.attempts import do_create_task
+    from execution.attempts.actions import do_create_task
 
     owner = User.objects.create_user("own", password="own password 1")
     task = do_create_task(owner=owner, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")

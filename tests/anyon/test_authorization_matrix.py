@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
-from execution.attempts import do_create_task, do_start_attempt
+from execution.attempts.actions import do_create_task, do_start_attempt
 from execution.models import AttemptJob
 from secrets_app.models import GitHubDeviceFlow
 from secrets_app.secret_store import do_store_secret

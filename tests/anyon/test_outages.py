@@ -28,7 +28,7 @@ def fail_with(monkeypatch, exc: Exception) -> None:
     def broken(**kwargs):
         raise exc
 
-    monkeypatch.setattr("execution.selectors.tasks_for", broken)
+    monkeypatch.setattr("execution.attempts.selectors.tasks_for", broken)
 
 
 @pytest.mark.django_db

@@ -23,7 +23,7 @@ def test_an_instance_name_that_cannot_name_containers_is_refused(instance):
 
 def test_a_good_instance_name_names_the_containers(settings):
     assert load_settings(ANYON_INSTANCE="Team_a.2").stdout.strip() == "Team_a.2"
-    from execution.containers import container_name
+    from execution.attempts.containers import container_name
 
     settings.ANYON_INSTANCE = "team-a"
     assert container_name(7) == "anyon-team-a-attempt-7"  # another installation's attempt 7 has another name

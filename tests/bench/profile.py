@@ -25,8 +25,8 @@ IDLE = (
     "get (queue",
     "(multiprocessing/",
     "wait (shared/wakeups/sockets.py",
-    "_loop (execution/host_beat.py",  # its sleep between heartbeats
-    "_work (execution/container_removal.py",  # waiting for a container to remove
+    "_loop (execution/sweeps/host_beat.py",  # its sleep between heartbeats
+    "_work (execution/hosts/container_removal.py",  # waiting for a container to remove
 )
 
 

@@ -47,11 +47,11 @@ from django.core.management import call_command  # noqa: E402
 from django.db import close_old_connections, connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from execution import log_retention  # noqa: E402
-from execution.attempts import do_create_task, do_start_attempt  # noqa: E402
-from execution.log_retention import sweep_old_logs  # noqa: E402
-from execution.log_writer import LogWriter  # noqa: E402
+from execution.attempts.actions import do_create_task, do_start_attempt  # noqa: E402
+from execution.logs.writer import LogWriter  # noqa: E402
 from execution.models import Attempt, AttemptStatus, LogRecord, Run, RunKind, RunStatus  # noqa: E402
+from execution.sweeps import log_retention  # noqa: E402
+from execution.sweeps.log_retention import sweep_old_logs  # noqa: E402
 
 ATTEMPTS = int(os.environ.get("ANYON_BENCH_RETENTION_ATTEMPTS", "20"))
 LINES = int(os.environ.get("ANYON_BENCH_RETENTION_LINES", "10000"))

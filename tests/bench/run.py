@@ -4,7 +4,7 @@ broker, in-memory channel layer, no Redis) against the real engine and runtime i
 Each figure is printed as one JSON line (``{"metric": ..., ...}``) and a human summary at the end. The baseline
 runs in the same process: the same image and command driven directly through the docker SDK, no Django.
 
-Deviation, stated: attempts are started with ``execution.attempts.do_start_attempt`` (what the start view calls)
+Deviation, stated: attempts are started with ``execution.attempts.actions.do_start_attempt`` (what the start view calls)
 because the UI has no form for a custom command; the HTTP round trip of such a POST is measured separately and
 added to the start-latency figures.
 """
@@ -64,8 +64,8 @@ import websockets  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 
-from execution import secret_dir  # noqa: E402
-from execution.attempts import do_create_task, do_start_attempt  # noqa: E402
+from execution.attempts import secret_dir  # noqa: E402
+from execution.attempts.actions import do_create_task, do_start_attempt  # noqa: E402
 from execution.models import Attempt, LogRecord, PoolContainer, Run  # noqa: E402
 from execution.runner.session import ENGINE_LOST_OUTPUT  # noqa: E402
 from secrets_app.secret_store import do_store_secret  # noqa: E402
@@ -215,7 +215,7 @@ class Platform:
 
 def wait_until_finished(attempt: Attempt) -> None:
     """Runs are measured one at a time: the next starts when this one has cleaned up, its container included (the
-    worker removes it in the background after the final status, execution/container_removal.py)."""
+    worker removes it in the background after the final status, execution/hosts/container_removal.py)."""
     while Attempt.objects.filter(pk=attempt.pk, status__in=["queued", "provisioning", "running"]).exists():
         time.sleep(0.05)
     container_id = Attempt.objects.values_list("container_id", flat=True).get(pk=attempt.pk)
@@ -662,7 +662,7 @@ def one_burst(platform: Platform, *, profile: bool) -> dict:
             print(" ", trace(attempt, t0_wall, t0_wall))
     claimed = {a.secret_dir for a in recent}
     left = [p for p in secret_dir.secrets_root().glob("*") if p.name in claimed]
-    # The containers go after their attempts, in the background (execution/container_removal.py).
+    # The containers go after their attempts, in the background (execution/hosts/container_removal.py).
     ended = time.time()
     client = client_of()
     ours = {a.container_id for a in recent}

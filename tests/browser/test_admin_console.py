@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 
-from execution.attempts import do_create_task, do_start_attempt
+from execution.attempts.actions import do_create_task, do_start_attempt
 from execution.models import Run, RunKind
 
 pytestmark = pytest.mark.browser

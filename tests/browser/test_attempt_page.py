@@ -9,9 +9,9 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
-from execution.attempts import do_create_task, do_start_attempt
-from execution.claude_events import AgentOutcome, render_event
-from execution.log_writer import LogWriter
+from execution.attempts.actions import do_create_task, do_start_attempt
+from execution.logs.claude_events import AgentOutcome, render_event
+from execution.logs.writer import LogWriter
 from execution.models import Attempt, AttemptStatus, Run, RunKind, RunStatus
 from tests.fixtures.browser import login
 
@@ -114,7 +114,7 @@ def test_a_waiting_attempt_says_so_and_the_note_goes_when_it_gets_its_slot(
 ):
     """ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER: the page of an attempt queued behind the user's others says so, and the
     note goes live when the earlier attempt ends and this one is handed to the queue."""
-    from execution.attempts import do_transition
+    from execution.attempts.actions import do_transition
 
     monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kwargs: None)  # no worker in this test
     settings.ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER = 1

@@ -7,8 +7,8 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
-from execution.attempts import do_create_task, do_start_attempt
-from execution.log_writer import LogWriter
+from execution.attempts.actions import do_create_task, do_start_attempt
+from execution.logs.writer import LogWriter
 from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, Run, RunKind, RunStatus
 from tests.fakes.github import classic_token
 from tests.fixtures.browser import login

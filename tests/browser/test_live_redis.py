@@ -77,7 +77,7 @@ class CuttableProxy:
 SETUP = """
 from django.conf import settings
 from django.contrib.auth.models import User
-from execution.attempts import do_create_task, do_start_attempt
+from execution.attempts.actions import do_create_task, do_start_attempt
 user = User.objects.create_user("lena", password="lena password 123")
 repo = settings.ANYON_GITHUB_URL + "/a/long"
 task = do_create_task(owner=user, title="long", repo_url=repo, base_branch="main", prompt="p")

@@ -10,9 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from execution.log_retention import do_drop_attempt_log
-from execution.log_writer import LogWriter
+from execution.logs.writer import LogWriter
 from execution.models import Attempt, AttemptStatus, LogRecord, Run, RunKind, RunStatus
+from execution.sweeps.log_retention import do_drop_attempt_log
 from tests.browser.test_attempt_page import running_attempt
 
 pytestmark = pytest.mark.browser

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.management import call_command
 
-from execution.attempts import do_create_task, do_start_attempt
+from execution.attempts.actions import do_create_task, do_start_attempt
 from execution.models import Task
 from secrets_app.secret_store import do_store_secret
 from tests.fakes.github import classic_token

@@ -129,7 +129,7 @@ def run(argv: list[str], env: dict, timeout: float = 300) -> subprocess.Complete
 
 ATTEMPT = """
 from django.contrib.auth.models import User
-from execution.attempts import do_create_task, do_start_attempt
+from execution.attempts.actions import do_create_task, do_start_attempt
 user, _ = User.objects.get_or_create(username="deployed")
 task = do_create_task(owner=user, title="t", repo_url="https://github.com/acme/app", base_branch="main", prompt="p")
 step = {"kind": "custom", "title": "hello", "argv": ["sh", "-c", "echo deployed-$((6*7)) as $(id -u)"]}

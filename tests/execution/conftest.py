@@ -13,8 +13,8 @@ import docker
 import pytest
 from django.contrib.auth.models import User
 
-from execution.attempts import do_create_task, do_start_attempt
-from execution.containers import container_name
+from execution.attempts.actions import do_create_task, do_start_attempt
+from execution.attempts.containers import container_name
 from execution.models import LogRecord
 from secrets_app.secret_store import do_store_secret
 from tests.fakes.anthropic_api import FakeAnthropicAPI

@@ -3,7 +3,7 @@
 import pytest
 from django.contrib.auth.models import User
 
-from execution.attempts import do_create_task, do_start_attempt, do_transition
+from execution.attempts.actions import do_create_task, do_start_attempt, do_transition
 from execution.models import AttemptStatus, LogRecord
 from shared.alerts import do_raise_alert
 from shared.models import Alert

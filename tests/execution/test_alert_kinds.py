@@ -12,8 +12,8 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from execution import secret_dir
-from execution.attempts import do_transition
+from execution.attempts import secret_dir
+from execution.attempts.actions import do_transition
 from execution.models import AttemptStatus
 from execution.runner import run_attempt
 from secrets_app.models import Secret
@@ -57,7 +57,7 @@ def test_secret_kinds_orphans_stale_and_tokens(world, slack, settings, tmp_path)
     delivered(slack, AlertKind.TOKEN_EXPIRING)
     # orphan_removed: a secret dir left behind by a finished attempt
     secret_dir.write_secret_dir(attempt.pk, {"github_token": world.github_token})
-    from execution.cleanup import sweep_secret_dirs, sweep_stale_attempts
+    from execution.sweeps.cleanup import sweep_secret_dirs, sweep_stale_attempts
 
     sweep_secret_dirs()
     delivered(slack, AlertKind.ORPHAN_REMOVED)
@@ -86,7 +86,7 @@ def test_secret_cleanup_failed_when_the_dir_cannot_go(world, slack, settings):
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(path)], check=True)
     try:
         assert not secret_dir.remove_secret_dir(attempt.pk, retries=2, delay=0.05)
-        from execution.cleanup import sweep_secret_dirs
+        from execution.sweeps.cleanup import sweep_secret_dirs
 
         report = sweep_secret_dirs()
         assert report.failed == [str(path)]
@@ -111,7 +111,7 @@ def test_exec_and_claude_errors_from_real_runs(world, slack, github):
 
 def test_docker_unreachable(db, slack, settings):
     settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
-    from execution.cleanup import run_scheduled_cleanup
+    from execution.sweeps.cleanup import run_scheduled_cleanup
 
     run_scheduled_cleanup()
     run_scheduled_cleanup()
@@ -171,7 +171,7 @@ def base_commit_id() -> str:
 
 def test_push_refused_secret(world, slack, settings):
     """In mounted mode an agent can read the token and commit it: the push step never runs, ops hear of it."""
-    from execution.attempts import do_request_pull_request
+    from execution.attempts.actions import do_request_pull_request
     from execution.models import JobStatus
     from execution.runner import run_job
     from tests.execution.conftest import logs
@@ -193,7 +193,7 @@ def test_push_refused_secret(world, slack, settings):
     assert "git push" not in " ".join(" ".join(r.argv) for r in attempt.runs.all())
     alert = delivered(slack, AlertKind.PUSH_REFUSED_SECRET)
     assert "a credential of this attempt" in alert.message and world.github_token not in all_outgoing(slack)
-    from execution.attempts import do_delete_attempt
+    from execution.attempts.actions import do_delete_attempt
 
     do_delete_attempt(attempt=attempt, by="test")  # the workspace holds the token the agent committed
 
@@ -212,9 +212,9 @@ def test_docker_host_lost_mid_run_and_swept_when_back(world, slack, settings, se
     the engine is back the host's heartbeat sweeps the container it kept."""
     import threading
 
-    from execution.host_beat import beat_once
-    from execution.hosts import do_host_heartbeat
+    from execution.hosts.actions import do_host_heartbeat
     from execution.models import LogRecord
+    from execution.sweeps.host_beat import beat_once
 
     settings.DOCKER_HOST = second_engine.url
     settings.ANYON_WORKER_QUEUE, settings.ANYON_WORKER_QUEUES = "engine-2", ["engine-2"]
@@ -254,9 +254,9 @@ def test_docker_host_lost_mid_run_and_swept_when_back(world, slack, settings, se
 
 def test_worker_lost(world, slack, settings):
     """Another host's worker stopped heartbeating with an attempt running: this host's sweep ends it."""
-    from execution.cleanup import sweep_lost_hosts
-    from execution.hosts import do_host_heartbeat
+    from execution.hosts.actions import do_host_heartbeat
     from execution.models import Attempt, DockerHost
+    from execution.sweeps.cleanup import sweep_lost_hosts
 
     do_host_heartbeat(name="host-gone", docker_host="", worker="gone:7", engine_ok=True)
     past = timezone.now() - timedelta(seconds=settings.ANYON_HOST_LOST_SECONDS + 5)

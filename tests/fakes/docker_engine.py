@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from execution import anyon_git
+from execution.git import anyon_git
 from execution.runner.step_report import REPORT_SCRIPT
 from shared.docker.engine import ContainerSpec, ExecResult
 
@@ -131,7 +131,7 @@ class FakeEngine:
         scripted = self.script(argv)
         if scripted is None:  # internal commands: no repository, nothing to scrub
             if argv[:1] == ["git"] or (argv[:2] == ["sh", "-c"] and argv[2].startswith(anyon_git.PRELUDE)):
-                return 128, "", True  # Anyon's own git (execution/anyon_git.py)
+                return 128, "", True  # Anyon's own git (execution/git/anyon_git.py)
             if argv[:3] == ["sh", "-c", REPORT_SCRIPT]:  # the commits asked by an exec of their own
                 return 0, f"\x1eanyon-report {argv[4]} {self.reports}\n", True
             return 0, "0\n", True

@@ -30,7 +30,7 @@ MAX_WORKER_LINES = 12
 SETUP = """
 import json
 from django.contrib.auth.models import User
-from execution.attempts import do_create_task, do_start_attempt
+from execution.attempts.actions import do_create_task, do_start_attempt
 User.objects.create_user("ops", password="ops password 123", is_staff=True, is_superuser=True)
 user = User.objects.create_user("olga", password="olga password 123")
 task = do_create_task(owner=user, title="outage", repo_url="https://github.com/acme/outage", base_branch="main",

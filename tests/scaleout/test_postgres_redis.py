@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.browser]
 SETUP = """
 import json
 from django.contrib.auth.models import User
-from execution.attempts import do_create_task, do_start_attempt
+from execution.attempts.actions import do_create_task, do_start_attempt
 from execution.models import Task
 user = User.objects.create_user("scale", password="scale password 123")
 nul = do_create_task(owner=user, title="nul", repo_url="https://github.com/a/nul", base_branch="main", prompt="a\\x00b")

@@ -32,7 +32,7 @@ SLOW = ["sh", "-c", "for i in $(seq 1 40); do echo line $i; sleep 0.5; done"]  #
 START = """
 import json
 from django.contrib.auth.models import User
-from execution.attempts import do_create_task, do_start_attempt
+from execution.attempts.actions import do_create_task, do_start_attempt
 user, _ = User.objects.get_or_create(username="eng", defaults={"is_staff": True, "is_superuser": True})
 if _:
     user.set_password("eng password 123"); user.save()

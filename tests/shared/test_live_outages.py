@@ -13,9 +13,9 @@ from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer
 from channels.testing import WebsocketCommunicator
 
-from execution import log_tail
-from execution.consumers import AttemptLogConsumer
 from execution.models import Attempt, AttemptStatus
+from execution.web import log_tail
+from execution.web.consumers import AttemptLogConsumer
 from shared import outages
 from shared.live import consumer
 from shared.live.consumer import open_sockets
@@ -162,7 +162,7 @@ async def test_a_database_outage_while_connecting_closes_the_socket_with_one_lin
     """The page then reconnects later; the web server's log has one line, not a traceback per try."""
     from django.db import OperationalError
 
-    from execution import selectors
+    from execution.attempts import selectors
 
     use_layer(monkeypatch, InMemoryChannelLayer())
     attempt = await running_attempt()

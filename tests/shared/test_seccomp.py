@@ -1,5 +1,5 @@
 """The attempt containers' seccomp profile as data (shared/docker/seccomp.py); its effect on a real engine is in
-tests/execution/test_seccomp_docker.py."""
+tests/execution/runner/test_seccomp_docker.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from execution import pool
-from execution.containers import container_spec
+from execution.attempts.containers import container_spec
+from execution.hosts import pool
 from shared.docker import seccomp
 from shared.docker.engine import hardening
 from tests.fakes.docker_engine import FakeEngine

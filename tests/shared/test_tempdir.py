@@ -46,7 +46,7 @@ def test_a_temp_dir_that_is_a_symlink_is_refused(tmp_path):
 
 @pytest.mark.django_db
 def test_no_secret_is_written_below_a_symlinked_temp_dir(tmp_path, settings):
-    from execution.secret_dir import SecretDirError, write_secret_dir
+    from execution.attempts.secret_dir import SecretDirError, write_secret_dir
 
     target = tmp_path / "attacker"
     target.mkdir()
@@ -105,14 +105,15 @@ def runtime_for_another_uid(folder: pathlib.Path) -> tuple[str, str]:
     import asgiref
     import django
 
-    import execution.secret_dir
+    import execution.attempts.secret_dir
     import shared
 
     for package in (django, asgiref, shared):
         shutil.copytree(pathlib.Path(package.__file__).parent, lib / package.__name__)
-    (lib / "execution").mkdir()
+    (lib / "execution/attempts").mkdir(parents=True)
     (lib / "execution/__init__.py").touch()
-    shutil.copy(execution.secret_dir.__file__, lib / "execution/secret_dir.py")
+    (lib / "execution/attempts/__init__.py").touch()
+    shutil.copy(execution.attempts.secret_dir.__file__, lib / "execution/attempts/secret_dir.py")
     for path in [folder, *folder.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
     python = pathlib.Path(sys.executable)
@@ -137,7 +138,7 @@ def test_a_worker_with_cap_chown_only_hands_the_secret_dir_over_and_removes_it(t
         settings.configure(ANYON_TEMP_DIR=pathlib.Path({str(temp)!r}), ANYON_CONTAINER_UID=61001,
                            ANYON_CONTAINER_GID=61001)
         from shared.tempdir import can_hand_over, has_cap_chown
-        from execution.secret_dir import remove_secret_dir, write_secret_dir
+        from execution.attempts.secret_dir import remove_secret_dir, write_secret_dir
         assert os.geteuid() == 4243 and has_cap_chown() and can_hand_over(61001)
         """
     )

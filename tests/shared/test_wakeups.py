@@ -274,8 +274,8 @@ def test_queueing_a_task_wakes_the_idle_worker_at_once(worker_factory, wake_dir)
 
 
 def test_a_write_in_another_process_reaches_a_live_viewer_at_once(transactional_db, alice, wake_dir):
-    from execution.attempts import do_create_task, do_start_attempt
-    from execution.log_writer import LogWriter
+    from execution.attempts.actions import do_create_task, do_start_attempt
+    from execution.logs.writer import LogWriter
 
     server = start_asgi("wakeup-web", subprocess_env(ANYON_LOG_POLL_SECONDS="30", ANYON_WAKEUP_DIR=str(wake_dir)))
     port = server.url.rsplit(":", 1)[1]

@@ -11,9 +11,9 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from execution.attempts import do_create_task, do_start_attempt
-from execution.consumers import AttemptLogConsumer
+from execution.attempts.actions import do_create_task, do_start_attempt
 from execution.models import Attempt, AttemptStatus, LogRecord
+from execution.web.consumers import AttemptLogConsumer
 from secrets_app.consumers import ClaudeLoginConsumer
 from shared.live.consumer import open_sockets
 from tests.execution.conftest import make_attempt

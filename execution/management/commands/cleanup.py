@@ -1,7 +1,7 @@
 """``manage.py cleanup``: every cleanup sweep now, with progress (the schedule runs them too)."""
 
-from execution.cleanup import SWEEPS
 from execution.management.sweep_command import SweepCommand
+from execution.sweeps.cleanup import SWEEPS
 
 
 class Command(SweepCommand):

@@ -1,7 +1,7 @@
 """``manage.py cleanup_containers [--dry-run]``: remove this instance's orphan containers."""
 
-from execution.cleanup import sweep_containers
 from execution.management.sweep_command import SweepCommand
+from execution.sweeps.cleanup import sweep_containers
 
 
 class Command(SweepCommand):

@@ -1,7 +1,7 @@
 """``manage.py cleanup_secrets [--dry-run]``: remove orphan per-attempt secret dirs."""
 
-from execution.cleanup import sweep_secret_dirs
 from execution.management.sweep_command import SweepCommand
+from execution.sweeps.cleanup import sweep_secret_dirs
 
 
 class Command(SweepCommand):

@@ -2,8 +2,8 @@
 
 import functools
 
-from execution.log_retention import sweep_old_logs
 from execution.management.sweep_command import SweepCommand
+from execution.sweeps.log_retention import sweep_old_logs
 
 
 class Command(SweepCommand):

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from execution import anyon_git
+from execution.git import anyon_git
 from execution.runner.push_guard import refusal
 from shared.docker.engine import ContainerSpec
 from shared.masking import Masker

@@ -1,16 +1,16 @@
 """The runner's session against the in-process engine fake: streaming, masking across chunks, and the outcome
-rules, without Docker (the same paths against the real engine are in tests/execution/test_*_docker.py)."""
+rules, without Docker (the same paths against the real engine are in tests/execution/*/test_*_docker.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from execution import anyon_git
-from execution.attempts import do_create_task, do_start_attempt, do_transition
-from execution.container_removal import wait_for_removals
+from execution.attempts.actions import do_create_task, do_start_attempt, do_transition
+from execution.attempts.steps import AGENT_ARGV
+from execution.git import anyon_git
+from execution.hosts.container_removal import wait_for_removals
 from execution.models import AttemptStatus, LogRecord, Run, RunStatus
 from execution.runner.session import AttemptSession
-from execution.steps import AGENT_ARGV
 from secrets_app.models import Secret, SecretState
 from secrets_app.secret_store import do_store_secret
 from shared.models import Alert
@@ -88,8 +88,8 @@ def test_a_container_that_goes_away_mid_step_is_reported_as_such(alice, claude_t
 def test_an_engine_that_stops_answering_mid_step_ends_the_attempt_as_a_lost_host(alice, claude_token, settings):
     """The run broke and the engine no longer answers: the host went away. Nothing more is asked of that engine
     (its container waits for the host's sweep), the secret dir goes, the host is marked down, one alert."""
-    from execution import secret_dir
-    from execution.hosts import do_host_heartbeat
+    from execution.attempts import secret_dir
+    from execution.hosts.actions import do_host_heartbeat
     from execution.models import DockerHost
 
     settings.ANYON_WORKER_QUEUE = "host-b"

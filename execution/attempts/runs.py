@@ -1,0 +1,116 @@
+"""State changes the worker makes while it runs an attempt: its runs, jobs, container and results.
+
+Each is a keyword-only ``do_*`` action that writes in a transaction and wakes the attempt's viewers once the
+transaction commits, so a viewer never looks for a row it cannot see yet (docs/ARCHITECTURE.md, "Actions").
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from execution.attempts.selectors import SNAPSHOT_FIELDS
+from execution.attempts.steps import Step
+from execution.logs.writer import wake_attempt_viewers
+from execution.models import Attempt, AttemptJob, JobStatus, Run
+
+MAX_ERROR_CHARS = 4000
+
+
+def _update_attempt(attempt: Attempt, **fields) -> None:
+    """Viewers are woken only when a field they are shown changed (``selectors.SNAPSHOT_FIELDS``)."""
+    with transaction.atomic():
+        Attempt.objects.filter(pk=attempt.pk).update(**fields)
+        for key, value in fields.items():
+            setattr(attempt, key, value)
+        if SNAPSHOT_FIELDS.intersection(fields):
+            wake_attempt_viewers(attempt.pk)
+
+
+def do_set_container(*, attempt: Attempt, container_id: str) -> None:
+    _update_attempt(attempt, container_id=container_id)
+
+
+def do_set_warm_container(*, attempt: Attempt, container_id: str, workspace_volume: str, dir_name: str) -> None:
+    """A warm container of the pool is the attempt's (or, all empty, no longer: it was not running)."""
+    _update_attempt(attempt, container_id=container_id, workspace_volume=workspace_volume, secret_dir=dir_name)
+
+
+def do_set_workspace_volume(*, attempt: Attempt, volume: str) -> None:
+    """The attempt's workspace volume (``""`` once it has been removed)."""
+    _update_attempt(attempt, workspace_volume=volume)
+
+
+def do_record_results(
+    *, attempt: Attempt, base_commit: str, head_commit: str, diff: list[dict], diff_truncated: bool
+) -> None:
+    _update_attempt(attempt, base_commit=base_commit, head_commit=head_commit, diff=diff, diff_truncated=diff_truncated)
+
+
+def do_record_base_commit(*, attempt: Attempt, base_commit: str) -> None:
+    """The base as the clone left it, before any untrusted step ran: the diff and the pre-push guard start there."""
+    _update_attempt(attempt, base_commit=base_commit)
+
+
+def do_record_pull_request(*, attempt: Attempt, number: int, url: str, state: str) -> None:
+    _update_attempt(attempt, pr_number=number, pr_url=url, pr_state=state)
+
+
+def do_touch_attempt(*, attempt: Attempt) -> None:
+    """The workspace was used now (the idle-workspace sweep counts from here)."""
+    with transaction.atomic():
+        Attempt.objects.filter(pk=attempt.pk).update(last_activity_at=timezone.now())
+
+
+def do_heartbeat(*, attempt: Attempt) -> None:
+    """The worker is alive and still running the attempt (the stale-attempt sweep reads this; no viewer does)."""
+    with transaction.atomic():
+        Attempt.objects.filter(pk=attempt.pk).update(heartbeat_at=timezone.now())
+
+
+def do_claim_job(*, job: AttemptJob, worker: str = "") -> bool:
+    """Queued → running by the worker process ``worker``; False when someone else took it or it was cancelled
+    first."""
+    with transaction.atomic():
+        claimed = AttemptJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+            status=JobStatus.RUNNING, worker=worker
+        )
+        if claimed:
+            job.status, job.worker = JobStatus.RUNNING, worker
+            wake_attempt_viewers(job.attempt_id)
+    return bool(claimed)
+
+
+def do_finish_job(*, job: AttemptJob, status: str, error: str = "") -> None:
+    with transaction.atomic():
+        AttemptJob.objects.filter(pk=job.pk).update(
+            status=status, error=error[:MAX_ERROR_CHARS], finished_at=timezone.now()
+        )
+        job.status = status
+        wake_attempt_viewers(job.attempt_id, status=status)
+
+
+def do_start_run(*, attempt: Attempt, job: AttemptJob | None, step: Step, argv: list[str]) -> Run:
+    with transaction.atomic():
+        run = Run.objects.create(attempt=attempt, job=job, kind=step.kind, title=step.title, argv=argv)
+        wake_attempt_viewers(attempt.pk)
+    return run
+
+
+def do_finish_run(*, run: Run, status: str, exit_code: int | None, error: str, session_id: str) -> None:
+    with transaction.atomic():
+        Run.objects.filter(pk=run.pk).update(
+            status=status,
+            exit_code=exit_code,
+            error=error[:MAX_ERROR_CHARS],
+            session_id=session_id,
+            finished_at=timezone.now(),
+        )
+        run.status, run.exit_code, run.session_id = status, exit_code, session_id
+        wake_attempt_viewers(run.attempt_id)
+
+
+def do_record_run_commits(*, run: Run, commit_before: str, commit_after: str) -> None:
+    with transaction.atomic():
+        Run.objects.filter(pk=run.pk).update(commit_before=commit_before, commit_after=commit_after)
+        wake_attempt_viewers(run.attempt_id)

@@ -1,0 +1,95 @@
+"""Anyon's own git in the agent's workspace: commit, head, diff, the pre-push guard and the push
+(docs/ARCHITECTURE.md, "Trust boundary").
+
+The workspace's ``.git`` is the agent's: its hooks, config (textconv and filter drivers, fsmonitor, aliases, push
+settings, ``url.*.insteadOf``, ``include.path``), ``info/attributes``, replace refs and remote-tracking refs are all
+what the agent wrote. Anyon's git therefore reads only **objects** from it, by id, through a git dir of its own:
+
+* every command runs with ``GIT_CONFIG_NOSYSTEM``, ``GIT_CONFIG_GLOBAL=/dev/null``, ``GIT_NO_REPLACE_OBJECTS``,
+  ``GIT_ATTR_NOSYSTEM``, ``XDG_CONFIG_HOME`` elsewhere, and ``-c`` overrides (no hooks, no fsmonitor, no attributes
+  or excludes file, no external diff, no pager, no signing, no follow-tags, no submodule recursion);
+* commit, diff, guard and push use a fresh bare git dir in the container's ``/tmp`` (made without templates: no
+  hooks, empty config, no ``info/attributes``, no refs) with ``GIT_OBJECT_DIRECTORY`` set to the workspace's
+  objects. So no driver the agent configured exists, no replace ref is seen, and no ref the agent can move is read:
+  the range is ``base..head`` as Anyon recorded them;
+* only two commands touch the agent's git dir itself: ``rev-parse HEAD`` (reads refs, runs nothing) and the
+  commit's ``update-ref`` (runs no program once hooks are off).
+
+In-tree ``.gitattributes`` still apply to the commit's ``add`` (line endings, encodings): they change what is
+committed, which is then what is diffed and pushed; a ``filter=``/``diff=`` attribute names a driver that Anyon's
+empty config does not define, so it does nothing.
+"""
+
+from __future__ import annotations
+
+REPOSITORY = "/workspace/.git"
+CREDENTIAL_HELPER = "/usr/local/bin/anyon-git-credential"
+
+#: ``g``: git with nothing of the agent's configuration; ``own``: a fresh git dir of Anyon's own, sharing the
+#: workspace's objects (removed on exit). Assignments before ``git`` reach only that command, never a step.
+PRELUDE = (
+    "g() { GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_NO_REPLACE_OBJECTS=1 GIT_ATTR_NOSYSTEM=1 "
+    "XDG_CONFIG_HOME=/nonexistent GIT_TERMINAL_PROMPT=0 GIT_PAGER=cat "
+    "git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c core.attributesFile=/dev/null "
+    "-c core.excludesFile=/dev/null -c diff.external= -c core.pager=cat -c commit.gpgSign=false "
+    "-c tag.gpgSign=false -c push.followTags=false -c push.recurseSubmodules=no -c submodule.recurse=false "
+    '-c protocol.ext.allow=never -c safe.directory=/workspace "$@"; }; '
+    f"repo={REPOSITORY}; "
+    "own() { d=$(mktemp -d /tmp/anyon-git.XXXXXX) && trap 'rm -rf \"$d\"' EXIT && "
+    'g init -q --bare --template= "$d/git" && export GIT_DIR="$d/git" GIT_OBJECT_DIRECTORY="$repo/objects"; }; '
+)
+
+HEAD_SCRIPT = PRELUDE + 'g --git-dir="$repo" rev-parse --verify -q "HEAD^{commit}"'
+
+#: ``$1`` base, ``$2`` head: the counts, an empty line, the patches (execution/git/diffs.py reads them).
+DIFF_SCRIPT = PRELUDE + 'own && g diff --numstat -p --no-color --no-ext-diff --no-textconv --no-renames "$1" "$2" --'
+
+#: ``$1`` base ("" when unknown: the head's whole history), ``$2`` head: every commit to push, with its message
+#: and whole patch (binary files as text, so a token stored as it is in one is found too).
+GUARD_SCRIPT = (
+    PRELUDE + 'own && g log -p --text --no-color --no-ext-diff --no-textconv "--format=commit %H%n%an <%ae>%n%B" '
+    '"$2" ${1:+--not "$1"} --'
+)
+
+#: ``$1`` message, ``$2`` name, ``$3`` email. What the workspace holds is committed on top of its HEAD through
+#: Anyon's own index and git dir; the branch and the workspace's index then point at the new commit.
+COMMIT_SCRIPT = PRELUDE + (
+    'head=$(g --git-dir="$repo" rev-parse --verify -q "HEAD^{commit}") || head=; '
+    'own && export GIT_INDEX_FILE="$d/index" GIT_WORK_TREE=/workspace && '
+    '{ [ -z "$head" ] || g read-tree "$head"; } && g add -A && '
+    'if [ -n "$head" ] && g diff-index --cached --quiet "$head" --; then echo "No changes to commit"; exit 0; fi; '
+    "tree=$(g write-tree) && "
+    'commit=$(g -c user.name="$2" -c user.email="$3" commit-tree "$tree" ${head:+-p "$head"} -m "$1") && '
+    'g --git-dir="$repo" update-ref -m "anyon: commit" HEAD "$commit" ${head:+"$head"} && '
+    'cat "$GIT_INDEX_FILE" > "$repo/index" && g log -1 --format="Committed %h: %s" "$commit"'
+)
+
+#: ``$1`` the repository's URL, ``$2`` the commit (the head whose diff the user reviewed), ``$3`` the branch. A
+#: commit id, never a ref the agent could move; only that one ref.
+PUSH_SCRIPT = PRELUDE + (
+    f'own && g -c credential.helper={CREDENTIAL_HELPER} push --porcelain --no-verify "$1" "$2:refs/heads/$3"'
+)
+
+
+def _sh(script: str, name: str, *args: str) -> list[str]:
+    return ["sh", "-c", script, name, *args]
+
+
+def head_argv() -> list[str]:
+    return _sh(HEAD_SCRIPT, "anyon-head")
+
+
+def diff_argv(base: str, head: str) -> list[str]:
+    return _sh(DIFF_SCRIPT, "anyon-diff", base, head)
+
+
+def guard_argv(base: str, head: str) -> list[str]:
+    return _sh(GUARD_SCRIPT, "anyon-guard", base, head)
+
+
+def commit_argv(*, message: str, name: str, email: str) -> list[str]:
+    return _sh(COMMIT_SCRIPT, "commit", message, name, email)
+
+
+def push_argv(*, url: str, commit: str, branch: str) -> list[str]:
+    return _sh(PUSH_SCRIPT, "push", url, commit, branch)

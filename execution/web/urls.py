@@ -1,0 +1,17 @@
+from django.urls import path
+
+from execution.web import views
+
+urlpatterns = [
+    path("tasks/", views.task_list, name="task-list"),
+    path("tasks/new/", views.task_create, name="task-create"),
+    path("tasks/repositories/", views.task_repositories, name="task-repositories"),
+    path("tasks/<int:task_id>/", views.task_detail, name="task-detail"),
+    path("tasks/<int:task_id>/attempts/", views.attempt_start, name="attempt-start"),
+    path("attempts/<int:attempt_id>/", views.attempt_detail, name="attempt-detail"),
+    path("attempts/<int:attempt_id>/cancel/", views.attempt_cancel, name="attempt-cancel"),
+    path("attempts/<int:attempt_id>/follow-up/", views.attempt_follow_up, name="attempt-follow-up"),
+    path("attempts/<int:attempt_id>/pull-request/", views.attempt_pull_request, name="attempt-pull-request"),
+    path("attempts/<int:attempt_id>/jobs/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),
+    path("attempts/<int:attempt_id>/delete/", views.attempt_delete, name="attempt-delete"),
+]
