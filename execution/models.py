@@ -1,3 +1,4 @@
+# Long because Django keeps an app's models in one module: tasks, attempts, runs, jobs, logs, hosts, the pool.
 """Tasks, attempts, runs and their log records. No I/O here: state changes go through ``execution.attempts.actions``."""
 
 from __future__ import annotations

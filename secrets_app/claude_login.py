@@ -1,3 +1,4 @@
+# Long because driving the CLI in a PTY (start, screen parsing, code entry, cleanup) is one session (to be split).
 """The Claude subscription login: ``claude setup-token`` driven through a pseudo-terminal from a websocket.
 
 The server starts ``ANYON_CLAUDE_LOGIN_COMMAND`` (by default ``claude setup-token`` in a fresh container of the

@@ -1,3 +1,4 @@
+# Long because each GitHub endpoint the app calls handles GitHub's errors, rate limits and paging in full.
 """GitHub's HTTP endpoints that connecting an account needs: the OAuth device flow and ``GET /user``.
 
 URLs come from settings (``ANYON_GITHUB_URL``, ``ANYON_GITHUB_API_URL``) so GitHub Enterprise works and tests talk

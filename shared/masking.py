@@ -1,3 +1,4 @@
+# Long because both masking layers live here: whole values with their encodings, and token patterns across chunks.
 """Masking of secrets in run output, before anything is stored or sent.
 
 Two layers, as GitHub Actions' runner does it:

@@ -1,3 +1,4 @@
+# Long because creating, claiming, refilling and sweeping warm containers is one lifecycle (to be split).
 """The warm pool (docs/ARCHITECTURE.md, "Warm pool"): per worker queue (Docker host), ``ANYON_POOL_SIZE`` containers
 created and started ahead of time, so an attempt's first step waits for one ``docker exec`` instead of a container
 start.

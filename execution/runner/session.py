@@ -1,3 +1,4 @@
+# Long because one attempt's session runs here in order: credentials, container, steps, push (to be split).
 """One session of an attempt in its container (docs/ARCHITECTURE.md, "Data flow of one attempt"):
 
     credentials (audited) → secret dir → container → each step by docker exec → commit and diff

@@ -1,3 +1,4 @@
+# Long because the sweeps (containers, volumes, secret dirs, lost workers and hosts) share one reporting (to be split).
 """Sweeps that keep the host clean when something went wrong (a crashed worker, a killed engine, a lost row).
 
 Each sweep reports what it looked at and what it removed, calls ``progress`` for every action (the management

@@ -1,3 +1,4 @@
+# Long because the tail, its viewers and their resync are one concurrency design, explained below.
 """One tail per attempt: a web process reads an attempt's new log records once per batch and hands the same batch to
 every live viewer of that attempt in the process (docs/ARCHITECTURE.md, "Live updates").
 

@@ -1,3 +1,4 @@
+# Long because every engine operation the system needs is wrapped here with its exit code and errors.
 """A thin engine over the docker SDK: the operations the system needs, with exit codes and streaming done right.
 
 ``exec_run(stream=True)`` gives no exit code, so execs use the low-level API: ``exec_create`` → iterate

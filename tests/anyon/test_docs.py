@@ -1,3 +1,4 @@
+# Long because every document that can rot has its own small check here.
 """Documentation that can rot is checked against the code."""
 
 import re
@@ -75,8 +76,8 @@ def test_the_screenshot_hash_covers_the_python_that_renders_the_pages():
     covered = {str(path.relative_to(ROOT)) for path in ui_source_files()}
     for name in (
         "templates/base.html", "static/anyon.css", "anyon/views.py", "anyon/admin.py", "anyon/context_processors.py",
-        "anyon/templatetags/ops_dashboard.py", "execution/views.py", "execution/admin.py", "execution/forms.py",
-        "execution/models.py", "execution/claude_events.py", "execution/templatetags/diff_tags.py",
+        "anyon/templatetags/ops_dashboard.py", "execution/web/views.py", "execution/admin.py", "execution/web/forms.py",
+        "execution/models.py", "execution/logs/claude_events.py", "execution/templatetags/diff_tags.py",
         "secrets_app/views.py", "secrets_app/forms.py", "secrets_app/models.py", "secrets_app/admin.py",
         "shared/admin.py", "shared/models.py", "tests/screenshots.py",
     ):  # fmt: skip
@@ -116,10 +117,10 @@ def unwrapped(text: str) -> str:
 
 def test_a_docker_outage_fails_runs_at_once_as_the_runbook_says(alice, settings, tmp_path):
     """RUNBOOK, "Docker engine outage": a worker takes the attempt and fails it; no run raises docker_unreachable."""
-    from execution.attempts import do_create_task, do_start_attempt
+    from execution.attempts.actions import do_create_task, do_start_attempt
+    from execution.attempts.secret_dir import secret_dir_path
     from execution.models import AttemptStatus
     from execution.runner import run_attempt
-    from execution.secret_dir import secret_dir_path
     from secrets_app.secret_store import do_store_secret
     from shared.models import Alert
     from tests.fakes.github import classic_token
@@ -155,7 +156,7 @@ def test_only_the_sweeps_raise_docker_unreachable():
         for path in (ROOT / folder).rglob("*.py")
         if "AlertKind.DOCKER_UNREACHABLE" in path.read_text()
     ]
-    assert raisers == ["execution/cleanup.py"]
+    assert raisers == ["execution/sweeps/cleanup.py"]
 
 
 def test_serve_says_what_happens_to_runs_without_docker():
@@ -321,3 +322,16 @@ def test_the_qa_checklist_counts_the_attack_tests_and_none_went_missing():
     )  # fmt: skip
     collected = int(re.search(r"^(\d+)/\d+ tests collected", done.stdout, re.MULTILINE)[1])
     assert collected >= recorded, f"{recorded} attack tests are recorded, {collected} are collected"
+
+
+def test_the_architecture_page_names_every_import_contract_and_every_part_of_execution():
+    import tomllib
+
+    page = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    missing = [c["name"] for c in contracts if c["name"].split(":")[0] not in page]
+    assert not missing, f"docs/ARCHITECTURE.md, Contracts: name {missing}"
+    parts = [p.name for p in (ROOT / "execution").iterdir() if (p / "__init__.py").exists()]
+    assert {"web", "runner", "attempts", "hosts"} <= set(parts)
+    unnamed = [name for name in parts if f"`execution/{name}/`" not in page]
+    assert not unnamed, f"docs/ARCHITECTURE.md, Where does X belong: name {unnamed}"

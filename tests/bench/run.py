@@ -1,3 +1,4 @@
+# Long because every figure of make bench is measured here against the real engine, one function each.
 """``make bench``: what the platform costs on top of Docker itself, measured on the embedded default (SQLite, ORM
 broker, in-memory channel layer, no Redis) against the real engine and runtime image.
 

@@ -1,3 +1,4 @@
+# Long because install, backup and restore are one real sequence on this machine, checked step by step.
 """``deploy/install.sh`` on this machine, then backup and restore with ``anyon-ctl``.
 
 Everything is real except systemd, which is not PID 1 here: ``tests/fakes/systemctl.py`` stands in for

@@ -1,3 +1,4 @@
+# Long because one server fakes every GitHub endpoint the app uses: OAuth, REST and git over HTTP.
 """A fake GitHub on 127.0.0.1: the OAuth device flow endpoints, ``GET /user`` with GitHub's real headers,
 ``GET /user/repos`` (paginated with ``Link`` headers) and ``GET /search/repositories``, and git over smart HTTP
 at ``/<owner>/<repo>.git`` (the real ``git http-backend``), all with the same tokens.

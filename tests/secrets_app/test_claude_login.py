@@ -1,3 +1,4 @@
+# Long because the login is tested with the fake CLI on the host, in the real image, on recorded screens, pasted.
 """Connecting Claude over the login websocket: the subscription login session (with the fake `claude setup-token`
 in a PTY, on the host and inside the real runtime image, and the real CLIs' recorded screens), and a pasted key."""
 

@@ -1,3 +1,4 @@
+# Long because every encoding of every injected value is its own case.
 """Masking: every injected value and its encodings, token patterns, and secrets split across chunks."""
 
 import base64

@@ -1,3 +1,4 @@
+# Long because the bus, the channel layer, the broker and a live viewer are tested across real processes.
 """Wake-ups between processes of one host without Redis (shared/wakeups/): the socket bus itself, the channel layer
 that carries group messages across processes, the queue broker that wakes an idle worker, and a live viewer woken
 by a write made in another process. The polls are set to 30 s in the end-to-end tests: only a wake-up can deliver

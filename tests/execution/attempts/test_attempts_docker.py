@@ -1,3 +1,4 @@
+# Long because every way an attempt ends is checked for cleanup on the real engine, with one setup.
 """Attempts in the real runtime image on the real engine: cleanup in every ending, masking end to end, and
 nothing secret in ``docker inspect``. (The clone + Claude smoke test is in test_smoke_docker.py.)"""
 

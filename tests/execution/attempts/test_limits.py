@@ -1,3 +1,4 @@
+# Long because each limit is attacked in its own test, all on one shared world of fixtures.
 """Per-user limits of the runs (docs/DEPLOYMENT.md, "Limits"): each is attacked, and nothing is lost and nothing
 else stops. Runs go through the real queue entry point and session against the in-process engine fake."""
 

@@ -1,3 +1,4 @@
+# Long because one hostile agent's every way to a secret is checked against the real proxy and engine.
 """Sealed runs, attacked: the real image, the real Claude CLI, a real egress proxy process, a real engine.
 
 The fake Anthropic API answers the agent's first turn with a Bash tool call that tries everything a hostile agent

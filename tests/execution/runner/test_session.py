@@ -1,3 +1,4 @@
+# Long because streaming, masking and the outcome rules share one fake-engine setup.
 """The runner's session against the in-process engine fake: streaming, masking across chunks, and the outcome
 rules, without Docker (the same paths against the real engine are in tests/execution/*/test_*_docker.py)."""
 

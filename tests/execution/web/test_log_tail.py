@@ -1,3 +1,4 @@
+# Long because order, late joiners, resync and stop are each tested with the embedded layer and Redis.
 """One tail per attempt: one read per batch for all viewers of a process, in order, late joiners and
 reconnects without loss or duplicates, slow viewers resynced instead of queued without end, stopped with the last
 viewer; with the embedded channel layer and with Redis."""

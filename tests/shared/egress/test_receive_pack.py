@@ -1,3 +1,4 @@
+# Long because each hostile push (another ref, a tag, a delete, a malformed head) is its own case.
 """Pushes through ``git.sock`` touch only the attempt's own branch: the receive-pack head parser (strict, hostile
 input refused cleanly), the ref policy, and real ``git push`` through the proxy against a real git server, where
 every other ref, tag and delete is refused with the reason git prints, before a byte reaches the server."""
