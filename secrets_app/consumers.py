@@ -18,7 +18,7 @@ from secrets_app import anthropic_credentials, claude_login, selectors
 from secrets_app.errors import ConnectError
 from secrets_app.events import settings_group
 from secrets_app.forms import PersonalAccessTokenForm
-from secrets_app.models import GitHubDeviceFlow, Kind, Secret
+from secrets_app.models import Kind
 from shared.live.consumer import JsonConsumer
 
 METHODS = {"subscription", "api_key", "token"}
@@ -85,7 +85,9 @@ class ClaudeLoginConsumer(JsonConsumer):
         if method not in METHODS:
             raise ConnectError("Choose a method: subscription, api_key or token.")
         if method == "subscription":
-            session = await sync_to_async(claude_login.start_subscription_login, thread_sensitive=False)(self.user.pk)
+            session = await sync_to_async(claude_login.do_start_subscription_login, thread_sensitive=False)(
+                user_id=self.user.pk
+            )
             self._attach(session)
             for update in session.snapshot():
                 await self.send_json(update)
@@ -102,19 +104,12 @@ class ClaudeLoginConsumer(JsonConsumer):
         await self.send_json({"type": "saved"})
 
     async def on_code(self, message: dict) -> None:
-        code = message.get("code")
-        if self.session is None or self.session.final:
-            raise ConnectError("There is no login waiting for a code. Start again.")
-        if not isinstance(code, str):
-            raise ConnectError("Paste the code.")
-        await sync_to_async(self.session.send_code, thread_sensitive=False)(code)
+        await sync_to_async(claude_login.do_send_login_code, thread_sensitive=False)(
+            session=self.session, code=message.get("code")
+        )
 
     async def on_cancel(self, message: dict) -> None:
-        if self.session is None or self.session.final:
-            raise ConnectError("There is no login to cancel.")
-        await sync_to_async(self.session.finish, thread_sensitive=False)(
-            claude_login.State.CANCELLED, "Login cancelled."
-        )
+        await sync_to_async(claude_login.do_cancel_login, thread_sensitive=False)(session=self.session)
 
 
 class SettingsConsumer(JsonConsumer):
@@ -141,10 +136,8 @@ class SettingsConsumer(JsonConsumer):
             await self.send_error("this socket only sends")
 
     def _version(self) -> tuple:
-        rows = Secret.objects.filter(owner=self.user).values_list("pk", "state", "updated_at", "last_validated_at")
-        flows = GitHubDeviceFlow.objects.filter(owner=self.user).values_list("pk", "status", "updated_at")
         login = claude_login.current_session(self.user.pk)
-        return (tuple(rows), tuple(flows), login.id if login else None)
+        return (*selectors.settings_version(owner=self.user), login.id if login else None)
 
     def _cards(self) -> dict[str, str]:
         cookies = SimpleCookie()

@@ -99,6 +99,18 @@ def latest_device_flow(*, owner, session_key: str) -> GitHubDeviceFlow | None:
     )
 
 
+def device_flow_for_owner(*, owner, flow_id: int, session_key: str) -> GitHubDeviceFlow:
+    """One of the owner's device flows, of this browser session (DoesNotExist otherwise); without its device code."""
+    return GitHubDeviceFlow.objects.defer("device_code").get(pk=flow_id, owner=owner, session_key=session_key)
+
+
+def settings_version(*, owner) -> tuple[tuple, tuple]:
+    """What the settings cards show changes with: the owner's secrets and device flows (their state and times)."""
+    rows = Secret.objects.filter(owner=owner).values_list("pk", "state", "updated_at", "last_validated_at")
+    flows = GitHubDeviceFlow.objects.filter(owner=owner).values_list("pk", "status", "updated_at")
+    return tuple(rows), tuple(flows)
+
+
 def token_notices(*, owner) -> list[dict]:
     """Banner notices for every page: expiring soon, expired, invalid credentials."""
     notices = []

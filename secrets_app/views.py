@@ -84,10 +84,7 @@ def github_device_start(request: HttpRequest) -> HttpResponse:
 
 def _own_flow(request: HttpRequest, flow_id: int) -> GitHubDeviceFlow:
     return found_or_404(
-        GitHubDeviceFlow.objects.defer("device_code").get,
-        pk=flow_id,
-        owner=request.user,
-        session_key=_session_key(request),
+        selectors.device_flow_for_owner, owner=request.user, flow_id=flow_id, session_key=_session_key(request)
     )
 
 

@@ -80,15 +80,17 @@ def container_factory(docker_client):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_per_user_counters():
-    """The per-process limits (open websockets, Claude login starts) count per user id: ids come back in the next
-    test's database, so each test starts with none counted."""
+def _fresh_per_user_counters(monkeypatch):
+    """The per-process limits (open websockets, Claude login starts) and the Claude logins count per user id: ids
+    come back in the next test's database, so each test starts with none counted and no login registered."""
+    from secrets_app.claude_login import sessions
+
+    monkeypatch.setattr(sessions, "_sessions", {})
+    monkeypatch.setattr(sessions, "_starts", {})
     yield
-    from secrets_app import claude_login
     from shared.live import consumer
 
     consumer._open_sockets.clear()
-    claude_login._starts.clear()
 
 
 @pytest.fixture

@@ -124,14 +124,13 @@ def test_claude_login_failed(db, slack, settings, alice):
     from tests.fixtures.processes import FAKE_LOGIN_CLI
 
     settings.ANYON_CLAUDE_LOGIN_COMMAND = f"bash {FAKE_LOGIN_CLI}"
-    session = claude_login.start_subscription_login(alice.pk)
+    session = claude_login.do_start_subscription_login(user_id=alice.pk)
     deadline = time.monotonic() + 20
     while session.state != claude_login.State.WAITING_CODE and time.monotonic() < deadline:
         time.sleep(0.05)
-    session.send_code("wrongcode#wrongstate")
+    claude_login.do_send_login_code(session=session, code="wrongcode#wrongstate")
     while not session.final and time.monotonic() < deadline:
         time.sleep(0.05)
-    claude_login._sessions.clear()
     alert = delivered(slack, AlertKind.CLAUDE_LOGIN_FAILED)
     assert "Invalid code" in alert.message and "wrongcode" not in all_outgoing(slack)
 
