@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.db import transaction
 from django.utils import timezone
 
 from secrets_app import github_client
@@ -55,27 +56,31 @@ def do_start_device_flow(*, owner, session_key: str) -> GitHubDeviceFlow:
     """Ask GitHub for a user code. A pending flow of the same session is cancelled: one flow per session."""
     code = github_client.request_device_code()
     now = timezone.now()
-    GitHubDeviceFlow.objects.filter(owner=owner, session_key=session_key, status=DeviceFlowStatus.PENDING).update(
-        status=DeviceFlowStatus.CANCELLED, message="replaced by a new sign-in", updated_at=now
-    )
-    flow = GitHubDeviceFlow.objects.create(
-        owner=owner,
-        session_key=session_key,
-        device_code=code.device_code,
-        user_code=code.user_code,
-        verification_uri=code.verification_uri,
-        interval=max(1, code.interval),
-        expires_at=now + timedelta(seconds=code.expires_in),
-        next_poll_at=now + timedelta(seconds=max(1, code.interval)),
-    )
-    wake_settings_viewers(user_id=owner.pk, provider=Provider.GITHUB)
+    with transaction.atomic():
+        GitHubDeviceFlow.objects.filter(owner=owner, session_key=session_key, status=DeviceFlowStatus.PENDING).update(
+            status=DeviceFlowStatus.CANCELLED, message="replaced by a new sign-in", updated_at=now
+        )
+        flow = GitHubDeviceFlow.objects.create(
+            owner=owner,
+            session_key=session_key,
+            device_code=code.device_code,
+            user_code=code.user_code,
+            verification_uri=code.verification_uri,
+            interval=max(1, code.interval),
+            expires_at=now + timedelta(seconds=code.expires_in),
+            next_poll_at=now + timedelta(seconds=max(1, code.interval)),
+        )
+        wake_settings_viewers(user_id=owner.pk, provider=Provider.GITHUB)
     return flow
 
 
 def _finish(flow: GitHubDeviceFlow, status: str, message: str) -> GitHubDeviceFlow:
-    GitHubDeviceFlow.objects.filter(pk=flow.pk).update(status=status, message=message[:255], updated_at=timezone.now())
+    with transaction.atomic():
+        GitHubDeviceFlow.objects.filter(pk=flow.pk).update(
+            status=status, message=message[:255], updated_at=timezone.now()
+        )
+        wake_settings_viewers(user_id=flow.owner_id, provider=Provider.GITHUB)
     flow.status, flow.message = status, message[:255]
-    wake_settings_viewers(user_id=flow.owner_id, provider=Provider.GITHUB)
     return flow
 
 
@@ -107,7 +112,8 @@ def do_poll_device_flow(*, flow_id: int, owner) -> GitHubDeviceFlow:
         result = github_client.poll_device_token(flow.device_code)
     except ConnectError as exc:
         # A network hiccup is not the end of the flow: keep it pending and try at the next interval.
-        GitHubDeviceFlow.objects.filter(pk=flow.pk).update(message=str(exc)[:255])
+        with transaction.atomic():
+            GitHubDeviceFlow.objects.filter(pk=flow.pk).update(message=str(exc)[:255])
         flow.message = str(exc)
         return flow
     if result.access_token:
@@ -130,9 +136,10 @@ def do_poll_device_flow(*, flow_id: int, owner) -> GitHubDeviceFlow:
         return flow
     if result.error == "slow_down":
         interval = result.interval or flow.interval + 5
-        GitHubDeviceFlow.objects.filter(pk=flow.pk).update(
-            interval=interval, next_poll_at=now + timedelta(seconds=interval)
-        )
+        with transaction.atomic():
+            GitHubDeviceFlow.objects.filter(pk=flow.pk).update(
+                interval=interval, next_poll_at=now + timedelta(seconds=interval)
+            )
         flow.interval, flow.next_poll_at = interval, now + timedelta(seconds=interval)
         return flow
     if result.error == "expired_token":

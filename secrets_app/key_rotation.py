@@ -42,7 +42,7 @@ class RotationReport:
     unreadable: list[str] = field(default_factory=list)  # "app.Model#pk.column", left untouched
 
 
-def rotate_secret_key(*, old_key: str, new_key: str | None = None, dry_run: bool = False) -> RotationReport:
+def do_rotate_secret_key(*, old_key: str, new_key: str | None = None, dry_run: bool = False) -> RotationReport:
     """Re-encrypt all rows in one transaction. Rows readable with neither key are reported and left as they are."""
     new_key = new_key or settings.SECRET_KEY
     old, new = cipher_for(old_key), cipher_for(new_key)

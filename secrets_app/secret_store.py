@@ -1,8 +1,5 @@
-"""The secret store's service API: the only way a credential goes in or comes out.
-
-Writes follow the ``do_*`` shape: change the database, then emit the live event. Every decrypt
-(:func:`fetch_secret`) writes a :class:`~secrets_app.models.SecretAccess` record, also when it fails.
-"""
+"""The secret store: the only way a credential goes in or comes out (docs/ARCHITECTURE.md, "Reads, actions, views"
+and "Secret rules"); every decrypt (:func:`fetch_secret`) is audited, also when it fails."""
 
 from __future__ import annotations
 
@@ -74,8 +71,8 @@ def do_store_secret(
             expires_at=expires_at,
             last_validated_at=now if validated else None,
         )
+        wake_settings_viewers(user_id=owner.pk, provider=provider)
     logger.info("stored %s %s secret %s for user %s", provider, kind, secret.pk, owner.pk)
-    wake_settings_viewers(user_id=owner.pk, provider=provider)
     return secret
 
 
@@ -85,31 +82,33 @@ def do_revoke_secret(*, secret: Secret, actor: str, reason: str = "disconnected"
         Secret.objects.filter(pk=secret.pk).update(
             state=SecretState.REVOKED, state_reason=f"{reason} by {actor}"[:255], value="", updated_at=timezone.now()
         )
+        wake_settings_viewers(user_id=secret.owner_id, provider=secret.provider)
     logger.info("secret %s revoked by %s", secret.pk, actor)
-    wake_settings_viewers(user_id=secret.owner_id, provider=secret.provider)
 
 
 def do_mark_secret_state(*, secret: Secret, state: str, reason: str) -> None:
     """Record what validation found out (expired, invalid) so the cards and notices show it."""
     with transaction.atomic():
         Secret.objects.filter(pk=secret.pk).update(state=state, state_reason=reason[:255], updated_at=timezone.now())
-    wake_settings_viewers(user_id=secret.owner_id, provider=secret.provider)
+        wake_settings_viewers(user_id=secret.owner_id, provider=secret.provider)
 
 
 def do_record_validation(
     *, secret: Secret, account_login: str, scopes: Iterable[str], expires_at: datetime | None
 ) -> None:
-    Secret.objects.filter(pk=secret.pk).update(
-        account_login=account_login,
-        scopes=sorted(set(scopes)),
-        expires_at=expires_at,
-        last_validated_at=timezone.now(),
-        updated_at=timezone.now(),
-    )
-    wake_settings_viewers(user_id=secret.owner_id, provider=secret.provider)
+    with transaction.atomic():
+        Secret.objects.filter(pk=secret.pk).update(
+            account_login=account_login,
+            scopes=sorted(set(scopes)),
+            expires_at=expires_at,
+            last_validated_at=timezone.now(),
+            updated_at=timezone.now(),
+        )
+        wake_settings_viewers(user_id=secret.owner_id, provider=secret.provider)
 
 
-def _record(*, owner, secret_id, provider, actor, purpose, attempt_id, outcome, detail="") -> None:
+def do_record_secret_access(*, owner, secret_id, provider, actor, purpose, attempt_id, outcome, detail="") -> None:
+    """The audit row of one decrypt (or a failed try): written by :func:`fetch_secret`, also when it fails."""
     SecretAccess.objects.create(
         owner=owner,
         secret_id=secret_id,
@@ -179,8 +178,8 @@ def fetch_secret(
         if not value:
             raise SecretMissing(f"The stored {provider} credential is empty. Connect it again.")
     except SecretError as exc:
-        _record(**record, secret_id=secret.pk if secret else None, outcome=exc.outcome, detail=str(exc))
+        do_record_secret_access(**record, secret_id=secret.pk if secret else None, outcome=exc.outcome, detail=str(exc))
         logger.warning("secret lookup failed: %s/%s for user %s (%s)", provider, purpose, owner.pk, exc.outcome)
         raise
-    _record(**record, secret_id=secret.pk, outcome=AccessOutcome.SUCCESS)
+    do_record_secret_access(**record, secret_id=secret.pk, outcome=AccessOutcome.SUCCESS)
     return FetchedSecret(secret_id=secret.pk, provider=provider, kind=secret.kind, value=value)

@@ -23,7 +23,7 @@ from django.utils import timezone
 from anyon.devkey import MIN_KEY_LENGTH
 from anyon.services_env import LOADED
 from secrets_app.key_canary import do_ensure_canary, store_problem
-from secrets_app.key_rotation import rotate_secret_key, use_secret_key
+from secrets_app.key_rotation import do_rotate_secret_key, use_secret_key
 from shared.env_file import read_env_file, set_in_env_file
 
 
@@ -90,7 +90,7 @@ class Command(BaseCommand):
         before = env_file.read_text() if env_file and not finishing else None
         try:
             with transaction.atomic():
-                report = rotate_secret_key(old_key=old_key, new_key=new_key, dry_run=options["dry_run"])
+                report = do_rotate_secret_key(old_key=old_key, new_key=new_key, dry_run=options["dry_run"])
                 if before is not None and not options["dry_run"]:
                     set_in_env_file(env_file, "ANYON_SECRET_KEY", new_key)  # before the commit: both or neither
         except Exception:
