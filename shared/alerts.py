@@ -51,7 +51,7 @@ def do_raise_alert(
 ) -> Alert | None:
     """Record an alert (or count up a recent one with the same key); deliver a new one once the transaction
     commits. ``attempt`` is any object with a ``pk`` (or None). Returns None if even recording failed."""
-    from shared.notifiers import notify, scrub
+    from shared.notifiers import scrub
 
     message = scrub(message)  # callers pass masked text; token patterns are masked here once more, before storage
     attempt_id = getattr(attempt, "pk", None)
@@ -70,11 +70,31 @@ def do_raise_alert(
                 kind=kind, severity=severity, message=message, attempt_id=attempt_id, user=user, dedupe_key=dedupe_key
             )
             logger.warning("alert %s (%s): %s", kind, severity, message)
-            transaction.on_commit(lambda: notify(alert))
+            transaction.on_commit(lambda: _deliver(alert))
     except Exception:
         logger.exception("could not record alert %s", kind)
         return None
     return alert
+
+
+def _deliver(alert: Alert) -> None:
+    """Send a new alert to the notifiers (after its transaction committed) and record how each went."""
+    from shared.notifiers import notify
+
+    delivery = notify(alert)
+    if not delivery:
+        return
+    try:
+        do_mark_alert_notified(alert=alert, delivery=delivery)
+    except Exception:
+        logger.exception("could not record the delivery of alert %s", alert.pk)
+
+
+def do_mark_alert_notified(*, alert: Alert, delivery: dict) -> None:
+    """Record on ``alert`` how each notifier destination took it (``{"slack": {"status": …, "at": …}, …}``)."""
+    with transaction.atomic():
+        Alert.objects.filter(pk=alert.pk).update(delivery=delivery)
+    alert.delivery = delivery
 
 
 def _one_writer_per_key(dedupe_key: str) -> None:

@@ -1,5 +1,6 @@
 """Alert delivery: Slack incoming webhook, e-mail, Sentry. Each configured destination is tried once per new
-alert; its outcome is recorded on the alert (``delivery``) and a failing destination never breaks the caller.
+alert; how each went comes back to ``shared.alerts``, which records it (``Alert.delivery``). A failing destination
+never breaks the caller.
 
 Everything that leaves the process is scrubbed first: token patterns are masked (the alert messages are built
 from already-masked output, but an extra pass costs nothing), and Sentry events go through ``before_send``.
@@ -64,10 +65,9 @@ def destinations() -> dict:
     return configured
 
 
-def notify(alert) -> None:
-    """Deliver a new alert to every configured destination and record how each went. Never raises."""
-    from shared.models import Alert
-
+def notify(alert) -> dict:
+    """Deliver a new alert to every configured destination; returns how each went (empty: none configured).
+    Never raises."""
     delivery = {}
     for name, send in destinations().items():
         try:
@@ -75,9 +75,7 @@ def notify(alert) -> None:
         except Exception as exc:
             logger.warning("alert %s: %s delivery failed: %s", alert.pk, name, exc)
             delivery[name] = {"status": "failed", "error": scrub(str(exc))[:300], "at": timezone.now().isoformat()}
-    if delivery:
-        Alert.objects.filter(pk=alert.pk).update(delivery=delivery)
-        alert.delivery = delivery
+    return delivery
 
 
 def before_send(event: dict, hint: dict) -> dict:

@@ -129,3 +129,28 @@ def test_processes_raising_one_alert_at_once_count_up_one_alert_on_postgresql(po
         timeout=300,
     )  # fmt: skip
     assert "ROWS [80]" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_delivery_is_recorded_by_an_action_and_notifying_writes_nothing(transactional_db, slack):
+    """``notify`` only delivers and says how it went; ``do_mark_alert_notified`` is the write."""
+    from shared import alerts
+    from shared.notifiers import notify
+
+    alert = Alert.objects.create(kind=AlertKind.ORPHAN_REMOVED, message="by hand", dedupe_key="by-hand")
+    delivery = notify(alert)
+    assert delivery["slack"]["status"] == "sent" and delivery["email"]["status"] == "sent"
+    assert Alert.objects.get(pk=alert.pk).delivery == {} and alert.delivery == {}
+    alerts.do_mark_alert_notified(alert=alert, delivery=delivery)
+    assert Alert.objects.get(pk=alert.pk).delivery == delivery == alert.delivery
+
+
+def test_an_alert_whose_delivery_cannot_be_recorded_still_reaches_the_caller(transactional_db, slack, monkeypatch):
+    from shared import alerts
+
+    def broken(**kwargs):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(alerts, "do_mark_alert_notified", broken)
+    alert = do_raise_alert(kind=AlertKind.DOCKER_UNREACHABLE, message="engine down", dedupe_key="unrecorded")
+    assert alert is not None and len(slack.texts()) == 1
+    assert Alert.objects.get(pk=alert.pk).delivery == {}
