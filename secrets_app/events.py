@@ -1,8 +1,5 @@
-"""Live events of the secrets app: a connection changed, so the user's settings cards are pushed again.
-
-The channel layer is only a wake-up: a consumer in another process with the in-memory layer never hears it and
-re-reads the database on its own poll instead (docs/ARCHITECTURE.md, "Live updates").
-"""
+"""Live events of the secrets app: the user's settings cards are pushed again (docs/ARCHITECTURE.md, "Live
+updates")."""
 
 from __future__ import annotations
 

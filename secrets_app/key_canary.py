@@ -1,10 +1,4 @@
-"""Whether this process's ANYON_SECRET_KEY is the key the secret store was written with.
-
-A random value (``KeyCanary``) is written under the store's key when the database is migrated (or, on a database
-that has none yet, when a worker or the egress proxy starts); rotation re-encrypts it with every other column. A
-process that cannot decrypt it cannot decrypt any credential: ``doctor`` shows a ✗ and an alert is raised, instead of
-every check passing and every run failing.
-"""
+"""Whether this process's ANYON_SECRET_KEY is the secret store's key (docs/ARCHITECTURE.md, "Secret rules")."""
 
 from __future__ import annotations
 

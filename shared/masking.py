@@ -1,20 +1,8 @@
 # Long because both masking layers live here: whole values with their encodings, and token patterns across chunks.
-"""Masking of secrets in run output, before anything is stored or sent.
+"""Masking of secrets in run output, before anything is stored or sent (docs/ARCHITECTURE.md, "Secret rules").
 
-Two layers, as GitHub Actions' runner does it:
-
-* every injected secret value, each of its lines, and its common encodings (base64 in the three alignments it can
-  take inside a longer base64 text, also when ``base64`` wraps it at 76 columns or ``openssl`` at 64, base32 in its
-  five alignments, URL-encoding, JSON string escaping, hex, the value reversed), and dumps that spread a value's hex
-  or characters over lines and columns (``xxd`` and ``xxd -p -c N``, ``od -t x1``, ``od -c``, ``hexdump -C``): a
-  dump line that takes part in a value is masked whole;
-* token patterns, for credentials nobody told us about (docs/ARCHITECTURE.md, "Secret rules").
-
-Output arrives in chunks that may split a secret anywhere. :class:`StreamMasker` only masks complete lines (a
-secret or token never contains a line break) and holds back the incomplete last line; when output pauses it may
-release the part of that line that cannot be the beginning of a secret. Fast path: substring checks in C decide
-whether the regular expressions need to run at all.
-"""
+Output arrives in chunks that may split a secret anywhere: :class:`StreamMasker` only masks complete lines and holds
+back the incomplete last line. Fast path: substring checks in C decide whether the regular expressions run at all."""
 
 from __future__ import annotations
 

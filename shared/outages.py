@@ -1,11 +1,5 @@
-"""One log line when a service this process depends on (Redis, the database) stops answering, one when it answers
-again, and none in between: a loop that retries every second must not write a traceback every second.
-
-An :class:`Outage` is per process and per part (``"redis"``, ``"database"``...); every caller that talks to that part
-reports to the same one (:func:`outage`), so the web server's consumers, the log tails and the wake-ups together
-write one line per outage. While a part is known to be down, :meth:`Outage.should_try` lets callers that only do
-best-effort work (a wake-up) skip it instead of waiting on a refused connection each time.
-"""
+"""One log line when Redis or the database stops answering, one when it is back (docs/ARCHITECTURE.md,
+"Live updates", Outages)."""
 
 from __future__ import annotations
 

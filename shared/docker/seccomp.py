@@ -1,17 +1,4 @@
-"""The seccomp profile of attempt containers: what system calls the agent's processes may make
-(docs/ARCHITECTURE.md, "Hardening").
-
-An allowlist of the engine's native ABI only (x86_64 or aarch64). The engine's default profile also admits the
-32-bit ABIs (i386 and x32 next to x86_64, arm next to aarch64), a second syscall entry point nothing in the
-runtime image uses and a classic route to kernel bugs; here a 32-bit system call kills the process. The filter
-is also smaller, and the engine compiles it at every ``docker exec``: on the test machine an exec cost the engine
-41 ms of CPU with this profile against 55 ms with the default (docs/PERFORMANCE.md).
-
-Left out, beyond what the dropped capabilities already forbid: namespaces and mounts, kernel modules and kexec,
-bpf, perf, io_uring, userfaultfd, the kernel keyring, ptrace and other processes' memory, and sockets other than
-unix, IPv4, IPv6 and netlink. ``clone`` may not make namespaces and ``clone3`` answers ENOSYS so that libc falls
-back to ``clone``, whose flags a filter can see.
-"""
+"""The seccomp profile of attempt containers (docs/ARCHITECTURE.md, "Container hardening")."""
 
 from __future__ import annotations
 

@@ -1,24 +1,6 @@
-"""The base of every websocket consumer: JSON out, and client frames checked before anything reads them.
-
-Every client message must be a JSON object with a ``type``; binary, oversized or malformed frames get an ``error``
-message back, never a crash. A signed-in user's socket lasts only as long as the session that opened it
-(shared/live/sessions.py): closed with 4401 on log-out, deactivation, or a failed periodic re-check. (A frame larger
-than ``ANYON_WS_MAX_MESSAGE_BYTES`` never reaches a consumer: the web server closes its socket before buffering it,
-see ``anyon/management/commands/serve.py``.)
-
-One user holds at most ``ANYON_MAX_WEBSOCKETS_PER_USER`` sockets at once in one web process: another one is told why
-and closed (code 4429), and the user's other sockets, and everyone else's, go on. A socket's place is held by the
-consumer itself (a weak set of the user's admitted consumers), and given back however the consumer ends: a clean
-close, a dropped connection, or an error inside it. The count is the set's size, so it cannot drift.
-
-The channel layer (Redis, with ``REDIS_URL``) only carries wake-ups and log-out notices; the data comes from the
-database. So a channel layer that stops answering does not end a socket: its receive waits and tries again (one log
-line per outage, shared/outages.py), joins its groups again once Redis is back (a restarted Redis forgot them), and
-the views go on polling the database meanwhile.
-
-Messages out are encoded with orjson: a viewer of a busy run receives megabytes a second, and the standard encoder
-spent more time on them than anything else in the web process (profiled, docs/PERFORMANCE.md).
-"""
+"""The base of every websocket consumer: JSON out, client frames checked before anything reads them, the
+per-user socket limit and the session guard (docs/ARCHITECTURE.md, "Live updates"). Messages out are encoded with
+orjson: the standard encoder was the web process's hottest spot for a busy run (docs/PERFORMANCE.md)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,4 @@
-"""A live socket ends with the session that opened it (docs/ARCHITECTURE.md, "Live updates").
-
-Every ``JsonConsumer`` of a signed-in user joins :func:`user_group`. A log-out sends ``session.ended`` with a digest
-of the ended session's key (never the key), and the sockets opened with that session close at once; a change to the
-user (deactivated, deleted, password changed) sends it without a digest and every socket of that user re-checks its
-session now. Each socket also re-checks every ``ANYON_LIVE_SESSION_CHECK_SECONDS``, which covers what no signal sees:
-a session expired or deleted elsewhere, a queryset ``update()``, another host without a shared channel layer.
-"""
+"""A live socket ends with the session that opened it (docs/ARCHITECTURE.md, "Live updates", Sessions)."""
 
 from __future__ import annotations
 
