@@ -10,6 +10,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from secrets_app.consumers import SettingsConsumer
 from secrets_app.secret_store import do_revoke_secret, do_store_secret
 from tests.fakes.github import classic_token
+from tests.fixtures.sockets import signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,8 +21,7 @@ def communicator(user) -> WebsocketCommunicator:
         "/ws/settings/",
         headers=[(b"cookie", b"csrftoken=abcdefabcdefabcdefabcdefabcdefab")],
     )
-    comm.scope["user"] = user
-    return comm
+    return signed_in(comm, user)
 
 
 async def cards(comm) -> dict[str, str]:

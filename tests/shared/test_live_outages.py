@@ -20,6 +20,7 @@ from shared import outages
 from shared.live import consumer
 from shared.live.consumer import open_sockets
 from tests.execution.conftest import make_attempt
+from tests.fixtures.sockets import signed_in
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -46,7 +47,7 @@ async def running_attempt() -> Attempt:
 
 def log_socket(attempt: Attempt) -> WebsocketCommunicator:
     comm = WebsocketCommunicator(AttemptLogConsumer.as_asgi(), f"/ws/attempts/{attempt.pk}/logs/")
-    comm.scope["user"] = attempt.task.owner
+    signed_in(comm, attempt.task.owner)
     comm.scope["url_route"] = {"kwargs": {"attempt_id": attempt.pk}}
     return comm
 

@@ -200,3 +200,18 @@ def test_still_signed_in_accepts_only_the_same_live_user(db):
     assert not still_signed_in(user_id=alice.pk, session_key="no-such-session-key-000000000000")
     assert not still_signed_in(user_id=alice.pk, session_key=session_of(bob))
     assert Session.objects.filter(session_key=key).exists()  # checking never flushes or cycles the session
+    assert not still_signed_in(user_id=alice.pk, session_key="")  # no session: nothing vouches for the user
+
+
+async def test_a_socket_whose_scope_names_a_user_without_a_session_is_signed_out_at_the_first_check(settings):
+    """Only a session signs a socket in: a scope that carries a user but no session (nothing in the ASGI stack makes
+    one; a middleware mistake could) is closed at the periodic re-check, however active the user is."""
+    from execution.consumers import AttemptLogConsumer
+
+    settings.ANYON_LIVE_SESSION_CHECK_SECONDS = 0.2
+    alice, alice_attempt, *_ = await database_sync_to_async(make_world)()
+    comm = WebsocketCommunicator(AttemptLogConsumer.as_asgi(), f"/ws/attempts/{alice_attempt.pk}/logs/")
+    comm.scope["user"] = alice
+    comm.scope["url_route"] = {"kwargs": {"attempt_id": alice_attempt.pk}}
+    assert (await comm.connect())[0]
+    assert await closed(comm, timeout=5) == CLOSE_SIGNED_OUT

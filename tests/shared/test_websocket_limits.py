@@ -17,6 +17,7 @@ from execution.web.consumers import AttemptLogConsumer
 from secrets_app.consumers import ClaudeLoginConsumer
 from shared.live.consumer import open_sockets
 from tests.execution.conftest import make_attempt
+from tests.fixtures.sockets import signed_in
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.hostile]
 
@@ -35,14 +36,13 @@ async def test_too_many_sockets_of_one_user_are_refused_and_nothing_else_stops(s
 
     def log_socket(user, at=attempt):
         comm = WebsocketCommunicator(AttemptLogConsumer.as_asgi(), f"/ws/attempts/{at.pk}/logs/")
-        comm.scope["user"] = user
+        signed_in(comm, user)
         comm.scope["url_route"] = {"kwargs": {"attempt_id": at.pk}}
         return comm
 
     def login_socket(user):
         comm = WebsocketCommunicator(ClaudeLoginConsumer.as_asgi(), "/ws/settings/claude-login/")
-        comm.scope["user"] = user
-        return comm
+        return signed_in(comm, user)
 
     opened = [log_socket(mallory), log_socket(mallory), login_socket(mallory)]
     for comm in opened:

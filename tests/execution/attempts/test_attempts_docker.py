@@ -203,9 +203,10 @@ async def stream_all(user, attempt_id: int) -> str:
     from channels.testing import WebsocketCommunicator
 
     from execution.web.consumers import AttemptLogConsumer
+    from tests.fixtures.sockets import signed_in
 
     comm = WebsocketCommunicator(AttemptLogConsumer.as_asgi(), f"/ws/attempts/{attempt_id}/logs/")
-    comm.scope["user"] = user
+    signed_in(comm, user)
     comm.scope["url_route"] = {"kwargs": {"attempt_id": attempt_id}}
     assert (await comm.connect())[0]
     received = []

@@ -15,6 +15,7 @@ from execution.logs.writer import LogWriter
 from execution.models import AttemptStatus
 from execution.web.consumers import AttemptLogConsumer
 from tests.execution.conftest import make_attempt
+from tests.fixtures.sockets import signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +28,7 @@ def make_user_attempt(username="carol"):
 def communicator(user, attempt_id: int, query: str = "") -> WebsocketCommunicator:
     path = f"/ws/attempts/{attempt_id}/logs/{query}"
     comm = WebsocketCommunicator(AttemptLogConsumer.as_asgi(), path)
-    comm.scope["user"] = user
+    signed_in(comm, user)
     comm.scope["url_route"] = {"kwargs": {"attempt_id": attempt_id}}
     return comm
 

@@ -21,6 +21,7 @@ from execution.models import Attempt, AttemptStatus, LogRecord, Run, RunKind
 from execution.web import log_tail
 from execution.web.consumers import AttemptLogConsumer
 from tests.execution.conftest import make_attempt
+from tests.fixtures.sockets import signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -81,7 +82,7 @@ async def test_fifty_viewers_cost_one_query_per_batch(settings):
     comms = []
     for _ in range(50):
         comm = WebsocketCommunicator(AttemptLogConsumer.as_asgi(), f"/ws/attempts/{attempt.pk}/logs/")
-        comm.scope["user"] = user
+        signed_in(comm, user)
         comm.scope["url_route"] = {"kwargs": {"attempt_id": attempt.pk}}
         assert (await comm.connect())[0]
         assert json.loads(await comm.receive_from(timeout=10))["type"] == "status"

@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from secrets_app.claude_login import sessions
 from secrets_app.consumers import ClaudeLoginConsumer
 from tests.fixtures.processes import FAKE_LOGIN_CLI
+from tests.fixtures.sockets import signed_in
 
 
 @pytest.fixture
@@ -23,8 +24,7 @@ def login_command(settings):
 
 def communicator(user) -> WebsocketCommunicator:
     comm = WebsocketCommunicator(ClaudeLoginConsumer.as_asgi(), "/ws/settings/claude-login/")
-    comm.scope["user"] = user
-    return comm
+    return signed_in(comm, user)
 
 
 async def until(comm, predicate, timeout=20.0) -> dict:
