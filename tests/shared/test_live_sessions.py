@@ -206,7 +206,7 @@ def test_still_signed_in_accepts_only_the_same_live_user(db):
 async def test_a_socket_whose_scope_names_a_user_without_a_session_is_signed_out_at_the_first_check(settings):
     """Only a session signs a socket in: a scope that carries a user but no session (nothing in the ASGI stack makes
     one; a middleware mistake could) is closed at the periodic re-check, however active the user is."""
-    from execution.consumers import AttemptLogConsumer
+    from execution.web.consumers import AttemptLogConsumer
 
     settings.ANYON_LIVE_SESSION_CHECK_SECONDS = 0.2
     alice, alice_attempt, *_ = await database_sync_to_async(make_world)()
