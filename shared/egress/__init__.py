@@ -3,7 +3,8 @@
 A container without a network reaches the outside only through the sockets the proxy creates in its attempt's
 directory: ``api.sock`` (Anthropic API, placeholder swapped for the real credential), ``git.sock`` (git smart HTTP of
 one repository, token added), ``proxy.sock`` (``CONNECT`` to allowlisted hosts) and, when the operator enables it,
-``github-api.sock`` (the GitHub REST API of that one repository, token added). This package knows nothing of
+``github-api.sock`` (the GitHub REST API of that one repository, token added). What ``proxy.sock`` may reach is the
+attempt's :class:`NetworkPolicy` within the operator's :class:`Bounds`. This package knows nothing of
 Django: the wiring passes a :class:`Grant` per attempt and a :class:`CredentialSource` that returns credentials.
 """
 
@@ -21,6 +22,17 @@ from shared.egress.grant import (
     Service,
 )
 from shared.egress.limits import Limits
+from shared.egress.network_policy import (
+    PRESETS,
+    Bounds,
+    Decision,
+    NetworkPolicy,
+    NetworkRule,
+    decide,
+    parse_rules,
+    propose_policy,
+    rule_refusal,
+)
 from shared.egress.proxy import EgressProxy
 from shared.egress.serve import run, serve
 
@@ -32,12 +44,15 @@ __all__ = [
     "BRIDGE_PORTS",
     "GITHUB_API_SOCKET",
     "GIT_SOCKET",
+    "PRESETS",
     "PROXY_SOCKET",
     "SOCKET_NAMES",
     "AddressPolicy",
     "ApiAuth",
+    "Bounds",
     "CredentialSource",
     "CredentialUses",
+    "Decision",
     "EgressClient",
     "EgressError",
     "EgressProxy",
@@ -45,11 +60,17 @@ __all__ = [
     "GrantLookup",
     "HostPort",
     "Limits",
+    "NetworkPolicy",
+    "NetworkRule",
     "OnBlocked",
     "Refused",
     "Resolver",
     "Service",
     "address_problem",
+    "decide",
+    "parse_rules",
+    "propose_policy",
+    "rule_refusal",
     "run",
     "serve",
     "system_resolver",

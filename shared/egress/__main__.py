@@ -2,7 +2,8 @@
 
 ``--credentials`` names a JSON file ``{"<attempt>": {"anthropic": "...", "github": "..."}}`` that is read at each
 request (so it can change while the proxy runs); ``--uses FILE`` appends one JSON line per retired cached credential
-(``{"attempt": …, "service": …, "uses": n}``). The ``ANYON_EGRESS_*`` limits come from the environment.
+(``{"attempt": …, "service": …, "uses": n}``). The ``ANYON_EGRESS_*`` limits and network bounds (``ANYON_EGRESS_ALLOW``,
+``ANYON_EGRESS_DENY``, ``ANYON_EGRESS_USER_HOSTS``) come from the environment.
 Production runs :func:`shared.egress.serve` from a management
 command with an audited credential source instead.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from shared.egress.grant import Service
 from shared.egress.limits import Limits
+from shared.egress.network_policy import Bounds
 from shared.egress.serve import serve
 
 
@@ -36,8 +38,13 @@ class UsesFile:
             out.write(json.dumps({"attempt": attempt_id, "service": service.value, "uses": uses}) + "\n")
 
 
-def on_blocked(attempt_id: str, host: str, port: int, reason: str) -> None:
-    logging.getLogger("shared.egress").warning("attempt %s blocked: %s:%s %s", attempt_id, host, port, reason)
+def on_blocked(
+    attempt_id: str, host: str, port: int, reason: str, *, method: str | None = None, path: str | None = None
+) -> None:
+    request = f" ({method} {path})" if method else ""
+    logging.getLogger("shared.egress").warning(
+        "attempt %s blocked: %s:%s %s%s", attempt_id, host, port, reason, request
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,7 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     else:
         source = CredentialFile(args.credentials)
     uses = UsesFile(args.uses) if args.uses else None
-    serve(args.control, source, on_blocked=on_blocked, limits=Limits.from_env(), on_credential_uses=uses)
+    serve(
+        args.control, source, on_blocked=on_blocked, limits=Limits.from_env(), on_credential_uses=uses,
+        bounds=Bounds.from_env(),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ rate), so one attempt cannot starve the others or the control socket.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import stat
@@ -26,6 +27,8 @@ from shared.egress.connect_tunnel import serve_tunnel
 from shared.egress.credential_swap import anthropic_handler, git_handler, github_api_handler
 from shared.egress.grant import CredentialSource, CredentialUses, Grant, HostPort, OnBlocked, Service
 from shared.egress.limits import Budget, Gate, Limits
+from shared.egress.network_policy import Bounds, NetworkPolicy, NetworkRule, policy_refusal, rule_refusal
+from shared.egress.network_record import NetworkRecord
 from shared.egress.reverse_proxy import Upstream, new_session
 
 logger = logging.getLogger(__name__)
@@ -61,8 +64,14 @@ class AttemptSockets:
         limits: Limits | None = None,
         budget: Budget | None = None,
         on_credential_uses: CredentialUses | None = None,
+        bounds: Bounds | None = None,
     ) -> None:
+        self.bounds = (bounds or Bounds()).with_allow((h.host, h.port) for h in grant.allowed)
+        problem = policy_refusal(grant.network, self.bounds) if grant.network is not None else None
+        if problem:
+            raise ValueError(f"network policy refused: {problem}")
         self.grant = grant
+        self.record = NetworkRecord()
         self.limits = limits or Limits()
         self.gate = Gate(grant.attempt_id, self.limits, budget or Budget())
         self._on_credential_uses = on_credential_uses
@@ -84,6 +93,27 @@ class AttemptSockets:
         self.paths: dict[str, Path] = {}
         self.blocked_count = 0
         self.closed = False
+
+    # -- the network policy, live ------------------------------------------------------------------------
+    @property
+    def network(self) -> NetworkPolicy:
+        return self.grant.network or NetworkPolicy()
+
+    def set_network(self, policy: NetworkPolicy) -> None:
+        """Replace the policy (a setup phase ending, say); the next request or tunnel is decided by it."""
+        problem = policy_refusal(policy, self.bounds)
+        if problem:
+            raise ValueError(f"network policy refused: {problem}")
+        self.grant = dataclasses.replace(self.grant, network=policy)
+
+    def allow_rule(self, rule: NetworkRule) -> NetworkPolicy:
+        """Add one rule for the rest of this attempt ("allow for this attempt"); raises ValueError when the
+        operator's bounds forbid it."""
+        problem = rule_refusal(rule, self.bounds)
+        if problem:
+            raise ValueError(f"rule refused: {problem}")
+        self.grant = dataclasses.replace(self.grant, network=self.network.with_rule(rule))
+        return self.network
 
     # -- used by the handlers ------------------------------------------------------------------------------
     async def credential(self, service: Service) -> str:
@@ -122,12 +152,17 @@ class AttemptSockets:
             self._throttle_reported = now
             await self.blocked(target, f"is over the request rate ({self.limits.requests_per_second:g}/s)")
 
-    async def blocked(self, target: HostPort, reason: str) -> None:
+    async def blocked(
+        self, target: HostPort, reason: str, *, method: str | None = None, path: str | None = None
+    ) -> None:
         self.blocked_count += 1
+        self.record.blocked(target.host, target.port, method, path, reason)
         logger.debug("egress attempt %s: blocked %s %s", self.grant.attempt_id, target, reason)
         if self._on_blocked is not None:
             try:
-                await asyncio.to_thread(self._on_blocked, self.grant.attempt_id, target.host, target.port, reason)
+                await asyncio.to_thread(
+                    self._on_blocked, self.grant.attempt_id, target.host, target.port, reason, method=method, path=path
+                )
             except Exception:
                 logger.exception("egress on_blocked callback failed for attempt %s", self.grant.attempt_id)
 
@@ -178,20 +213,25 @@ class AttemptSockets:
     ) -> None:
         gate = self.gate
         upstream = {API_SOCKET: self.api_upstream, GIT_SOCKET: self.git_upstream}.get(name, self.github_api_upstream)
+        credential = Service.ANTHROPIC.value if name == API_SOCKET else Service.GITHUB.value
 
         async def paced(request: web.BaseRequest) -> web.StreamResponse:
             guard = gate.guard_of(request.transport)
             if guard is not None:
                 guard.begin()
+            response: web.StreamResponse | None = None
             try:
                 if not gate.take():
                     if upstream is not None:
                         await self.throttled(upstream.target)
                     return (throttled or self._throttled)()
-                return await handler(request)
+                response = await handler(request)
+                return response
             finally:
                 if guard is not None:
                     guard.end()
+                if upstream is not None:
+                    self._count(request, response, upstream.target, credential)
 
         server = web.Server(
             paced, handler_cancellation=True, auto_decompress=False, access_log=None,
@@ -200,6 +240,17 @@ class AttemptSockets:
         self._web_servers.append(server)
         loop = asyncio.get_running_loop()
         await self._bind(name, lambda path: loop.create_unix_server(gate.wrap(server), path), uid, gid)
+
+    def _count(
+        self, request: web.BaseRequest, response: web.StreamResponse | None, target: HostPort, credential: str
+    ) -> None:
+        """One request of a credentialed socket in the network record (bytes as far as they went)."""
+        use = self.record.request(target.host, target.port, request.method, request.path, credential)
+        use.bytes_out += request.content.total_bytes
+        if response is not None and response.prepared:
+            use.bytes_in += response.body_length
+        elif isinstance(body := getattr(response, "body", None), bytes | bytearray):
+            use.bytes_in += len(body)  # a refusal, written after the handler returns
 
     async def _listen(self, name: str, callback: Callable[..., Awaitable[None]], uid: int | None, gid: int | None):
         async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from pathlib import Path
 from typing import Any
 
 from shared.egress.grant import Grant
+from shared.egress.network_policy import NetworkPolicy, NetworkRule
 
 
 class EgressError(Exception):
@@ -52,6 +54,21 @@ class EgressClient:
     def close(self, attempt_id: str | int) -> int:
         """Close the attempt's sockets and drop its connections; returns how many connections were dropped."""
         return int(self.command({"op": "close", "attempt": str(attempt_id)})["dropped"])
+
+    def set_policy(self, attempt_id: str | int, policy: NetworkPolicy) -> NetworkPolicy:
+        """Replace the attempt's network policy (its next request uses it); EgressError when the operator's bounds
+        forbid a rule of it."""
+        payload = {"op": "policy", "attempt": str(attempt_id), "policy": policy.to_json()}
+        return NetworkPolicy.from_json(self.command(payload)["policy"])
+
+    def allow(self, attempt_id: str | int, rule: NetworkRule) -> NetworkPolicy:
+        """Add one rule for the rest of the attempt; returns the policy now in force (EgressError: refused, why)."""
+        payload = {"op": "allow", "attempt": str(attempt_id), "rule": dataclasses.asdict(rule)}
+        return NetworkPolicy.from_json(self.command(payload)["policy"])
+
+    def record(self, attempt_id: str | int, *, reset: bool = False) -> dict[str, Any]:
+        """The attempt's network record (``shared/egress/network_record.py``), JSON; ``reset`` starts a new one."""
+        return self.command({"op": "record", "attempt": str(attempt_id), "reset": reset})["record"]
 
     def status(self) -> dict[str, Any]:
         return self.command({"op": "status"})

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from shared.egress.network_policy import NetworkPolicy
+
 
 class Service(enum.StrEnum):
     """Which credential a request needs: the Anthropic API's or the git host's."""
@@ -40,9 +42,13 @@ class CredentialSource(Protocol):
 
 
 class OnBlocked(Protocol):
-    """Told about a refused ``CONNECT``; ``reason`` reads after the address (``"is not on the allowlist"``)."""
+    """Told about a refused request; ``reason`` reads after the address (``"is not on the allowlist"``).
 
-    def __call__(self, attempt_id: str, host: str, port: int, reason: str) -> None: ...
+    ``method`` and ``path`` are given where the proxy saw them (a plain-HTTP request on ``proxy.sock``)."""
+
+    def __call__(
+        self, attempt_id: str, host: str, port: int, reason: str, *, method: str | None = None, path: str | None = None
+    ) -> None: ...
 
 
 class CredentialUses(Protocol):
@@ -122,7 +128,9 @@ class Grant:
     ``github_api_url`` (the operator's opt-in, ``None`` by default) opens the GitHub REST API of ``git_repository``
     only (``/repos/<owner>/<repo>…``), with the token added by the proxy: reads only, unless ``github_api_write``
     (``shared/egress/github_api_policy.py``). ``api_remote_fetch`` (the operator's opt-in) lets Messages bodies ask
-    Anthropic to fetch URLs or reach MCP servers (``shared/egress/anthropic_policy.py``).
+    Anthropic to fetch URLs or reach MCP servers (``shared/egress/anthropic_policy.py``). ``network`` is what
+    ``proxy.sock`` may reach beyond ``allowed`` (``shared/egress/network_policy.py``; ``None``: nothing more, tunnels
+    only); the control socket can replace it while the attempt runs.
     """
 
     attempt_id: str
@@ -138,8 +146,11 @@ class Grant:
     api_remote_fetch: bool = False
     allowed: frozenset[HostPort] = field(default_factory=frozenset)
     internal: frozenset[HostPort] = field(default_factory=frozenset)
+    network: NetworkPolicy | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.network, dict):
+            object.__setattr__(self, "network", NetworkPolicy.from_json(self.network))
         object.__setattr__(self, "attempt_id", str(self.attempt_id))
         object.__setattr__(self, "api_auth", ApiAuth(self.api_auth))
         object.__setattr__(self, "allowed", _host_ports(self.allowed))
@@ -167,6 +178,7 @@ class Grant:
         data["api_auth"] = self.api_auth.value
         data["allowed"] = sorted(str(h) for h in self.allowed)
         data["internal"] = sorted(str(h) for h in self.internal)
+        data["network"] = self.network.to_json() if self.network is not None else None
         return data
 
     @classmethod

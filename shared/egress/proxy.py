@@ -7,11 +7,19 @@ proxy's user; containers never see it), one JSON answer line per request::
         -> {"ok": true, "sockets": {"api.sock": "/…/42/api.sock", "git.sock": …, "proxy.sock": …}}
     {"op": "open", "attempt": "42", "dir": …}          (no grant: the proxy's grant_lookup supplies it)
     {"op": "close", "attempt": "42"}                   -> {"ok": true, "dropped": 2}   (idempotent)
+    {"op": "policy", "attempt": "42", "policy": {…}}  -> {"ok": true, "policy": {…}}  (replaces the network policy)
+    {"op": "allow", "attempt": "42", "rule": {…}}      -> {"ok": true, "policy": {…}}  (one more rule, this attempt)
+    {"op": "record", "attempt": "42", "reset": false}  -> {"ok": true, "record": {"hosts": […], "blocked": […],
+                                                           "policy": {…}, "proposal": {"policy": {…}, "text": …}}}
     {"op": "status"}                                   -> {"ok": true, "attempts": [{…}], …}
     {"op": "ping"}                                     -> {"ok": true}
     any failure                                        -> {"ok": false, "error": "…"}
 
-Opening an attempt that is already open replaces it (its old sockets and connections go first). The attempts'
+``policy`` and ``allow`` are checked against the operator's :class:`~shared.egress.network_policy.Bounds` (a rule
+they forbid is refused with the reason); the attempt's next request is decided by the new policy. ``record`` returns
+the attempt's network record (``shared/egress/network_record.py``) and, in observe mode, the smallest policy that
+covers what was used; ``reset`` starts a new record (the next phase). Opening an attempt that is already open
+replaces it (its old sockets and connections go first). The attempts'
 connections share a budget below the process's open-file limit that leaves room for the control socket, so a
 flooding attempt never keeps the workers' ``ping`` from an answer.
 """
@@ -30,6 +38,8 @@ from shared.egress.address_policy import AddressPolicy
 from shared.egress.attempt_sockets import AttemptSockets
 from shared.egress.grant import CredentialSource, CredentialUses, Grant, GrantLookup, OnBlocked
 from shared.egress.limits import MAX_CONTROL_CONNECTIONS, Budget, Limits
+from shared.egress.network_policy import Bounds, NetworkPolicy, NetworkRule, propose_policy
+from shared.egress.network_record import NetworkRecord
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +59,10 @@ class EgressProxy:
         policy: AddressPolicy | None = None,
         limits: Limits | None = None,
         on_credential_uses: CredentialUses | None = None,
+        bounds: Bounds | None = None,
     ) -> None:
         self.credential_source = credential_source
+        self.bounds = bounds or Bounds()
         self.limits = limits or Limits()
         self.budget = Budget()
         self.on_credential_uses = on_credential_uses
@@ -75,7 +87,7 @@ class EgressProxy:
             attempt = AttemptSockets(
                 grant, Path(directory), credential_source=self.credential_source, on_blocked=self.on_blocked,
                 policy=self.policy, limits=self.limits, budget=self.budget,
-                on_credential_uses=self.on_credential_uses,
+                on_credential_uses=self.on_credential_uses, bounds=self.bounds,
             )  # fmt: skip
             paths = await attempt.open(uid, gid)
             self.attempts[grant.attempt_id] = attempt
@@ -90,6 +102,18 @@ class EgressProxy:
         if attempt is not None:
             logger.info("egress attempt %s closed (%s connections dropped)", attempt_id, dropped)
         return dropped
+
+    def record(self, attempt_id: str, *, reset: bool = False) -> dict[str, Any]:
+        """The attempt's network record as JSON (and a proposal in observe mode); ``reset`` starts a new one."""
+        attempt = self.attempts[attempt_id]
+        record, network = attempt.record, attempt.network
+        if reset:
+            attempt.record = NetworkRecord()
+        data = {**record.to_json(), "policy": network.to_json(), "proposal": None}
+        if network.mode == "observe":
+            policy, text = propose_policy(record.used(), attempt.bounds)
+            data["proposal"] = {"policy": policy.to_json(), "text": text}
+        return data
 
     def status(self) -> dict[str, Any]:
         return {
@@ -160,6 +184,19 @@ class EgressProxy:
                 return {"ok": True, "dropped": await self.close_attempt(attempt_id)}
             if op == "open":
                 return {"ok": True, "sockets": await self._open_command(attempt_id, command)}
+            if op in ("policy", "allow", "record"):
+                attempt = self.attempts.get(attempt_id)
+                if attempt is None:
+                    raise LookupError(f"attempt {attempt_id} is not open")
+                if op == "policy":
+                    attempt.set_network(NetworkPolicy.from_json(command.get("policy") or {}))
+                    return {"ok": True, "policy": attempt.network.to_json()}
+                if op == "allow":
+                    return {
+                        "ok": True,
+                        "policy": attempt.allow_rule(NetworkRule.from_json(command.get("rule") or {})).to_json(),
+                    }
+                return {"ok": True, "record": self.record(attempt_id, reset=bool(command.get("reset")))}
             raise ValueError(f"unknown op {op!r}")
         except Exception as exc:
             logger.warning("egress control command failed: %s", exc)

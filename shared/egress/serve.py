@@ -12,6 +12,7 @@ from pathlib import Path
 from shared.egress.address_policy import AddressPolicy
 from shared.egress.grant import CredentialSource, CredentialUses, GrantLookup, OnBlocked
 from shared.egress.limits import Limits, raise_file_limit
+from shared.egress.network_policy import Bounds
 from shared.egress.proxy import EgressProxy
 
 logger = logging.getLogger(__name__)
@@ -26,13 +27,14 @@ async def run(
     policy: AddressPolicy | None = None,
     limits: Limits | None = None,
     on_credential_uses: CredentialUses | None = None,
+    bounds: Bounds | None = None,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[EgressProxy], None] | None = None,
 ) -> None:
     """Serve the control socket until ``stop`` is set (or the task is cancelled); then close every attempt."""
     proxy = EgressProxy(
         credential_source, grant_lookup=grant_lookup, on_blocked=on_blocked, policy=policy, limits=limits,
-        on_credential_uses=on_credential_uses,
+        on_credential_uses=on_credential_uses, bounds=bounds,
     )  # fmt: skip
     stop = stop or asyncio.Event()
     await proxy.start_control(control_path)
@@ -53,6 +55,7 @@ def serve(
     policy: AddressPolicy | None = None,
     limits: Limits | None = None,
     on_credential_uses: CredentialUses | None = None,
+    bounds: Bounds | None = None,
 ) -> None:
     """Blocking: run the proxy in a new event loop until SIGTERM or SIGINT (call it from the main thread).
 
@@ -69,7 +72,7 @@ def serve(
                 loop.add_signal_handler(signum, stop.set)
         await run(
             control_path, credential_source, grant_lookup=grant_lookup, on_blocked=on_blocked, policy=policy,
-            limits=limits, on_credential_uses=on_credential_uses, stop=stop,
+            limits=limits, on_credential_uses=on_credential_uses, bounds=bounds, stop=stop,
         )  # fmt: skip
 
     asyncio.run(main())

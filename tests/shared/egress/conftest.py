@@ -53,10 +53,16 @@ class Credentials:
 
 @dataclass
 class Blocked:
-    events: list[tuple[str, str, int, str]] = field(default_factory=list)
+    """Refusals as ``(attempt, host, port, reason)``; ``requests`` has the method and path seen with each."""
 
-    def __call__(self, attempt_id: str, host: str, port: int, reason: str) -> None:
+    events: list[tuple[str, str, int, str]] = field(default_factory=list)
+    requests: list[tuple[str | None, str | None]] = field(default_factory=list)
+
+    def __call__(
+        self, attempt_id: str, host: str, port: int, reason: str, *, method: str | None = None, path: str | None = None
+    ) -> None:
         self.events.append((attempt_id, host, port, reason))
+        self.requests.append((method, path))
 
 
 @pytest.fixture
