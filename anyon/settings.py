@@ -329,6 +329,10 @@ ANYON_EGRESS_CONTROL = env.str("ANYON_EGRESS_CONTROL", default=str(ANYON_TEMP_DI
 ANYON_EGRESS_ALLOW = env.list("ANYON_EGRESS_ALLOW", default=[])
 #: The exact host:port that may resolve to loopback, private or link-local addresses (a GHES on a private network).
 ANYON_EGRESS_ALLOW_INTERNAL = env.list("ANYON_EGRESS_ALLOW_INTERNAL", default=[])
+#: Hosts ("host", "host:port", "*.domain") no network policy or observe mode may reach (docs/DEPLOYMENT.md).
+ANYON_EGRESS_DENY = env.list("ANYON_EGRESS_DENY", default=[])
+#: Whether network policies may name hosts beyond the presets and ANYON_EGRESS_ALLOW. Off: presets only.
+ANYON_EGRESS_USER_HOSTS = env.bool("ANYON_EGRESS_USER_HOSTS", default=True)
 #: Give sealed runs the GitHub REST API of their own task's repository (token added by the proxy). Off: no API at all.
 ANYON_AGENT_GITHUB_API = env.bool("ANYON_AGENT_GITHUB_API", default=False)
 #: With ANYON_AGENT_GITHUB_API, also let the agent write issues, pull requests and comments (POST/PATCH). Off: reads.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
@@ -32,10 +33,13 @@ from shared.egress import (
     GITHUB_API_SOCKET,
     PROXY_SOCKET,
     ApiAuth,
+    Bounds,
     EgressClient,
     Grant,
     HostPort,
     Limits,
+    NetworkPolicy,
+    NetworkRule,
     Service,
 )
 
@@ -54,10 +58,11 @@ def client() -> EgressClient:
     return EgressClient(settings.ANYON_EGRESS_CONTROL, timeout=5)
 
 
-def grant_for(attempt: Attempt, *, claude_kind: str | None) -> Grant:
+def grant_for(attempt: Attempt, *, claude_kind: str | None, network: NetworkPolicy | None = None) -> Grant:
     """The Anthropic API (when the session runs the agent), git of the task's own repository on the configured
     GitHub host (pushes: only the attempt's branch, only in a push window), its REST API when the operator enables
-    it, and the hosts the operator allows."""
+    it, the hosts the operator allows, and what ``network`` allows within the operator's bounds (``None``: only
+    those hosts, by ``CONNECT``)."""
     owner, repo = repo_owner_and_name(attempt.task.repo_url)
     return Grant(
         attempt_id=str(attempt.pk),
@@ -72,7 +77,32 @@ def grant_for(attempt: Attempt, *, claude_kind: str | None) -> Grant:
         api_remote_fetch=settings.ANYON_AGENT_API_REMOTE_FETCH,
         allowed=settings.ANYON_EGRESS_ALLOW,
         internal=settings.ANYON_EGRESS_ALLOW_INTERNAL,
+        network=network,
     )
+
+
+def bounds() -> Bounds:
+    """The operator's limits on every network policy, given to the proxy process."""
+    return Bounds.of(
+        allow=settings.ANYON_EGRESS_ALLOW, deny=settings.ANYON_EGRESS_DENY, user_hosts=settings.ANYON_EGRESS_USER_HOSTS
+    )
+
+
+def set_attempt_policy(attempt_id: int | str, policy: NetworkPolicy) -> NetworkPolicy:
+    """Replace a running attempt's network policy (setup phase → agent phase); its next request uses it.
+    Raises EgressError (with the reason) when the operator's bounds forbid a rule of it."""
+    return client().set_policy(attempt_id, policy)
+
+
+def allow_for_attempt(attempt_id: int | str, rule: NetworkRule) -> NetworkPolicy:
+    """ "Allow for this attempt": one more rule until the attempt ends (EgressError, why: the operator forbids it)."""
+    return client().allow(attempt_id, rule)
+
+
+def fetch_network_record(attempt_id: int | str, *, reset: bool = False) -> dict[str, Any]:
+    """The attempt's network record (per host: requests, tunnels, bytes, credential added, refusals; in observe mode
+    a proposed policy), to store at the end of a phase (``reset``: start the next phase's) or of the attempt."""
+    return client().record(attempt_id, reset=reset)
 
 
 def container_environment(*, claude_kind: str | None) -> dict[str, str]:
@@ -182,8 +212,12 @@ def _refuse_undecryptable(attempt: Attempt, service: Service) -> None:
     )
 
 
-def record_block(attempt_id: str, host: str, port: int, reason: str) -> None:
+def record_block(
+    attempt_id: str, host: str, port: int, reason: str, *, method: str | None = None, path: str | None = None
+) -> None:
     close_old_connections()
+    if method:
+        reason = f"{reason} ({method} {(path or '/')[:80]})"
     do_record_egress_block(attempt_id=int(attempt_id), host=host, port=port, reason=reason)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from execution.hosts.egress import credential_for, limits, record_block, record_credential_uses
+from execution.hosts.egress import bounds, credential_for, limits, record_block, record_credential_uses
 from secrets_app.key_canary import alert_if_undecryptable, do_ensure_canary
 from secrets_app.key_rotation import reload_secret_key
 from shared.egress import serve
@@ -49,5 +49,6 @@ class Command(BaseCommand):
         check_store_key()
         signal.signal(signal.SIGHUP, on_hangup)
         serve(
-            control, credential_for, on_blocked=record_block, limits=limits(), on_credential_uses=record_credential_uses
-        )
+            control, credential_for, on_blocked=record_block, limits=limits(),
+            on_credential_uses=record_credential_uses, bounds=bounds(),
+        )  # fmt: skip

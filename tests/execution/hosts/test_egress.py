@@ -15,16 +15,31 @@ from execution.attempts.selectors import egress_block_count
 from execution.hosts.egress import (
     MAX_BLOCK_ROWS,
     PLACEHOLDER,
+    allow_for_attempt,
+    bounds,
     credential_for,
     do_record_egress_block,
     do_take_unlogged_blocks,
+    fetch_network_record,
     grant_for,
+    record_block,
     record_credential_uses,
+    set_attempt_policy,
 )
 from execution.models import EgressBlock
 from secrets_app.models import SecretAccess
 from secrets_app.secret_store import do_store_secret
-from shared.egress import API_SOCKET, AddressPolicy, EgressProxy, Grant, Limits
+from shared.egress import (
+    API_SOCKET,
+    PROXY_SOCKET,
+    AddressPolicy,
+    EgressError,
+    EgressProxy,
+    Grant,
+    Limits,
+    NetworkPolicy,
+    NetworkRule,
+)
 from tests.fakes.anthropic_api import FakeAnthropicAPI
 from tests.shared.egress.conftest import unix_session
 
@@ -123,3 +138,70 @@ async def test_a_burst_through_the_proxy_is_a_few_audited_decrypts_that_count_ev
     assert len(rows) == 1 and rows[0].outcome == "success"  # one decrypt, recorded
     assert rows[0].detail == "served 30 requests"
     assert api.credentials() == {token}
+
+
+def test_the_grant_keeps_todays_network_unless_given_a_policy(attempt, settings):
+    settings.ANYON_EGRESS_ALLOW = ["pypi.org"]
+    settings.ANYON_EGRESS_DENY = ["*.evil.example.net"]
+    settings.ANYON_EGRESS_USER_HOSTS = False
+    assert grant_for(attempt, claude_kind=None).network is None  # only ANYON_EGRESS_ALLOW, by CONNECT
+    policy = NetworkPolicy(mode="rules", presets=("package-registries",))
+    grant = grant_for(attempt, claude_kind=None, network=policy)
+    assert Grant.from_json(grant.to_json()) == grant and grant.network == policy
+    assert bounds().allow == {("pypi.org", 443)} and bounds().user_hosts is False
+    assert bounds().denied("a.evil.example.net", 443) is not None
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_worker_changes_a_running_attempts_policy_and_reads_its_network_record(alice, settings):
+    """Through the control socket, as the worker does: a rule the operator denies is refused with the reason, a
+    policy replaces the old one, a refusal names its method and path on the attempt, and the record says which
+    credential the proxy added to which host."""
+    token = "sk-ant-api03-" + "N" * 40
+    await sync_to_async(do_store_secret)(owner=alice, provider="claude", kind="api_key", value=token)
+    task = await sync_to_async(do_create_task)(
+        owner=alice, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p"
+    )
+    attempt = await sync_to_async(do_start_attempt)(task=task, enqueue=False)
+    directory = Path(tempfile.mkdtemp(prefix="egn-", dir="/tmp"))
+    settings.ANYON_EGRESS_CONTROL = str(directory / "control.sock")
+    settings.ANYON_EGRESS_DENY = ["denied.test"]
+    proxy = EgressProxy(
+        credential_for, policy=AddressPolicy(own_addresses=[]), on_blocked=record_block, bounds=bounds()
+    )
+    await proxy.start_control(settings.ANYON_EGRESS_CONTROL)
+    with FakeAnthropicAPI(expected_token=token) as api:
+        settings.ANYON_ANTHROPIC_API_URL = api.url
+        settings.ANYON_EGRESS_ALLOW_INTERNAL = [api.url.removeprefix("http://")]
+        grant = await sync_to_async(grant_for)(attempt, claude_kind="api_key", network=NetworkPolicy(mode="observe"))
+        paths = await proxy.open_attempt(grant, directory)
+        async with (
+            unix_session(paths[API_SOCKET]) as client,
+            client.post(
+                "http://bridge/v1/messages", headers={"x-api-key": PLACEHOLDER},
+                json={"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]},
+            ) as response,
+        ):  # fmt: skip
+            assert response.status == 200
+            answer = await response.read()
+
+        with pytest.raises(EgressError, match="denied.test is denied by the operator"):
+            await asyncio.to_thread(allow_for_attempt, attempt.pk, NetworkRule("denied.test"))
+        now = await asyncio.to_thread(set_attempt_policy, attempt.pk, NetworkPolicy(mode="rules"))
+        assert now == NetworkPolicy(mode="rules")
+        reader, writer = await asyncio.open_unix_connection(str(paths[PROXY_SOCKET]))
+        writer.write(b"GET http://127.0.0.1:9/steal?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n")
+        head = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 403 blocked by Anyon's network policy: host 127.0.0.1 (port 9)")
+
+        record = await asyncio.to_thread(fetch_network_record, attempt.pk)
+        await proxy.stop()
+    api_host = api.url.removeprefix("http://").rpartition(":")[0]
+    uses = {(h["host"], h["credential"]): h for h in record["hosts"]}
+    anthropic = uses[(api_host, "anthropic")]
+    assert anthropic["requests"] == 1 and anthropic["bytes_in"] >= len(answer) and anthropic["bytes_out"] > 0
+    assert anthropic["examples"] == ["POST /v1/messages"]
+    assert uses[("127.0.0.1", "none")]["blocked"] == 1
+    block = await EgressBlock.objects.aget(attempt=attempt)
+    assert (block.host, block.port, block.reason) == ("127.0.0.1", 9, "is not in the network policy (GET /steal)")
