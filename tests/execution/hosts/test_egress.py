@@ -185,7 +185,7 @@ async def test_the_worker_changes_a_running_attempts_policy_and_reads_its_networ
             assert response.status == 200
             answer = await response.read()
 
-        with pytest.raises(EgressError, match="denied.test is denied by the operator"):
+        with pytest.raises(EgressError, match=r"denied\.test is denied by the operator"):
             await asyncio.to_thread(allow_for_attempt, attempt.pk, NetworkRule("denied.test"))
         now = await asyncio.to_thread(set_attempt_policy, attempt.pk, NetworkPolicy(mode="rules"))
         assert now == NetworkPolicy(mode="rules")
