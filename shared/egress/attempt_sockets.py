@@ -1,5 +1,7 @@
 """One attempt's listening UNIX sockets and everything live behind them, so closing the attempt ends all of it.
 
+Longer than 300 lines: an attempt's sockets, credentials, live policy and record share one lifecycle.
+
 The sockets are created in the attempt's directory (which the wiring bind-mounts into the container) and handed to
 the container user (owner ``uid``, mode 0600). Closing stops listening, removes the socket files and aborts every
 open connection: after close, nothing of the attempt can talk through the proxy. Every connection passes the
