@@ -29,7 +29,7 @@ from shared.egress.connect_tunnel import serve_tunnel
 from shared.egress.credential_swap import anthropic_handler, git_handler, github_api_handler
 from shared.egress.grant import CredentialSource, CredentialUses, Grant, HostPort, OnBlocked, Service
 from shared.egress.limits import Budget, Gate, Limits
-from shared.egress.network_policy import Bounds, NetworkPolicy, NetworkRule, policy_refusal, rule_refusal
+from shared.egress.network_policy import Bounds, NetworkPolicy, NetworkRule, decide, policy_refusal, rule_refusal
 from shared.egress.network_record import NetworkRecord
 from shared.egress.reverse_proxy import Upstream, new_session
 
@@ -92,6 +92,8 @@ class AttemptSockets:
         self._web_servers: list[web.Server] = []
         self._clients: set[asyncio.StreamWriter] = set()  # connections to proxy.sock
         self._tunnels: set[asyncio.StreamWriter] = set()  # their upstream ends
+        #: proxy.sock connections past their decision: target, method and path (None for a tunnel), upstream end
+        self.live: dict[asyncio.StreamWriter, tuple[HostPort, str | None, str | None, asyncio.StreamWriter]] = {}
         self.paths: dict[str, Path] = {}
         self.blocked_count = 0
         self.closed = False
@@ -101,12 +103,21 @@ class AttemptSockets:
     def network(self) -> NetworkPolicy:
         return self.grant.network or NetworkPolicy()
 
-    def set_network(self, policy: NetworkPolicy) -> None:
-        """Replace the policy (a setup phase ending, say); the next request or tunnel is decided by it."""
+    def set_network(self, policy: NetworkPolicy) -> int:
+        """Replace the policy (a setup phase ending, say); the next request or tunnel is decided by it, and open
+        tunnels and requests it no longer allows are cut (a setup step's lingering tunnel does not outlive it).
+        Returns how many were cut."""
         problem = policy_refusal(policy, self.bounds)
         if problem:
             raise ValueError(f"network policy refused: {problem}")
         self.grant = dataclasses.replace(self.grant, network=policy)
+        cut = 0
+        for writer, (target, method, path, upstream) in list(self.live.items()):
+            if not decide(policy, self.bounds, method, target.host, target.port, path).allowed:
+                writer.transport.abort()
+                upstream.transport.abort()
+                cut += 1
+        return cut
 
     def allow_rule(self, rule: NetworkRule) -> NetworkPolicy:
         """Add one rule for the rest of this attempt ("allow for this attempt"); raises ValueError when the

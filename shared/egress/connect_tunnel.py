@@ -162,6 +162,7 @@ async def serve_tunnel(attempt, reader: asyncio.StreamReader, writer: asyncio.St
             await _reply(conn, writer, 502, f"egress proxy: {target} is unreachable")
             return
         attempt.track(upstream_writer)
+        attempt.live[writer] = (target, method, path, upstream_writer)  # re-decided when the policy changes
         guard = attempt.gate.guard_of(writer.transport)
         if guard is not None:  # from now on traffic either way keeps the connection from the idle timeout
             guard.open_tunnel()
@@ -194,6 +195,7 @@ async def serve_tunnel(attempt, reader: asyncio.StreamReader, writer: asyncio.St
     except h11.LocalProtocolError:
         logger.debug("egress attempt %s: protocol error on proxy.sock", grant.attempt_id, exc_info=True)
     finally:
+        attempt.live.pop(writer, None)
         for w in (upstream_writer, writer):
             if w is not None:
                 w.close()

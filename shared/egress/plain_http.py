@@ -27,9 +27,11 @@ _HOP_BY_HOP = frozenset(
 )  # fmt: skip
 
 
-def _end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def _end_to_end(headers: list[tuple[bytes, bytes]], keep: frozenset[bytes] = frozenset()) -> list[tuple[bytes, bytes]]:
+    """``headers`` without hop-by-hop ones (and those ``Connection`` names), except ``keep``."""
     named = {n.strip().lower() for name, value in headers if name.lower() == b"connection" for n in value.split(b",")}
-    return [(name, value) for name, value in headers if name.lower() not in _HOP_BY_HOP | named]
+    drop = (_HOP_BY_HOP | named) - keep
+    return [(name, value) for name, value in headers if name.lower() not in drop]
 
 
 def origin_form(target: bytes) -> bytes:
@@ -62,7 +64,9 @@ async def forward_plain(
 ) -> None:
     """Send ``request`` (and its body) upstream, then stream the answer back; counts bytes on ``use``."""
     upstream = h11.Connection(h11.CLIENT)
-    headers = [*_end_to_end(list(request.headers)), (b"host", host_header(target)), (b"connection", b"close")]
+    # h11 checked the client's framing and frames the body again upstream: a chunked upload stays chunked.
+    kept = _end_to_end(list(request.headers), keep=frozenset({b"transfer-encoding"}))
+    headers = [*kept, (b"host", host_header(target)), (b"connection", b"close")]
     upstream_writer.write(upstream.send(h11.Request(method=request.method, target=origin_form(request.target),
                                                     headers=headers)))  # fmt: skip
     if conn.they_are_waiting_for_100_continue:
@@ -86,7 +90,7 @@ async def forward_plain(
             break
     if not isinstance(response, h11.Response):
         raise h11.RemoteProtocolError("upstream closed without an answer")
-    headers = [*_end_to_end(list(response.headers)), (b"connection", b"close")]
+    headers = [*_end_to_end(list(response.headers)), (b"connection", b"close")]  # h11 frames it for the client
     writer.write(conn.send(h11.Response(status_code=response.status_code, headers=headers, reason=response.reason)))
     while True:
         event = await asyncio.wait_for(_next(upstream, upstream_reader), RESPONSE_TIMEOUT)

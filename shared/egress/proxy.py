@@ -7,7 +7,7 @@ proxy's user; containers never see it), one JSON answer line per request::
         -> {"ok": true, "sockets": {"api.sock": "/…/42/api.sock", "git.sock": …, "proxy.sock": …}}
     {"op": "open", "attempt": "42", "dir": …}          (no grant: the proxy's grant_lookup supplies it)
     {"op": "close", "attempt": "42"}                   -> {"ok": true, "dropped": 2}   (idempotent)
-    {"op": "policy", "attempt": "42", "policy": {…}}  -> {"ok": true, "policy": {…}}  (replaces the network policy)
+    {"op": "policy", "attempt": "42", "policy": {…}}  -> {"ok": true, "policy": {…}, "cut": 1}  (replaces it)
     {"op": "allow", "attempt": "42", "rule": {…}}      -> {"ok": true, "policy": {…}}  (one more rule, this attempt)
     {"op": "record", "attempt": "42", "reset": false}  -> {"ok": true, "record": {"hosts": […], "blocked": […],
                                                            "policy": {…}, "proposal": {"policy": {…}, "text": …}}}
@@ -16,7 +16,8 @@ proxy's user; containers never see it), one JSON answer line per request::
     any failure                                        -> {"ok": false, "error": "…"}
 
 ``policy`` and ``allow`` are checked against the operator's :class:`~shared.egress.network_policy.Bounds` (a rule
-they forbid is refused with the reason); the attempt's next request is decided by the new policy. ``record`` returns
+they forbid is refused with the reason); the attempt's next request is decided by the new policy, and ``policy``
+cuts the open tunnels and requests it no longer allows (``cut``). ``record`` returns
 the attempt's network record (``shared/egress/network_record.py``) and, in observe mode, the smallest policy that
 covers what was used; ``reset`` starts a new record (the next phase). Opening an attempt that is already open
 replaces it (its old sockets and connections go first). The attempts'
@@ -189,8 +190,8 @@ class EgressProxy:
                 if attempt is None:
                     raise LookupError(f"attempt {attempt_id} is not open")
                 if op == "policy":
-                    attempt.set_network(NetworkPolicy.from_json(command.get("policy") or {}))
-                    return {"ok": True, "policy": attempt.network.to_json()}
+                    cut = attempt.set_network(NetworkPolicy.from_json(command.get("policy") or {}))
+                    return {"ok": True, "policy": attempt.network.to_json(), "cut": cut}
                 if op == "allow":
                     return {
                         "ok": True,

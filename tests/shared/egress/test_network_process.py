@@ -257,3 +257,43 @@ def test_path_traversal_past_a_prefix_is_refused_in_the_process(start_proxy):
             assert plain(sock, "GET", f"{registry.url}{path}")[0] == 403, path
         assert tunnel(sock, registry.port)[0] == 403  # a tunnel cannot be path-checked
         assert [r.path for r in registry.requests] == ["/simple/pkg/"]
+
+
+def test_a_chunked_upload_is_forwarded_chunked(start_proxy):
+    proxy = start_proxy()
+    with Registry() as registry:
+        sock = proxy.open(NetworkPolicy(mode="rules", rules=(NetworkRule("127.0.0.1", registry.port),)), registry)
+        assert plain(sock, "PUT", f"{registry.url}/up", iter([b"a" * 100, b"b" * 200]))[0] == 200
+        (request,) = registry.requests
+        assert request.body == b"a" * 100 + b"b" * 200
+        assert request.headers["transfer-encoding"] == "chunked"
+        assert proxy.client.record("1")["hosts"][0]["bytes_out"] == 300
+
+
+def test_a_new_policy_cuts_the_open_tunnels_it_no_longer_allows(start_proxy):
+    """A setup step's tunnel to a host only setup may reach does not outlive the setup phase."""
+    proxy = start_proxy()
+    with Registry() as setup_only, Registry() as always:
+        keep = NetworkRule("127.0.0.1", always.port)
+        setup = NetworkPolicy(mode="rules", rules=(NetworkRule("127.0.0.1", setup_only.port), keep))
+        sock = proxy.open(setup, setup_only, always)
+        connections = []
+        for server in (setup_only, always):
+            connection = UnixHTTPConnection(sock)
+            connection.set_tunnel("127.0.0.1", server.port)
+            connection.request("GET", "/first")
+            assert connection.getresponse().read() == Registry.BODY
+            connections.append(connection)
+        answer = proxy.client.command(
+            {"op": "policy", "attempt": "1", "policy": NetworkPolicy(mode="rules", rules=(keep,)).to_json()}
+        )
+        assert answer["cut"] == 1
+        with pytest.raises((OSError, http.client.HTTPException)):
+            connections[0].request("GET", "/second")
+            connections[0].getresponse().read()
+        connections[1].request("GET", "/second")  # the tunnel the new policy allows stays open
+        assert connections[1].getresponse().read() == Registry.BODY
+        for connection in connections:
+            connection.close()
+        assert [r.path for r in setup_only.requests] == ["/first"]
+        assert [r.path for r in always.requests] == ["/first", "/second"]
