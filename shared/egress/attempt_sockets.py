@@ -341,6 +341,7 @@ class AttemptSockets:
             "sockets": sorted(self.paths),
             "connections": live,
             "blocked": self.blocked_count,
+            "network": self.network.mode,
             "refused_connections": self.gate.refused_connections,
             "throttled": self.gate.throttled,
             "timed_out": self.gate.timed_out,

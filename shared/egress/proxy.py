@@ -6,7 +6,8 @@ proxy's user; containers never see it), one JSON answer line per request::
     {"op": "open", "attempt": "42", "dir": "/…/cloud-secrets/42", "uid": 1000, "gid": 1000, "grant": {…}}
         -> {"ok": true, "sockets": {"api.sock": "/…/42/api.sock", "git.sock": …, "proxy.sock": …}}
     {"op": "open", "attempt": "42", "dir": …}          (no grant: the proxy's grant_lookup supplies it)
-    {"op": "close", "attempt": "42"}                   -> {"ok": true, "dropped": 2}   (idempotent)
+    {"op": "close", "attempt": "42"}                   -> {"ok": true, "dropped": 2, "record": {…}}  (idempotent;
+                                                           record: the attempt's last network record, or null)
     {"op": "policy", "attempt": "42", "policy": {…}}  -> {"ok": true, "policy": {…}, "cut": 1}  (replaces it)
     {"op": "allow", "attempt": "42", "rule": {…}}      -> {"ok": true, "policy": {…}}  (one more rule, this attempt)
     {"op": "record", "attempt": "42", "reset": false}  -> {"ok": true, "record": {"hosts": […], "blocked": […],
@@ -182,7 +183,8 @@ class EgressProxy:
             if not attempt_id:
                 raise ValueError("attempt is required")
             if op == "close":
-                return {"ok": True, "dropped": await self.close_attempt(attempt_id)}
+                record = self.record(attempt_id) if attempt_id in self.attempts else None
+                return {"ok": True, "dropped": await self.close_attempt(attempt_id), "record": record}
             if op == "open":
                 return {"ok": True, "sockets": await self._open_command(attempt_id, command)}
             if op in ("policy", "allow", "record"):

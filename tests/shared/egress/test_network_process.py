@@ -297,3 +297,14 @@ def test_a_new_policy_cuts_the_open_tunnels_it_no_longer_allows(start_proxy):
             connection.close()
         assert [r.path for r in setup_only.requests] == ["/first"]
         assert [r.path for r in always.requests] == ["/first", "/second"]
+
+
+def test_closing_an_attempt_answers_its_last_network_record(start_proxy):
+    proxy = start_proxy()
+    with Registry() as registry:
+        sock = proxy.open(NetworkPolicy(mode="rules", rules=(NetworkRule("127.0.0.1", registry.port),)), registry)
+        assert plain(sock, "GET", f"{registry.url}/a")[0] == 200
+        assert proxy.client.status()["attempts"][0]["network"] == "rules"
+        answer = proxy.client.command({"op": "close", "attempt": "1"})
+        assert answer["record"]["hosts"][0]["requests"] == 1
+        assert proxy.client.command({"op": "close", "attempt": "1"})["record"] is None
