@@ -109,11 +109,11 @@ class NetworkRule:
         return DEFAULT_PORTS if self.port is None else (self.port,)
 
     def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
         if self.path_prefix:
             port = "" if self.port in (None, 80) else f":{self.port}"
-            text = f"http://{self.host}{port}{self.path_prefix}"
+            text = f"http://{host}{port}{self.path_prefix}"
         else:
-            host = f"[{self.host}]" if ":" in self.host else self.host
             text = host if self.port is None else f"{host}:{self.port}"
         return text + (" read-only" if self.read_only else "")
 

@@ -197,6 +197,7 @@ def test_parse_rules_reads_hosts_ports_urls_and_comments():
         http://deb.example.org:8000/
         https://crates.example
         [::1]:9000
+        http://[::1]:8080/x/
         pypi.org
     """
     rules = parse_rules(text)
@@ -208,6 +209,7 @@ def test_parse_rules_reads_hosts_ports_urls_and_comments():
         NetworkRule("deb.example.org", 8000),
         NetworkRule("crates.example", 443),
         NetworkRule("::1", 9000),
+        NetworkRule("::1", 8080, "/x/"),
     )
     assert parse_rules(format_rules(rules)) == rules
 
