@@ -67,6 +67,9 @@ class Attempt(models.Model):
     head_commit = models.CharField(max_length=64, blank=True)
     diff = models.JSONField(default=list, blank=True, help_text="files changed since base_commit (see diffs.py)")
     diff_truncated = models.BooleanField(default=False)
+    push_summary = models.JSONField(
+        default=dict, blank=True, help_text="what a push sends: the branch, the commits since base_commit (commit_list)"
+    )
     pr_number = models.PositiveIntegerField(null=True, blank=True)
     pr_url = models.URLField(blank=True)
     pr_state = models.CharField(max_length=32, blank=True)
@@ -175,6 +178,9 @@ class Run(models.Model):
     session_id = models.CharField(max_length=80, blank=True, help_text="Claude session of an agent run")
     commit_before = models.CharField(max_length=64, blank=True)
     commit_after = models.CharField(max_length=64, blank=True)
+    own_commit = models.CharField(
+        max_length=64, blank=True, help_text="the commit Anyon's commit step made after this agent run (if any)"
+    )
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -214,6 +220,24 @@ class LogRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.attempt_id}#{self.seq} {self.stream}"
+
+
+class ToolOutput(models.Model):
+    """The whole output of one tool call of an agent run, masked, of which the log shows the first part (the log
+    line ends with ``[full output #<run>.<number>]``). Kept up to ``logs.writer.TOOL_OUTPUT_MAX_CHARS`` each."""
+
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="tool_outputs")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tool_outputs")
+    number = models.PositiveIntegerField(help_text="the tool call's place among the run's long outputs")
+    text = models.TextField()
+    chars = models.PositiveIntegerField(help_text="its length before the cap")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="one_tool_output_per_run_number")]
+
+    def __str__(self) -> str:
+        return f"output {self.run_id}.{self.number}"
 
 
 class EgressBlock(models.Model):

@@ -10,6 +10,7 @@
   const waitingLine = document.getElementById("attempt-waiting");
   const removedLine = document.getElementById("log-removed");
   const cancelForm = document.getElementById("cancel-form");
+  const push = document.getElementById("push");
   // The page rendered the newest records; the socket continues after the last of them.
   let lastSeq = Number(log.dataset.after || 0);
   let ended = false;
@@ -28,6 +29,97 @@
   const label = (s) => s.replace("_", " ").replace(/^./, (c) => c.toUpperCase());
   const fmt = (sec) => (sec === null || sec === undefined ? "—" : `${sec.toFixed(1)} s`);
 
+  // A long tool output's log line ends with "[full output #<run>.<number>]": it becomes a collapsed "show full
+  // output" that loads the whole (masked) output when first opened. Records are only ever appended, so what the
+  // user opened stays open while the log goes on.
+  const FULL_OUTPUT = /\[full output #(\d+)\.(\d+)\]/g;
+
+  function loadOutput(details, run, number) {
+    const pre = details.querySelector("pre");
+    pre.textContent = "loading…";
+    fetch(`/attempts/${attemptId}/runs/${run}/outputs/${number}/`, { credentials: "same-origin" })
+      .then((response) => (response.ok ? response.json() : Promise.reject(response.status)))
+      .then((data) => {
+        const cut = data.chars > data.kept ? `\n… (${data.chars - data.kept} more characters were not kept)` : "";
+        pre.textContent = data.text + cut;
+        details.dataset.loaded = "true";
+      })
+      .catch((status) => {
+        pre.textContent = status === 404 ? "The full output was not kept." : "The full output could not be loaded.";
+        details.dataset.loaded = "";
+      });
+  }
+
+  function fullOutputs(span) {
+    const text = span.textContent;
+    if (!text.includes("[full output #")) return;
+    const parts = [];
+    let last = 0;
+    for (const match of text.matchAll(FULL_OUTPUT)) {
+      parts.push(document.createTextNode(text.slice(last, match.index)));
+      const details = document.createElement("details");
+      details.className = "full-output";
+      details.setAttribute("data-testid", "full-output");
+      const summary = document.createElement("summary");
+      summary.textContent = "show full output";
+      const pre = document.createElement("pre");
+      details.append(summary, pre);
+      const [run, number] = [match[1], match[2]];
+      details.addEventListener("toggle", () => {
+        if (details.open && !details.dataset.loaded) loadOutput(details, run, number);
+      });
+      parts.push(details);
+      last = match.index + match[0].length;
+    }
+    if (!parts.length) return;
+    parts.push(document.createTextNode(text.slice(last)));
+    span.replaceChildren(...parts);
+  }
+
+  function showPush(p) {
+    if (!push) return;
+    push.hidden = !p || !p.branch;
+    if (push.hidden) return;
+    document.getElementById("push-branch").textContent = p.branch;
+    document.getElementById("push-head").textContent = p.head.slice(0, 12);
+    document.getElementById("push-notes").replaceChildren(...p.notes.map((note) => {
+      const li = document.createElement("li");
+      li.textContent = note;
+      return li;
+    }));
+    const table = document.getElementById("push-commits");
+    table.hidden = !p.commits.length;
+    table.tBodies[0].replaceChildren(...p.commits.map((c) => {
+      const tr = document.createElement("tr");
+      tr.dataset.commit = c.id;
+      const id = document.createElement("code");
+      id.textContent = c.id.slice(0, 8);
+      const who = document.createElement("td");
+      who.textContent = `${c.author} <${c.email}>`;
+      if (c.committer !== undefined) {
+        const by = document.createElement("span");
+        by.className = "muted";
+        by.textContent = `committed by ${c.committer} <${c.committer_email}>`;
+        who.append(document.createElement("br"), by);
+      }
+      const badge = document.createElement("span");
+      badge.className = c.own ? "badge badge-muted" : "badge badge-warn";
+      badge.textContent = c.own ? "Anyon" : "agent";
+      const cells = [id, c.subject, who, badge].map((content) => {
+        if (content instanceof HTMLTableCellElement) return content;
+        const td = document.createElement("td");
+        if (typeof content === "string") td.textContent = content;
+        else td.appendChild(content);
+        return td;
+      });
+      tr.append(...cells);
+      return tr;
+    }));
+    const more = document.getElementById("push-more");
+    more.hidden = !p.more;
+    more.textContent = `… and ${p.more} more commit${p.more === 1 ? "" : "s"}.`;
+  }
+
   function appendRecords(records) {
     const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
     const frag = document.createDocumentFragment();
@@ -38,6 +130,7 @@
       span.className = r.stream;
       span.dataset.seq = r.seq;
       span.textContent = r.text;
+      if (r.stream === "agent") fullOutputs(span);
       frag.appendChild(span);
     }
     if (frag.childNodes.length) log.hidden = false;  // hidden while a removed log had nothing new
@@ -61,6 +154,7 @@
       removedLine.textContent = a.log_removed;
     }
     cancelForm.hidden = !a.active;
+    if ("push" in a) showPush(a.push);
     // Follow-up, pull request and delete wait for the work to end (the page reloads then).
     for (const form of document.querySelectorAll(".when-idle")) form.hidden = a.active;
     runs.replaceChildren(...a.runs.map((r) => {
@@ -81,8 +175,11 @@
     }));
   }
 
-  // Something typed on the page (a follow-up) is never thrown away by the reload at the end.
-  const typedSomething = () => [...document.querySelectorAll("textarea, input[type=text]")].some((el) => el.value);
+  // Something typed on the page (a follow-up) or a full output the user opened is never thrown away by the reload
+  // at the end.
+  const typedSomething = () =>
+    [...document.querySelectorAll("textarea, input[type=text]")].some((el) => el.value) ||
+    document.querySelector("details.full-output[open]") !== null;
 
   function finish() {
     ended = true;
@@ -156,5 +253,6 @@
   window.addEventListener("online", () => {
     if (!ended && socket && socket.readyState !== WebSocket.OPEN) { retry = 500; socket.close(); connect(); }
   });
+  for (const span of log.querySelectorAll("span.agent")) fullOutputs(span);
   connect();
 })();

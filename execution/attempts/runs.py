@@ -12,7 +12,7 @@ from django.utils import timezone
 from execution.attempts.selectors import SNAPSHOT_FIELDS
 from execution.attempts.steps import Step
 from execution.logs.writer import wake_attempt_viewers
-from execution.models import Attempt, AttemptJob, JobStatus, Run
+from execution.models import Attempt, AttemptJob, JobStatus, Run, ToolOutput
 
 MAX_ERROR_CHARS = 4000
 
@@ -42,9 +42,23 @@ def do_set_workspace_volume(*, attempt: Attempt, volume: str) -> None:
 
 
 def do_record_results(
-    *, attempt: Attempt, base_commit: str, head_commit: str, diff: list[dict], diff_truncated: bool
+    *,
+    attempt: Attempt,
+    base_commit: str,
+    head_commit: str,
+    diff: list[dict],
+    diff_truncated: bool,
+    push_summary: dict | None = None,
 ) -> None:
-    _update_attempt(attempt, base_commit=base_commit, head_commit=head_commit, diff=diff, diff_truncated=diff_truncated)
+    """``push_summary``: the branch and commits a push would send (execution/git/commit_list.py)."""
+    _update_attempt(
+        attempt,
+        base_commit=base_commit,
+        head_commit=head_commit,
+        diff=diff,
+        diff_truncated=diff_truncated,
+        push_summary=push_summary or {},
+    )
 
 
 def do_record_base_commit(*, attempt: Attempt, base_commit: str) -> None:
@@ -110,7 +124,19 @@ def do_finish_run(*, run: Run, status: str, exit_code: int | None, error: str, s
         wake_attempt_viewers(run.attempt_id)
 
 
-def do_record_run_commits(*, run: Run, commit_before: str, commit_after: str) -> None:
+def do_record_run_commits(*, run: Run, commit_before: str, commit_after: str, own_commit: str = "") -> None:
+    """``own_commit``: the commit Anyon's commit step made of the agent's changes ("" when there was nothing)."""
     with transaction.atomic():
-        Run.objects.filter(pk=run.pk).update(commit_before=commit_before, commit_after=commit_after)
+        Run.objects.filter(pk=run.pk).update(
+            commit_before=commit_before, commit_after=commit_after, own_commit=own_commit
+        )
         wake_attempt_viewers(run.attempt_id)
+
+
+def do_record_tool_output(*, run: Run, number: int, text: str, chars: int) -> None:
+    """The whole (masked, capped) output of a tool call whose log line shows its start. No wake-up: the log line
+    that names it follows."""
+    with transaction.atomic():
+        ToolOutput.objects.update_or_create(
+            run=run, number=number, defaults={"attempt_id": run.attempt_id, "text": text, "chars": chars}
+        )

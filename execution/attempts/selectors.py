@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 
 from execution.logs.selectors import log_removed_note
-from execution.models import ACTIVE_STATUSES, Attempt, AttemptStatus, JobStatus, Task
+from execution.models import ACTIVE_STATUSES, Attempt, AttemptStatus, JobStatus, Task, ToolOutput
 
 
 def tasks_for(*, user) -> QuerySet[Task]:
@@ -96,6 +96,14 @@ def waiting_note(attempt: Attempt) -> str:
     )
 
 
+def tool_output_for(*, user, attempt_id: int, run_id: int, number: int) -> ToolOutput:
+    """A whole tool output of an attempt ``user`` may see (``attempt_for``'s rule: the owner, or staff); else
+    ``ToolOutput.DoesNotExist``."""
+    return ToolOutput.objects.get(
+        attempt__in=_viewable_by(user).values("pk"), attempt_id=attempt_id, run_id=run_id, number=number
+    )
+
+
 #: The attempt's own fields that :func:`attempt_snapshot` shows (besides its runs and jobs): a change to any other
 #: (its container, volume, secret dir, activity time) does not wake its viewers, whose tail would read it for nothing.
 SNAPSHOT_FIELDS = frozenset(
@@ -103,6 +111,7 @@ SNAPSHOT_FIELDS = frozenset(
         "status",
         "error",
         "head_commit",
+        "push_summary",
         "pr_url",
         "waiting_for_slot",
         "log_chars",
@@ -143,6 +152,7 @@ def attempt_snapshot(attempt: Attempt) -> dict:
         "badge": attempt_badge(attempt, [(j["kind"], j["status"]) for j in jobs]),
         "jobs": jobs,
         "head_commit": attempt.head_commit,
+        "push": push_view(attempt),
         "pr_url": attempt.pr_url,
         "waiting": waiting_note(attempt),
         "log_chars": attempt.log_chars,
@@ -151,6 +161,17 @@ def attempt_snapshot(attempt: Attempt) -> dict:
         "duration": attempt.duration.total_seconds() if attempt.duration else None,
         "runs": runs,
     }
+
+
+def push_view(attempt: Attempt) -> dict:
+    """What the attempt page shows of the push: the branch, sentences and the commits (``{}`` before they are known).
+    Every text in it is the agent's or derived from it: the page and the live script show it escaped only."""
+    from execution.git.commit_list import notes
+
+    summary = attempt.push_summary or {}
+    if not summary:
+        return {}
+    return {**summary, "notes": notes(summary)}
 
 
 def host_rows() -> list[dict]:

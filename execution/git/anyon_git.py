@@ -12,8 +12,8 @@ what the agent wrote. Anyon's git therefore reads only **objects** from it, by i
   hooks, empty config, no ``info/attributes``, no refs) with ``GIT_OBJECT_DIRECTORY`` set to the workspace's
   objects. So no driver the agent configured exists, no replace ref is seen, and no ref the agent can move is read:
   the range is ``base..head`` as Anyon recorded them;
-* only two commands touch the agent's git dir itself: ``rev-parse HEAD`` (reads refs, runs nothing) and the
-  commit's ``update-ref`` (runs no program once hooks are off).
+* only three commands touch the agent's git dir itself: ``rev-parse HEAD`` and ``symbolic-ref HEAD`` (read refs,
+  run nothing) and the commit's ``update-ref`` (runs no program once hooks are off).
 
 In-tree ``.gitattributes`` still apply to the commit's ``add`` (line endings, encodings): they change what is
 committed, which is then what is diffed and pushed; a ``filter=``/``diff=`` attribute names a driver that Anyon's
@@ -51,6 +51,15 @@ GUARD_SCRIPT = (
     '"$2" ${1:+--not "$1"} --'
 )
 
+#: ``$1`` base, ``$2`` head, ``$3`` how many to list: the ref the agent's HEAD names (a line; empty when detached), the
+#: number of commits ``base..head``, then the newest ``$3`` of them, each ``id, author name, e-mail, committer name,
+#: e-mail, subject`` split by 0x1f and ended by NUL (execution/git/commit_list.py reads them as hostile text).
+COMMITS_SCRIPT = PRELUDE + (
+    'printf "%s\\n" "$(g --git-dir="$repo" symbolic-ref -q HEAD)"; '
+    'own && g rev-list --count "$2" --not "$1" -- && '
+    'g log -z --no-color "--max-count=$3" "--format=%H%x1f%an%x1f%ae%x1f%cn%x1f%ce%x1f%s" "$2" --not "$1" --'
+)
+
 #: ``$1`` message, ``$2`` name, ``$3`` email. What the workspace holds is committed on top of its HEAD through
 #: Anyon's own index and git dir; the branch and the workspace's index then point at the new commit.
 COMMIT_SCRIPT = PRELUDE + (
@@ -85,6 +94,10 @@ def diff_argv(base: str, head: str) -> list[str]:
 
 def guard_argv(base: str, head: str) -> list[str]:
     return _sh(GUARD_SCRIPT, "anyon-guard", base, head)
+
+
+def commits_argv(base: str, head: str, count: int) -> list[str]:
+    return _sh(COMMITS_SCRIPT, "anyon-commits", base, head, str(count))
 
 
 def commit_argv(*, message: str, name: str, email: str) -> list[str]:

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import requests
 from django.conf import settings
 
+from execution.git.commit_list import markdown
 from execution.git.repo_urls import repo_owner_and_name
+from execution.prompts import printable
 from secrets_app.github_client import api_headers
 from secrets_app.models import Provider
 from secrets_app.secret_store import fetch_secret
@@ -56,6 +58,13 @@ def _explain(status: int, body: dict, head: str, base: str, repo: str) -> str:
             return f"The base branch {base!r} does not exist in the repository. ({text})"
         return f"GitHub refused the pull request: {text}"
     return f"GitHub answered {status}: {message or 'unexpected error'}"
+
+
+def pull_request_body(attempt) -> str:
+    """The task's prompt, what the push sent (the branch, its commits and their authors), and where it came from."""
+    pushed = markdown(attempt.push_summary or {})
+    section = f"\n\n### Commits on {attempt.branch}\n\n{pushed}" if pushed else ""
+    return f"{printable(attempt.task.prompt)}{section}\n\n---\nOpened by Anyon Cloud from attempt {attempt.pk}."
 
 
 def open_pull_request(*, attempt, title: str, body: str, actor: str) -> PullRequest:

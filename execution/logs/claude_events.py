@@ -21,6 +21,9 @@ import re
 from dataclasses import dataclass, field
 
 MAX_FIELD = 2000
+#: What the log shows of a tool's output; a longer one is kept whole on its own (``ToolOutput``) and its line ends
+#: with a marker the attempt page turns into "show full output".
+TOOL_RESULT_SHOWN = 500
 
 
 def _clip(text: str, limit: int = MAX_FIELD) -> str:
@@ -35,6 +38,11 @@ class AgentOutcome:
     is_error: bool = False
     result_text: str = ""
     errors: list[str] = field(default_factory=list)
+    #: The run whose events these are (0: none; no marker is written then).
+    run_id: int = 0
+    #: Tool outputs longer than the log shows: ``(number, whole text)`` to keep, taken by the caller.
+    full_outputs: list[tuple[int, str]] = field(default_factory=list)
+    outputs_kept: int = 0
 
 
 def _tool_summary(name: str, tool_input: dict) -> str:
@@ -131,7 +139,13 @@ def _render(line: str, event, outcome: AgentOutcome) -> str | None:
                 if isinstance(body, list):
                     body = " ".join(str(b.get("text", "")) for b in body if isinstance(b, dict))
                 marker = "-> error:" if block.get("is_error") else "->"
-                parts.append(f"   {marker} {_clip(str(body or ''), 500)}\n")
+                body = str(body or "")
+                more = ""
+                if len(body) > TOOL_RESULT_SHOWN and outcome.run_id:
+                    outcome.outputs_kept += 1
+                    outcome.full_outputs.append((outcome.outputs_kept, body))
+                    more = f" [full output #{outcome.run_id}.{outcome.outputs_kept}]"
+                parts.append(f"   {marker} {_clip(body, TOOL_RESULT_SHOWN)}{more}\n")
         return "".join(parts)
     if kind == "result":
         outcome.result_seen = True

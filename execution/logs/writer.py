@@ -45,6 +45,9 @@ QUIET_FLUSH_SECONDS = 0.02
 MAX_BATCHES_IN_FLIGHT = 4
 #: Anyon's own lines stored after the log was cut, per writer (session).
 SYSTEM_CHARS_AFTER_CUT = 1024 * 1024
+#: The whole output of one tool call kept beside the log (``ToolOutput``): the log shows its first 500 characters.
+#: A session keeps such outputs up to the attempt's log limit in all, and none once the log was cut.
+TOOL_OUTPUT_MAX_CHARS = 256 * 1024
 
 
 def attempt_group(attempt_id: int) -> str:
@@ -76,6 +79,13 @@ class LogWriter:
         self.next_seq = max(last or 0, (summary or {}).get("through_seq", 0)) + 1
         self._not_stored = 0  # since the last "not stored" line
         self._system_after_cut = 0
+        self.kept_output_chars = 0  # whole tool outputs kept beside the log this session (ToolOutput)
+
+    def may_keep_output(self) -> bool:
+        """Whether one more whole tool output may be kept beside the log (``TOOL_OUTPUT_MAX_CHARS``)."""
+        if self.max_chars <= 0:
+            return True
+        return self.cut_at_seq is None and self.kept_output_chars < self.max_chars
 
     def write(self, run_id: int | None, stream: str, text: str) -> None:
         if not text:

@@ -31,7 +31,7 @@ from execution.attempts.runs import (
     do_touch_attempt,
 )
 from execution.attempts.steps import STDIN_FROM_TASK_PROMPT, Step, commit_step, follow_up_step, push_step
-from execution.git.pull_requests import PullRequestError, open_pull_request
+from execution.git.pull_requests import PullRequestError, open_pull_request, pull_request_body
 from execution.hosts.actions import do_mark_engine_lost, host_went_away
 from execution.hosts.container_removal import remove_after_session
 from execution.hosts.egress import sealed as sealed_mode
@@ -152,7 +152,7 @@ class AttemptSession:
             pr = open_pull_request(
                 attempt=self.attempt,
                 title=task.title,
-                body=f"{printable(task.prompt)}\n\n---\nOpened by Anyon Cloud from attempt {self.attempt.pk}.",
+                body=pull_request_body(self.attempt),
                 actor=self.actor,
             )
         except (PullRequestError, SecretError) as exc:
@@ -267,6 +267,7 @@ class AttemptSession:
                 head_commit=results.head_commit,
                 diff=results.diff,
                 diff_truncated=results.diff_truncated,
+                push_summary=results.push_summary,
             )
 
     def _scrub_history(self) -> None:
@@ -318,10 +319,13 @@ class AttemptSession:
             self._record_base()
         if step.is_agent and outcome.status == RunStatus.SUCCEEDED and commit_before:
             self._untainted()
+            agent_head = git.head()  # what Anyon's commit builds on: a new head after it is Anyon's own commit
             outcome, _ = self._exec_step(self._commit_step(), report=last)
             reported = self._reported
             commit_after = reported.head if reported is not None and reported.repository else git.head()
-            do_record_run_commits(run=run, commit_before=commit_before, commit_after=commit_after)
+            committed = outcome.status == RunStatus.SUCCEEDED and agent_head and commit_after != agent_head
+            own = commit_after if committed else ""
+            do_record_run_commits(run=run, commit_before=commit_before, commit_after=commit_after, own_commit=own)
         return outcome
 
     def _record_base(self) -> None:

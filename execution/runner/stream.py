@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 from django.conf import settings
 
+from execution.attempts.runs import do_record_tool_output
 from execution.logs.claude_events import AgentOutcome, render_event
-from execution.logs.writer import LogWriter
+from execution.logs.writer import TOOL_OUTPUT_MAX_CHARS, LogWriter
 from execution.models import LogStream, Run
 from execution.runner.outcomes import ExecEnd, StopReason
 from execution.runner.step_report import ReportCatcher
@@ -83,7 +84,7 @@ class ExecStream:
         thread.start()
         decoders = {s: codecs.getincrementaldecoder("utf-8")(errors="replace") for s in ("stdout", "stderr")}
         maskers = {s: StreamMasker(self.masker) for s in ("stdout", "stderr")}
-        outcome = AgentOutcome()
+        outcome = AgentOutcome(run_id=run.pk)
         agent_line = ""
         deadline = time.monotonic() + settings.RUN_TIMEOUT
         stopped: StopReason | None = None
@@ -176,6 +177,18 @@ class ExecStream:
                 return True
         return False
 
+    def _keep_outputs(self, run: Run, outcome: AgentOutcome) -> None:
+        """The whole of each long tool output just rendered, masked again (decoded from JSON, a value escaped in the
+        line is whole now), before its log line is written: the page's "show full output" finds it."""
+        for number, text in outcome.full_outputs:
+            if not self.writer.may_keep_output():
+                break  # the attempt's log was cut, or its full outputs reached their share: the line says what it can
+            masked = self.masker.mask(text)
+            kept = masked[:TOOL_OUTPUT_MAX_CHARS]
+            self.writer.kept_output_chars += len(kept)
+            do_record_tool_output(run=run, number=number, text=kept, chars=len(masked))
+        outcome.full_outputs.clear()
+
     def _agent_lines(self, run: Run, lines: list[str], masker: StreamMasker, outcome: AgentOutcome) -> None:
         for line in lines:
             if not line.strip():
@@ -184,6 +197,7 @@ class ExecStream:
             # no longer match (its first part would stay readable). The result text and errors come out masked too.
             line = self.masker.mask(line)
             rendered = render_event(line, outcome)
+            self._keep_outputs(run, outcome)
             if rendered is None:
                 self.writer.write(run.pk, LogStream.STDOUT, masker.feed(line + "\n"))
             elif rendered:

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from execution.git import anyon_git, diffs
-from execution.models import Attempt
+from execution.git import anyon_git, commit_list, diffs
+from execution.models import Attempt, Run
 from execution.runner import step_report
 from execution.runner.step_report import Commits
 from shared.docker.engine import DockerEngine, EngineError
@@ -40,6 +40,8 @@ class Results:
     head_commit: str
     diff: list[dict] = field(default_factory=list)
     diff_truncated: bool = False
+    #: The branch and the commits a push sends (execution/git/commit_list.py); {} when unknown.
+    push_summary: dict = field(default_factory=dict)
 
 
 class WorkspaceGit:
@@ -67,10 +69,22 @@ class WorkspaceGit:
             commits = reported if reported is not None else self.commits(attempt)
             if commits is None or not commits.repository:
                 return None
-            return self._results(masker, attempt.base_commit or commits.base, commits.head)
+            base, head = attempt.base_commit or commits.base, commits.head
+            summary = self.push_summary(attempt, masker, base, head) if base and head else {}
+            results = self._results(masker, base, head)
+            results.push_summary = summary
+            return results
         except EngineError as exc:  # also: the container is not running (killed at a timeout or cancel)
             logger.info("results of attempt %s not read: %s", attempt.pk, exc)
             return None
+
+    def push_summary(self, attempt: Attempt, masker: Masker, base: str, head: str) -> dict:
+        """The attempt's branch, where the agent's HEAD is, and the commits ``base..head`` with their authors."""
+        code, out, _ = self.run(anyon_git.commits_argv(base, head, commit_list.MAX_COMMITS))
+        if code != 0:
+            return {}
+        own = set(Run.objects.filter(attempt=attempt).exclude(own_commit="").values_list("own_commit", flat=True))
+        return commit_list.parse(out, masker=masker, branch=attempt.branch, head=head, own_commits=own)
 
     def commits(self, attempt: Attempt) -> Commits | None:
         """The commits as a session's last exec reports them (step_report), asked by an exec of their own: the

@@ -31,7 +31,7 @@ from django.utils import timezone
 from execution.attempts.actions import AttemptBusy
 from execution.attempts.selectors import attempt_is_working
 from execution.logs.writer import wake_attempt_viewers
-from execution.models import FINAL_STATUSES, Attempt, JobStatus, LogRecord
+from execution.models import FINAL_STATUSES, Attempt, JobStatus, LogRecord, ToolOutput
 from execution.sweeps.cleanup import Progress, SweepReport
 from shared.dates import local_day
 
@@ -184,6 +184,8 @@ def _delete_through(attempt_id: int, through_seq: int) -> LogDrop:
             edge = records.order_by("seq").values_list("seq", flat=True)[DELETE_BATCH - 1 : DELETE_BATCH].first()
             deleted, _ = records.filter(seq__lte=edge if edge is not None else through_seq).delete()
         if not deleted:
+            with transaction.atomic():  # the whole tool outputs the removed lines offered go with them
+                ToolOutput.objects.filter(attempt_id=attempt_id).delete()
             return drop
         drop.records += deleted
         drop.batches += 1

@@ -13,5 +13,6 @@ urlpatterns = [
     path("attempts/<int:attempt_id>/follow-up/", views.attempt_follow_up, name="attempt-follow-up"),
     path("attempts/<int:attempt_id>/pull-request/", views.attempt_pull_request, name="attempt-pull-request"),
     path("attempts/<int:attempt_id>/jobs/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),
+    path("attempts/<int:attempt_id>/runs/<int:run_id>/outputs/<int:number>/", views.tool_output, name="tool-output"),
     path("attempts/<int:attempt_id>/delete/", views.attempt_delete, name="attempt-delete"),
 ]

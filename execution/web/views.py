@@ -5,7 +5,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from execution.attempts import selectors
 from execution.attempts.actions import (
@@ -135,9 +135,22 @@ def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
             "log_limit": settings.ANYON_ATTEMPT_LOG_MAX_CHARS,
             "log_removed_note": log_selectors.log_removed_note(attempt),
             "log_tails": attempt.log_summary.get("tails", []) if attempt.log_removed_at else [],
+            "push": selectors.push_view(attempt),
             "several_hosts": len(settings.ANYON_WORKER_QUEUES) > 1,  # one host: naming it says nothing
         },
     )
+
+
+@login_required
+@require_GET
+def tool_output(request: HttpRequest, attempt_id: int, run_id: int, number: int) -> JsonResponse:
+    """The whole (masked) output of one tool call, for the log's "show full output": JSON, shown as text."""
+    found = found_or_404(
+        selectors.tool_output_for, user=request.user, attempt_id=attempt_id, run_id=run_id, number=number
+    )
+    response = JsonResponse({"text": found.text, "chars": found.chars, "kept": len(found.text)})
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 @login_required

@@ -265,9 +265,10 @@ def test_an_agent_steps_commit_reports_the_head_after_it(alice, claude_token):
     assert status == AttemptStatus.SUCCEEDED and engine.reported == 1
     agent_run = Run.objects.get(attempt=attempt, kind="agent")
     assert (agent_run.commit_before, agent_run.commit_after) == ("c" * 40, "d" * 40)
+    assert agent_run.own_commit == "d" * 40  # a head other than the agent's after the commit: Anyon's own commit
     assert attempt.head_commit == "d" * 40
     heads = [argv for argv in engine.execs if argv == anyon_git.head_argv()]
-    assert len(heads) == 1  # before the agent only
+    assert len(heads) == 2  # before the agent, and after it (what Anyon's commit builds on)
     # Nothing the agent started is left for its commit: the container restarted between the two, and the commit
     # is Anyon's own git, without the credentials' environment.
     assert engine.restarts == [attempt.container_id]
