@@ -19,6 +19,7 @@ MAX_COMMITS = 20
 MAX_FIELD = 200
 _ID = re.compile(r"[0-9a-f]{40}")
 #: C0/C1 controls and the characters that reorder text when shown (a name could otherwise pose as another).
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>@~&:])")
 _UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -114,5 +115,7 @@ def markdown(summary: dict) -> str:
     body = "\n".join(lines)
     longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
     fence = "`" * max(3, longest + 1)
-    text = "\n\n".join(notes(summary))
+    # The sentences name the agent's branch: every character markdown gives a meaning to is escaped (no link, no
+    # mention, no heading made of a branch name).
+    text = "\n\n".join(_MARKDOWN.sub(r"\\\1", note) for note in notes(summary))
     return f"{text}\n\n{fence}\n{body}\n{fence}" if lines else text

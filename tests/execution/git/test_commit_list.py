@@ -4,6 +4,8 @@ The same output from a real repository is read in test_push_summary_docker.py.""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth.models import User
 
@@ -117,3 +119,11 @@ def test_the_pull_request_body_lists_the_commits_and_the_page_shows_them_escaped
     html = client.get(f"/attempts/{attempt.pk}/").content.decode()
     assert "&lt;b&gt;Eve&lt;/b&gt;" in html and "<b>Eve</b>" not in html and SECRET not in html
     assert "The agent&#x27;s own commits are included: 1 commit not made by Anyon" in html
+
+
+@pytest.mark.hostile
+def test_a_branch_name_cannot_become_a_link_or_a_mention_in_the_pull_request():
+    found = summary(output(record("a" * 40), ref="refs/heads/[x](https://evil.test)@org/team"))
+    text = markdown(found).split("```")[0]
+    assert "[x](https://evil.test)" not in text and not re.search(r"(?<!\\)@org", text)
+    assert r"\[x\]\(https\://evil\.test\)\@org/team" in text

@@ -14,8 +14,20 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from execution.attempts.actions import AttemptBusy, do_start_follow_up
+from execution.attempts.runs import do_record_tool_output
 from execution.logs.writer import LogWriter
-from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, LogRecord, Run, RunKind, RunStatus
+from execution.models import (
+    Attempt,
+    AttemptJob,
+    AttemptStatus,
+    JobKind,
+    JobStatus,
+    LogRecord,
+    Run,
+    RunKind,
+    RunStatus,
+    ToolOutput,
+)
 from execution.sweeps import log_retention
 from execution.sweeps.log_retention import do_drop_attempt_log, sweep_old_logs
 from tests.execution.conftest import make_attempt
@@ -44,6 +56,7 @@ def finished_attempt(username: str, *, days_ago: float = 40) -> tuple[Attempt, d
             write(clone, "stderr", f"remote: counting objects {i}%\n")  # records alternate: many of them
     for i in range(1, 41):
         write(agent, "agent", f"[claude] step {i} café\n")
+    do_record_tool_output(run=agent, number=1, text="whole output", chars=12)
     write(agent, "agent", "[done] half a ")  # one line written in two pieces, and the last without a line break
     write(agent, "agent", "line")
     write(None, "system", "Secret directory removed.\n")
@@ -91,6 +104,8 @@ def test_removing_the_log_keeps_counts_bytes_and_the_last_lines_of_each_step(mon
     assert [line for _, line in tails["Anyon"]["lines"]] == ["Starting attempt.\n", "Secret directory removed.\n"]
     # The attempt, its steps and its changes stay.
     assert attempt.runs.count() == 2 and attempt.diff == DIFF and attempt.head_commit == "b" * 40
+
+    assert not ToolOutput.objects.filter(attempt=attempt).exists()  # the whole outputs its lines offered went too
 
     again = do_drop_attempt_log(attempt=attempt, days=30)  # nothing left to do, nothing changed
     attempt.refresh_from_db()
