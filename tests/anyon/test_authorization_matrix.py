@@ -14,7 +14,8 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from execution.attempts.actions import do_create_task, do_start_attempt
-from execution.models import AttemptJob
+from execution.attempts.runs import do_record_tool_output
+from execution.models import AttemptJob, Run
 from secrets_app.models import GitHubDeviceFlow
 from secrets_app.secret_store import do_store_secret
 from tests.fakes.github import classic_token
@@ -42,6 +43,7 @@ MATRIX = {
     "task-detail": ("GET", LOGIN, 404, 404),  # tasks are private, also to staff (they use the admin)
     "attempt-start": ("POST", LOGIN, 404, 404),
     "attempt-detail": ("GET", LOGIN, 404, 200),  # staff may look at any attempt (ops)
+    "tool-output": ("GET", LOGIN, 404, 200),  # a whole tool output of the log: the attempt page's rule
     "attempt-cancel": ("POST", LOGIN, 404, 302),
     # only the owner makes an attempt act with their credentials, or deletes it; staff may stop it
     "attempt-follow-up": ("POST", LOGIN, 404, 404),
@@ -70,6 +72,8 @@ def objects(db, settings):
     )
     attempt = do_start_attempt(task=task, enqueue=False)
     job = AttemptJob.objects.create(attempt=attempt, kind="follow_up", prompt="x", status="succeeded")
+    run = Run.objects.create(attempt=attempt, kind="agent", title="Claude Code")
+    do_record_tool_output(run=run, number=1, text="Owner-only output", chars=17)
     secret = do_store_secret(owner=owner, provider="github", kind="pat", value=classic_token())
     flow = GitHubDeviceFlow.objects.create(
         owner=owner,
@@ -82,7 +86,7 @@ def objects(db, settings):
     )
     return {
         "provider": "github", "task_id": task.pk, "attempt_id": attempt.pk, "job_id": job.pk,
-        "secret_id": secret.pk, "flow_id": flow.pk,
+        "run_id": run.pk, "number": 1, "secret_id": secret.pk, "flow_id": flow.pk,
     }  # fmt: skip
 
 
@@ -119,6 +123,7 @@ def test_matrix(objects, who):
             failures.append(f"{who} {method} {url}: {response.status_code}, expected {want}")
         if who == "other" and response.status_code == 200:  # pages another user may see show nothing of owner's
             assert b"AAAA-BBBB" not in response.content and b"Owner-only plan" not in response.content, url
+            assert b"Owner-only output" not in response.content, url
     assert not failures, "\n".join(failures)
 
 
