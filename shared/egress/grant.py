@@ -8,14 +8,13 @@ revoked credential stops working on the next request.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from shared.egress.network_policy import NetworkPolicy
+from shared.egress.network_policy import NetworkPolicy, is_ip
 
 
 class Service(enum.StrEnum):
@@ -86,7 +85,7 @@ class HostPort:
         host = (parts.hostname or "").rstrip(".").lower()
         if parts.path or parts.query or parts.username or not host:
             raise ValueError(f"not a host[:port]: {text!r}")
-        if not _is_ip(host) and not _HOST.match(host):
+        if not is_ip(host) and not _HOST.match(host):
             raise ValueError(f"not a host name: {text!r}")
         return cls(host, port if port is not None else default_port)
 
@@ -99,14 +98,6 @@ class HostPort:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _host_ports(entries: Iterable[str | HostPort]) -> frozenset[HostPort]:

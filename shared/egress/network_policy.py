@@ -67,13 +67,13 @@ def normalize_host(host: str) -> str:
 def _normalize_pattern(host: str) -> str:
     if host.startswith("*."):
         base = normalize_host(host[2:])
-        if _is_ip(base) or base.count(".") < 1:
+        if is_ip(base) or base.count(".") < 1:
             raise ValueError(f"a wildcard needs a domain of two labels or more: {host!r}")
         return "*." + base
     return normalize_host(host)
 
 
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
     except ValueError:
