@@ -1,10 +1,18 @@
-"""The ops console for runs: tasks, attempts (with bulk delete of their containers and workspaces), alerts."""
+# Long because every model of the app has its console here, where Django looks for it, with the deletes they share.
+"""The ops console for runs: tasks, attempts (deleted only through their actions), hosts, the warm pool."""
 
 from __future__ import annotations
 
+import copy
+
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as django_delete_selected
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -13,8 +21,10 @@ from execution.attempts.actions import (
     do_cancel_attempt,
     do_clean_up_attempt,
     do_request_delete_attempt,
+    do_request_delete_task,
     local_queue,
 )
+from execution.attempts.selectors import attempt_is_working
 from execution.hosts.actions import do_set_draining
 from execution.logs.selectors import log_removed_note
 from execution.models import Attempt, AttemptJob, DockerHost, LogRecord, PoolContainer, Run, Task
@@ -43,20 +53,116 @@ def prompt_as_written(obj: Task | AttemptJob) -> str:
     return printable(obj.prompt)
 
 
+class DeletesThroughActions(admin.ModelAdmin):
+    """Every delete the admin offers (the object's delete page, "Delete selected" and their confirmation pages)
+    goes through the model's delete action, as the product's own pages do: containers, volumes and secret dirs
+    are removed first, and a working attempt is refused. Django's own paths would delete rows alone."""
+
+    #: Shown on the confirmation pages.
+    delete_note = ""
+
+    def request_delete(self, obj, *, by: str) -> bool:
+        """Delete through the action; True when gone now, False when queued on another host's worker. Raises
+        ``AttemptBusy`` or ``EngineError`` when refused."""
+        raise NotImplementedError
+
+    def working(self, obj) -> list[int]:
+        """The attempts that keep ``obj`` from being deleted now (shown on the confirmation pages)."""
+        raise NotImplementedError
+
+    def _delete_one(self, request, obj) -> str | None:
+        """Delete ``obj`` through the action and log it; the refusal's reason, or None."""
+        record = copy.copy(obj)  # the log entry needs the pk the deletion clears
+        try:
+            now = self.request_delete(obj, by=f"staff:{request.user.get_username()}")
+        except (AttemptBusy, EngineError) as exc:
+            return f"{obj}: {exc}"
+        self.log_deletions(request, [record])
+        return None if now else ""
+
+    def delete_model(self, request, obj) -> None:
+        reason = self._delete_one(request, obj)
+        if reason:
+            raise AttemptBusy(reason)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        if request.method != "POST" or obj is None:
+            context = {**(extra_context or {}), "delete_note": self.delete_note}
+            if obj is not None:
+                context["working_attempts"] = self.working(obj)
+            return super().delete_view(request, object_id, context)
+        if not self.has_delete_permission(request, obj):
+            raise PermissionDenied
+        opts = self.opts
+        reason = self._delete_one(request, obj)
+        if reason:
+            self.message_user(request, f"Not deleted: {reason}", messages.ERROR)
+            return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]))
+        done = "deleted with its containers, volumes and secret dirs" if reason is None else "queued for deletion"
+        self.message_user(request, f"{opts.verbose_name.capitalize()} {obj}: {done}.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
+
+    @admin.action(description="Delete selected %(verbose_name_plural)s", permissions=["delete"])
+    def delete_selected(self, request, queryset):
+        """Django's confirmation page; the confirmed deletion goes through the action, one object at a time."""
+        if not request.POST.get("post"):
+            response = django_delete_selected(self, request, queryset)
+            if response is not None and hasattr(response, "context_data"):
+                response.context_data["delete_note"] = self.delete_note
+                response.context_data["working_attempts"] = [pk for obj in queryset for pk in self.working(obj)]
+            return response
+        deleted, queued, refused = 0, 0, []
+        for obj in queryset:
+            reason = self._delete_one(request, obj)
+            if reason:
+                refused.append(reason)
+            elif reason is None:
+                deleted += 1
+            else:
+                queued += 1
+        plural = self.opts.verbose_name_plural
+        self.message_user(
+            request,
+            f"Deleted {deleted} {plural} with their containers, volumes and secret dirs"
+            + (f"; {queued} queued on their own Docker hosts." if queued else "."),
+            messages.SUCCESS,
+        )
+        for line in refused:
+            self.message_user(request, f"Not deleted: {line}", messages.WARNING)
+        return None
+
+
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(DeletesThroughActions):
     list_display = ("id", "title", "owner", "repo_url", "base_branch", "created_at")
     search_fields = ("title", "repo_url", "owner__username")
     exclude = ("prompt",)
     # The repository decides where the owner's token is sent: only the task page (which checks it) sets it.
     readonly_fields = ("owner", "repo_url", "base_branch", prompt_as_written, "created_at", "updated_at")
 
+    actions = ["delete_selected"]
+    delete_note = (
+        "Each attempt of a task is deleted with its containers, workspace volumes and secret dir, then the task. "
+        "A task with an attempt still working is not deleted: cancel the attempt first."
+    )
+
     def has_add_permission(self, request) -> bool:
         return False  # a task is its owner's, made on the task page (repository URL and prompt checked there)
 
+    def request_delete(self, obj: Task, *, by: str) -> bool:
+        return do_request_delete_task(task=obj, by=by)
+
+    def working(self, obj: Task) -> list[int]:
+        return [a.pk for a in obj.attempts.all() if attempt_is_working(a)]
+
 
 @admin.register(Attempt)
-class AttemptAdmin(admin.ModelAdmin):
+class AttemptAdmin(DeletesThroughActions):
     list_display = (
         "id", "task", "owner", "status", "host", "worker", "started_at", "duration_display", "pr_number",
         "egress_blocked",
@@ -71,7 +177,11 @@ class AttemptAdmin(admin.ModelAdmin):
     )  # fmt: skip
     exclude = ("plan", "diff", "cancel_requested", "diff_truncated", "log_summary", "log_removed_at")
     inlines = [RunInline]
-    actions = ["cancel_selected", "cleanup_selected", "drop_logs_selected", "delete_with_resources"]
+    actions = ["cancel_selected", "cleanup_selected", "drop_logs_selected", "delete_selected"]
+    delete_note = (
+        "An attempt is deleted with its containers, workspace volumes and secret dir (on another Docker host, by "
+        "a worker of that host). An attempt still working is not deleted: cancel it first."
+    )
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(blocked_count=Sum("egress_blocks__count"))
@@ -174,11 +284,6 @@ class AttemptAdmin(admin.ModelAdmin):
                 request, f"Left to their own hosts' cleanup sweeps: {', '.join(map(str, elsewhere))}", messages.WARNING
             )
 
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # deleting rows alone would orphan containers and volumes
-        return actions
-
     def has_add_permission(self, request) -> bool:
         return False
 
@@ -186,18 +291,11 @@ class AttemptAdmin(admin.ModelAdmin):
     def owner(self, obj: Attempt):
         return obj.task.owner
 
-    @admin.action(description="Delete selected attempts with their containers, workspaces and secret dirs")
-    def delete_with_resources(self, request, queryset) -> None:
-        deleted, refused = 0, []
-        for attempt in queryset.select_related("task"):
-            try:
-                do_request_delete_attempt(attempt=attempt, by=f"staff:{request.user.get_username()}")
-                deleted += 1
-            except (AttemptBusy, EngineError) as exc:
-                refused.append(f"#{attempt.pk}: {exc}")
-        self.message_user(request, f"Deleted {deleted} attempt(s) (on other hosts: queued).", messages.SUCCESS)
-        for line in refused:
-            self.message_user(request, line, messages.WARNING)
+    def request_delete(self, obj: Attempt, *, by: str) -> bool:
+        return do_request_delete_attempt(attempt=obj, by=by)
+
+    def working(self, obj: Attempt) -> list[int]:
+        return [obj.pk] if attempt_is_working(obj) else []
 
 
 @admin.register(AttemptJob)
@@ -281,3 +379,6 @@ class PoolContainerAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # the row alone would leave its container, volumes and secret dir: the refill retires them

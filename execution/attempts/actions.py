@@ -232,9 +232,10 @@ def do_cancel_job(*, job: AttemptJob) -> None:
         wake_attempt_viewers(job.attempt_id)
 
 
-def do_request_delete_attempt(*, attempt: Attempt, by: str) -> bool:
+def do_request_delete_attempt(*, attempt: Attempt, by: str, task_too: bool = False) -> bool:
     """Delete now when this process is next to the attempt's engine; otherwise queue the deletion on a worker of
-    the attempt's host. Returns True when it was deleted right away."""
+    the attempt's host (``task_too``: that worker then deletes the task too once it has no attempt left). Returns
+    True when it was deleted right away."""
     from django_q.tasks import async_task
 
     if attempt_is_working(attempt):
@@ -243,17 +244,57 @@ def do_request_delete_attempt(*, attempt: Attempt, by: str) -> bool:
         do_delete_attempt(attempt=attempt, by=by)
         return True
     async_task(
-        "execution.attempts.actions.delete_attempt_task", attempt.pk, by, cluster=attempt.queue, group="maintenance"
+        "execution.attempts.actions.delete_attempt_task",
+        attempt.pk,
+        by,
+        task_too,
+        cluster=attempt.queue,
+        group="maintenance",
     )
     return False
 
 
-def delete_attempt_task(attempt_id: int, by: str) -> str:
+def delete_attempt_task(attempt_id: int, by: str, task_too: bool = False) -> str:
     attempt = Attempt.objects.filter(pk=attempt_id).first()
     if attempt is None:
         return "already gone"
+    task_id = attempt.task_id
     do_delete_attempt(attempt=attempt, by=by)
+    if task_too and _delete_task_if_empty(task_id, by=by):
+        return "deleted with its task"
     return "deleted"
+
+
+def do_request_delete_task(*, task: Task, by: str) -> bool:
+    """Delete a task the way its attempts are deleted: each attempt through :func:`do_request_delete_attempt`
+    (containers, volumes and secret dir first), then the task. Refused (``AttemptBusy``) while one of its attempts
+    is working. Returns True when the task is gone; False when attempts on other hosts were queued for deletion
+    (their worker deletes the task after the last one)."""
+    attempts = list(task.attempts.select_related("task"))
+    working = [a.pk for a in attempts if attempt_is_working(a)]
+    if working:
+        raise AttemptBusy(
+            f"Attempt(s) {', '.join(f'#{pk}' for pk in working)} of this task are still working: "
+            "cancel them first, then delete the task."
+        )
+    here = [do_request_delete_attempt(attempt=attempt, by=by, task_too=True) for attempt in attempts]
+    if not all(here):
+        return False
+    if not _delete_task_if_empty(task.pk, by=by):
+        raise AttemptBusy("A new attempt of this task started meanwhile: the task stays.")
+    return True
+
+
+def _delete_task_if_empty(task_id: int, *, by: str) -> bool:
+    """The task row, only while no attempt refers to it (one started meanwhile keeps it: deleting the task would
+    drop that attempt's row without its container)."""
+    with transaction.atomic():
+        task = Task.objects.select_for_update().filter(pk=task_id).first()
+        if task is None or Attempt.objects.filter(task_id=task_id).exists():
+            return task is None
+        task.delete()
+    logger.info("task %s deleted by %s", task_id, by)
+    return True
 
 
 def do_clean_up_attempt(*, attempt: Attempt, engine=None) -> bool:

@@ -145,10 +145,10 @@ def test_admin_bulk_delete(world, repo, docker_client, client):
     client.force_login(ops)  # client.login() has no request, which the sign-in throttle (django-axes) requires
     response = client.post(
         "/admin/execution/attempt/",
-        {"action": "delete_with_resources", "_selected_action": [a.pk for a in attempts]},
+        {"action": "delete_selected", "_selected_action": [a.pk for a in attempts], "post": "yes"},
         follow=True,
     )
-    assert b"Deleted 2 attempt(s)" in response.content
+    assert b"Deleted 2 attempts with their containers" in response.content
     assert not Attempt.objects.exists()
     for name in volumes:
         with pytest.raises(docker.errors.NotFound):
