@@ -1,3 +1,4 @@
+import logging
 import os
 
 from django.apps import AppConfig
@@ -26,9 +27,8 @@ def cleanup_when_worker_starts(sender, proc_name: str, **kwargs) -> None:
         return
 
     warm_up_worker()
-    from execution.hosts.pool import ensure_pool_schedule
     from execution.sweeps.host_beat import start_host_beat
-    from execution.sweeps.schedules import ensure_cleanup_schedule
+    from execution.sweeps.schedules import POOL_REFILL, do_reconcile_schedules
 
     start_host_beat()  # every worker process; one of them at a time beats (a lock in ANYON_TEMP_DIR)
 
@@ -44,7 +44,9 @@ def cleanup_when_worker_starts(sender, proc_name: str, **kwargs) -> None:
         outage(part_of(exc)).failed("worker start", exc)
         return
     if first:
-        ensure_cleanup_schedule(queue)
+        changed = do_reconcile_schedules(queue=queue)  # the registry's, with today's settings
+        if changed:
+            logging.getLogger(__name__).info("schedules reconciled: %s", changed.line())
         check_store_key()
         async_task(
             "execution.sweeps.cleanup.run_scheduled_cleanup",
@@ -53,8 +55,7 @@ def cleanup_when_worker_starts(sender, proc_name: str, **kwargs) -> None:
             cluster=queue,
         )
         # The warm pool fills (or, at size 0, empties) now, then every minute and after each claim.
-        ensure_pool_schedule(queue)
-        async_task("execution.hosts.pool.refill_pool", task_name="pool-refill", group="maintenance", cluster=queue)
+        async_task(POOL_REFILL, task_name="pool-refill", group="maintenance", cluster=queue)
 
 
 def warm_up_worker() -> None:

@@ -1,8 +1,8 @@
 """System checks shared by ``manage.py doctor``, ``/healthz`` and the banner in the UI.
 
 Each check is a small function returning a :class:`Check`; none of them raises. The checks live in modules by
-subject (``docker``, ``claude_code``, ``credentials``, ``services``, ``scaleout``); this module lists the ones
-``doctor`` and ``/healthz`` run. A constant a check reads is patched in that check's module, not here.
+subject (``docker``, ``claude_code``, ``credentials``, ``services``, ``scaleout``, ``schedules``); this module lists
+the ones ``doctor`` and ``/healthz`` run. A constant a check reads is patched in that check's module, not here.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from anyon.health.docker import (
     check_seccomp,
 )
 from anyon.health.scaleout import check_broker, check_cache, check_channel_layer, check_redis
+from anyon.health.schedules import check_schedules
 from anyon.health.secret_store import check_secret_store
 from anyon.health.services import (
     PYTHON_SUPPORTED,
@@ -69,6 +70,7 @@ __all__ = [
     "check_python",
     "check_redis",
     "check_runtime_image",
+    "check_schedules",
     "check_seccomp",
     "check_secret_key",
     "check_secret_store",
@@ -89,6 +91,7 @@ DOCTOR_CHECKS: list[Callable[[], Check]] = [
     check_channel_layer,
     check_broker,
     check_migrations,
+    check_schedules,
     check_secret_key,
     check_secret_store,
     check_temp_dir,

@@ -327,23 +327,3 @@ def orphan_pool_volumes(engine: DockerEngine) -> list[str]:
             in_use.add(mount.get("Name", ""))
     owned |= {home_volume(v) for v in owned}
     return [n for n in names if n not in owned and n not in in_use]
-
-
-def ensure_pool_schedule(queue: str) -> None:
-    """Every minute on the queue's own cluster while the pool is on; removed when it is off."""
-    from django_q.models import Schedule
-
-    name = f"anyon: warm pool refill [{queue}]"
-    if settings.ANYON_POOL_SIZE <= 0:
-        Schedule.objects.filter(name=name).delete()
-        return
-    Schedule.objects.update_or_create(
-        name=name,
-        defaults={
-            "func": "execution.hosts.pool.refill_pool",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-            "cluster": queue,
-        },
-    )

@@ -32,6 +32,7 @@ def test_doctor_json_lists_every_check(settings, tmp_path, capsys):
         "python",
         "database",
         "redis",
+        "schedules",
         "cache",
         "channel layer",
         "task queue",
