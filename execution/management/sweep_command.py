@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from django.core.management.base import BaseCommand, CommandError
 
-from execution.sweeps.cleanup import SweepReport
+from execution.sweeps.report import SweepReport
 
 
 class SweepCommand(BaseCommand):

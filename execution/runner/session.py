@@ -35,7 +35,7 @@ from execution.git.pull_requests import PullRequestError, open_pull_request, pul
 from execution.hosts.actions import do_mark_engine_lost, host_went_away
 from execution.hosts.container_removal import remove_after_session
 from execution.hosts.egress import sealed as sealed_mode
-from execution.hosts.pool import do_claim_warm_container
+from execution.hosts.pool.actions import do_claim_warm_container
 from execution.logs.writer import LogWriter
 from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, LogStream, Run, RunKind, RunStatus
 from execution.prompts import printable

@@ -32,7 +32,7 @@ from execution.attempts.actions import AttemptBusy
 from execution.attempts.selectors import attempt_is_working
 from execution.logs.writer import wake_attempt_viewers
 from execution.models import FINAL_STATUSES, Attempt, JobStatus, LogRecord, ToolOutput
-from execution.sweeps.cleanup import Progress, SweepReport
+from execution.sweeps.report import Progress, SweepReport
 from shared.dates import local_day
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ MINUTES, HOURLY, DAILY = "I", "H", "D"
 
 #: Dotted paths of the scheduled functions (the pool's refill is also queued by each claim).
 CLEANUP = "execution.sweeps.cleanup.run_scheduled_cleanup"
-POOL_REFILL = "execution.hosts.pool.refill_pool"
+POOL_REFILL = "execution.hosts.pool.refill.refill_pool"
 LOG_RETENTION = "execution.sweeps.log_retention.run_scheduled_log_retention"
 TOKEN_EXPIRY = "secrets_app.expiry.check_token_expiry"
 

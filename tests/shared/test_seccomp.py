@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from execution.attempts.containers import container_spec
-from execution.hosts import pool
+from execution.hosts.pool import fingerprint as pool_fingerprint
 from shared.docker import seccomp
 from shared.docker.engine import hardening
 from tests.fakes.docker_engine import FakeEngine
@@ -88,9 +88,9 @@ def test_the_setting_chooses_the_profile_of_attempt_containers(settings, tmp_pat
 def test_warm_containers_of_another_profile_are_replaced(settings):
     """The profile is part of what a warm container was made from: changing it retires the pool's containers."""
     engine = FakeEngine()
-    made_with_ours = pool.fingerprint(engine)
+    made_with_ours = pool_fingerprint.fingerprint(engine)
     settings.ANYON_CONTAINER_SECCOMP = "engine"
-    assert pool.fingerprint(engine) != made_with_ours
+    assert pool_fingerprint.fingerprint(engine) != made_with_ours
 
 
 def test_a_mistyped_setting_stops_the_start():

@@ -10,12 +10,15 @@ from django.core.management import call_command
 
 from execution.attempts import secret_dir, selectors
 from execution.attempts.actions import do_start_follow_up, do_transition
-from execution.hosts import pool
 from execution.hosts.container_removal import wait_for_removals
+from execution.hosts.pool import actions as pool_actions
+from execution.hosts.pool import fingerprint as pool_fingerprint
+from execution.hosts.pool import refill
 from execution.models import Attempt, AttemptStatus, JobStatus, PoolContainer
 from execution.runner import run_attempt, run_job
 from execution.sweeps.cleanup import sweep_containers, sweep_pool, sweep_secret_dirs
 from shared.docker import seccomp
+from shared.docker.engine import DockerEngine
 from tests.execution.conftest import custom, logs
 from tests.execution.runner.test_sealed_docker import repo, sealed  # noqa: F401  (fixtures)
 from tests.fakes.anthropic_api import TextReply
@@ -29,7 +32,7 @@ def warm_pool(world, settings):
     settings.ANYON_POOL_SIZE = 2
     yield settings
     settings.ANYON_POOL_SIZE = 0
-    pool.refill_pool()
+    refill.refill_pool()
 
 
 def warm_rows() -> list[PoolContainer]:
@@ -54,7 +57,7 @@ def volume_exists(docker_client, name: str) -> bool:
 
 
 def test_a_claimed_container_is_hardened_clean_used_once_and_removed(world, warm_pool, docker_client, settings):
-    assert "made 2" in pool.refill_pool()
+    assert "made 2" in refill.refill_pool()
     rows = warm_rows()
     assert len(rows) == 2
     info = docker_client.api.inspect_container(rows[0].container_id)
@@ -79,7 +82,7 @@ def test_a_claimed_container_is_hardened_clean_used_once_and_removed(world, warm
     assert volume_exists(docker_client, first.workspace_volume)  # the attempt's workspace, for follow-ups
     assert [row.pk for row in warm_rows()] == [r.pk for r in rows if r.pk != claimed.pk]
 
-    assert "made 1" in pool.refill_pool()
+    assert "made 1" in refill.refill_pool()
     look = "ls -A /workspace /home/anyon; test ! -e /workspace/leftover && test ! -e /home/anyon/leftover && echo clean"
     others = [world.attempt(plan=[custom("sh", "-c", look)]) for _ in range(2)]
     for attempt in others:
@@ -99,39 +102,39 @@ def test_stale_containers_are_replaced_and_the_pool_refills(world, warm_pool, do
     settings.ANYON_POOL_SIZE = 1
     runtime = settings.ANYON_CLOUD_IMAGE
     settings.ANYON_CLOUD_IMAGE = base_image
-    pool.refill_pool()
+    refill.refill_pool()
     (old,) = warm_rows()
     assert docker_client.api.inspect_container(old.container_id)["Config"]["Image"] == base_image
     # A new image: the old warm container is never claimed, and the refill replaces it with everything it had.
     settings.ANYON_CLOUD_IMAGE = runtime
     attempt = world.attempt(plan=[custom("true")])
     assert do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING)  # picked up: claims as a worker would
-    assert pool.do_claim_warm_container(attempt=attempt, engine=pool.DockerEngine()) is None
+    assert pool_actions.do_claim_warm_container(attempt=attempt, engine=DockerEngine()) is None
     assert do_transition(attempt=attempt, to=AttemptStatus.RUNNING)  # provisioned without one: the refill may go
-    assert "made 1, retired 1" in pool.refill_pool()
+    assert "made 1, retired 1" in refill.refill_pool()
     (new,) = warm_rows()
     assert gone(docker_client, old.container_id) and not volume_exists(docker_client, old.workspace_volume)
     assert not secret_dir.secret_dir_path(old.secret_dir).exists()
     assert docker_client.api.inspect_container(new.container_id)["Config"]["Image"] == runtime
     # Too old: replaced too.
     settings.ANYON_POOL_MAX_AGE = 0
-    assert "made 1, retired 1" in pool.refill_pool()
+    assert "made 1, retired 1" in refill.refill_pool()
     settings.ANYON_POOL_MAX_AGE = 3600
     (newer,) = warm_rows()
     assert newer.container_id != new.container_id and gone(docker_client, new.container_id)
     # A container that died is dropped from the pool and replaced.
     docker_client.api.kill(newer.container_id)
-    assert "made 1, retired 1" in pool.refill_pool()
+    assert "made 1, retired 1" in refill.refill_pool()
     assert warm_rows()[0].container_id != newer.container_id
     # Claimed: the refill makes a new one; the claimed container is the attempt's, untouched.
-    claimed = pool.do_claim_warm_container(attempt=attempt, engine=pool.DockerEngine())
+    claimed = pool_actions.do_claim_warm_container(attempt=attempt, engine=DockerEngine())
     assert claimed is not None and warm_rows() == []
-    assert "made 1" in pool.refill_pool()
+    assert "made 1" in refill.refill_pool()
     assert len(warm_rows()) == 1 and not gone(docker_client, claimed.container_id)
     # Size 0: the pool empties (today's behaviour).
     settings.ANYON_POOL_SIZE = 0
     last = warm_rows()[0]
-    assert "retired 1" in pool.refill_pool()
+    assert "retired 1" in refill.refill_pool()
     assert warm_rows() == [] and gone(docker_client, last.container_id)
     docker_client.api.remove_container(claimed.container_id, force=True)
 
@@ -141,35 +144,35 @@ def test_a_refill_yields_to_attempts_starting(world, warm_pool, docker_client, m
     worker or provisions, and the claim of that attempt, even from an empty pool, queues the next refill."""
     waiting = world.attempt(plan=[custom("true")])  # queued with its task, not picked up yet
     assert selectors.attempts_starting(queue=settings.ANYON_WORKER_QUEUE)
-    assert pool.refill_pool().endswith("made 0, retired 0; yielded to attempts starting")
+    assert refill.refill_pool().endswith("made 0, retired 0; yielded to attempts starting")
     assert warm_rows() == []
     assert do_transition(attempt=waiting, to=AttemptStatus.PROVISIONING)
     queued: list[tuple[str, str]] = []
     monkeypatch.setattr("django_q.tasks.async_task", lambda func, *a, **kw: queued.append((func, kw["cluster"])))
-    assert pool.do_claim_warm_container(attempt=waiting, engine=pool.DockerEngine()) is None
-    assert queued == [("execution.hosts.pool.refill_pool", settings.ANYON_WORKER_QUEUE)]
-    assert pool.refill_pool().endswith("made 0, retired 0; yielded to attempts starting")  # it provisions
+    assert pool_actions.do_claim_warm_container(attempt=waiting, engine=DockerEngine()) is None
+    assert queued == [("execution.hosts.pool.refill.refill_pool", settings.ANYON_WORKER_QUEUE)]
+    assert refill.refill_pool().endswith("made 0, retired 0; yielded to attempts starting")  # it provisions
     assert do_transition(attempt=waiting, to=AttemptStatus.RUNNING)
-    assert pool.refill_pool().endswith("made 2, retired 0")
+    assert refill.refill_pool().endswith("made 2, retired 0")
     assert len(warm_rows()) == 2
 
 
 def test_the_sweeps_know_warm_containers(world, warm_pool, docker_client, monkeypatch, capsys):
-    engine = pool.DockerEngine()
-    pool.refill_pool()
+    engine = DockerEngine()
+    refill.refill_pool()
     busy = world.attempt(plan=[custom("true")])
     finished = world.attempt(plan=[custom("true")])
-    assert pool.do_claim_warm_container(attempt=busy, engine=engine) is not None
-    assert pool.do_claim_warm_container(attempt=finished, engine=engine) is not None
+    assert pool_actions.do_claim_warm_container(attempt=busy, engine=engine) is not None
+    assert pool_actions.do_claim_warm_container(attempt=finished, engine=engine) is not None
     do_transition(attempt=busy, to=AttemptStatus.PROVISIONING)
     do_transition(attempt=busy, to=AttemptStatus.RUNNING)
     do_transition(attempt=finished, to=AttemptStatus.PROVISIONING)
     do_transition(attempt=finished, to=AttemptStatus.FAILED)
-    assert pool.refill_pool().endswith("made 2, retired 0")
+    assert refill.refill_pool().endswith("made 2, retired 0")
     kept, unowned = warm_rows()
     PoolContainer.objects.filter(pk=unowned.pk).delete()  # its row lost: nobody owns it
     warm = [kept]
-    monkeypatch.setattr(pool, "CREATING_GRACE_SECONDS", 0)
+    monkeypatch.setattr(pool_fingerprint, "CREATING_GRACE_SECONDS", 0)
 
     call_command("cleanup_containers")
     out = capsys.readouterr().out
@@ -190,7 +193,7 @@ def test_the_sweeps_know_warm_containers(world, warm_pool, docker_client, monkey
 
     orphan_volume = docker_client.volumes.create(
         "anyon-workspace-pool-0123456789abcdef",
-        labels={**pool.pool_labels(), "anyon.created": "1"},
+        labels={**pool_fingerprint.pool_labels(), "anyon.created": "1"},
     )
     report = sweep_pool()
     assert orphan_volume.name in report.removed
@@ -205,7 +208,7 @@ def test_the_sweeps_know_warm_containers(world, warm_pool, docker_client, monkey
 def test_a_mounted_agent_run_in_a_warm_container(world, warm_pool, repo, github):  # noqa: F811
     settings = warm_pool
     settings.ANYON_POOL_SIZE = 1
-    pool.refill_pool()
+    refill.refill_pool()
     world.api.enqueue(TextReply("Done."))
     attempt = world.attempt(repo_url=repo, prompt="Say done")
     assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
@@ -214,7 +217,7 @@ def test_a_mounted_agent_run_in_a_warm_container(world, warm_pool, repo, github)
     assert world.api.credentials() == {world.claude_token}  # the Claude token, written at claim time
     assert not secret_dir.secret_dir_path(attempt.secret_dir).exists()
     # A follow-up runs in a container of its own on the claimed workspace (the recorded names), never a warm one.
-    pool.refill_pool()
+    refill.refill_pool()
     warm_left = {row.container_id for row in warm_rows()}
     assert len(warm_left) == 1
     world.api.enqueue(TextReply("Again."))
@@ -229,9 +232,9 @@ def test_a_mounted_agent_run_in_a_warm_container(world, warm_pool, repo, github)
 def test_a_sealed_agent_run_in_a_warm_container(world, warm_pool, repo, sealed, github):  # noqa: F811
     settings = warm_pool
     settings.ANYON_POOL_SIZE = 1
-    pool.refill_pool()
+    refill.refill_pool()
     (row,) = warm_rows()
-    env = pool.DockerEngine().inspect(row.container_id)["Config"]["Env"]
+    env = DockerEngine().inspect(row.container_id)["Config"]["Env"]
     assert not any(e.startswith(("ANTHROPIC_API_KEY=", "CLAUDE_CODE_OAUTH_TOKEN=")) for e in env)
     world.api.enqueue(TextReply("Done."))
     attempt = world.attempt(repo_url=repo, prompt="Say done")
@@ -254,7 +257,7 @@ def test_a_claimed_container_is_removed_when_the_session_fails_before_its_first_
     settings.ANYON_CREDENTIAL_MODE = "sealed"
     settings.ANYON_EGRESS_CONTROL = str(settings.ANYON_TEMP_DIR / "no-proxy.sock")  # nobody answers there
     settings.ANYON_POOL_SIZE = 1
-    pool.refill_pool()
+    refill.refill_pool()
     (row,) = warm_rows()
     attempt = world.attempt(plan=[custom("true")], repo_url=repo)
     assert run_attempt(attempt.pk) == AttemptStatus.FAILED

@@ -91,7 +91,7 @@ def test_doctor_says_when_the_schedules_differ_from_the_registry(settings):
     assert "restart" in check.fix
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_a_changed_interval_takes_effect_when_a_worker_starts(worker_factory):
     """A real ``qcluster`` with ``ANYON_CLEANUP_MINUTES=17`` reconciles the schedule at its start."""
     from django_q.models import Schedule
