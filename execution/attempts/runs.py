@@ -1,8 +1,5 @@
-"""State changes the worker makes while it runs an attempt: its runs, jobs, container and results.
-
-Each is a keyword-only ``do_*`` action that writes in a transaction and wakes the attempt's viewers once the
-transaction commits, so a viewer never looks for a row it cannot see yet (docs/ARCHITECTURE.md, "Actions").
-"""
+"""What a worker records while it runs an attempt: runs, jobs, container, results (docs/ARCHITECTURE.md,
+"Reads, actions, views")."""
 
 from __future__ import annotations
 

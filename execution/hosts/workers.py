@@ -1,11 +1,4 @@
-"""Worker processes and the work they hold (docs/ARCHITECTURE.md, "Lost workers").
-
-Every worker process records itself (``WorkerProcess``) every ``ANYON_HOST_HEARTBEAT_SECONDS``, and an attempt or
-job names the process that runs it. A process killed mid-attempt (SIGKILL, the OOM killer, its machine gone) can
-end nothing; any other worker process ends its work instead, because its worker is gone, not because the work is
-slow: at once when the process lived on the same machine and no longer exists (a restarted worker sees that at its
-start), else once it has been silent for ``ANYON_WORKER_LOST_SECONDS``.
-"""
+"""Worker processes and the work they hold (docs/ARCHITECTURE.md, "Lost workers")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every cleanup sweep by name, and the scheduled task that runs them all (docs/ARCHITECTURE.md, "Cleanup sweeps").
+"""Every cleanup sweep by name, and the scheduled task that runs them all (docs/ARCHITECTURE.md, "Scheduled jobs").
 
 Each sweep is in a module of what it cleans; they match containers only by this installation's labels.
 """

@@ -11,5 +11,5 @@ OWNER = "anyon.owner"
 EXPIRES = "anyon.expires"
 #: Seconds since the epoch when the object was made.
 CREATED = "anyon.created"
-#: A warm container of the pool (execution/hosts/pool.py), or one of its volumes.
+#: A warm container of the pool (execution/hosts/pool/), or one of its volumes.
 POOL = "anyon.pool"

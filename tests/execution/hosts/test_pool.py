@@ -1,4 +1,4 @@
-"""The warm pool's refill requests without Docker: one refill queued at a time per host (execution/hosts/pool.py)."""
+"""The warm pool without Docker: one refill queued at a time per host (execution/hosts/pool/refill_queue.py)."""
 
 from __future__ import annotations
 
