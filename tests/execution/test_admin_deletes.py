@@ -111,3 +111,20 @@ def test_staff_without_the_delete_permission_cannot_delete(client, alice, settin
     assert "delete_selected" not in page(client.get(ATTEMPTS))
     client.post(ATTEMPTS, {"action": "delete_selected", "_selected_action": [finished.pk], "post": "yes"})
     assert Attempt.objects.filter(pk=finished.pk).exists()
+
+
+def test_an_attempt_on_another_host_is_queued_there_and_the_task_waits_for_it(staff_client, alice, monkeypatch):
+    queued = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda func, *args, **kwargs: queued.append((func, args, kwargs)))
+    elsewhere = new_attempt(alice, finished=True)
+    Attempt.objects.filter(pk=elsewhere.pk).update(queue="host-z")
+    response = staff_client.post(f"{TASKS}{elsewhere.task_id}/delete/", {"post": "yes"}, follow=True)
+    assert "queued for deletion" in page(response)
+    assert queued == [
+        (
+            "execution.attempts.actions.delete_attempt_task",
+            (elsewhere.pk, "staff:ops", True),
+            {"cluster": "host-z", "group": "maintenance"},
+        )
+    ]
+    assert Task.objects.filter(pk=elsewhere.task_id).exists()  # its worker deletes it after the attempt

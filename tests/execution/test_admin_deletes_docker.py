@@ -82,3 +82,13 @@ def test_a_working_attempt_keeps_its_container_and_its_task(ops_client, alice, d
     do_transition(attempt=working, to=AttemptStatus.FAILED, error="test")
     ops_client.post(f"/admin/execution/attempt/{working.pk}/delete/", {"post": "yes"})
     assert_gone(docker_client, working)
+
+
+def test_the_worker_of_another_host_deletes_the_task_after_its_last_attempt(ops_client, alice, docker_client):
+    """What the queued deletion does on that host's worker: the attempt with its resources, then the task."""
+    from execution.attempts.actions import delete_attempt_task
+
+    attempt = attempt_on_the_engine(alice)
+    assert delete_attempt_task(attempt.pk, "staff:ops", True) == "deleted with its task"
+    assert_gone(docker_client, attempt)
+    assert not Task.objects.filter(pk=attempt.task_id).exists()
