@@ -152,6 +152,7 @@ class AttemptJob(models.Model):
 
 class RunKind(models.TextChoices):
     CLONE = "clone", "Clone"
+    SETUP = "setup", "Setup"
     AGENT = "agent", "Agent"
     CUSTOM = "custom", "Custom"
 
@@ -342,3 +343,62 @@ class WorkerProcess(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class NetworkMode(models.TextChoices):
+    """What a phase of a run may reach beyond Anyon's own services (shared/egress/network_policy.py)."""
+
+    OFF = "off", "Off: nothing beyond the repository and Claude"
+    RULES = "rules", "Presets and custom entries"
+    OBSERVE = "observe", "Observe: reach anything, record every host (setup only)"
+
+
+class Environment(models.Model):
+    """How a user's runs of one repository are prepared: a setup script run after the clone and before the agent,
+    plain variables for every step, and what each phase may reach. Setup secrets are :class:`EnvironmentSecret`."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="environments")
+    repository = models.CharField(max_length=200, help_text="owner/name on the GitHub host, lower-cased")
+    setup_script = models.TextField(blank=True)
+    maintenance_script = models.TextField(blank=True, help_text="for starts from a cached setup")
+    variables = models.JSONField(default=dict, blank=True, help_text="name → value, shown and given to every step")
+    setup_network_mode = models.CharField(max_length=8, choices=NetworkMode.choices, default=NetworkMode.OFF)
+    setup_network_presets = models.JSONField(default=list, blank=True)
+    setup_network_rules = models.TextField(blank=True)
+    setup_network_read_only = models.BooleanField(default=False)
+    agent_network_mode = models.CharField(max_length=8, choices=NetworkMode.choices, default=NetworkMode.OFF)
+    agent_network_presets = models.JSONField(default=list, blank=True)
+    agent_network_rules = models.TextField(blank=True)
+    agent_network_read_only = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["repository"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "repository"], name="one_environment_per_owner_repository")
+        ]
+
+    def __str__(self) -> str:
+        return f"environment {self.repository} of user {self.owner_id}"
+
+    @property
+    def owner_and_name(self) -> list[str]:
+        return self.repository.split("/", 1)
+
+
+class EnvironmentSecret(models.Model):
+    """A setup secret's name; its value is a ``secrets_app`` secret (encrypted, every decrypt audited). Given to the
+    setup script only, never to the agent."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="secrets")
+    name = models.CharField(max_length=100)
+    secret = models.OneToOneField("secrets_app.Secret", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["environment", "name"], name="one_setup_secret_per_name")]
+
+    def __str__(self) -> str:
+        return f"setup secret {self.name} of environment {self.environment_id}"

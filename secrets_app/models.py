@@ -17,18 +17,21 @@ from django_cryptography.fields import encrypt
 class Provider(models.TextChoices):
     GITHUB = "github", "GitHub"
     CLAUDE = "claude", "Claude"
+    ENVIRONMENT = "environment", "Environment"
 
 
 class Kind(models.TextChoices):
     OAUTH_TOKEN = "oauth_token", "OAuth token"
     PAT = "pat", "Personal access token"
     API_KEY = "api_key", "API key"
+    SETUP_SECRET = "setup_secret", "Setup secret"
 
 
 #: Which kinds each provider has.
 PROVIDER_KINDS: dict[str, tuple[str, ...]] = {
     Provider.GITHUB: (Kind.OAUTH_TOKEN, Kind.PAT),
     Provider.CLAUDE: (Kind.OAUTH_TOKEN, Kind.API_KEY),
+    Provider.ENVIRONMENT: (Kind.SETUP_SECRET,),  # many per owner: an environment's setup secrets
 }
 
 
@@ -59,7 +62,7 @@ class Secret(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["owner", "provider", "kind"],
-                condition=Q(state="active"),
+                condition=Q(state="active") & ~Q(provider="environment"),
                 name="one_active_secret_per_owner_provider_kind",
             )
         ]

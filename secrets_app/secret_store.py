@@ -16,7 +16,7 @@ from django_cryptography.utils.crypto import InvalidToken
 from secrets_app.errors import SecretError, SecretExpired, SecretMissing, SecretUndecryptable
 from secrets_app.events import wake_settings_viewers
 from secrets_app.fingerprint import fingerprint
-from secrets_app.models import PROVIDER_KINDS, AccessOutcome, Secret, SecretAccess, SecretState
+from secrets_app.models import PROVIDER_KINDS, AccessOutcome, Kind, Provider, Secret, SecretAccess, SecretState
 from shared.dates import local_day
 
 logger = logging.getLogger(__name__)
@@ -182,4 +182,45 @@ def fetch_secret(
         logger.warning("secret lookup failed: %s/%s for user %s (%s)", provider, purpose, owner.pk, exc.outcome)
         raise
     do_record_secret_access(**record, secret_id=secret.pk, outcome=AccessOutcome.SUCCESS)
+    return FetchedSecret(secret_id=secret.pk, provider=provider, kind=secret.kind, value=value)
+
+
+def do_store_setup_secret(*, owner, value: str, note: str) -> Secret:
+    """Store one setup secret of an environment (many may be active; the environment names it). No fingerprint:
+    a setup secret is shown by its name only."""
+    if not value:
+        raise ValueError("an empty secret cannot be stored")
+    with transaction.atomic():
+        secret = Secret.objects.create(
+            owner=owner,
+            provider=Provider.ENVIRONMENT,
+            kind=Kind.SETUP_SECRET,
+            value=value,
+            fingerprint="",
+            note=note[:255],
+        )
+    logger.info("stored setup secret %s for user %s", secret.pk, owner.pk)
+    return secret
+
+
+def fetch_secret_by_id(*, owner, secret_id: int, purpose: str, actor: str, attempt_id: int | None) -> FetchedSecret:
+    """Decrypt one of the owner's active secrets by id and audit it (setup secrets: an environment names several)."""
+    secret = Secret.objects.defer("value").filter(owner=owner, pk=secret_id, state=SecretState.ACTIVE).first()
+    record = {"owner": owner, "actor": actor, "purpose": purpose, "attempt_id": attempt_id}
+    provider = secret.provider if secret else Provider.ENVIRONMENT
+    try:
+        if secret is None:
+            raise SecretMissing("A setup secret of this environment is gone. Save it again.")
+        try:
+            value = Secret.objects.values_list("value", flat=True).get(pk=secret.pk)
+        except (BadSignature, InvalidToken) as exc:
+            raise SecretUndecryptable(
+                "A stored setup secret cannot be decrypted (was ANYON_SECRET_KEY changed without rotate_secret_key?). "
+                "Save it again."
+            ) from exc
+    except SecretError as exc:
+        _record(**record, provider=provider, secret_id=secret.pk if secret else None, outcome=exc.outcome,
+                detail=str(exc))  # fmt: skip
+        raise
+    _record(**record, provider=provider, secret_id=secret.pk, outcome=AccessOutcome.SUCCESS)
     return FetchedSecret(secret_id=secret.pk, provider=provider, kind=secret.kind, value=value)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from execution.web import views
+from execution.web import environments, views
 
 urlpatterns = [
     path("tasks/", views.task_list, name="task-list"),
@@ -15,4 +15,13 @@ urlpatterns = [
     path("attempts/<int:attempt_id>/jobs/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),
     path("attempts/<int:attempt_id>/runs/<int:run_id>/outputs/<int:number>/", views.tool_output, name="tool-output"),
     path("attempts/<int:attempt_id>/delete/", views.attempt_delete, name="attempt-delete"),
+    path("environments/", environments.environment_list, name="environment-list"),
+    path("environments/<str:owner>/<str:name>/", environments.environment_detail, name="environment-detail"),
+    path("environments/<str:owner>/<str:name>/delete/", environments.environment_delete, name="environment-delete"),
+    path("environments/<str:owner>/<str:name>/secrets/", environments.setup_secret_save, name="setup-secret-save"),
+    path(
+        "environments/<str:owner>/<str:name>/secrets/<int:setup_secret_id>/delete/",
+        environments.setup_secret_delete,
+        name="setup-secret-delete",
+    ),
 ]

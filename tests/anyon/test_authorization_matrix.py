@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from execution.attempts.actions import do_create_task, do_start_attempt
 from execution.attempts.runs import do_record_tool_output
+from execution.environments.actions import do_save_environment, do_set_setup_secret
 from execution.models import AttemptJob, Run
 from secrets_app.models import GitHubDeviceFlow
 from secrets_app.secret_store import do_store_secret
@@ -50,6 +51,12 @@ MATRIX = {
     "attempt-pull-request": ("POST", LOGIN, 404, 404),
     "job-cancel": ("POST", LOGIN, 404, 302),
     "attempt-delete": ("POST", LOGIN, 404, 404),
+    # environments are private, also to staff: a repository's page is the user's own (empty) one
+    "environment-list": ("GET", LOGIN, 200, 200),
+    "environment-detail": ("GET", LOGIN, 200, 200),
+    "environment-delete": ("POST", LOGIN, 404, 404),
+    "setup-secret-save": ("POST", LOGIN, 400, 400),
+    "setup-secret-delete": ("POST", LOGIN, 404, 404),
 }
 
 
@@ -84,7 +91,10 @@ def objects(db, settings):
         expires_at=timezone.now() + timedelta(minutes=5),
         next_poll_at=timezone.now(),
     )
+    environment = do_save_environment(owner=owner, repository="a/b", setup_script="echo Owner-only plan")
+    setup_secret = do_set_setup_secret(environment=environment, name="TOKEN", value=classic_token())
     return {
+        "owner": "a", "name": "b", "setup_secret_id": setup_secret.pk,
         "provider": "github", "task_id": task.pk, "attempt_id": attempt.pk, "job_id": job.pk,
         "run_id": run.pk, "number": 1, "secret_id": secret.pk, "flow_id": flow.pk,
     }  # fmt: skip
@@ -131,9 +141,15 @@ def test_csrf_is_enforced_on_every_state_change(objects):
     user = User.objects.get(username="owner")
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
-    also_post = {"task-create", "login", "task-repositories"}  # GET pages that also take a POST
+    also_post = {
+        "task-create",
+        "login",
+        "task-repositories",
+        "environment-list",
+        "environment-detail",
+    }  # GET pages that also take a POST
     posts = [(name, pattern) for name, pattern in routes() if MATRIX[name][0] == "POST" or name in also_post]
-    assert len(posts) == 16
+    assert len(posts) == 21
     for name, pattern in posts:
         response = client.post(url_for(pattern, objects), {"prompt": "x"})
         assert response.status_code == 403, f"{name} accepted a POST without a CSRF token"

@@ -1,0 +1,104 @@
+"""Writes of environments: keyword-only ``do_*`` actions, each in a transaction, waking the owner's environment
+pages on commit. A setup secret's value goes into the secret store (encrypted, audited) and never comes back here."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from execution.models import Environment, EnvironmentSecret
+from secrets_app.models import Secret
+from secrets_app.secret_store import do_revoke_secret, do_store_setup_secret
+from shared.live.events import wake_group
+
+logger = logging.getLogger(__name__)
+
+
+def environments_group(user_id: int) -> str:
+    return f"environments.user.{user_id}"
+
+
+def _wake(environment: Environment) -> None:
+    wake_group(
+        environments_group(environment.owner_id),
+        {"type": "environment.changed", "repository": environment.repository},
+    )
+
+
+@dataclass(frozen=True)
+class PhaseNetwork:
+    mode: str = "off"
+    presets: tuple[str, ...] = ()
+    rules: str = ""
+    read_only: bool = False
+
+
+def do_save_environment(
+    *,
+    owner,
+    repository: str,
+    setup_script: str,
+    maintenance_script: str = "",
+    variables: dict[str, str] | None = None,
+    setup_network: PhaseNetwork = PhaseNetwork(),
+    agent_network: PhaseNetwork = PhaseNetwork(),
+) -> Environment:
+    """Create or update the owner's environment of ``repository`` (checked values: see ``forms``)."""
+    fields = {
+        "setup_script": setup_script,
+        "maintenance_script": maintenance_script,
+        "variables": dict(variables or {}),
+    }
+    for phase, network in (("setup", setup_network), ("agent", agent_network)):
+        fields |= {
+            f"{phase}_network_mode": network.mode,
+            f"{phase}_network_presets": list(network.presets),
+            f"{phase}_network_rules": network.rules,
+            f"{phase}_network_read_only": network.read_only,
+        }
+    with transaction.atomic():
+        environment, _ = Environment.objects.select_for_update().update_or_create(
+            owner=owner, repository=repository.lower(), defaults=fields
+        )
+        _wake(environment)
+    return environment
+
+
+def do_set_setup_secret(*, environment: Environment, name: str, value: str) -> EnvironmentSecret:
+    """Store (or replace) the setup secret ``name``: the old value is revoked in the store, the new one encrypted."""
+    with transaction.atomic():
+        old = EnvironmentSecret.objects.select_for_update().filter(environment=environment, name=name).first()
+        secret = do_store_setup_secret(
+            owner=environment.owner, value=value, note=f"setup secret {name} of {environment.repository}"
+        )
+        if old is not None:
+            replaced = Secret.objects.defer("value").get(pk=old.secret_id)  # never decrypted here
+            old.secret = secret
+            old.save(update_fields=["secret"])
+            do_revoke_secret(secret=replaced, actor=environment.owner.get_username(), reason="replaced")
+            item = old
+        else:
+            item = EnvironmentSecret.objects.create(environment=environment, name=name, secret=secret)
+        _wake(environment)
+    logger.info("setup secret %s of environment %s saved", name, environment.pk)
+    return item
+
+
+def do_delete_setup_secret(*, item: EnvironmentSecret, actor: str) -> None:
+    """Forget a setup secret: its stored value is revoked (ciphertext dropped) and its name removed."""
+    with transaction.atomic():
+        environment = item.environment
+        secret = Secret.objects.defer("value").get(pk=item.secret_id)  # the revoked row stays for the audit trail
+        do_revoke_secret(secret=secret, actor=actor, reason="setup secret deleted")
+        item.delete()
+        _wake(environment)
+
+
+def do_delete_environment(*, environment: Environment, actor: str) -> None:
+    with transaction.atomic():
+        for item in list(environment.secrets.all()):
+            do_delete_setup_secret(item=item, actor=actor)
+        environment.delete()
+        _wake(environment)
