@@ -13,6 +13,7 @@ from execution.models import Attempt, AttemptStatus
 from execution.runner.outcomes import Stop
 from shared.alerts import AlertKind, do_raise_alert
 from shared.egress import EgressError
+from shared.egress.network_policy import NetworkPolicy
 
 
 class SealedEgress:
@@ -20,11 +21,12 @@ class SealedEgress:
         self.attempt, self.directory = attempt, directory
         self.grant = egress.grant_for(attempt, claude_kind=claude_kind)
         self.environment = egress.container_environment(claude_kind=claude_kind)
+        self.policy = NetworkPolicy()  # the phase's hosts beyond the operator's (an environment's network policy)
 
     def open(self, *, push: bool = False) -> None:
         """Open (or replace) the attempt's sockets; ``push`` lets its git connection push. A proxy that is down
         ends the session with an alert."""
-        grant = dataclasses.replace(self.grant, git_push=push)
+        grant = dataclasses.replace(self.grant, git_push=push, allowed=self.grant.allowed | self.policy.hosts())
         try:
             egress.client().open(
                 grant, self.directory, uid=settings.ANYON_CONTAINER_UID, gid=settings.ANYON_CONTAINER_GID
@@ -33,6 +35,12 @@ class SealedEgress:
             message = f"The egress proxy is not answering on {settings.ANYON_EGRESS_CONTROL} ({exc})."
             self._alert(message)
             raise Stop(AttemptStatus.FAILED, message + " Sealed runs cannot start until it runs again.") from exc
+
+    def set_policy(self, policy: NetworkPolicy) -> None:
+        """Switch the phase's network policy (the setup's, then the agent's); the sockets are replaced at once."""
+        if policy != self.policy:
+            self.policy = policy
+            self.open()
 
     @contextlib.contextmanager
     def pushing(self):

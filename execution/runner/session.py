@@ -44,6 +44,7 @@ from execution.runner.credentials import collect_credentials
 from execution.runner.history import scrub_session_history
 from execution.runner.outcomes import ExecEnd, StepOutcome, Stop, StopReason, is_auth_failure, step_outcome
 from execution.runner.sealing import SealedEgress
+from execution.runner.setup_phase import SetupPhase, load_setup_phase, secrets_on_disk, written_secrets_message
 from execution.runner.step_report import Commits
 from execution.runner.stream import ExecStream
 from execution.runner.workspace import WorkspaceGit, base_branch_to_read
@@ -90,6 +91,7 @@ class AttemptSession:
         #: An untrusted step (the agent's, a plan's) ran since the container (re)started: its processes may still
         #: run, so Anyon's own steps wait for a restart (docs/ARCHITECTURE.md, "Trust boundary").
         self._tainted = False
+        self.setup = SetupPhase()  # the environment of the attempt's repository (execution/runner/setup_phase.py)
 
     def __enter__(self) -> AttemptSession:
         return self
@@ -177,7 +179,8 @@ class AttemptSession:
                 guard_claude=any(step.pushes for step in steps),
             )
             self.claude_secret_id = credentials.claude_secret_id
-            self.masker = Masker(credentials.values())
+            self.setup = load_setup_phase(attempt=self.attempt, actor=self.actor)  # setup secrets: audited decrypts
+            self.masker = Masker([*credentials.values(), *self.setup.secrets.values()])
             # A warm container of the pool, when there is one: it already runs, with its own volumes and empty
             # secret dir, which become the attempt's now (docs/ARCHITECTURE.md, "Warm pool").
             warm = do_claim_warm_container(attempt=self.attempt, engine=self.engine) if initial else None
@@ -195,6 +198,7 @@ class AttemptSession:
                 raise
             if self.sealed:
                 self.egress = SealedEgress(self.attempt, claude_kind=credentials.claude_kind, directory=path)
+                self.egress.policy = self.setup.agent_policy
                 self.egress.open()
                 self.say("Sealed run: no credential in the container; it reaches the outside only through the proxy")
             if warm is None:
@@ -211,6 +215,8 @@ class AttemptSession:
                 if self._cancel_requested():
                     raise Stop(AttemptStatus.CANCELLED, "Cancelled by the user.")
                 outcome = self.run_step(step, last=index == len(steps) - 1)
+                if outcome.status == RunStatus.SUCCEEDED and initial and step.kind == RunKind.CLONE and self.setup.runs:
+                    outcome = self._run_setup()
                 if outcome.status != RunStatus.SUCCEEDED:
                     final, error = outcome.attempt_status, outcome.error
                     break
@@ -348,6 +354,34 @@ class AttemptSession:
         self._tainted, self._bridge_ready = False, False  # a sealed container's bridge starts over
         self.say("Stopped every process the earlier steps left in the container (it was restarted)")
 
+    def _run_setup(self) -> StepOutcome:
+        """The environment's setup script, right after the clone: its own step, with the setup secrets in its exec's
+        environment and the setup phase's network policy. Then no process of it is left (restart), no setup secret
+        is in a file the agent could read, and the agent phase's policy holds."""
+        if self.egress is not None:
+            self.egress.set_policy(self.setup.setup_policy)
+        elif self.setup.setup_policy.mode != "off" or self.setup.agent_policy.mode != "off":
+            self.say("The environment's network policy applies to sealed runs only; this run's network is the host's.")
+        outcome, _ = self._exec_step(self.setup.step(), environment=self.setup.setup_environment())
+        if outcome.status != RunStatus.SUCCEEDED:
+            outcome.error = f"The environment's setup script failed: {outcome.error} See its log."
+            return outcome
+        self._untainted()
+        if self.egress is not None:
+            self.egress.set_policy(self.setup.agent_policy)
+        if self.setup.secrets:
+            found = secrets_on_disk(self.engine, self.container_id, self.setup.secrets)
+            if found is None:
+                return StepOutcome(
+                    RunStatus.FAILED, "Could not check the files for setup secrets; the agent did not start."
+                )
+            if found:
+                message = self.masker.mask(written_secrets_message(found))
+                self.say(message)
+                return StepOutcome(RunStatus.FAILED, message)
+            self.say("No setup secret is in a file of the home, the workspace or /tmp")
+        return outcome
+
     def _push(self, step: Step, *, last: bool) -> StepOutcome:
         self._untainted()
         base = self.attempt.base_commit
@@ -383,9 +417,12 @@ class AttemptSession:
         message = title if self.job is None else f"{title}: follow-up\n\n{printable(self.job.prompt[:2000])}"
         return commit_step(message=message, login=github_account_login(owner=self.owner) or self.owner.get_username())
 
-    def _exec_step(self, step: Step, *, report: bool = False) -> tuple[StepOutcome, Run]:
+    def _exec_step(
+        self, step: Step, *, report: bool = False, environment: dict[str, str] | None = None
+    ) -> tuple[StepOutcome, Run]:
         """``report``: the exec also reports the workspace's commits at its end (never an agent's: its output is
-        events)."""
+        events). An untrusted step gets the environment's variables (``environment``: the setup step's, with its
+        secrets); Anyon's own steps get none."""
         self._reported = None
         argv = list(step.argv) if step.own else ["anyon-exec", *step.argv]  # Anyon's git needs no credential
         if self.egress is not None and not self._bridge_ready:  # the first exec waits for the listeners, no later one
@@ -410,7 +447,7 @@ class AttemptSession:
             container_id=self.container_id,
             writer=self.writer,
             masker=self.masker,
-            environment=self.egress.environment if self.egress else None,  # a warm sealed container lacks them
+            environment=self._exec_environment(step, environment),
         )
         end = stream.run(
             run,
@@ -444,6 +481,13 @@ class AttemptSession:
                 dedupe_key=f"exec_nonzero_exit:{self.attempt.pk}:{run.pk}",
             )
         return outcome, run
+
+    def _exec_environment(self, step: Step, environment: dict[str, str] | None) -> dict[str, str] | None:
+        """The exec's variables: the sealed container's (a warm one lacks them) over the environment's variables,
+        which only untrusted steps get."""
+        own = {} if step.own else (environment if environment is not None else self.setup.variables)
+        merged = {**own, **(self.egress.environment if self.egress else {})}
+        return merged or None
 
     def _agent_error(self, end: ExecEnd) -> None:
         """An error result of the CLI: alert, and when Claude rejected the credential, mark it expired so the

@@ -1,0 +1,100 @@
+"""The environment's setup phase of an attempt (docs/ARCHITECTURE.md, "Environments"): what it runs, with which
+variables and setup secrets, under which network policy, and the check that no setup secret was left on disk.
+
+Setup secrets are decrypted for every session of an attempt whose environment has them (each decrypt audited): the
+setup step gets them in its exec's environment (that exec only); every session masks them in logs and guards pushes
+against them. No other step's environment ever holds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from execution.attempts.steps import Step
+from execution.environments.selectors import environment_of_attempt, network_policies
+from execution.models import Attempt, RunKind
+from secrets_app.secret_store import fetch_secret_by_id
+from shared.docker.engine import DockerEngine
+from shared.egress.network_policy import NetworkPolicy
+
+#: Where the agent could read a file the setup left: its home, the workspace and the temporary directory.
+AGENT_READABLE = ("/home", "/workspace", "/tmp")
+MAX_PATHS_SHOWN = 5
+
+
+@dataclass
+class SetupPhase:
+    script: str = ""
+    variables: dict[str, str] = field(default_factory=dict)
+    #: Setup secret name → value. Never in any exec's environment but the setup step's.
+    secrets: dict[str, str] = field(default_factory=dict)
+    setup_policy: NetworkPolicy = field(default_factory=NetworkPolicy)
+    agent_policy: NetworkPolicy = field(default_factory=NetworkPolicy)
+
+    @property
+    def runs(self) -> bool:
+        return bool(self.script.strip())
+
+    def step(self) -> Step:
+        """``bash -e`` in the workspace: the first failing command fails the setup."""
+        return Step(RunKind.SETUP, ["bash", "-e", "-c", self.script], "Setup script")
+
+    def setup_environment(self) -> dict[str, str]:
+        return {**self.variables, **self.secrets}
+
+
+def load_setup_phase(*, attempt: Attempt, actor: str) -> SetupPhase:
+    environment = environment_of_attempt(attempt)
+    if environment is None:
+        return SetupPhase()
+    setup_policy, agent_policy = network_policies(environment)
+    secrets = {
+        item.name: fetch_secret_by_id(
+            owner=attempt.task.owner,
+            secret_id=item.secret_id,
+            purpose=f"setup secret {item.name} of {environment.repository}",
+            actor=actor,
+            attempt_id=attempt.pk,
+        ).value
+        for item in environment.secrets.all()
+    }
+    return SetupPhase(
+        script=environment.setup_script,
+        variables=dict(environment.variables),
+        secrets=secrets,
+        setup_policy=setup_policy,
+        agent_policy=agent_policy,
+    )
+
+
+def secrets_on_disk(engine: DockerEngine, container_id: str, secrets: dict[str, str]) -> dict[str, list[str]] | None:
+    """Setup secret name → files under ``AGENT_READABLE`` that hold its value (searched as bytes, binary files too;
+    compressed or encoded copies are not found). ``None`` when the search itself could not run. Run by Anyon after
+    the container's restart: no process of the setup sees the values on this exec's standard input."""
+    found: dict[str, list[str]] = {}
+    for name, value in secrets.items():
+        code, out, _ = engine.exec_capture(
+            container_id,
+            ["grep", "-rlsF", "-f", "-", "--", *AGENT_READABLE],
+            stdin=value.encode() + b"\n",
+            workdir="/",
+        )
+        if code is None or code not in (0, 1, 2):
+            return None
+        paths = [line for line in out.splitlines() if line]
+        if paths:
+            found[name] = paths
+    return found
+
+
+def written_secrets_message(found: dict[str, list[str]]) -> str:
+    parts = []
+    for name, paths in sorted(found.items()):
+        shown = ", ".join(paths[:MAX_PATHS_SHOWN]) + (
+            f" and {len(paths) - MAX_PATHS_SHOWN} more" if len(paths) > MAX_PATHS_SHOWN else ""
+        )
+        parts.append(f"{name} in {shown}")
+    return (
+        "The setup script wrote setup secrets to files the agent could read: " + "; ".join(parts) + ". The agent did "
+        "not start. Change the setup script so that it keeps them out of files (pass them on, don't store them)."
+    )
