@@ -14,9 +14,10 @@ import json
 import pytest
 
 from execution.environments.actions import PhaseNetwork, do_save_environment, do_set_setup_secret
-from execution.models import AttemptStatus, Run, RunKind, RunStatus
+from execution.models import AttemptStatus, EgressBlock, Run, RunKind, RunStatus
 from execution.runner import run_attempt
 from secrets_app.models import AccessOutcome, SecretAccess
+from shared.egress import HostPort
 from tests.execution.conftest import logs
 from tests.execution.test_sealed_docker import sealed  # noqa: F401 - the sealed-mode fixture (egress proxy process)
 from tests.execution.test_trust_boundary_docker import CATCHER, volumes_of
@@ -154,3 +155,34 @@ def test_a_setup_that_writes_a_secret_to_a_file_is_refused(world, repo):
     assert value not in attempt.error and value not in logs(attempt)
     assert not Run.objects.filter(attempt=attempt, kind=RunKind.AGENT).exists()
     assert world.api.messages_requests() == []
+
+
+#: A CONNECT through the proxy; prints the proxy's answer to it (200: let through).
+REACH = (
+    "code=$(curl -s -o /dev/null -w '%{{http_connect}}' --noproxy '' --proxytunnel -x \"$HTTPS_PROXY\" {url}/ || true); "
+    "echo {who}-reached:$code"
+)
+
+
+@pytest.mark.usefixtures("sealed")
+def test_each_phase_reaches_what_its_network_policy_allows(world, repo, github):
+    """The setup phase's entry lets the setup through the proxy to a host; the agent phase ("off") is refused it, and
+    the refusal is recorded on the attempt."""
+    target = HostPort.of_url(github.url)
+    do_save_environment(
+        owner=world.user,
+        repository="acme/widgets",
+        setup_script=REACH.format(url=github.url, who="setup"),
+        setup_network=PhaseNetwork(mode="rules", rules=f"{target.host}:{target.port}\n"),
+        agent_network=PhaseNetwork(mode="off"),
+    )
+    world.api.enqueue(
+        ToolUseReply("Bash", {"command": REACH.format(url=github.url, who="agent"), "description": "reach"}),
+        TextReply("Done."),
+    )
+    attempt = world.attempt(repo_url=repo, prompt="Reach out")
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
+    assert "setup-reached:200" in logs(attempt), logs(attempt)
+    results = api_bodies(world)
+    assert "agent-reached:" in results and "agent-reached:200" not in results
+    assert EgressBlock.objects.filter(attempt=attempt, host=target.host, port=target.port).exists()
