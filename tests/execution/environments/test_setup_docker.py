@@ -159,8 +159,8 @@ def test_a_setup_that_writes_a_secret_to_a_file_is_refused(world, repo):
 
 #: A CONNECT through the proxy; prints the proxy's answer to it (200: let through).
 REACH = (
-    "code=$(curl -s -o /dev/null -w '%{{http_connect}}' --noproxy '' --proxytunnel -x \"$HTTPS_PROXY\" {url}/ || true); "
-    "echo {who}-reached:$code"
+    "code=$(curl -s -o /dev/null -w '%{{http_connect}}' --noproxy '' --proxytunnel -x \"$HTTPS_PROXY\" {url}/ "
+    "|| true); echo {who}-reached:$code"
 )
 
 
