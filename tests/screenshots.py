@@ -137,6 +137,18 @@ def main() -> None:
         page.get_by_test_id("log-tail").first.wait_for()
         shot("attempt-log-removed", full=True)
 
+        page.goto(f"{stack.url}/environments/ada-lovelace/analytical-engine/")
+        page.fill("#id_setup_script", "pip install -r requirements.txt\npython -m engine.build --cards punched\n")
+        page.fill("#id_variables", "ENGINE_MODE=difference\n")
+        page.select_option("#id_setup_network_mode", "rules")
+        page.check("input[name=setup_network_presets][value=package-registries]")
+        page.get_by_test_id("environment-save").click()
+        page.fill("#id_name", "PRIVATE_INDEX_TOKEN")
+        page.fill("#id_value", "an example value, never shown")
+        page.get_by_test_id("setup-secret-save").click()
+        page.get_by_test_id("setup-secret").wait_for()
+        shot("environment", full=True)
+
         page.get_by_test_id("current-user").wait_for()
         page.context.clear_cookies()
         login(page, stack.url, "ops", "ops password 123")

@@ -19,8 +19,8 @@ from execution.runner import run_attempt
 from secrets_app.models import AccessOutcome, SecretAccess
 from shared.egress import HostPort
 from tests.execution.conftest import logs
-from tests.execution.test_sealed_docker import sealed  # noqa: F401 - the sealed-mode fixture (egress proxy process)
-from tests.execution.test_trust_boundary_docker import CATCHER, volumes_of
+from tests.execution.runner.test_sealed_docker import sealed  # noqa: F401 - the sealed-mode fixture (egress proxy process)
+from tests.execution.runner.test_trust_boundary_docker import CATCHER, volumes_of
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fakes.github import FakeGitHub
 from tests.fixtures.leaks import track_secret
