@@ -98,7 +98,7 @@ class EnvironmentForm(forms.Form):
     setup_network_rules = forms.CharField(
         label="Setup: custom entries",
         required=False,
-        help_text="host, host:port or host/path, one a line; add read-only to allow only reads.",
+        help_text="host, host:port, *.example.com or http://host/path, one a line; add read-only to allow only reads.",
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "mono"}),
     )
     setup_network_read_only = forms.BooleanField(label="Setup: read-only (GET and HEAD only)", required=False)

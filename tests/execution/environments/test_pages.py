@@ -23,7 +23,7 @@ def form_data(**overrides) -> dict:
         "variables": "NODE_ENV=test\nGREETING=hello world\n",
         "setup_network_mode": "rules",
         "setup_network_presets": ["package-registries"],
-        "setup_network_rules": "example.org\nmirror.example.com:8443/simple read-only\n",
+        "setup_network_rules": "example.org\nhttp://mirror.example.com:8443/simple read-only\n*.pythonhosted.org\n",
         "agent_network_mode": "off",
         "agent_network_rules": "",
     }
@@ -55,7 +55,8 @@ def test_save_and_show_an_environment(alice_client, alice):
         ("variables", "HTTPS_PROXY=http://evil\n", "is set by Anyon itself"),
         ("variables", "JUST_A_NAME\n", "Line 1: write NAME=value"),
         ("setup_network_rules", "ok.example.org\nnot a host!\n", "line 2"),
-        ("agent_network_rules", "*.example.org\n", "line 1"),
+        ("agent_network_rules", "example.org extra words\n", "line 1"),
+        ("agent_network_rules", "ftp://example.org/\n", "line 1"),
         ("setup_script", "x" * (64 * 1024 + 1), "the limit is 65536"),
     ],
 )
