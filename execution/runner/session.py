@@ -363,8 +363,9 @@ class AttemptSession:
         elif self.setup.setup_policy.mode != "off" or self.setup.agent_policy.mode != "off":
             self.say("The environment's network policy applies to sealed runs only; this run's network is the host's.")
         outcome, _ = self._exec_step(self.setup.step(), environment=self.setup.setup_environment())
-        if outcome.status != RunStatus.SUCCEEDED:
+        if outcome.status == RunStatus.FAILED:
             outcome.error = f"The environment's setup script failed: {outcome.error} See its log."
+        if outcome.status != RunStatus.SUCCEEDED:  # failed, or stopped (cancel, timeout): its own message
             return outcome
         self._untainted()
         if self.egress is not None:
