@@ -37,6 +37,7 @@ class FakeEngine:
         self.volumes: set[str] = set()
         self.sizes: dict[str, int] = {}  # bytes used by a volume (volume_sizes), 0 when not set
         self.execs: list[list[str]] = []
+        self.environments: list[dict[str, str]] = []  # each exec's environment, in the order of ``execs``
         self.killed: list[str] = []
         self.restarts: list[str] = []
         self.gone = ""  # set: the engine stopped answering (unreachable() says this)
@@ -109,6 +110,7 @@ class FakeEngine:
         reporting = argv[:3] == ["sh", "-c", REPORT_SCRIPT]
         nonce, argv = (argv[4], argv[6:]) if reporting else ("", argv)
         self.execs.append(argv)
+        self.environments.append(dict(kwargs.get("environment") or {}))
         scripted = self.script(argv) or ScriptedExec()
         for chunk in [] if self.loses_output else scripted.chunks:
             if not self.is_running(container_id):  # killed (cancel, timeout): the stream ends
@@ -128,6 +130,7 @@ class FakeEngine:
 
     def exec_capture(self, container_id: str, argv: list[str], *, limit: int = 64 * 1024, **kwargs):
         self.execs.append(argv)
+        self.environments.append(dict(kwargs.get("environment") or {}))
         scripted = self.script(argv)
         if scripted is None:  # internal commands: no repository, nothing to scrub
             if argv[:1] == ["git"] or (argv[:2] == ["sh", "-c"] and argv[2].startswith(anyon_git.PRELUDE)):
@@ -140,4 +143,5 @@ class FakeEngine:
 
     def run_once(self, image: str, argv: list[str], **kwargs) -> tuple[int | None, str]:
         self.execs.append(argv)
+        self.environments.append({})
         return 0, "0\n"
