@@ -348,9 +348,9 @@ class WorkerProcess(models.Model):
 class NetworkMode(models.TextChoices):
     """What a phase of a run may reach beyond Anyon's own services (shared/egress/network_policy.py)."""
 
-    OFF = "off", "Off: nothing beyond the repository and Claude"
+    OFF = "off", "Off: the operator's allowlist only"
     RULES = "rules", "Presets and custom entries"
-    OBSERVE = "observe", "Observe: reach anything, record every host (setup only)"
+    OBSERVE = "observe", "Observe: reach what the operator allows and record it (setup only)"
 
 
 class Environment(models.Model):

@@ -219,8 +219,8 @@ def fetch_secret_by_id(*, owner, secret_id: int, purpose: str, actor: str, attem
                 "Save it again."
             ) from exc
     except SecretError as exc:
-        _record(**record, provider=provider, secret_id=secret.pk if secret else None, outcome=exc.outcome,
-                detail=str(exc))  # fmt: skip
+        failed = {"secret_id": secret.pk if secret else None, "outcome": exc.outcome, "detail": str(exc)}
+        do_record_secret_access(**record, provider=provider, **failed)
         raise
-    _record(**record, provider=provider, secret_id=secret.pk, outcome=AccessOutcome.SUCCESS)
+    do_record_secret_access(**record, provider=provider, secret_id=secret.pk, outcome=AccessOutcome.SUCCESS)
     return FetchedSecret(secret_id=secret.pk, provider=provider, kind=secret.kind, value=value)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from execution.environments.actions import PhaseNetwork
 from execution.models import NetworkMode
-from shared.egress.network_policy import PRESETS, parse_rules
+from shared.egress.network_policy import PRESETS, Bounds, parse_rules, rule_refusal
 
 MAX_SCRIPT_CHARS = 64 * 1024
 MAX_VARIABLES = 100
@@ -120,11 +121,20 @@ class EnvironmentForm(forms.Form):
         return parse_variables(self.cleaned_data["variables"])
 
     def _rules(self, field: str) -> str:
+        """Entries the proxy reads, each within the operator's bounds (``ANYON_EGRESS_DENY``, ``…_USER_HOSTS``)."""
         text = self.cleaned_data[field]
         try:
-            parse_rules(text)
+            rules = parse_rules(text)
         except ValueError as exc:
             raise ValidationError(str(exc)) from exc
+        bounds = Bounds.of(
+            allow=settings.ANYON_EGRESS_ALLOW,
+            deny=settings.ANYON_EGRESS_DENY,
+            user_hosts=settings.ANYON_EGRESS_USER_HOSTS,
+        )
+        refused = [problem for rule in rules if (problem := rule_refusal(rule, bounds))]
+        if refused:
+            raise ValidationError("; ".join(refused[:3]))
         return text
 
     def clean_setup_network_rules(self) -> str:

@@ -21,12 +21,12 @@ class SealedEgress:
         self.attempt, self.directory = attempt, directory
         self.grant = egress.grant_for(attempt, claude_kind=claude_kind)
         self.environment = egress.container_environment(claude_kind=claude_kind)
-        self.policy = NetworkPolicy()  # the phase's hosts beyond the operator's (an environment's network policy)
+        self.policy = NetworkPolicy()  # the phase's network policy (an environment's; "off": the operator's hosts)
 
     def open(self, *, push: bool = False) -> None:
         """Open (or replace) the attempt's sockets; ``push`` lets its git connection push. A proxy that is down
         ends the session with an alert."""
-        grant = dataclasses.replace(self.grant, git_push=push, allowed=self.grant.allowed | self.policy.hosts())
+        grant = dataclasses.replace(self.grant, git_push=push, network=self.policy)
         try:
             egress.client().open(
                 grant, self.directory, uid=settings.ANYON_CONTAINER_UID, gid=settings.ANYON_CONTAINER_GID
@@ -37,10 +37,17 @@ class SealedEgress:
             raise Stop(AttemptStatus.FAILED, message + " Sealed runs cannot start until it runs again.") from exc
 
     def set_policy(self, policy: NetworkPolicy) -> None:
-        """Switch the phase's network policy (the setup's, then the agent's); the sockets are replaced at once."""
-        if policy != self.policy:
-            self.policy = policy
-            self.open()
+        """Switch the phase's network policy (the setup's, then the agent's); its next request uses it. A policy the
+        operator's bounds forbid (or a proxy that does not answer) ends the session with the reason."""
+        if policy == self.policy:
+            return
+        try:
+            egress.set_attempt_policy(self.attempt.pk, policy)
+        except EgressError as exc:
+            raise Stop(
+                AttemptStatus.FAILED, f"The egress proxy refused the environment's network policy: {exc}"
+            ) from exc
+        self.policy = policy
 
     @contextlib.contextmanager
     def pushing(self):

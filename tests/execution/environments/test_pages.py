@@ -169,3 +169,12 @@ def test_task_and_form_pages_link_to_the_environment(alice_client, alice):
     html = alice_client.get(f"/tasks/{task.pk}/").content.decode()
     assert 'href="/environments/acme/widgets/"' in html and "Environment for acme/widgets" in html
     assert 'href="/environments/"' in alice_client.get("/tasks/new/").content.decode()
+
+
+@pytest.mark.hostile
+def test_an_entry_the_operator_denies_is_refused_when_saved(alice_client, settings):
+    settings.ANYON_EGRESS_DENY = ["paste.example.com"]
+    response = alice_client.post(PAGE, form_data(agent_network_mode="rules", agent_network_rules="paste.example.com\n"))
+    html = response.content.decode()
+    assert response.status_code == 400 and "denied by the operator" in html
+    assert "paste.example.com" in html and not Environment.objects.exists()

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("execution", "0018_moved_task_paths"),
+        ("execution", "0019_push_summary_and_tool_outputs"),
         ("secrets_app", "0005_setup_secrets"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
@@ -39,9 +39,9 @@ class Migration(migrations.Migration):
                     "setup_network_mode",
                     models.CharField(
                         choices=[
-                            ("off", "Off: nothing beyond the repository and Claude"),
+                            ("off", "Off: the operator's allowlist only"),
                             ("rules", "Presets and custom entries"),
-                            ("observe", "Observe: reach anything, record every host (setup only)"),
+                            ("observe", "Observe: reach what the operator allows and record it (setup only)"),
                         ],
                         default="off",
                         max_length=8,
@@ -54,9 +54,9 @@ class Migration(migrations.Migration):
                     "agent_network_mode",
                     models.CharField(
                         choices=[
-                            ("off", "Off: nothing beyond the repository and Claude"),
+                            ("off", "Off: the operator's allowlist only"),
                             ("rules", "Presets and custom entries"),
-                            ("observe", "Observe: reach anything, record every host (setup only)"),
+                            ("observe", "Observe: reach what the operator allows and record it (setup only)"),
                         ],
                         default="off",
                         max_length=8,
