@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("execution", "0019_push_summary_and_tool_outputs"),
+        ("execution", "0020_pool_refill_task_path"),
         ("secrets_app", "0005_setup_secrets"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
