@@ -87,6 +87,11 @@ class Attempt(models.Model):
     log_summary = models.JSONField(
         default=dict, blank=True, help_text="what the removed log held: line counts, bytes, the last lines of each step"
     )
+    network_record = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="sealed runs: per host what went through the egress proxy, and its refusals",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -250,6 +255,9 @@ class EgressBlock(models.Model):
     attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="egress_blocks")
     host = models.CharField(max_length=255)
     port = models.PositiveIntegerField()
+    #: Where the proxy saw them (plain HTTP); empty for a ``CONNECT`` tunnel, whose request TLS hides.
+    method = models.CharField(max_length=16, blank=True)
+    path = models.CharField(max_length=200, blank=True)
     reason = models.CharField(max_length=200)
     #: Refusals of this host, port and reason: a repeat counts here instead of adding a row (and a log line), so an
     #: agent in a loop cannot fill the database (see ``execution.hosts.egress.MAX_BLOCK_ROWS``).
@@ -263,7 +271,35 @@ class EgressBlock(models.Model):
     def __str__(self) -> str:
         if self.port == 0:  # the overflow row (no real connection goes to port 0)
             return f"blocked: {self.reason}"
-        return f"blocked: {self.host}:{self.port} {self.reason}"
+        request = f" ({self.method} {self.path or '/'})" if self.method else ""
+        return f"blocked: {self.host}:{self.port} {self.reason}{request}"
+
+
+class AllowanceState(models.TextChoices):
+    PENDING = "pending", "waiting for the worker"
+    APPLIED = "applied", "allowed"
+    REFUSED = "refused", "refused"
+
+
+class NetworkAllowance(models.Model):
+    """ "Allow for this attempt": a host:port its owner let a running sealed attempt reach (the audit of who allowed
+    what). The web writes it ``pending``; the worker running the attempt adds the rule on its host's egress proxy
+    and marks it ``applied``, or ``refused`` with the proxy's reason (execution/hosts/network.py)."""
+
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="network_allowances")
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    allowed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    state = models.CharField(max_length=8, choices=AllowanceState.choices, default=AllowanceState.PENDING)
+    detail = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port} ({self.state})"
 
 
 class HostState(models.TextChoices):

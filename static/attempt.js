@@ -155,6 +155,7 @@
     }
     cancelForm.hidden = !a.active;
     if ("push" in a) showPush(a.push);
+    showBlocks(a.blocks, a.active);
     // Follow-up, pull request and delete wait for the work to end (the page reloads then).
     for (const form of document.querySelectorAll(".when-idle")) form.hidden = a.active;
     runs.replaceChildren(...a.runs.map((r) => {
@@ -173,6 +174,83 @@
       });
       return tr;
     }));
+  }
+
+  // The blocked lines (sealed runs): one per refusal, kept by id. A line already shown is only updated (its count,
+  // what was asked for it), so a live update never replaces what the user is about to click.
+  const network = document.getElementById("network");
+  const blockList = document.getElementById("network-blocks");
+  const csrf = document.querySelector("input[name=csrfmiddlewaretoken]");
+
+  function allowForm(b) {
+    const form = document.createElement("form");
+    form.method = "post";
+    form.action = network.dataset.allowUrl;
+    form.className = "inline allow-form";
+    for (const [name, value] of [["csrfmiddlewaretoken", csrf ? csrf.value : ""], ["host", b.host], ["port", b.port]]) {
+      const input = document.createElement("input");
+      input.type = "hidden";
+      input.name = name;
+      input.value = value;
+      form.appendChild(input);
+    }
+    const button = document.createElement("button");
+    button.type = "submit";
+    button.className = "link";
+    button.style.color = "var(--accent)";
+    button.textContent = "Allow for this attempt";
+    form.appendChild(button);
+    return form;
+  }
+
+  function blockLine(b) {
+    const li = document.createElement("li");
+    li.dataset.block = b.id;
+    li.setAttribute("data-testid", "blocked-line");
+    const what = document.createElement("span");
+    what.className = "blocked-what";
+    const target = document.createElement("code");
+    target.textContent = b.port ? `${b.host}:${b.port}` : b.host;
+    what.appendChild(target);
+    if (b.method) {
+      const request = document.createElement("code");
+      request.textContent = `${b.method} ${b.path || "/"}`;
+      what.append(" ", request);
+    }
+    what.append(` ${b.reason}`);
+    const count = document.createElement("span");
+    count.className = "muted blocked-count";
+    const state = document.createElement("span");
+    state.className = "blocked-state";
+    state.setAttribute("data-testid", "blocked-state");
+    li.append(what, " ", count, " ", state);
+    return li;
+  }
+
+  function showBlocks(blocks, active) {
+    if (!network || !blocks) return;
+    document.getElementById("network-empty").hidden = blocks.length > 0;
+    const mayAllow = network.dataset.mayAllow === "1" && active;
+    for (const b of blocks) {
+      let li = blockList.querySelector(`li[data-block="${b.id}"]`);
+      if (!li) {
+        li = blockLine(b);
+        blockList.appendChild(li);
+      }
+      li.querySelector(".blocked-count").textContent = b.count > 1 ? `${b.count}×` : "";
+      const a = b.allowance;
+      let text = "";
+      if (a && a.state === "applied") text = `allowed for this attempt by ${a.by}`;
+      else if (a && a.state === "pending") text = "allowing… (the worker adds it within a second)";
+      else if (a) text = `not allowed: ${a.detail}`;
+      else if (b.port && !mayAllow && network.dataset.note) text = network.dataset.note;
+      const state = li.querySelector(".blocked-state");
+      if (state.textContent !== text) state.textContent = text;
+      const wantForm = mayAllow && b.port && (!a || a.state === "refused");
+      const form = li.querySelector(".allow-form");
+      if (wantForm && !form) li.appendChild(allowForm(b));
+      else if (!wantForm && form) form.remove();
+    }
   }
 
   // Something typed on the page (a follow-up) or a full output the user opened is never thrown away by the reload

@@ -39,6 +39,40 @@ def egress_block_count(*, attempt: Attempt) -> int:
     return attempt.egress_blocks.aggregate(total=Sum("count"))["total"] or 0
 
 
+def network_blocks(attempt: Attempt) -> list[dict]:
+    """The attempt's refusals by the egress proxy (at most ``MAX_BLOCK_ROWS`` rows and the overflow row), each with
+    what its owner asked for that host and port ("allow for this attempt"): for the page and its live updates."""
+    asked = {
+        (host, port): {"state": state, "detail": detail, "by": by or ""}
+        for host, port, state, detail, by in attempt.network_allowances.order_by("id").values_list(
+            "host", "port", "state", "detail", "allowed_by__username"
+        )
+    }
+    return [
+        {
+            "id": pk,
+            "host": host,
+            "port": port,
+            "method": method,
+            "path": path,
+            "reason": reason,
+            "count": count,
+            "allowance": asked.get((host, port)),
+        }
+        for pk, host, port, method, path, reason, count in attempt.egress_blocks.values_list(
+            "pk", "host", "port", "method", "path", "reason", "count"
+        )
+    ]
+
+
+def network_record_rows(attempt: Attempt) -> list[dict]:
+    """The stored network record's hosts, busiest first, with the refusals counted per host."""
+    record = attempt.network_record or {}
+    rows = [dict(use) for use in record.get("hosts", [])]
+    rows.sort(key=lambda r: (-(r.get("requests", 0) + r.get("tunnels", 0)), r["host"], r["port"]))
+    return rows
+
+
 def own_attempt_for(*, user, attempt_id: int) -> Attempt:
     """The attempt if ``user`` owns it, staff or not: what acts with the owner's credentials (a follow-up, a pull
     request) or removes the owner's work may only be asked for by the owner."""
@@ -160,6 +194,7 @@ def attempt_snapshot(attempt: Attempt) -> dict:
         "log_removed": log_removed_note(attempt),
         "duration": attempt.duration.total_seconds() if attempt.duration else None,
         "runs": runs,
+        "blocks": network_blocks(attempt),
     }
 
 

@@ -64,7 +64,32 @@ def pull_request_body(attempt) -> str:
     """The task's prompt, what the push sent (the branch, its commits and their authors), and where it came from."""
     pushed = markdown(attempt.push_summary or {})
     section = f"\n\n### Commits on {attempt.branch}\n\n{pushed}" if pushed else ""
+    if attempt.network_record:  # a sealed run's: what it reached
+        section += f"\n\n{sealed_run_note(attempt.network_record)}"
     return f"{printable(attempt.task.prompt)}{section}\n\n---\nOpened by Anyon Cloud from attempt {attempt.pk}."
+
+
+def _some(items: list[str], most: int = 20) -> str:
+    return ", ".join(items[:most]) + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
+def sealed_run_note(record: dict) -> str:
+    """The pull request body's line about a sealed run's network (the attempt's stored network record): the hosts
+    it reached (and the credential Anyon added on the way), what was refused."""
+    reached = []
+    for use in record.get("hosts", []):
+        if not (use.get("requests") or use.get("tunnels")):
+            continue
+        added = {"anthropic": " (Anthropic credential added by Anyon)", "github": " (GitHub token added by Anyon)"}
+        reached.append(f"{use['host']}{added.get(use.get('credential'), '')}")
+    blocked: dict[str, int] = {}
+    for block in record.get("blocked", []):
+        blocked[block["host"]] = blocked.get(block["host"], 0) + int(block.get("count") or 1)
+    reached_text = _some(list(dict.fromkeys(reached))) or "nothing"
+    blocked_text = _some([f"{host} ({n}×)" for host, n in blocked.items()]) or "nothing"
+    return (
+        f"Made in a sealed run; reached: {reached_text}; blocked: {blocked_text}; no credential entered the container."
+    )
 
 
 def open_pull_request(*, attempt, title: str, body: str, actor: str) -> PullRequest:

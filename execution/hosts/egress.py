@@ -105,6 +105,11 @@ def fetch_network_record(attempt_id: int | str, *, reset: bool = False) -> dict[
     return client().record(attempt_id, reset=reset)
 
 
+def close_attempt(attempt_id: int | str) -> dict[str, Any] | None:
+    """Close the attempt's sockets on the proxy; returns its last network record (None: it was not open)."""
+    return client().command({"op": "close", "attempt": str(attempt_id)}).get("record")
+
+
 def container_environment(*, claude_kind: str | None) -> dict[str, str]:
     """What a sealed container is told (visible in ``docker inspect`` by design: no value here is a secret)."""
     api, git, proxy = (f"http://127.0.0.1:{BRIDGE_PORTS[name]}" for name in (API_SOCKET, GIT_SOCKET, PROXY_SOCKET))
@@ -216,9 +221,7 @@ def record_block(
     attempt_id: str, host: str, port: int, reason: str, *, method: str | None = None, path: str | None = None
 ) -> None:
     close_old_connections()
-    if method:
-        reason = f"{reason} ({method} {(path or '/')[:80]})"
-    do_record_egress_block(attempt_id=int(attempt_id), host=host, port=port, reason=reason)
+    do_record_egress_block(attempt_id=int(attempt_id), host=host, port=port, reason=reason, method=method, path=path)
 
 
 #: Distinct refusals itemised per attempt (each is one row and one log line); past it, further new hosts count on one
@@ -227,23 +230,33 @@ MAX_BLOCK_ROWS = 100
 OVERFLOW_HOST = "(other hosts)"
 
 
-def do_record_egress_block(*, attempt_id: int, host: str, port: int, reason: str) -> None:
-    """Record one refusal: a new row (and, later, a log line) for a host, port and reason not seen before in this
-    attempt; a count for a repeat; past ``MAX_BLOCK_ROWS`` rows, a count on the attempt's overflow row."""
+def do_record_egress_block(
+    *, attempt_id: int, host: str, port: int, reason: str, method: str | None = None, path: str | None = None
+) -> None:
+    """Record one refusal: a new row (and, later, a log line) for a host, port, request and reason not seen before
+    in this attempt; a count for a repeat; past ``MAX_BLOCK_ROWS`` rows, a count on the attempt's overflow row.
+    ``method`` and ``path``: where the proxy saw them (plain HTTP), printable characters only."""
     host, reason = host[:255], reason[:200]
+    method = _printable(method or "")[:16]
+    path = _printable(path or "")[:200] if method else ""
     with transaction.atomic():
         Attempt.objects.select_for_update().only("pk").get(pk=attempt_id)  # one recorder of this attempt at a time
         blocks = EgressBlock.objects.filter(attempt_id=attempt_id)
-        if blocks.filter(host=host, port=port, reason=reason).update(count=F("count") + 1):
+        if blocks.filter(host=host, port=port, reason=reason, method=method, path=path).update(count=F("count") + 1):
             return  # a repeat: counted, nothing new to show
         if blocks.count() >= MAX_BLOCK_ROWS:
             updated = blocks.filter(host=OVERFLOW_HOST).update(count=F("count") + 1)
             if updated:
                 return
-            host, port = OVERFLOW_HOST, 0
+            host, port, method, path = OVERFLOW_HOST, 0, "", ""
             reason = f"more hosts were refused; only the first {MAX_BLOCK_ROWS} are itemised (the page counts them all)"
-        EgressBlock.objects.create(attempt_id=attempt_id, host=host, port=port, reason=reason)
+        EgressBlock.objects.create(attempt_id=attempt_id, host=host, port=port, reason=reason, method=method, path=path)
         wake_attempt_viewers(attempt_id)
+
+
+def _printable(text: str) -> str:
+    """What the agent sent, safe to show: control characters (a hostile request line) become ``?``."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def do_take_unlogged_blocks(*, attempt: Attempt) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from execution.hosts import egress
+from execution.hosts import egress, network
 from execution.models import Attempt, AttemptStatus
 from execution.runner.outcomes import Stop
 from shared.alerts import AlertKind, do_raise_alert
@@ -68,9 +68,16 @@ class SealedEgress:
             self._alert(f"attempt {self.attempt.pk}: the egress proxy stopped answering mid-run ({problem})")
         return not problem
 
-    def close(self) -> None:
+    def close(self, *, phase: str) -> None:
+        """Close the sockets and store the network record of this session (``phase``) with the attempt."""
         with contextlib.suppress(EgressError):  # a proxy that is down has no sockets left to close
-            egress.client().close(self.attempt.pk)
+            record = egress.close_attempt(self.attempt.pk)
+            if record is not None:
+                network.do_record_network_record(attempt=self.attempt, record=record, phase=phase)
+
+    def allowance_lines(self) -> list[str]:
+        """Hosts the owner allowed for this attempt since the last look, added on the proxy now (log lines)."""
+        return network.apply_pending_allowances(attempt=self.attempt)
 
     def block_lines(self) -> list[str]:
         return egress.do_take_unlogged_blocks(attempt=self.attempt)

@@ -150,6 +150,8 @@ class AttemptSession:
 
     def _open_pull_request(self) -> str:
         task = self.attempt.task
+        # The network record of every session of the attempt, this push's included (stored at its close).
+        self.attempt.refresh_from_db(fields=["network_record"])
         try:
             pr = open_pull_request(
                 attempt=self.attempt,
@@ -293,7 +295,7 @@ class AttemptSession:
         """Whatever happened: the egress sockets close, the secret dir goes (verified), then the container is handed
         to the process's remover (execution/hosts/container_removal.py)."""
         if self.egress is not None:
-            self.egress.close()
+            self.egress.close(phase=self.job.get_kind_display().lower() if self.job else "attempt")
             self._log_blocks()
         if not secret_dir.remove_secret_dir(secret_dir.key_of(self.attempt)):
             path = secret_dir.secret_dir_path(secret_dir.key_of(self.attempt))
@@ -518,6 +520,8 @@ class AttemptSession:
             return StopReason.TIMED_OUT
         if self.egress is not None and now - self._last_egress_check >= EGRESS_CHECK_SECONDS:
             self._last_egress_check = now
+            for line in self.egress.allowance_lines():
+                self.say(line)
             self._log_blocks()
             if not self.egress.alive():
                 return StopReason.EGRESS_DOWN

@@ -14,6 +14,7 @@ urlpatterns = [
     path("attempts/<int:attempt_id>/pull-request/", views.attempt_pull_request, name="attempt-pull-request"),
     path("attempts/<int:attempt_id>/jobs/<int:job_id>/cancel/", views.job_cancel, name="job-cancel"),
     path("attempts/<int:attempt_id>/runs/<int:run_id>/outputs/<int:number>/", views.tool_output, name="tool-output"),
+    path("attempts/<int:attempt_id>/network/allow/", views.attempt_allow_host, name="attempt-allow-host"),
     path("attempts/<int:attempt_id>/delete/", views.attempt_delete, name="attempt-delete"),
     path("environments/", environments.environment_list, name="environment-list"),
     path("environments/<str:owner>/<str:name>/", environments.environment_detail, name="environment-detail"),

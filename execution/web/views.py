@@ -19,6 +19,7 @@ from execution.attempts.actions import (
     do_start_follow_up,
 )
 from execution.git import diffs, repositories
+from execution.hosts import network
 from execution.logs import selectors as log_selectors
 from execution.models import Attempt, AttemptStatus, RunKind, RunStatus, Task
 from execution.web.forms import FollowUpForm, TaskForm
@@ -131,6 +132,11 @@ def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
             "diff_removed": sum(f["removed"] for f in attempt.diff),
             "ci_paths": diffs.ci_paths(attempt.diff),
             "egress_blocked": selectors.egress_block_count(attempt=attempt),
+            "network_blocks": selectors.network_blocks(attempt),
+            "network_rows": selectors.network_record_rows(attempt),
+            "network_note": network.user_hosts_note() if not settings.ANYON_EGRESS_USER_HOSTS else "",
+            "sealed": network.egress.sealed(),
+            "may_allow": network.may_allow(attempt=attempt, user=request.user),
             "waiting_note": selectors.waiting_note(attempt),
             "log_limit": settings.ANYON_ATTEMPT_LOG_MAX_CHARS,
             "log_removed_note": log_selectors.log_removed_note(attempt),
@@ -218,3 +224,20 @@ def attempt_delete(request: HttpRequest, attempt_id: int) -> HttpResponse:
     else:
         messages.info(request, f"Attempt {attempt_id} will be deleted by a worker of its Docker host.")
     return redirect("task-detail", task_id=task_id)
+
+
+@login_required
+@require_POST
+def attempt_allow_host(request: HttpRequest, attempt_id: int) -> HttpResponse:
+    """ "Allow for this attempt" on a blocked line: the owner's alone (staff cannot act on another's attempt)."""
+    attempt = _own_attempt(request, attempt_id)
+    host, port = request.POST.get("host", ""), request.POST.get("port", "")
+    if not port.isdigit():
+        messages.error(request, "Not a port.")
+        return redirect("attempt-detail", attempt_id=attempt.pk)
+    try:
+        network.do_allow_host_for_attempt(attempt=attempt, user=request.user, host=host, port=int(port))
+        messages.info(request, f"{host}:{port} is allowed for this attempt: the agent's next try goes through.")
+    except network.AllowRefused as exc:
+        messages.error(request, str(exc))
+    return redirect("attempt-detail", attempt_id=attempt.pk)

@@ -204,4 +204,6 @@ async def test_the_worker_changes_a_running_attempts_policy_and_reads_its_networ
     assert anthropic["examples"] == ["POST /v1/messages"]
     assert uses[("127.0.0.1", "none")]["blocked"] == 1
     block = await EgressBlock.objects.aget(attempt=attempt)
-    assert (block.host, block.port, block.reason) == ("127.0.0.1", 9, "is not in the network policy (GET /steal)")
+    assert (block.host, block.port, block.reason) == ("127.0.0.1", 9, "is not in the network policy")
+    assert (block.method, block.path) == ("GET", "/steal")
+    assert str(block) == "blocked: 127.0.0.1:9 is not in the network policy (GET /steal)"
