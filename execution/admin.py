@@ -27,7 +27,7 @@ from execution.attempts.actions import (
 from execution.attempts.selectors import attempt_is_working
 from execution.hosts.actions import do_set_draining
 from execution.logs.selectors import log_removed_note
-from execution.models import Attempt, AttemptJob, DockerHost, LogRecord, PoolContainer, Run, Task
+from execution.models import Attempt, AttemptJob, DockerHost, LogRecord, NetworkAllowance, PoolContainer, Run, Task
 from execution.prompts import printable
 from execution.sweeps.log_retention import do_drop_attempt_log
 from shared.docker.engine import DockerEngine, EngineError
@@ -307,6 +307,21 @@ class AttemptJobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # jobs are queued from the attempt page, which checks the attempt is idle
+
+
+@admin.register(NetworkAllowance)
+class NetworkAllowanceAdmin(admin.ModelAdmin):
+    """Who allowed which host for which attempt ("allow for this attempt"): an audit, read only."""
+
+    list_display = ("id", "attempt", "host", "port", "allowed_by", "state", "created_at")
+    list_filter = ("state",)
+    readonly_fields = ("attempt", "host", "port", "allowed_by", "state", "detail", "created_at", "decided_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(DockerHost)
