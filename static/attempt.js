@@ -227,6 +227,29 @@
     return li;
   }
 
+  // An allow is sent without leaving the page: what the user opened or typed stays; the line follows live.
+  if (network) {
+    const message = document.getElementById("network-message");
+    network.addEventListener("submit", async (event) => {
+      const form = event.target.closest(".allow-form");
+      if (!form) return;
+      event.preventDefault();
+      form.querySelector("button").disabled = true;
+      let answer = { ok: false, message: "The server did not answer; try again." };
+      try {
+        const response = await fetch(form.action, {
+          method: "POST", body: new FormData(form), headers: { Accept: "application/json" }, credentials: "same-origin",
+        });
+        answer = await response.json();
+      } catch (err) { /* keeps the sentence above */ }
+      message.hidden = false;
+      message.className = answer.ok ? "notice notice-info" : "error";
+      message.textContent = answer.message;
+      if (answer.ok) form.remove();
+      else form.querySelector("button").disabled = false;
+    });
+  }
+
   function showBlocks(blocks, active) {
     if (!network || !blocks) return;
     document.getElementById("network-empty").hidden = blocks.length > 0;

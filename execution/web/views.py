@@ -229,15 +229,18 @@ def attempt_delete(request: HttpRequest, attempt_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def attempt_allow_host(request: HttpRequest, attempt_id: int) -> HttpResponse:
-    """ "Allow for this attempt" on a blocked line: the owner's alone (staff cannot act on another's attempt)."""
+    """ "Allow for this attempt" on a blocked line: the owner's alone (staff cannot act on another's attempt). The
+    page's script asks for JSON (``Accept: application/json``) so nothing it shows is reloaded away."""
     attempt = _own_attempt(request, attempt_id)
     host, port = request.POST.get("host", ""), request.POST.get("port", "")
-    if not port.isdigit():
-        messages.error(request, "Not a port.")
-        return redirect("attempt-detail", attempt_id=attempt.pk)
-    try:
-        network.do_allow_host_for_attempt(attempt=attempt, user=request.user, host=host, port=int(port))
-        messages.info(request, f"{host}:{port} is allowed for this attempt: the agent's next try goes through.")
-    except network.AllowRefused as exc:
-        messages.error(request, str(exc))
+    ok, text = False, "Not a port."
+    if port.isdigit():
+        try:
+            network.do_allow_host_for_attempt(attempt=attempt, user=request.user, host=host, port=int(port))
+            ok, text = True, f"{host}:{port} is allowed for this attempt: the agent's next try goes through."
+        except network.AllowRefused as exc:
+            text = str(exc)
+    if "application/json" in request.headers.get("Accept", ""):
+        return JsonResponse({"ok": ok, "message": text}, status=200 if ok else 400)
+    (messages.info if ok else messages.error)(request, text)
     return redirect("attempt-detail", attempt_id=attempt.pk)

@@ -106,7 +106,10 @@ def test_allow_for_this_attempt_from_the_blocked_line(
                 other.close()
             assert not NetworkAllowance.objects.exists()
 
+            page.evaluate("window.stayed = true")  # the allow is sent without leaving the page
             line.get_by_role("button", name="Allow for this attempt").click()
+            expect(page.get_by_test_id("network-message")).to_contain_text("is allowed for this attempt")
+            assert page.evaluate("window.stayed === true")
             expect(page.get_by_test_id("blocked-line").first).to_contain_text(
                 "allowed for this attempt by nina", timeout=30_000
             )

@@ -172,3 +172,12 @@ def test_the_network_record_of_each_session_adds_up_and_shows_beside_the_diff(se
     client.force_login(alice)
     page = client.get(reverse("attempt-detail", args=[attempt.pk])).content.decode()
     assert 'data-testid="network-record"' in page and "api.anthropic.com:443" in page and "4.9\xa0KB" in page
+
+
+def test_the_pages_script_gets_the_answer_as_json(sealed, attempt, client, alice):
+    client.force_login(alice)
+    url = reverse("attempt-allow-host", args=[attempt.pk])
+    refused = client.post(url, {"host": "paste.example.com", "port": "443"}, HTTP_ACCEPT="application/json")
+    assert refused.status_code == 400 and "is denied by the operator" in refused.json()["message"]
+    allowed = client.post(url, {"host": "pypi.org", "port": "443"}, HTTP_ACCEPT="application/json")
+    assert allowed.status_code == 200 and allowed.json()["ok"] is True
