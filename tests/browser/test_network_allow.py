@@ -22,7 +22,7 @@ from tests.execution.runner.test_network_docker import Hello, retrying_script
 from tests.fakes.anthropic_api import FakeAnthropicAPI, TextReply, ToolUseReply
 from tests.fakes.github import classic_token
 from tests.fixtures.browser import login
-from tests.fixtures.processes import github_env, start_asgi, start_process, subprocess_env
+from tests.fixtures.processes import ARTIFACTS, github_env, start_asgi, start_process, subprocess_env
 from tests.fixtures.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
@@ -97,6 +97,7 @@ def test_allow_for_this_attempt_from_the_blocked_line(
             attempt_url = page.url
             line = page.get_by_test_id("blocked-line").filter(has_text=f"127.0.0.1:{mirror}")
             expect(line).to_contain_text("GET /simple/demo/", timeout=120_000)  # live: no reload
+            page.get_by_test_id("network").screenshot(path=str(ARTIFACTS / "attempt-network-blocked.png"))
             assert page.get_by_test_id("live-state").inner_text() == "live"
 
             for name in ("mallory", "root"):  # another user: not found; staff may look, not act
@@ -120,6 +121,7 @@ def test_allow_for_this_attempt_from_the_blocked_line(
             expect(page.get_by_test_id("blocked-line").first).to_contain_text("GET /simple/demo/")
             expect(page.get_by_test_id("log")).to_contain_text(f"nina allowed 127.0.0.1:{mirror} for this attempt")
             assert NetworkAllowance.objects.get().state == AllowanceState.APPLIED
+            page.get_by_test_id("network").screenshot(path=str(ARTIFACTS / "attempt-network.png"))
         finally:
             web.stop()
             proxy.stop()

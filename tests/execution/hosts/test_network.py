@@ -181,3 +181,14 @@ def test_the_pages_script_gets_the_answer_as_json(sealed, attempt, client, alice
     assert refused.status_code == 400 and "is denied by the operator" in refused.json()["message"]
     allowed = client.post(url, {"host": "pypi.org", "port": "443"}, HTTP_ACCEPT="application/json")
     assert allowed.status_code == 200 and allowed.json()["ok"] is True
+
+
+@pytest.mark.hostile
+def test_a_hostile_request_line_is_shown_as_text(sealed, attempt, client, alice):
+    do_record_egress_block(
+        attempt_id=attempt.pk, host="evil.test", port=80, reason="is not in the network policy", method="GET",
+        path="/<script>alert(1)</script>",
+    )  # fmt: skip
+    client.force_login(alice)
+    page = client.get(reverse("attempt-detail", args=[attempt.pk])).content.decode()
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
