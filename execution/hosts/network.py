@@ -18,7 +18,7 @@ from execution.attempts.selectors import attempt_is_working
 from execution.hosts import egress
 from execution.logs.writer import wake_attempt_viewers
 from execution.models import AllowanceState, Attempt, NetworkAllowance
-from shared.egress import EgressError, HostPort, NetworkRule, address_problem, rule_refusal
+from shared.egress import EgressError, HostPort, NetworkPolicy, NetworkRule, address_problem, rule_refusal
 
 #: Examples of requests kept per host in the stored record (the proxy keeps up to 20 per phase).
 STORED_EXAMPLES = 5
@@ -134,6 +134,16 @@ def apply_pending_allowances(*, attempt: Attempt) -> list[str]:
         do_decide_allowance(allowance=allowance, applied=True)
         lines.append(f"network: {who} allowed {target} for this attempt")
     return lines
+
+
+def with_allowances(attempt: Attempt, policy: NetworkPolicy | None = None) -> NetworkPolicy | None:
+    """``policy`` and the hosts the owner allowed for this attempt before (a follow-up's or a pull request's
+    session opens a new grant: what was allowed for the attempt holds there too)."""
+    for host, port in NetworkAllowance.objects.filter(attempt=attempt, state=AllowanceState.APPLIED).values_list(
+        "host", "port"
+    ):
+        policy = (policy or NetworkPolicy()).with_rule(NetworkRule(host, port))
+    return policy
 
 
 def merge_records(stored: dict, record: dict, *, phase: str) -> dict:

@@ -19,7 +19,7 @@ from shared.egress.network_policy import NetworkPolicy
 class SealedEgress:
     def __init__(self, attempt: Attempt, *, claude_kind: str | None, directory: Path) -> None:
         self.attempt, self.directory = attempt, directory
-        self.grant = egress.grant_for(attempt, claude_kind=claude_kind)
+        self.grant = egress.grant_for(attempt, claude_kind=claude_kind, network=network.with_allowances(attempt))
         self.environment = egress.container_environment(claude_kind=claude_kind)
         self.policy = NetworkPolicy()  # the phase's network policy (an environment's; "off": the operator's hosts)
 

@@ -78,6 +78,9 @@ def test_the_owner_allows_a_host_the_worker_adds_it_on_the_proxy(sealed, attempt
     allowance.refresh_from_db()
     assert allowance.state == AllowanceState.APPLIED and allowance.decided_at is not None
     assert network.apply_pending_allowances(attempt=attempt) == []  # applied once
+    # A later session of the attempt (a follow-up, a pull request's push) opens its grant with it.
+    policy = network.with_allowances(attempt)
+    assert policy.mode == "rules" and [(r.host, r.port) for r in policy.rules] == [("pypi.org", 443)]
 
 
 @pytest.mark.hostile
