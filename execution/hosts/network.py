@@ -172,11 +172,17 @@ def merge_records(stored: dict, record: dict, *, phase: str) -> dict:
         elif len(blocked) < 100:
             blocked[key] = {**block, "count": int(block.get("count") or 1)}
     phases = [*stored.get("phases", []), phase][-20:]
-    return {
+    merged = {
         "hosts": sorted(hosts.values(), key=lambda h: (h["host"], h["port"], h["credential"]))[:200],
         "blocked": list(blocked.values()),
         "phases": phases,
     }
+    proposals = dict(stored.get("proposals", {}))
+    if record.get("proposal"):  # observe mode: the smallest policy covering what this phase used
+        proposals[phase] = record["proposal"]
+    if proposals:
+        merged["proposals"] = proposals
+    return merged
 
 
 def do_record_network_record(*, attempt: Attempt, record: dict, phase: str) -> None:

@@ -164,7 +164,9 @@ def test_the_network_record_of_each_session_adds_up_and_shows_beside_the_diff(se
     network.do_record_network_record(attempt=attempt, record=second, phase="pull request")
     attempt.refresh_from_db()
     record = attempt.network_record
-    assert record["phases"] == ["attempt", "pull request"]
+    assert record["phases"] == ["attempt", "pull request"] and "proposals" not in record
+    observed = network.merge_records(record, {"hosts": [], "blocked": [], "proposal": {"text": "pypi.org"}}, phase="s")
+    assert observed["proposals"] == {"s": {"text": "pypi.org"}}  # observe mode's proposal, per phase
     assert {h["host"]: h["blocked"] for h in record["hosts"]}["evil.test"] == 3
     assert record["blocked"][0]["count"] == 3
     note = sealed_run_note(record)
