@@ -194,12 +194,15 @@
       input.value = value;
       form.appendChild(input);
     }
-    const button = document.createElement("button");
-    button.type = "submit";
-    button.className = "link";
-    button.style.color = "var(--accent)";
-    button.textContent = "Allow for this attempt";
-    form.appendChild(button);
+    for (const [text, to] of [["Allow for this attempt", ""], ["Add to this repository's policy", "repository"]]) {
+      const button = document.createElement("button");
+      button.type = "submit";
+      button.className = "link";
+      button.style.color = "var(--accent)";
+      button.textContent = text;
+      if (to) { button.name = "to"; button.value = to; }
+      form.appendChild(button);
+    }
     return form;
   }
 
@@ -234,11 +237,13 @@
       const form = event.target.closest(".allow-form");
       if (!form) return;
       event.preventDefault();
-      form.querySelector("button").disabled = true;
+      const body = new FormData(form);
+      if (event.submitter && event.submitter.name) body.append(event.submitter.name, event.submitter.value);
+      for (const button of form.querySelectorAll("button")) button.disabled = true;
       let answer = { ok: false, message: "The server did not answer; try again." };
       try {
         const response = await fetch(form.action, {
-          method: "POST", body: new FormData(form), headers: { Accept: "application/json" }, credentials: "same-origin",
+          method: "POST", body, headers: { Accept: "application/json" }, credentials: "same-origin",
         });
         answer = await response.json();
       } catch (err) { /* keeps the sentence above */ }
@@ -246,7 +251,7 @@
       message.className = answer.ok ? "notice notice-info" : "error";
       message.textContent = answer.message;
       if (answer.ok) form.remove();
-      else form.querySelector("button").disabled = false;
+      else for (const button of form.querySelectorAll("button")) button.disabled = false;
     });
   }
 

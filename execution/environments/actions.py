@@ -66,6 +66,24 @@ def do_save_environment(
     return environment
 
 
+def do_add_agent_rule(*, owner, repository: str, line: str) -> Environment:
+    """Add one entry (checked by the caller against the operator's bounds) to the agent phase's network policy of the
+    owner's environment of ``repository``, making one if there is none; a policy that was "off" becomes "rules"
+    (the operator's hosts stay reachable there too)."""
+    with transaction.atomic():
+        environment, _ = Environment.objects.select_for_update().get_or_create(
+            owner=owner, repository=repository.lower()
+        )
+        lines = [entry.strip() for entry in environment.agent_network_rules.splitlines()]
+        if environment.agent_network_mode != "rules":
+            environment.agent_network_mode = "rules"
+        if line not in lines:
+            environment.agent_network_rules = "\n".join([*filter(None, lines), line])
+        environment.save(update_fields=["agent_network_mode", "agent_network_rules", "updated_at"])
+        _wake(environment)
+    return environment
+
+
 def do_set_setup_secret(*, environment: Environment, name: str, value: str) -> EnvironmentSecret:
     """Store (or replace) the setup secret ``name``: the old value is revoked in the store, the new one encrypted."""
     with transaction.atomic():

@@ -107,6 +107,25 @@ def do_allow_host_for_attempt(*, attempt: Attempt, user, host: str, port: int) -
     return allowance
 
 
+def do_add_host_to_repository_policy(*, attempt: Attempt, user, host: str, port: int) -> NetworkAllowance | None:
+    """ "Add to this repository's policy": ``host:port`` joins the agent phase's policy of the owner's environment of
+    the attempt's repository (its later runs reach it), and is allowed for this attempt at once. Raises
+    :class:`AllowRefused` (nothing saved) when the operator forbids it."""
+    from execution.environments.actions import do_add_agent_rule
+    from execution.environments.selectors import repository_of
+
+    if attempt.task.owner_id != user.pk:
+        raise PermissionError("only the attempt's owner may change its repository's policy")
+    refusal = allow_refusal(host, int(port))
+    if refusal:
+        raise AllowRefused(refusal)
+    rule = NetworkRule(host.strip(), int(port))
+    do_add_agent_rule(owner=user, repository=repository_of(attempt.task.repo_url), line=str(rule))
+    if not attempt_is_working(attempt):
+        return None
+    return do_allow_host_for_attempt(attempt=attempt, user=user, host=rule.host, port=int(port))
+
+
 def do_decide_allowance(*, allowance: NetworkAllowance, applied: bool, detail: str = "") -> None:
     with transaction.atomic():
         NetworkAllowance.objects.filter(pk=allowance.pk, state=AllowanceState.PENDING).update(

@@ -19,14 +19,17 @@ from shared.egress.network_policy import NetworkPolicy
 class SealedEgress:
     def __init__(self, attempt: Attempt, *, claude_kind: str | None, directory: Path) -> None:
         self.attempt, self.directory = attempt, directory
-        self.grant = egress.grant_for(attempt, claude_kind=claude_kind, network=network.with_allowances(attempt))
+        self.grant = egress.grant_for(attempt, claude_kind=claude_kind)
         self.environment = egress.container_environment(claude_kind=claude_kind)
         self.policy = NetworkPolicy()  # the phase's network policy (an environment's; "off": the operator's hosts)
 
     def open(self, *, push: bool = False) -> None:
         """Open (or replace) the attempt's sockets; ``push`` lets its git connection push. A proxy that is down
         ends the session with an alert."""
-        grant = dataclasses.replace(self.grant, git_push=push, network=self.policy)
+        # The hosts allowed for this attempt hold in every phase and every session of it (a follow-up, a push).
+        grant = dataclasses.replace(
+            self.grant, git_push=push, network=network.with_allowances(self.attempt, self.policy)
+        )
         try:
             egress.client().open(
                 grant, self.directory, uid=settings.ANYON_CONTAINER_UID, gid=settings.ANYON_CONTAINER_GID
@@ -36,13 +39,18 @@ class SealedEgress:
             self._alert(message)
             raise Stop(AttemptStatus.FAILED, message + " Sealed runs cannot start until it runs again.") from exc
 
-    def set_policy(self, policy: NetworkPolicy) -> None:
+    def set_policy(self, policy: NetworkPolicy, *, ended_phase: str = "") -> None:
         """Switch the phase's network policy (the setup's, then the agent's); its next request uses it. A policy the
-        operator's bounds forbid (or a proxy that does not answer) ends the session with the reason."""
+        operator's bounds forbid (or a proxy that does not answer) ends the session with the reason. ``ended_phase``:
+        the network record so far is that phase's, stored now (the next phase starts its own)."""
+        if ended_phase:
+            with contextlib.suppress(EgressError):
+                record = egress.fetch_network_record(self.attempt.pk, reset=True)
+                network.do_record_network_record(attempt=self.attempt, record=record, phase=ended_phase)
         if policy == self.policy:
             return
         try:
-            egress.set_attempt_policy(self.attempt.pk, policy)
+            egress.set_attempt_policy(self.attempt.pk, network.with_allowances(self.attempt, policy))
         except EgressError as exc:
             raise Stop(
                 AttemptStatus.FAILED, f"The egress proxy refused the environment's network policy: {exc}"

@@ -371,7 +371,7 @@ class AttemptSession:
             return outcome
         self._untainted()
         if self.egress is not None:
-            self.egress.set_policy(self.setup.agent_policy)
+            self.egress.set_policy(self.setup.agent_policy, ended_phase="clone and setup")
         if self.setup.secrets:
             found = secrets_on_disk(self.engine, self.container_id, self.setup.secrets)
             if found is None:

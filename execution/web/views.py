@@ -234,10 +234,18 @@ def attempt_allow_host(request: HttpRequest, attempt_id: int) -> HttpResponse:
     attempt = _own_attempt(request, attempt_id)
     host, port = request.POST.get("host", ""), request.POST.get("port", "")
     ok, text = False, "Not a port."
+    to_policy = request.POST.get("to") == "repository"  # "Add to this repository's policy": later runs too
     if port.isdigit():
         try:
-            network.do_allow_host_for_attempt(attempt=attempt, user=request.user, host=host, port=int(port))
-            ok, text = True, f"{host}:{port} is allowed for this attempt: the agent's next try goes through."
+            if to_policy:
+                network.do_add_host_to_repository_policy(attempt=attempt, user=request.user, host=host, port=int(port))
+                text = (
+                    f"{host}:{port} is in this repository's network policy (agent phase) and allowed for this attempt."
+                )
+            else:
+                network.do_allow_host_for_attempt(attempt=attempt, user=request.user, host=host, port=int(port))
+                text = f"{host}:{port} is allowed for this attempt: the agent's next try goes through."
+            ok = True
         except network.AllowRefused as exc:
             text = str(exc)
     if "application/json" in request.headers.get("Accept", ""):

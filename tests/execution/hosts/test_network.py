@@ -197,3 +197,47 @@ def test_a_hostile_request_line_is_shown_as_text(sealed, attempt, client, alice)
     client.force_login(alice)
     page = client.get(reverse("attempt-detail", args=[attempt.pk])).content.decode()
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_add_to_this_repositorys_policy_keeps_the_host_for_later_runs(sealed, attempt, client, alice, bob):
+    from execution.models import Environment
+
+    url = reverse("attempt-allow-host", args=[attempt.pk])
+    client.force_login(bob)
+    assert client.post(url, {"host": "pypi.org", "port": "443", "to": "repository"}).status_code == 404
+    client.force_login(alice)
+    refused = client.post(
+        url, {"host": "paste.example.com", "port": "443", "to": "repository"}, HTTP_ACCEPT="application/json"
+    )
+    assert refused.status_code == 400 and not Environment.objects.exists()  # nothing saved
+    answer = client.post(
+        url, {"host": "mirror.example.org", "port": "8443", "to": "repository"}, HTTP_ACCEPT="application/json"
+    )
+    assert answer.status_code == 200, answer.json()
+    environment = Environment.objects.get(owner=alice, repository="a/b")
+    assert environment.agent_network_mode == "rules" and environment.agent_network_rules == "mirror.example.org:8443"
+    assert NetworkAllowance.objects.get(attempt=attempt).host == "mirror.example.org"  # and this attempt at once
+    client.post(url, {"host": "mirror.example.org", "port": "8443", "to": "repository"})
+    environment.refresh_from_db()
+    assert environment.agent_network_rules == "mirror.example.org:8443"  # once
+
+
+def test_a_phase_switch_stores_the_phase_record_and_keeps_the_allowed_hosts(sealed, attempt, monkeypatch):
+    from execution.runner.sealing import SealedEgress
+    from shared.egress import NetworkPolicy
+
+    NetworkAllowance.objects.create(attempt=attempt, host="pypi.org", port=443, state=AllowanceState.APPLIED)
+    record = {"hosts": [{"host": "github.com", "port": 443, "credential": "github", "requests": 4, "tunnels": 0,
+                         "bytes_in": 9, "bytes_out": 9, "blocked": 0, "examples": []}], "blocked": []}  # fmt: skip
+    calls = []
+    monkeypatch.setattr(
+        network.egress, "fetch_network_record", lambda pk, reset: calls.append(("record", reset)) or record
+    )
+    monkeypatch.setattr(network.egress, "set_attempt_policy", lambda pk, policy: calls.append(("policy", policy)))
+    egress = SealedEgress(attempt, claude_kind=None, directory=sealed.ANYON_TEMP_DIR)
+    egress.set_policy(NetworkPolicy(mode="rules", presets=("package-registries",)), ended_phase="clone and setup")
+    assert calls[0] == ("record", True)
+    sent = calls[1][1]
+    assert sent.presets == ("package-registries",) and [(r.host, r.port) for r in sent.rules] == [("pypi.org", 443)]
+    attempt.refresh_from_db()
+    assert attempt.network_record["phases"] == ["clone and setup"]
