@@ -365,6 +365,16 @@ ANYON_POOL_SIZE = env.int("ANYON_POOL_SIZE", default=0)
 #: Seconds an unclaimed warm container may wait before it is replaced by a fresh one.
 ANYON_POOL_MAX_AGE = env.int("ANYON_POOL_MAX_AGE", default=3600)
 
+# --- snapshots of an environment's setup (docs/ARCHITECTURE.md, "Snapshots") ---------------------------------------
+#: Keep what a setup prepared and start the owner's next attempt on the repository from it.
+ANYON_SNAPSHOTS = env.bool("ANYON_SNAPSHOTS", default=True)
+#: A snapshot unused for this many days is removed by the sweep.
+ANYON_SNAPSHOT_MAX_AGE_DAYS = env.int("ANYON_SNAPSHOT_MAX_AGE_DAYS", default=14)
+#: Bytes of snapshots one user may keep on a Docker host (the least recently used go first); 0: no cap.
+ANYON_SNAPSHOT_MAX_BYTES_PER_USER = env.int("ANYON_SNAPSHOT_MAX_BYTES_PER_USER", default=20 * 1024**3)
+#: Bytes of all snapshots on a Docker host; 0: no cap.
+ANYON_SNAPSHOT_MAX_BYTES = env.int("ANYON_SNAPSHOT_MAX_BYTES", default=100 * 1024**3)
+
 # --- limits (docs/DEPLOYMENT.md, "Limits"): bad input and abuse lose nothing and stop nothing else ----------------
 #: Attempts of one user that provision or run at once; the others wait queued, in order, without a worker slot.
 ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER = env.int("ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER", default=2)

@@ -1,5 +1,5 @@
 # Long because every model of the app has its console here, where Django looks for it, with the deletes they share.
-"""The ops console for runs: tasks, attempts (deleted only through their actions), hosts, the warm pool."""
+"""The ops console for runs: tasks, attempts (deleted only through their actions), hosts, the warm pool, snapshots."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
 from django.http import HttpResponseRedirect
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -27,8 +28,19 @@ from execution.attempts.actions import (
 from execution.attempts.selectors import attempt_is_working
 from execution.hosts.actions import do_set_draining
 from execution.logs.selectors import log_removed_note
-from execution.models import Attempt, AttemptJob, DockerHost, LogRecord, NetworkAllowance, PoolContainer, Run, Task
+from execution.models import (
+    Attempt,
+    AttemptJob,
+    DockerHost,
+    LogRecord,
+    NetworkAllowance,
+    PoolContainer,
+    Run,
+    Snapshot,
+    Task,
+)
 from execution.prompts import printable
+from execution.snapshots.actions import do_drop_snapshot, engine_if_reachable
 from execution.sweeps.log_retention import do_drop_attempt_log
 from shared.docker.engine import DockerEngine, EngineError
 
@@ -397,3 +409,38 @@ class PoolContainerAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # the row alone would leave its container, volumes and secret dir: the refill retires them
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(admin.ModelAdmin):
+    """Every user's snapshots: staff see their size and use and drop them (image and row, one or in bulk)."""
+
+    list_display = ("id", "owner", "repo_url", "queue", "size_display", "hits", "created_at", "last_used_at")
+    list_filter = ("queue",)
+    search_fields = ("repo_url", "owner__username")
+    readonly_fields = [field.name for field in Snapshot._meta.fields]
+    actions = ["drop_selected"]
+
+    @admin.display(description="size", ordering="size_bytes")
+    def size_display(self, obj: Snapshot) -> str:
+        return filesizeformat(obj.size_bytes)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # made by a worker after a setup
+
+    def delete_model(self, request, obj: Snapshot) -> None:
+        """The delete page and "Delete selected" drop through the action too: image and row."""
+        do_drop_snapshot(snapshot=obj, engine=engine_if_reachable())
+
+    def delete_queryset(self, request, queryset) -> None:
+        engine = engine_if_reachable()
+        for snapshot in queryset:
+            do_drop_snapshot(snapshot=snapshot, engine=engine)
+
+    @admin.action(description="Drop the selected snapshots (image and row)")
+    def drop_selected(self, request, queryset) -> None:
+        engine = engine_if_reachable()
+        snapshots = list(queryset)
+        for snapshot in snapshots:
+            do_drop_snapshot(snapshot=snapshot, engine=engine)
+        self.message_user(request, f"Dropped {len(snapshots)} snapshot(s).", messages.SUCCESS)

@@ -92,6 +92,11 @@ class Attempt(models.Model):
         blank=True,
         help_text="sealed runs: per host what went through the egress proxy, and its refusals",
     )
+    setup_seconds = models.FloatField(null=True, blank=True, help_text="how long its setup step ran")
+    snapshot_saved = models.BooleanField(default=False, help_text="its state after setup was kept as a snapshot")
+    from_snapshot_of = models.DateTimeField(
+        null=True, blank=True, help_text="it started from the snapshot made then (its setup did not run)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -160,6 +165,8 @@ class RunKind(models.TextChoices):
     SETUP = "setup", "Setup"
     AGENT = "agent", "Agent"
     CUSTOM = "custom", "Custom"
+    #: The environment's maintenance script: on a start from a snapshot, before the agent.
+    MAINTENANCE = "maintenance", "Maintenance"
 
 
 class RunStatus(models.TextChoices):
@@ -438,3 +445,36 @@ class EnvironmentSecret(models.Model):
 
     def __str__(self) -> str:
         return f"setup secret {self.name} of environment {self.environment_id}"
+
+
+class Snapshot(models.Model):
+    """What an environment's setup prepared, kept to start the owner's next attempt on the repository from it
+    (docs/ARCHITECTURE.md, "Snapshots"): an image committed from the attempt's stopped container with copies of its
+    workspace and home in it, on one Docker host. One user's only: never looked up for another user."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="snapshots")
+    #: A deleted environment takes its rows along; the sweep then removes their images (no row names them).
+    environment = models.ForeignKey("Environment", on_delete=models.CASCADE, related_name="snapshots")
+    repo_url = models.CharField("repository URL", max_length=300, help_text="the task's repository URL")
+    queue = models.CharField(max_length=64, help_text="worker queue (Docker host) holding its image and volumes")
+    key = models.CharField(max_length=64, help_text="repository, setup script, runtime image, mode and lockfiles")
+    setup_hash = models.CharField(max_length=64)
+    runtime_image_id = models.CharField(max_length=100)
+    lockfiles = models.JSONField(default=list, blank=True, help_text="[path, blob id] at the base commit")
+    base_commit = models.CharField(max_length=64, blank=True)
+    image = models.CharField(max_length=200, help_text="the committed image (name:tag)")
+    image_id = models.CharField(max_length=100, blank=True)
+    size_bytes = models.BigIntegerField(
+        default=0, help_text="the image's own layers: the setup's files, workspace, home"
+    )
+    attempt_id = models.PositiveIntegerField(null=True, blank=True, help_text="the attempt whose setup made it")
+    created_at = models.DateTimeField()
+    last_used_at = models.DateTimeField()
+    hits = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "queue", "repo_url", "setup_hash"])]
+
+    def __str__(self) -> str:
+        return f"snapshot of {self.repo_url} ({self.created_at:%Y-%m-%d %H:%M})"

@@ -59,14 +59,21 @@ def seccomp_profile() -> str | None:
 
 
 def container_spec(
-    *, name: str, labels: dict[str, str], volume: str, secret_dir: Path, sealed_environment: dict[str, str] | None
+    *,
+    name: str,
+    labels: dict[str, str],
+    volume: str,
+    secret_dir: Path,
+    sealed_environment: dict[str, str] | None,
+    image: str = "",
 ) -> ContainerSpec:
     """Every container that runs an attempt, made for it or warm in the pool: the same image, user, limits and
     hardening. A sealed container (``sealed_environment`` given) has no network at all: it reaches out only through
-    the egress sockets in ``secret_dir``."""
+    the egress sockets in ``secret_dir``. ``image``: a snapshot's (execution/snapshots.py) instead of the runtime
+    image."""
     spec = ContainerSpec(
         name=name,
-        image=settings.ANYON_CLOUD_IMAGE,
+        image=image or settings.ANYON_CLOUD_IMAGE,
         labels=labels,
         mounts=[
             docker.types.Mount(WORKSPACE, volume, type="volume"),
@@ -93,10 +100,13 @@ class AttemptContainers:
     def __init__(self, engine: DockerEngine | None = None) -> None:
         self.engine = engine or DockerEngine()
 
-    def provision(self, attempt, *, secret_dir: Path, sealed_environment: dict[str, str] | None = None) -> str:
+    def provision(
+        self, attempt, *, secret_dir: Path, sealed_environment: dict[str, str] | None = None, image: str = ""
+    ) -> str:
         """Create and start the attempt's container; return its id. A sealed container (``sealed_environment``
-        given) has no network at all: it reaches out only through the egress sockets in ``secret_dir``."""
-        self.engine.ensure_image(settings.ANYON_CLOUD_IMAGE)
+        given) has no network at all: it reaches out only through the egress sockets in ``secret_dir``. ``image``:
+        a snapshot's, whose volume copies are the attempt's workspace already."""
+        self.engine.ensure_image(image or settings.ANYON_CLOUD_IMAGE)
         labels = labels_for(attempt)
         if not attempt.workspace_volume:
             do_set_workspace_volume(attempt=attempt, volume=new_workspace_volume(attempt.pk))
@@ -109,6 +119,11 @@ class AttemptContainers:
         if stale:  # a container of a crashed earlier session of this attempt (or of a restored database)
             self.engine.stop_and_remove(stale["Id"], timeout=1)
         spec = container_spec(
-            name=name, labels=labels, volume=volume, secret_dir=secret_dir, sealed_environment=sealed_environment
+            name=name,
+            labels=labels,
+            volume=volume,
+            secret_dir=secret_dir,
+            sealed_environment=sealed_environment,
+            image=image,
         )
         return self.engine.create_container(spec)

@@ -63,6 +63,16 @@ def do_record_base_commit(*, attempt: Attempt, base_commit: str) -> None:
     _update_attempt(attempt, base_commit=base_commit)
 
 
+def do_record_setup(*, attempt: Attempt, seconds: float) -> None:
+    """How long the attempt's setup step ran (the attempt page says so)."""
+    _update_attempt(attempt, setup_seconds=seconds)
+
+
+def do_forget_workspace(*, attempt: Attempt) -> None:
+    """A start from a snapshot that no longer fits: its container and volumes are gone, a fresh start follows."""
+    _update_attempt(attempt, container_id="", workspace_volume="", base_commit="", from_snapshot_of=None)
+
+
 def do_record_pull_request(*, attempt: Attempt, number: int, url: str, state: str) -> None:
     _update_attempt(attempt, pr_number=number, pr_url=url, pr_state=state)
 

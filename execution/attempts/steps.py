@@ -81,3 +81,8 @@ def commit_step(*, message: str, login: str) -> Step:
     email = f"{login}@users.noreply.github.com"
     argv = anyon_git.commit_argv(message=message, name=login, email=email)
     return Step(RunKind.CUSTOM, argv, "Commit changes", own=True)
+
+
+def fetch_step(*, url: str, branch: str) -> Step:
+    """A start from a snapshot: the fresh base instead of a clone, by Anyon's own git (execution/git/anyon_git.py)."""
+    return Step(RunKind.CLONE, anyon_git.fetch_argv(url=url, branch=branch), "Fetch base branch", own=True)

@@ -79,6 +79,37 @@ PUSH_SCRIPT = PRELUDE + (
     f'own && g -c credential.helper={CREDENTIAL_HELPER} push --porcelain --no-verify "$1" "$2:refs/heads/$3"'
 )
 
+#: ``$1`` the repository's URL, ``$2`` the base branch. A start from a snapshot: the base branch is fetched into
+#: Anyon's own git dir (the snapshot's git config and hooks, which its setup could write, play no part), the work tree
+#: and the workspace's index are reset to it as ``git reset --hard`` would (files the setup made that git does not
+#: track stay), and the workspace's base branch, its remote-tracking ref and HEAD point at it.
+FETCH_SCRIPT = PRELUDE + (
+    'old=$(g --git-dir="$repo" rev-parse --verify -q "HEAD^{commit}") || old=; '
+    'own && { [ -z "$old" ] || g update-ref refs/anyon/old "$old"; } && '
+    f'g -c credential.helper={CREDENTIAL_HELPER} fetch --quiet --no-tags --no-write-fetch-head "$1" '
+    '"+refs/heads/$2:refs/anyon/base" && new=$(g rev-parse --verify "refs/anyon/base^{commit}") && '
+    'export GIT_INDEX_FILE="$d/index" GIT_WORK_TREE=/workspace && '
+    '{ cp "$repo/index" "$GIT_INDEX_FILE" 2>/dev/null || true; } && g read-tree -u --reset "$new" && '
+    'g --git-dir="$repo" update-ref "refs/remotes/origin/$2" "$new" && '
+    'g --git-dir="$repo" update-ref "refs/heads/$2" "$new" && g --git-dir="$repo" symbolic-ref HEAD "refs/heads/$2" && '
+    'cat "$GIT_INDEX_FILE" > "$repo/index" && echo "Fetched $2 at $new"'
+)
+
+#: Dependency lockfiles, by file name at any depth: their blob ids at the base commit are part of a snapshot's key.
+LOCKFILE_NAMES = (
+    r"requirements[^/]*\.txt|poetry\.lock|uv\.lock|Pipfile\.lock|package-lock\.json|yarn\.lock|pnpm-lock\.yaml"
+    r"|Cargo\.lock|go\.sum|Gemfile\.lock|pom\.xml|build\.gradle[^/]*|composer\.lock"
+)
+
+#: ``$1`` the git dir, ``$2`` a commit: ``<mode> blob <id>\t<path>`` of each lockfile in its tree. Objects by id
+#: only (no hook, driver or replace ref of the workspace's applies).
+LOCKFILES_SCRIPT = (
+    PRELUDE
+    + 'g --git-dir="$1" ls-tree -r --full-tree "$2" | grep -E "(/|[[:space:]])('
+    + LOCKFILE_NAMES
+    + ')$" || true'
+)
+
 
 def _sh(script: str, name: str, *args: str) -> list[str]:
     return ["sh", "-c", script, name, *args]
@@ -106,3 +137,11 @@ def commit_argv(*, message: str, name: str, email: str) -> list[str]:
 
 def push_argv(*, url: str, commit: str, branch: str) -> list[str]:
     return _sh(PUSH_SCRIPT, "push", url, commit, branch)
+
+
+def fetch_argv(*, url: str, branch: str) -> list[str]:
+    return _sh(FETCH_SCRIPT, "fetch", url, branch)
+
+
+def lockfiles_argv(*, git_dir: str, commit: str) -> list[str]:
+    return _sh(LOCKFILES_SCRIPT, "anyon-lockfiles", git_dir, commit)

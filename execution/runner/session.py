@@ -17,7 +17,6 @@ from django.conf import settings
 
 from execution.attempts import secret_dir
 from execution.attempts.actions import do_transition
-from execution.attempts.containers import AttemptContainers
 from execution.attempts.runs import (
     do_finish_job,
     do_finish_run,
@@ -26,7 +25,6 @@ from execution.attempts.runs import (
     do_record_pull_request,
     do_record_results,
     do_record_run_commits,
-    do_set_container,
     do_start_run,
     do_touch_attempt,
 )
@@ -39,7 +37,8 @@ from execution.hosts.pool.actions import do_claim_warm_container
 from execution.logs.writer import LogWriter
 from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, LogStream, Run, RunKind, RunStatus
 from execution.prompts import printable
-from execution.runner import push_guard, step_report
+from execution.runner import cached_start, push_guard, step_report
+from execution.runner.cached_start import SnapshotMiss, SnapshotStart
 from execution.runner.credentials import collect_credentials
 from execution.runner.history import scrub_session_history
 from execution.runner.outcomes import ExecEnd, StepOutcome, Stop, StopReason, is_auth_failure, step_outcome
@@ -69,7 +68,7 @@ ENGINE_LOST_OUTPUT = (
 )
 
 
-class AttemptSession:
+class AttemptSession(SnapshotStart):
     def __init__(
         self, attempt: Attempt, *, worker: str, job: AttemptJob | None = None, engine: DockerEngine | None = None
     ) -> None:
@@ -92,6 +91,8 @@ class AttemptSession:
         #: run, so Anyon's own steps wait for a restart (docs/ARCHITECTURE.md, "Trust boundary").
         self._tainted = False
         self.setup = SetupPhase()  # the environment of the attempt's repository (execution/runner/setup_phase.py)
+        #: The owner's snapshot this session starts from (execution/runner/cached_start.py), until it does not fit.
+        self.snapshot = None
 
     def __enter__(self) -> AttemptSession:
         return self
@@ -185,7 +186,13 @@ class AttemptSession:
             self.masker = Masker([*credentials.values(), *self.setup.secrets.values()])
             # A warm container of the pool, when there is one: it already runs, with its own volumes and empty
             # secret dir, which become the attempt's now (docs/ARCHITECTURE.md, "Warm pool").
-            warm = do_claim_warm_container(attempt=self.attempt, engine=self.engine) if initial else None
+            if initial:  # the container of a start from a snapshot is made from its image: no warm one then
+                self.snapshot = cached_start.candidate(
+                    attempt=self.attempt, setup=self.setup, engine=self.engine, say=self.say
+                )
+            warm = None
+            if initial and self.snapshot is None:
+                warm = do_claim_warm_container(attempt=self.attempt, engine=self.engine)
             if warm is not None:  # from now on it is this attempt's: removed at its end whatever happens next
                 self.container_id = warm.container_id
             key = secret_dir.key_of(self.attempt)
@@ -204,24 +211,18 @@ class AttemptSession:
                 self.egress.open()
                 self.say("Sealed run: no credential in the container; it reaches the outside only through the proxy")
             if warm is None:
-                self.container_id = AttemptContainers(self.engine).provision(
-                    self.attempt, secret_dir=path, sealed_environment=self.egress.environment if self.egress else None
-                )
-                do_set_container(attempt=self.attempt, container_id=self.container_id)
+                self._provision(path)
             if initial and not do_transition(attempt=self.attempt, to=AttemptStatus.RUNNING):
                 raise Stop(AttemptStatus.CANCELLED, "Cancelled while provisioning.")
             how = "warm from the pool" if warm is not None else "started"
             self.say(f"Container {self.container_id[:12]} {how}; {len(steps)} step(s)")
-            final = AttemptStatus.SUCCEEDED
-            for index, step in enumerate(steps):
-                if self._cancel_requested():
-                    raise Stop(AttemptStatus.CANCELLED, "Cancelled by the user.")
-                outcome = self.run_step(step, last=index == len(steps) - 1)
-                if outcome.status == RunStatus.SUCCEEDED and initial and step.kind == RunKind.CLONE and self.setup.runs:
-                    outcome = self._run_setup()
-                if outcome.status != RunStatus.SUCCEEDED:
-                    final, error = outcome.attempt_status, outcome.error
-                    break
+            try:
+                planned = cached_start.plan(steps, attempt=self.attempt, snapshot=self.snapshot)
+                final, error = self._run_steps(planned, initial=initial)
+            except SnapshotMiss as miss:
+                self.say(str(miss))
+                self._start_over(path)
+                final, error = self._run_steps(steps, initial=initial)
             self._record_results()
         except Stop as stop:
             final, error = stop.status, stop.error
@@ -246,6 +247,17 @@ class AttemptSession:
             label = final.replace("_", " ")
             self.say(f"Attempt {label}: {error}" if error else f"Attempt {label}")
         return final, error
+
+    def _run_steps(self, steps: list[Step], *, initial: bool) -> tuple[str, str]:
+        for index, step in enumerate(steps):
+            if self._cancel_requested():
+                raise Stop(AttemptStatus.CANCELLED, "Cancelled by the user.")
+            outcome = self.run_step(step, last=index == len(steps) - 1)
+            if outcome.status == RunStatus.SUCCEEDED and initial and step.kind == RunKind.CLONE and self.setup.runs:
+                outcome = self._prepare()  # setup (then a snapshot), or the maintenance of a start from one
+            if outcome.status != RunStatus.SUCCEEDED:
+                return outcome.attempt_status, outcome.error
+        return AttemptStatus.SUCCEEDED, ""
 
     def _engine_lost(self) -> str:
         """Why the engine is gone when it no longer answers (it stopped, its host went away), else "". Asked only
@@ -325,6 +337,8 @@ class AttemptSession:
         outcome, run = self._exec_step(step, report=last or clone)
         if clone and outcome.status == RunStatus.SUCCEEDED:
             self._record_base()
+            if self.snapshot is not None:
+                self._check_snapshot()
         if step.is_agent and outcome.status == RunStatus.SUCCEEDED and commit_before:
             self._untainted()
             agent_head = git.head()  # what Anyon's commit builds on: a new head after it is Anyon's own commit
@@ -356,17 +370,18 @@ class AttemptSession:
         self._tainted, self._bridge_ready = False, False  # a sealed container's bridge starts over
         self.say("Stopped every process the earlier steps left in the container (it was restarted)")
 
-    def _run_setup(self) -> StepOutcome:
-        """The environment's setup script, right after the clone: its own step, with the setup secrets in its exec's
-        environment and the setup phase's network policy. Then no process of it is left (restart), no setup secret
-        is in a file the agent could read, and the agent phase's policy holds."""
+    def _run_setup(self, step: Step) -> StepOutcome:
+        """The environment's setup script (or, on a start from a snapshot, its maintenance script), right after the
+        clone: its own step, with the setup secrets in its exec's environment and the setup phase's network policy.
+        Then no process of it is left (restart), no setup secret is in a file the agent could read, and the agent
+        phase's policy holds."""
         if self.egress is not None:
             self.egress.set_policy(self.setup.setup_policy)
         elif self.setup.setup_policy.mode != "off" or self.setup.agent_policy.mode != "off":
             self.say("The environment's network policy applies to sealed runs only; this run's network is the host's.")
-        outcome, _ = self._exec_step(self.setup.step(), environment=self.setup.setup_environment())
+        outcome, _ = self._exec_step(step, environment=self.setup.setup_environment())
         if outcome.status == RunStatus.FAILED:
-            outcome.error = f"The environment's setup script failed: {outcome.error} See its log."
+            outcome.error = f"The environment's {step.title.lower()} failed: {outcome.error} See its log."
         if outcome.status != RunStatus.SUCCEEDED:  # failed, or stopped (cancel, timeout): its own message
             return outcome
         self._untainted()

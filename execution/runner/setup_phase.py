@@ -24,7 +24,11 @@ MAX_PATHS_SHOWN = 5
 
 @dataclass
 class SetupPhase:
+    #: The environment's id (its snapshots are looked up by it), None without one.
+    environment_id: int | None = None
     script: str = ""
+    #: Run instead of the setup script on a start from a snapshot (execution/runner/cached_start.py).
+    maintenance: str = ""
     variables: dict[str, str] = field(default_factory=dict)
     #: Setup secret name → value. Never in any exec's environment but the setup step's.
     secrets: dict[str, str] = field(default_factory=dict)
@@ -38,6 +42,9 @@ class SetupPhase:
     def step(self) -> Step:
         """``bash -e`` in the workspace: the first failing command fails the setup."""
         return Step(RunKind.SETUP, ["bash", "-e", "-c", self.script], "Setup script")
+
+    def maintenance_step(self) -> Step:
+        return Step(RunKind.MAINTENANCE, ["bash", "-e", "-c", self.maintenance], "Maintenance script")
 
     def setup_environment(self) -> dict[str, str]:
         return {**self.variables, **self.secrets}
@@ -59,7 +66,9 @@ def load_setup_phase(*, attempt: Attempt, actor: str) -> SetupPhase:
         for item in environment.secrets.all()
     }
     return SetupPhase(
+        environment_id=environment.pk,
         script=environment.setup_script,
+        maintenance=environment.maintenance_script,
         variables=dict(environment.variables),
         secrets=secrets,
         setup_policy=setup_policy,

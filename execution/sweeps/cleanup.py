@@ -34,6 +34,14 @@ __all__ = [
 ]
 
 
+def sweep_snapshots(**kwargs) -> SweepReport:
+    """Snapshots past their age or the size caps, and orphan snapshot images and volumes (execution/snapshots/sweep.py,
+    which builds on this module)."""
+    from execution.snapshots.sweep import sweep_snapshots as sweep
+
+    return sweep(**kwargs)
+
+
 SWEEPS: dict[str, Callable[..., SweepReport]] = {
     "lost-workers": sweep_lost_workers,
     "stale": sweep_stale_attempts,
@@ -42,6 +50,7 @@ SWEEPS: dict[str, Callable[..., SweepReport]] = {
     "containers": sweep_containers,
     "pool": sweep_pool,
     "workspaces": sweep_idle_workspaces,
+    "snapshots": sweep_snapshots,
 }
 
 

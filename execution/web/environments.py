@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from execution.environments import selectors
@@ -18,6 +19,7 @@ from execution.environments.actions import (
 )
 from execution.environments.forms import EnvironmentForm, RepositoryForm, SetupSecretForm
 from execution.models import Environment
+from execution.snapshots import selectors as snapshot_selectors
 from shared.lookups import found_or_404
 
 
@@ -54,6 +56,8 @@ def _page(request, repository, environment, form, secret_form, status=200) -> Ht
         "form": form,
         "secret_form": secret_form,
         "secrets": selectors.setup_secrets(environment=environment) if environment else [],
+        "snapshots": snapshot_selectors.environment_snapshots(environment=environment) if environment else [],
+        "now": timezone.now(),
     }
     return render(request, "execution/environment_detail.html", context, status=status)
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from execution.web import environments, views
+from execution.web import environments, snapshots, views
 
 urlpatterns = [
     path("tasks/", views.task_list, name="task-list"),
@@ -25,4 +25,6 @@ urlpatterns = [
         environments.setup_secret_delete,
         name="setup-secret-delete",
     ),
+    path("snapshots/", snapshots.snapshot_list, name="snapshot-list"),
+    path("snapshots/<int:snapshot_id>/drop/", snapshots.snapshot_drop, name="snapshot-drop"),
 ]

@@ -22,6 +22,7 @@ from execution.git import diffs, repositories
 from execution.hosts import network
 from execution.logs import selectors as log_selectors
 from execution.models import Attempt, AttemptStatus, RunKind, RunStatus, Task
+from execution.snapshots import selectors as snapshot_selectors
 from execution.web.forms import FollowUpForm, TaskForm
 from shared.docker.engine import EngineError
 from shared.lookups import found_or_404
@@ -138,6 +139,7 @@ def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
             "sealed": network.egress.sealed(),
             "may_allow": network.may_allow(attempt=attempt, user=request.user),
             "waiting_note": selectors.waiting_note(attempt),
+            "snapshot_note": snapshot_selectors.snapshot_note(attempt),
             "log_limit": settings.ANYON_ATTEMPT_LOG_MAX_CHARS,
             "log_removed_note": log_selectors.log_removed_note(attempt),
             "log_tails": attempt.log_summary.get("tails", []) if attempt.log_removed_at else [],

@@ -95,6 +95,43 @@ class DockerEngine:
         except (APIError, DockerException, requests.RequestException) as exc:
             raise EngineError(f"could not inspect image {ref}: {exc}") from exc
 
+    def image_config(self, ref: str) -> dict:
+        """The image's inspect answer (``Id``, ``Size``, ``Config``)."""
+        try:
+            return self.api.inspect_image(ref)
+        except ImageNotFound as exc:
+            raise EngineError(f"image {ref} is not present on this engine") from exc
+        except (APIError, DockerException, requests.RequestException) as exc:
+            raise EngineError(f"could not inspect image {ref}: {exc}") from exc
+
+    def commit(self, container_id: str, *, repository: str, tag: str, labels: dict[str, str], env: list[str]) -> str:
+        """``docker commit`` of a stopped container: its filesystem outside volumes and tmpfs becomes an image with
+        ``labels`` and ``env`` (the engine adds what the container had beyond them: name every label that matters).
+        Returns the image's id."""
+        try:
+            answer = self.api.commit(
+                container_id, repository=repository, tag=tag, conf={"Labels": labels, "Env": env}, pause=False
+            )
+        except (APIError, DockerException, requests.RequestException) as exc:
+            raise EngineError(f"could not commit container {container_id[:12]}: {exc}") from exc
+        return answer["Id"]
+
+    def remove_image(self, ref: str) -> None:
+        """Remove the image; gone already is fine. EngineError while a container still uses it."""
+        try:
+            self.api.remove_image(ref, force=True, noprune=False)
+        except (NotFound, ImageNotFound):
+            return
+        except (APIError, DockerException, requests.RequestException) as exc:
+            raise EngineError(f"could not remove image {ref}: {exc}") from exc
+
+    def list_images(self, labels: list[str]) -> list[dict]:
+        """The images carrying every one of ``labels`` (``key=value``)."""
+        try:
+            return self.api.images(filters={"label": labels}) or []
+        except (APIError, DockerException, requests.RequestException) as exc:
+            raise EngineError(f"could not list images: {exc}") from exc
+
     # --- containers ----------------------------------------------------------------------------------------
     def create_container(self, spec: ContainerSpec) -> str:
         """Create and start a hardened, idle container (``spec.command`` under docker's init)."""
@@ -176,6 +213,41 @@ class DockerEngine:
                 with contextlib.suppress(NotFound, APIError):
                     container.remove(force=True)
 
+    def run_and_commit(
+        self,
+        image: str,
+        argv: list[str],
+        *,
+        mounts: list[docker.types.Mount],
+        user: str,
+        labels: dict[str, str],
+        commit: dict,
+        timeout: int = 3600,
+        seccomp_profile: str | None = None,
+    ) -> tuple[str, str]:
+        """Run ``argv`` in a throw-away hardened container without network whose root is writable; when it exits
+        with 0, commit it (``commit``: ``repository``, ``tag``, ``conf``). Returns the image's id and the standard
+        output. The container is removed whatever happens."""
+        container = None
+        try:
+            container = self.client.containers.create(
+                image, argv, mounts=mounts, user=user, labels=labels, network_mode="none", pids_limit=256,
+                **hardening(seccomp_profile),
+            )  # fmt: skip
+            container.start()
+            code = container.wait(timeout=timeout).get("StatusCode")
+            out = container.logs(stdout=True, stderr=code != 0).decode("utf-8", errors="replace")
+            if code != 0:
+                raise EngineError(f"{argv[0]} in a helper container exited with {code}: {out[-300:]}")
+            answer = self.api.commit(container.id, pause=False, **commit)
+            return answer["Id"], out
+        except (APIError, DockerException, OSError, requests.RequestException) as exc:
+            raise EngineError(f"could not run {argv[0]} in a helper container: {exc}") from exc
+        finally:
+            if container is not None:
+                with contextlib.suppress(NotFound, APIError):
+                    container.remove(force=True)
+
     def restart(self, container_id: str) -> None:
         """Kill the container and start it again: its init's death makes the kernel kill every process of its PID
         namespace (detached, double-forked and stopped ones too), and the start gives it a new one. Raises
@@ -189,6 +261,12 @@ class DockerEngine:
             raise EngineError(f"could not restart container {container_id[:12]}: {exc}") from exc
         if left:
             raise EngineError(f"container {container_id[:12]}: processes {sorted(left)} outlived its restart")
+
+    def start(self, container_id: str) -> None:
+        try:
+            self.api.start(container_id)
+        except (APIError, DockerException, requests.RequestException) as exc:
+            raise EngineError(f"could not start container {container_id[:12]}: {exc}") from exc
 
     def kill_and_wait(self, container_id: str, timeout: int = 30) -> None:
         """SIGKILL the container and return once it has stopped (all its processes gone)."""

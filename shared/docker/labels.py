@@ -13,3 +13,7 @@ EXPIRES = "anyon.expires"
 CREATED = "anyon.created"
 #: A warm container of the pool (execution/hosts/pool/), or one of its volumes.
 POOL = "anyon.pool"
+#: A snapshot's image or volume (execution/snapshots.py): the snapshot's key. With ``OWNER`` and ``ENVIRONMENT``.
+SNAPSHOT = "anyon.snapshot"
+#: The environment (repository) a snapshot prepared.
+ENVIRONMENT = "anyon.environment"

@@ -835,12 +835,28 @@ def retention() -> None:
         measure(url)
 
 
+def snapshots() -> None:
+    """The snapshot item (``tests/bench/snapshots.py``) in its own process: the start from a snapshot of a 20 s
+    setup against the first attempt and a repository without setup; the snapshot's size; the sweep."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.snapshots"], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True
+    )
+    results = [line[len("RESULT ") :] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not results:
+        raise RuntimeError(f"snapshot bench failed ({done.returncode}): {done.stderr[-3000:]}")
+    emit("snapshot_start", **json.loads(results[-1]))
+
+
 def main() -> None:
     only = set(filter(None, os.environ.get("ANYON_BENCH_ONLY", "").split(",")))
-    if not only or only - {"retention"}:
+    if not only or only - {"retention", "snapshots"}:
         with_platform(only)
     if not only or "retention" in only:  # after the stack stopped; needs no Docker, only the databases
         retention()
+    if not only or "snapshots" in only:
+        snapshots()
     print("\nsummary:")
     for line in RESULTS:
         print(" ", json.dumps(line))
