@@ -1,5 +1,5 @@
 """Snapshots of an environment's setup (docs/ARCHITECTURE.md, "Snapshots"): the key, taking one after a setup,
-starting from one, dropping one. The sweep is ``execution.snapshots.sweep``.
+starting from one, dropping one. The sweep is ``execution.sweeps.snapshots``.
 
 A snapshot is one image: the attempt's container committed after its setup and the restart that follows it (what
 the setup installed outside the volumes; a commit holds files, and no process of the setup is left anyway), with

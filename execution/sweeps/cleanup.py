@@ -35,9 +35,9 @@ __all__ = [
 
 
 def sweep_snapshots(**kwargs) -> SweepReport:
-    """Snapshots past their age or the size caps, and orphan snapshot images and volumes (execution/snapshots/sweep.py,
-    which builds on this module)."""
-    from execution.snapshots.sweep import sweep_snapshots as sweep
+    """Snapshots past their age or the size caps, and orphan snapshot images (execution/sweeps/snapshots.py, which
+    builds on this module)."""
+    from execution.sweeps.snapshots import sweep_snapshots as sweep
 
     return sweep(**kwargs)
 

@@ -36,7 +36,7 @@ from execution.attempts.actions import do_create_task, do_start_attempt  # noqa:
 from execution.environments.actions import do_save_environment  # noqa: E402
 from execution.models import Attempt, AttemptStatus, RunKind, Snapshot  # noqa: E402
 from execution.runner import run_attempt  # noqa: E402
-from execution.snapshots.sweep import sweep_snapshots  # noqa: E402
+from execution.sweeps.snapshots import sweep_snapshots  # noqa: E402
 from secrets_app.secret_store import do_store_secret  # noqa: E402
 from shared.docker import labels as label  # noqa: E402
 from tests.fakes.anthropic_api import FakeAnthropicAPI  # noqa: E402

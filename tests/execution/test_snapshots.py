@@ -17,7 +17,7 @@ from execution.models import RunKind, Snapshot
 from execution.runner import cached_start
 from execution.runner.setup_phase import SetupPhase
 from execution.snapshots.actions import parse_lockfiles, setup_hash, snapshot_key
-from execution.snapshots.sweep import snapshots_to_drop
+from execution.sweeps.snapshots import snapshots_to_drop
 from execution.web import snapshots as snapshot_views
 
 BLOB_A, BLOB_B = "a" * 40, "b" * 40

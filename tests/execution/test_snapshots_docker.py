@@ -21,7 +21,7 @@ from execution.environments.actions import do_save_environment
 from execution.models import Attempt, AttemptStatus, RunKind, Snapshot
 from execution.runner import run_attempt
 from execution.snapshots.actions import CREATING_GRACE_SECONDS, do_drop_snapshot
-from execution.snapshots.sweep import sweep_snapshots
+from execution.sweeps.snapshots import sweep_snapshots
 from secrets_app.secret_store import do_store_secret
 from shared.docker import labels as label
 from shared.docker.engine import DockerEngine
