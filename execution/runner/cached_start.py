@@ -161,6 +161,11 @@ class SnapshotStart:
                 sealed=self.sealed,
             )
             self.say(f"Setup ran (took {seconds:.0f} s); snapshot saved ({snapshot.size_bytes / 1e6:,.1f} MB)")
-        except (SnapshotError, EngineError) as exc:
-            logger.warning("attempt %s: no snapshot: %s", self.attempt.pk, exc)
-            self.say(f"Setup ran (took {seconds:.0f} s); no snapshot was saved: {exc}")
+        except Exception as exc:  # a cache: its failure never fails the attempt
+            logger.warning(
+                "attempt %s: no snapshot: %s", self.attempt.pk, exc, exc_info=not isinstance(exc, SnapshotError)
+            )
+            reason = (
+                str(exc) if isinstance(exc, SnapshotError | EngineError) else f"internal error: {type(exc).__name__}"
+            )
+            self.say(f"Setup ran (took {seconds:.0f} s); no snapshot was saved: {reason}")

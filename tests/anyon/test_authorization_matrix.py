@@ -16,7 +16,7 @@ from django.utils import timezone
 from execution.attempts.actions import do_create_task, do_start_attempt
 from execution.attempts.runs import do_record_tool_output
 from execution.environments.actions import do_save_environment, do_set_setup_secret
-from execution.models import AttemptJob, Run
+from execution.models import AttemptJob, Run, Snapshot
 from secrets_app.models import GitHubDeviceFlow
 from secrets_app.secret_store import do_store_secret
 from tests.fakes.github import classic_token
@@ -58,6 +58,9 @@ MATRIX = {
     "setup-secret-save": ("POST", LOGIN, 400, 400),
     "setup-secret-delete": ("POST", LOGIN, 404, 404),
     "attempt-allow-host": ("POST", LOGIN, 404, 404),  # "allow for this attempt": the owner's alone
+    # snapshots are their owner's: the list shows one's own, staff drop others' in the admin only
+    "snapshot-list": ("GET", LOGIN, 200, 200),
+    "snapshot-drop": ("POST", LOGIN, 404, 404),
 }
 
 
@@ -94,10 +97,16 @@ def objects(db, settings):
     )
     environment = do_save_environment(owner=owner, repository="a/b", setup_script="echo Owner-only plan")
     setup_secret = do_set_setup_secret(environment=environment, name="TOKEN", value=classic_token())
+    now = timezone.now()
+    snapshot = Snapshot.objects.create(
+        owner=owner, environment=environment, repo_url="https://github.com/a/owner-only-snapshot.git", queue="anyon",
+        key="k" * 64, setup_hash="h" * 64, runtime_image_id="sha256:r", image="anyon-snapshot:x", created_at=now,
+        last_used_at=now,
+    )  # fmt: skip
     return {
         "owner": "a", "name": "b", "setup_secret_id": setup_secret.pk,
         "provider": "github", "task_id": task.pk, "attempt_id": attempt.pk, "job_id": job.pk,
-        "run_id": run.pk, "number": 1, "secret_id": secret.pk, "flow_id": flow.pk,
+        "run_id": run.pk, "number": 1, "secret_id": secret.pk, "flow_id": flow.pk, "snapshot_id": snapshot.pk,
     }  # fmt: skip
 
 
@@ -135,6 +144,7 @@ def test_matrix(objects, who):
         if who == "other" and response.status_code == 200:  # pages another user may see show nothing of owner's
             assert b"AAAA-BBBB" not in response.content and b"Owner-only plan" not in response.content, url
             assert b"Owner-only output" not in response.content, url
+            assert b"owner-only-snapshot" not in response.content, url
     assert not failures, "\n".join(failures)
 
 

@@ -7,9 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        # Both leaves of the branch it was made on (it merges them): the environments and the push summary.
-        ("execution", "0019_environments"),
-        ("execution", "0019_push_summary_and_tool_outputs"),
+        ("execution", "0020_environments"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
