@@ -29,6 +29,7 @@ from tests.execution.conftest import logs, oauth_token
 from tests.execution.runner.test_sealed_docker import sealed  # noqa: F401 (a fixture)
 from tests.fakes.anthropic_api import FakeAnthropicAPI, TextReply
 from tests.fakes.github import FakeGitHub, classic_token
+from tests.fixtures.leaks import search_and_remove_snapshot_images
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -73,12 +74,9 @@ def push_commit(bare: Path, files: dict[str, str]) -> None:
 
 @pytest.fixture(autouse=True)
 def _no_snapshot_images_left(docker_client, settings):
-    """The database is emptied after each test; the snapshot images it named are removed with it."""
+    """The database is emptied after each test: the snapshot images it named are searched for leaks and removed."""
     yield
-    for image in docker_client.images.list(
-        filters={"label": [f"{label.INSTANCE}={settings.ANYON_INSTANCE}", label.SNAPSHOT]}
-    ):
-        docker_client.images.remove(image.id, force=True)
+    search_and_remove_snapshot_images(docker_client, label=f"{label.INSTANCE}={settings.ANYON_INSTANCE}")
 
 
 @pytest.fixture
