@@ -160,7 +160,7 @@ def test_csrf_is_enforced_on_every_state_change(objects):
         "environment-detail",
     }  # GET pages that also take a POST
     posts = [(name, pattern) for name, pattern in routes() if MATRIX[name][0] == "POST" or name in also_post]
-    assert len(posts) == 22
+    assert len(posts) == 23
     for name, pattern in posts:
         response = client.post(url_for(pattern, objects), {"prompt": "x"})
         assert response.status_code == 403, f"{name} accepted a POST without a CSRF token"

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("execution", "0021_environments"),
+        ("execution", "0022_network_record"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
