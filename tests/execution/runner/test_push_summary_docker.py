@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from execution.attempts.actions import do_request_pull_request
+from execution.attempts.actions import do_delete_attempt, do_request_pull_request
 from execution.models import AttemptStatus, JobStatus
 from execution.runner import run_attempt, run_job
 from tests.execution.conftest import logs
@@ -68,6 +68,7 @@ def test_the_agents_commits_authors_and_branch_switch_are_recorded_masked_and_sh
     assert "&lt;script&gt;alert(1)&lt;/script&gt; ***" in html and "Mal&#x27;lory &amp; co" in html
     assert "switched to the branch feature/agent" in html
     assert "The agent&#x27;s own commits are included: 2 commits not made by Anyon" in html
+    do_delete_attempt(attempt=attempt, by="test")  # the workspace holds the token the scripted agent committed
 
 
 def test_the_push_sends_the_recorded_head_to_the_attempts_branch_and_the_pull_request_lists_the_commits(

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from execution.attempts import secret_dir
 from execution.attempts.actions import do_start_attempt, do_transition
 from execution.attempts.containers import container_name
-from execution.models import Attempt, AttemptStatus
+from execution.models import Attempt, AttemptStatus, WorkerProcess
 from shared.models import Alert
 from tests.execution.conftest import custom
 
@@ -95,6 +95,10 @@ def test_sigkilled_worker_mid_run_is_cleaned_by_one_sweep(world, worker_factory,
     attempt = do_start_attempt(task=world.task(), plan=[custom("sleep", "120")])
     assert wait_until(lambda: Attempt.objects.get(pk=attempt.pk).status == "running", timeout=60), worker.output()
     assert wait_until(lambda: secret_dir.secret_dir_path(attempt.pk).exists(), timeout=10)
+    # A worker that beat at least once (one that never did is the stale sweep's): under load its first beat may come
+    # after the attempt started.
+    worker_name = Attempt.objects.get(pk=attempt.pk).worker
+    assert wait_until(lambda: WorkerProcess.objects.filter(name=worker_name).exists(), timeout=60), worker.output()
     os.killpg(worker.proc.pid, signal.SIGKILL)  # the whole cluster, no chance to clean up
     worker.proc.wait()
     assert secret_dir.secret_dir_path(attempt.pk).exists()  # the crash left it behind
