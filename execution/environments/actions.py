@@ -11,6 +11,7 @@ from django.db import transaction
 from execution.models import Environment, EnvironmentSecret
 from secrets_app.models import Secret
 from secrets_app.secret_store import do_revoke_secret, do_store_setup_secret
+from shared.egress.network_policy import PRESETS, Bounds, NetworkRule, format_rules, rule_refusal
 from shared.live.events import wake_group
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,32 @@ def do_add_agent_rule(*, owner, repository: str, line: str) -> Environment:
         environment.save(update_fields=["agent_network_mode", "agent_network_rules", "updated_at"])
         _wake(environment)
     return environment
+
+
+def do_accept_proposed_policy(
+    *, owner, repository: str, presets: tuple[str, ...], rules: tuple[NetworkRule, ...], bounds: Bounds
+) -> list[str]:
+    """Make the setup phase of the owner's environment of ``repository`` (made if there is none) a "rules" policy
+    with exactly ``presets`` and ``rules`` (observe mode's proposal), bounded by the operator's ``bounds``: an entry
+    they forbid is left out. Returns why each left-out entry was (empty when all were taken)."""
+    refused = [(rule, problem) for rule in rules if (problem := rule_refusal(rule, bounds))]
+    kept = [rule for rule in rules if rule not in {rule for rule, _ in refused}]
+    with transaction.atomic():
+        environment, _ = Environment.objects.select_for_update().get_or_create(
+            owner=owner, repository=repository.lower()
+        )
+        environment.setup_network_mode = "rules"
+        environment.setup_network_presets = [name for name in presets if name in PRESETS]
+        environment.setup_network_rules = format_rules(kept)
+        environment.setup_network_read_only = False  # the proposal covers every method the setup used
+        environment.save(
+            update_fields=[
+                "setup_network_mode", "setup_network_presets", "setup_network_rules", "setup_network_read_only",
+                "updated_at",
+            ]
+        )  # fmt: skip
+        _wake(environment)
+    return [problem for _, problem in refused]
 
 
 def do_set_setup_secret(*, environment: Environment, name: str, value: str) -> EnvironmentSecret:

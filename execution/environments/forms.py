@@ -27,6 +27,13 @@ RESERVED = re.compile(
 PRESET_CHOICES = [(name, name) for name in PRESETS]
 
 
+def operator_bounds() -> Bounds:
+    """The operator's limits on every policy (``ANYON_EGRESS_ALLOW``, ``…_DENY``, ``…_USER_HOSTS``)."""
+    return Bounds.of(
+        allow=settings.ANYON_EGRESS_ALLOW, deny=settings.ANYON_EGRESS_DENY, user_hosts=settings.ANYON_EGRESS_USER_HOSTS
+    )
+
+
 def check_name(name: str) -> str:
     if not NAME.match(name):
         raise ValidationError(
@@ -127,11 +134,7 @@ class EnvironmentForm(forms.Form):
             rules = parse_rules(text)
         except ValueError as exc:
             raise ValidationError(str(exc)) from exc
-        bounds = Bounds.of(
-            allow=settings.ANYON_EGRESS_ALLOW,
-            deny=settings.ANYON_EGRESS_DENY,
-            user_hosts=settings.ANYON_EGRESS_USER_HOSTS,
-        )
+        bounds = operator_bounds()
         refused = [problem for rule in rules if (problem := rule_refusal(rule, bounds))]
         if refused:
             raise ValidationError("; ".join(refused[:3]))

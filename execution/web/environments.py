@@ -7,17 +7,19 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from execution.environments import selectors
+from execution.environments import proposals, selectors
 from execution.environments.actions import (
+    do_accept_proposed_policy,
     do_delete_environment,
     do_delete_setup_secret,
     do_save_environment,
     do_set_setup_secret,
 )
-from execution.environments.forms import EnvironmentForm, RepositoryForm, SetupSecretForm
+from execution.environments.forms import EnvironmentForm, RepositoryForm, SetupSecretForm, operator_bounds
 from execution.models import Environment
 from execution.snapshots import selectors as snapshot_selectors
 from shared.lookups import found_or_404
@@ -48,8 +50,12 @@ def environment_list(request: HttpRequest) -> HttpResponse:
     return render(request, "execution/environment_list.html", context, status=400 if form.errors else 200)
 
 
-def _page(request, repository, environment, form, secret_form, status=200) -> HttpResponse:
+def _page(request, repository, environment, form, secret_form, status=200, editing=False) -> HttpResponse:
+    proposal = proposals.latest_setup_proposal(user=request.user, repository=repository)
     context = {
+        "proposal": proposal,
+        "proposal_diff": proposals.diff(proposal, environment) if proposal else [],
+        "editing_proposal": editing,
         "repository": repository,
         "owner_name": repository.split("/"),
         "environment": environment,
@@ -84,7 +90,47 @@ def environment_detail(request: HttpRequest, owner: str, name: str) -> HttpRespo
         messages.success(request, f"Environment for {repository} saved.")
         return redirect("environment-detail", owner=owner, name=name)
     initial = EnvironmentForm.initial_from(environment) if environment else None
-    return _page(request, repository, environment, EnvironmentForm(initial=initial), SetupSecretForm())
+    editing = request.GET.get("edit") == "proposal"
+    if editing:  # the setup policy fields filled in from the proposal; saved only when the user submits
+        proposal = _proposal(user=request.user, repository=repository)
+        initial = (initial or {}) | {
+            "setup_network_mode": "rules",
+            "setup_network_presets": list(proposal.presets),
+            "setup_network_rules": proposal.rules_text,
+            "setup_network_read_only": False,
+        }
+    form = EnvironmentForm(initial=initial)
+    return _page(request, repository, environment, form, SetupSecretForm(), editing=editing)
+
+
+def _proposal(*, user, repository: str) -> proposals.Proposal:
+    """The user's own latest setup proposal of ``repository``; 404 when there is none (another user's is never)."""
+    proposal = proposals.latest_setup_proposal(user=user, repository=repository)
+    if proposal is None:
+        raise Http404
+    return proposal
+
+
+@login_required
+@require_POST
+def accept_proposed_policy(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+    """Only the user's own latest proposal, and only the one they looked at (a newer one is shown first)."""
+    repository = _repository(owner, name)
+    proposal = _proposal(user=request.user, repository=repository)
+    if request.POST.get("attempt") != str(proposal.attempt.pk):
+        messages.warning(request, "A newer proposal arrived; look at it before accepting.")
+        return redirect(reverse("environment-detail", args=[owner, name]) + "#proposal")
+    dropped = do_accept_proposed_policy(
+        owner=request.user,
+        repository=repository,
+        presets=proposal.presets,
+        rules=proposal.rules,
+        bounds=operator_bounds(),
+    )
+    for problem in dropped:
+        messages.warning(request, f"Left out: {problem}.")
+    messages.success(request, f"Setup policy of {repository} set to the proposal of attempt #{proposal.attempt.pk}.")
+    return redirect("environment-detail", owner=owner, name=name)
 
 
 @login_required

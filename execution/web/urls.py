@@ -18,6 +18,11 @@ urlpatterns = [
     path("attempts/<int:attempt_id>/delete/", views.attempt_delete, name="attempt-delete"),
     path("environments/", environments.environment_list, name="environment-list"),
     path("environments/<str:owner>/<str:name>/", environments.environment_detail, name="environment-detail"),
+    path(
+        "environments/<str:owner>/<str:name>/proposal/accept/",
+        environments.accept_proposed_policy,
+        name="environment-accept-proposal",
+    ),
     path("environments/<str:owner>/<str:name>/delete/", environments.environment_delete, name="environment-delete"),
     path("environments/<str:owner>/<str:name>/secrets/", environments.setup_secret_save, name="setup-secret-save"),
     path(

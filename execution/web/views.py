@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from execution.attempts import selectors
@@ -18,6 +19,8 @@ from execution.attempts.actions import (
     do_start_attempt,
     do_start_follow_up,
 )
+from execution.environments.proposals import SETUP_PHASE
+from execution.environments.selectors import repository_of
 from execution.git import diffs, repositories
 from execution.hosts import network
 from execution.logs import selectors as log_selectors
@@ -107,6 +110,14 @@ def changes_note(attempt: Attempt, runs: list) -> str:
     return f"{ended} before the repository was cloned: there are no changes."
 
 
+def _setup_proposal_url(attempt: Attempt, user) -> str:
+    """Where the owner sees (and accepts) the setup policy observe mode proposed, when this attempt's setup ran so."""
+    if attempt.task.owner_id != user.pk or SETUP_PHASE not in (attempt.network_record or {}).get("proposals", {}):
+        return ""
+    owner, name = repository_of(attempt.task.repo_url).split("/")
+    return reverse("environment-detail", args=[owner, name]) + "#proposal"
+
+
 @login_required
 def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
     attempt = _attempt(request, attempt_id)
@@ -137,6 +148,7 @@ def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
             "network_rows": selectors.network_record_rows(attempt),
             "network_note": network.user_hosts_note() if not settings.ANYON_EGRESS_USER_HOSTS else "",
             "sealed": network.egress.sealed(),
+            "setup_proposal_url": _setup_proposal_url(attempt, request.user),
             "may_allow": network.may_allow(attempt=attempt, user=request.user),
             "waiting_note": selectors.waiting_note(attempt),
             "snapshot_note": snapshot_selectors.snapshot_note(attempt),
