@@ -55,3 +55,46 @@ def test_create_an_environment_and_save_a_setup_secret(page, asgi_server, transa
     page.goto(f"{asgi_server.url}/environments/")
     assert "acme/widgets" in page.get_by_test_id("environment-list").inner_text()
     assert value not in page.content()
+
+
+def test_a_proposed_setup_policy_is_shown_live_as_a_diff_and_accepted(page, asgi_server, transactional_db):
+    """Observe mode's proposal arrives while the user types in the form: the card shows it (the typed text stays),
+    as a diff against the current setup policy; accepting makes it the setup policy."""
+    from execution.attempts.actions import do_create_task, do_start_attempt
+    from execution.environments.actions import PhaseNetwork, do_save_environment
+    from execution.environments.proposals import SETUP_PHASE
+    from execution.hosts.network import do_record_network_record
+    from shared.egress.network_policy import propose_policy
+
+    user = User.objects.create_user("learner", password="learner password 123")
+    do_save_environment(
+        owner=user,
+        repository="acme/widgets",
+        setup_script="pip install .\n",
+        setup_network=PhaseNetwork(mode="rules", rules="example.org\nfiles.example.net:8443\n"),
+    )
+    login(page, asgi_server.url, user.username, "learner password 123")
+    page.goto(f"{asgi_server.url}/environments/acme/widgets/")
+    assert page.get_by_test_id("proposal").count() == 0
+    page.fill("#id_setup_script", "pip install .\nmake deps  # typed, not saved\n")
+
+    task = do_create_task(
+        owner=user, title="t", repo_url="https://github.com/acme/widgets", base_branch="main", prompt="p"
+    )
+    attempt = do_start_attempt(task=task, enqueue=False)
+    proposed, text = propose_policy([("files.example.net", 8443), ("new.example", 443)])
+    record = {"hosts": [], "blocked": [], "proposal": {"policy": proposed.to_json(), "text": text}}
+    do_record_network_record(attempt=attempt, record=record, phase=SETUP_PHASE)
+
+    page.get_by_test_id("proposal").wait_for(timeout=15000)
+    lines = page.get_by_test_id("proposal-line").all_inner_texts()
+    assert lines == ["  files.example.net:8443", "+ new.example", "- example.org"], lines
+    assert f"attempt #{attempt.pk}" in page.get_by_test_id("proposal").inner_text()
+    assert page.input_value("#id_setup_script") == "pip install .\nmake deps  # typed, not saved\n"
+
+    page.get_by_test_id("proposal-accept").click()
+    page.wait_for_selector("text=set to the proposal")
+    environment = Environment.objects.get(owner=user)
+    assert environment.setup_network_rules == "files.example.net:8443\nnew.example\n"
+    assert page.get_by_test_id("proposal-line").all_inner_texts() == ["  files.example.net:8443", "  new.example"]
+    assert page.input_value("#id_setup_network_rules") == "files.example.net:8443\nnew.example\n"
