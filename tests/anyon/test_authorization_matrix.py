@@ -16,7 +16,7 @@ from django.utils import timezone
 from execution.attempts.actions import do_create_task, do_start_attempt
 from execution.attempts.runs import do_record_tool_output
 from execution.environments.actions import do_save_environment, do_set_setup_secret
-from execution.models import AttemptJob, Run, Snapshot
+from execution.models import Attempt, AttemptJob, Run, Snapshot
 from secrets_app.models import GitHubDeviceFlow
 from secrets_app.secret_store import do_store_secret
 from tests.fakes.github import classic_token
@@ -57,6 +57,7 @@ MATRIX = {
     "environment-delete": ("POST", LOGIN, 404, 404),
     "setup-secret-save": ("POST", LOGIN, 400, 400),
     "setup-secret-delete": ("POST", LOGIN, 404, 404),
+    "environment-accept-proposal": ("POST", LOGIN, 404, 404),  # the owner's own proposal (the owner's attempt has one)
     "attempt-allow-host": ("POST", LOGIN, 404, 404),  # "allow for this attempt": the owner's alone
     # snapshots are their owner's: the list shows one's own, staff drop others' in the admin only
     "snapshot-list": ("GET", LOGIN, 200, 200),
@@ -103,6 +104,8 @@ def objects(db, settings):
         key="k" * 64, setup_hash="h" * 64, runtime_image_id="sha256:r", image="anyon-snapshot:x", created_at=now,
         last_used_at=now,
     )  # fmt: skip
+    proposal = {"policy": {"mode": "rules", "presets": [], "rules": [{"host": "owner-only.example"}]}, "text": ""}
+    Attempt.objects.filter(pk=attempt.pk).update(network_record={"proposals": {"clone and setup": proposal}})
     return {
         "owner": "a", "name": "b", "setup_secret_id": setup_secret.pk,
         "provider": "github", "task_id": task.pk, "attempt_id": attempt.pk, "job_id": job.pk,
@@ -145,6 +148,7 @@ def test_matrix(objects, who):
             assert b"AAAA-BBBB" not in response.content and b"Owner-only plan" not in response.content, url
             assert b"Owner-only output" not in response.content, url
             assert b"owner-only-snapshot" not in response.content, url
+            assert b"owner-only.example" not in response.content, url  # the owner's proposed setup policy
     assert not failures, "\n".join(failures)
 
 
@@ -160,7 +164,7 @@ def test_csrf_is_enforced_on_every_state_change(objects):
         "environment-detail",
     }  # GET pages that also take a POST
     posts = [(name, pattern) for name, pattern in routes() if MATRIX[name][0] == "POST" or name in also_post]
-    assert len(posts) == 23
+    assert len(posts) == 24
     for name, pattern in posts:
         response = client.post(url_for(pattern, objects), {"prompt": "x"})
         assert response.status_code == 403, f"{name} accepted a POST without a CSRF token"
