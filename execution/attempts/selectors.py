@@ -7,7 +7,17 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 
 from execution.logs.selectors import log_removed_note
-from execution.models import ACTIVE_STATUSES, Attempt, AttemptStatus, JobStatus, Task, ToolOutput
+from execution.models import (
+    ACTIVE_STATUSES,
+    Attempt,
+    AttemptJob,
+    AttemptStatus,
+    JobStatus,
+    Run,
+    RunKind,
+    Task,
+    ToolOutput,
+)
 
 
 def tasks_for(*, user) -> QuerySet[Task]:
@@ -86,6 +96,25 @@ def attempt_is_working(attempt: Attempt) -> bool:
 
 def active_jobs(attempt: Attempt) -> list:
     return list(attempt.jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]))
+
+
+def cancel_requested(*, attempt: Attempt, job: AttemptJob | None) -> bool:
+    """Whether the user asked to cancel the job, when there is one, else the attempt (read from the database: a
+    running session asks while it works)."""
+    if job is not None:
+        return AttemptJob.objects.filter(pk=job.pk, cancel_requested=True).exists()
+    return Attempt.objects.filter(pk=attempt.pk, cancel_requested=True).exists()
+
+
+def last_agent_session_id(*, attempt: Attempt) -> str:
+    """The Claude session id of the attempt's latest agent run that recorded one (a follow-up resumes it), or ``""``."""
+    return (
+        Run.objects.filter(attempt=attempt, kind=RunKind.AGENT)
+        .exclude(session_id="")
+        .order_by("-id")
+        .values_list("session_id", flat=True)
+        .first()
+    ) or ""
 
 
 def attempt_badge(attempt: Attempt, jobs: list[tuple[str, str]]) -> dict[str, str]:

@@ -1,11 +1,11 @@
-# Long because one attempt's session runs here in order: credentials, container, steps, push (to be split).
 """One session of an attempt in its container (docs/ARCHITECTURE.md, "Data flow of one attempt"):
 
     credentials (audited) → secret dir → container → each step by docker exec → commit and diff
     finally: mask the session history → remove the secret dir (verified, alert on failure) → hand the container to
              the remover (removed in the background while the worker takes its next attempt)
 
-An attempt's first session runs its plan; a job's session (follow-up, pull request) runs on the same workspace.
+An attempt's first session runs its plan; a job's session (follow-up, pull request: execution/runner/jobs.py) runs
+on the same workspace. Each step is run by ``StepRunner`` (execution/runner/step_runner.py).
 """
 
 from __future__ import annotations
@@ -17,58 +17,32 @@ from django.conf import settings
 
 from execution.attempts import secret_dir
 from execution.attempts.actions import do_transition
-from execution.attempts.runs import (
-    do_finish_job,
-    do_finish_run,
-    do_heartbeat,
-    do_record_base_commit,
-    do_record_pull_request,
-    do_record_results,
-    do_record_run_commits,
-    do_start_run,
-    do_touch_attempt,
-)
-from execution.attempts.steps import STDIN_FROM_TASK_PROMPT, Step, commit_step, follow_up_step, push_step
-from execution.git.pull_requests import PullRequestError, open_pull_request, pull_request_body
+from execution.attempts.runs import do_finish_job, do_record_results, do_touch_attempt
+from execution.attempts.steps import Step
 from execution.hosts.actions import do_mark_engine_lost, host_went_away
 from execution.hosts.container_removal import remove_after_session
 from execution.hosts.egress import sealed as sealed_mode
 from execution.hosts.pool.actions import do_claim_warm_container
 from execution.logs.writer import LogWriter
-from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobStatus, LogStream, Run, RunKind, RunStatus
-from execution.prompts import printable
-from execution.runner import cached_start, push_guard, step_report
+from execution.models import Attempt, AttemptJob, AttemptStatus, LogStream, Run, RunKind, RunStatus
+from execution.runner import alert_policy, cached_start, jobs
 from execution.runner.cached_start import SnapshotMiss, SnapshotStart
 from execution.runner.credentials import collect_credentials
 from execution.runner.history import scrub_session_history
-from execution.runner.outcomes import ExecEnd, StepOutcome, Stop, StopReason, is_auth_failure, step_outcome
+from execution.runner.outcomes import Stop
 from execution.runner.sealing import SealedEgress
-from execution.runner.setup_phase import SetupPhase, load_setup_phase, secrets_on_disk, written_secrets_message
+from execution.runner.setup_phase import SetupPhase, load_setup_phase
 from execution.runner.step_report import Commits
-from execution.runner.stream import ExecStream
-from execution.runner.workspace import WorkspaceGit, base_branch_to_read
+from execution.runner.step_runner import StepRunner
+from execution.runner.workspace import WorkspaceGit
 from secrets_app.errors import SecretError
-from secrets_app.models import Secret, SecretState
-from secrets_app.secret_store import do_mark_secret_state
-from secrets_app.selectors import github_account_login
-from shared.alerts import AlertKind, do_raise_alert
 from shared.docker.engine import DockerEngine, EngineError
 from shared.masking import Masker
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 5
-EGRESS_CHECK_SECONDS = 1.0
-CANCEL_CHECK_SECONDS = 0.1
-#: Said when a step exited with 0 but its exec's output lacks the report printed last: a Docker engine under load
-#: can drop a short exec's output (moby/moby#27289, reproduced here on Docker 20.10 for plain execs too).
-ENGINE_LOST_OUTPUT = (
-    "The Docker engine did not return all of this step's output (it exited with 0). The engine can lose the "
-    "output of a short step under heavy load; the step itself ran."
-)
 
-
-class AttemptSession(SnapshotStart):
+class AttemptSession(SnapshotStart, StepRunner):
     def __init__(
         self, attempt: Attempt, *, worker: str, job: AttemptJob | None = None, engine: DockerEngine | None = None
     ) -> None:
@@ -122,49 +96,14 @@ class AttemptSession(SnapshotStart):
     def run_job(self) -> str:
         job = self.job
         self.say(f"{job.get_kind_display()} started")
-        if job.kind == JobKind.FOLLOW_UP:
-            steps = [follow_up_step(prompt=job.prompt, session_id=self._last_session_id())]
-        else:
-            attempt = self.attempt
-            steps = [push_step(url=attempt.task.repo_url, commit=attempt.head_commit, branch=attempt.branch)]
-        final, error = self.session(steps, need_claude=job.kind == JobKind.FOLLOW_UP, initial=False)
-        if final == AttemptStatus.SUCCEEDED and job.kind == JobKind.PULL_REQUEST:
-            error = self._open_pull_request()
-            final = AttemptStatus.FAILED if error else final
-        status = {AttemptStatus.SUCCEEDED: JobStatus.SUCCEEDED, AttemptStatus.CANCELLED: JobStatus.CANCELLED}.get(
-            final, JobStatus.FAILED
-        )
+        steps = jobs.steps_of(job, self.attempt)
+        final, error = self.session(steps, need_claude=jobs.needs_claude(job), initial=False)
+        status, error = jobs.finish(job, attempt=self.attempt, final=final, error=error, actor=self.actor, say=self.say)
         error = self.masker.mask(error)
         self.say(f"{job.get_kind_display()} {status}" + (f": {error}" if error else ""))
         self.writer.close()
         do_finish_job(job=job, status=status, error=error)
         return status
-
-    def _last_session_id(self) -> str:
-        return (
-            Run.objects.filter(attempt=self.attempt, kind=RunKind.AGENT)
-            .exclude(session_id="")
-            .order_by("-id")
-            .values_list("session_id", flat=True)
-            .first()
-        ) or ""
-
-    def _open_pull_request(self) -> str:
-        task = self.attempt.task
-        # The network record of every session of the attempt, this push's included (stored at its close).
-        self.attempt.refresh_from_db(fields=["network_record"])
-        try:
-            pr = open_pull_request(
-                attempt=self.attempt,
-                title=task.title,
-                body=pull_request_body(self.attempt),
-                actor=self.actor,
-            )
-        except (PullRequestError, SecretError) as exc:
-            return str(exc)
-        do_record_pull_request(attempt=self.attempt, number=pr.number, url=pr.url, state=pr.state)
-        self.say(f"Pull request #{pr.number} opened: {pr.url}")
-        return ""
 
     # --- one session -------------------------------------------------------------------------------------------
     def session(self, steps: list[Step], *, need_claude: bool, initial: bool) -> tuple[str, str]:
@@ -201,9 +140,7 @@ class AttemptSession(SnapshotStart):
                 path = secret_dir.fill_secret_dir(key, files) if warm else secret_dir.write_secret_dir(key, files)
                 wrote_secrets = not self.sealed
             except secret_dir.SecretDirError as exc:
-                do_raise_alert(
-                    kind=AlertKind.SECRET_INJECTION_FAILED, message=str(exc), attempt=self.attempt, user=self.owner
-                )
+                alert_policy.alert_secret_injection_failed(attempt=self.attempt, user=self.owner, error=str(exc))
                 raise
             if self.sealed:
                 self.egress = SealedEgress(self.attempt, claude_kind=credentials.claude_kind, directory=path)
@@ -264,12 +201,6 @@ class AttemptSession(SnapshotStart):
         after a failure, and only when this session used the engine."""
         return self._engine.unreachable() if self._engine is not None else ""
 
-    def _cancel_requested(self) -> bool:
-        self._last_cancel_check = time.monotonic()  # a step starts with a look: its stream's first is not due yet
-        if self.job is not None:
-            return AttemptJob.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
-        return Attempt.objects.filter(pk=self.attempt.pk, cancel_requested=True).exists()
-
     def _record_results(self) -> None:
         if self._tainted:
             if self._reported is not None and not self._reported.repository:
@@ -312,234 +243,10 @@ class AttemptSession(SnapshotStart):
         if not secret_dir.remove_secret_dir(secret_dir.key_of(self.attempt)):
             path = secret_dir.secret_dir_path(secret_dir.key_of(self.attempt))
             self.say(f"WARNING: the secret directory {path} could not be removed; an operator was alerted.")
-            do_raise_alert(
-                kind=AlertKind.SECRET_CLEANUP_FAILED,
-                message=f"secret dir {path} of attempt {self.attempt.pk} still exists after removal",
-                attempt=self.attempt,
-                user=self.owner,
-            )
+            alert_policy.alert_secret_cleanup_failed(attempt=self.attempt, user=self.owner, path=path)
         elif wrote_secrets:
             self.say("Secret directory removed")
         if self.container_id and remove_container:  # removed while the worker takes its next attempt
             if self._tainted:  # what an untrusted step left stops now, not when the remover gets to it
                 self.engine.kill(self.container_id)
             remove_after_session(self.engine, self.container_id)
-
-    # --- one step ----------------------------------------------------------------------------------------------
-    def run_step(self, step: Step, *, last: bool = False) -> StepOutcome:
-        """The step; after an agent step that succeeded, a commit of what it changed. A push is checked first. The
-        session's ``last`` exec reports the workspace's commits as it ends (execution/runner/step_report.py)."""
-        if step.pushes:
-            return self._push(step, last=last)
-        git = WorkspaceGit(self.engine, self.container_id)
-        commit_before = git.head() if step.is_agent else ""
-        clone = step.kind == RunKind.CLONE
-        outcome, run = self._exec_step(step, report=last or clone)
-        if clone and outcome.status == RunStatus.SUCCEEDED:
-            self._record_base()
-            if self.snapshot is not None:
-                self._check_snapshot()
-        if step.is_agent and outcome.status == RunStatus.SUCCEEDED and commit_before:
-            self._untainted()
-            agent_head = git.head()  # what Anyon's commit builds on: a new head after it is Anyon's own commit
-            outcome, _ = self._exec_step(self._commit_step(), report=last)
-            reported = self._reported
-            commit_after = reported.head if reported is not None and reported.repository else git.head()
-            committed = outcome.status == RunStatus.SUCCEEDED and agent_head and commit_after != agent_head
-            own = commit_after if committed else ""
-            do_record_run_commits(run=run, commit_before=commit_before, commit_after=commit_after, own_commit=own)
-        return outcome
-
-    def _record_base(self) -> None:
-        """The base branch's commit as the clone fetched it, before any untrusted step could move a ref."""
-        if self.attempt.base_commit:
-            return
-        reported = self._reported
-        if reported is None:  # the engine lost the clone's report: asked before any untrusted step runs
-            reported = WorkspaceGit(self.engine, self.container_id).commits(self.attempt)
-        if reported is not None and reported.repository and reported.base:
-            do_record_base_commit(attempt=self.attempt, base_commit=reported.base)
-
-    def _untainted(self) -> None:
-        """Before Anyon's own steps: no process an untrusted step started is left. The container is killed (the
-        kernel ends every process of its PID namespace, detached, double-forked and stopped ones too) and started
-        again; the engine checks that none of the processes from before is there."""
-        if not self._tainted:
-            return
-        self.engine.restart(self.container_id)
-        self._tainted, self._bridge_ready = False, False  # a sealed container's bridge starts over
-        self.say("Stopped every process the earlier steps left in the container (it was restarted)")
-
-    def _run_setup(self, step: Step) -> StepOutcome:
-        """The environment's setup script (or, on a start from a snapshot, its maintenance script), right after the
-        clone: its own step, with the setup secrets in its exec's environment and the setup phase's network policy.
-        Then no process of it is left (restart), no setup secret is in a file the agent could read, and the agent
-        phase's policy holds."""
-        if self.egress is not None:
-            self.egress.set_policy(self.setup.setup_policy)
-        elif self.setup.setup_policy.mode != "off" or self.setup.agent_policy.mode != "off":
-            self.say("The environment's network policy applies to sealed runs only; this run's network is the host's.")
-        outcome, _ = self._exec_step(step, environment=self.setup.setup_environment())
-        if outcome.status == RunStatus.FAILED:
-            outcome.error = f"The environment's {step.title.lower()} failed: {outcome.error} See its log."
-        if outcome.status != RunStatus.SUCCEEDED:  # failed, or stopped (cancel, timeout): its own message
-            return outcome
-        self._untainted()
-        if self.egress is not None:
-            self.egress.set_policy(self.setup.agent_policy, ended_phase="clone and setup")
-        if self.setup.secrets:
-            found = secrets_on_disk(self.engine, self.container_id, self.setup.secrets)
-            if found is None:
-                return StepOutcome(
-                    RunStatus.FAILED, "Could not check the files for setup secrets; the agent did not start."
-                )
-            if found:
-                message = self.masker.mask(written_secrets_message(found))
-                self.say(message)
-                return StepOutcome(RunStatus.FAILED, message)
-            self.say("No setup secret is in a file of the home, the workspace or /tmp")
-        return outcome
-
-    def _push(self, step: Step, *, last: bool) -> StepOutcome:
-        self._untainted()
-        base = self.attempt.base_commit
-        # Anyon's push sends the head whose diff was recorded; a plan's pushing step, whatever HEAD is now.
-        head = self.attempt.head_commit if step.own else WorkspaceGit(self.engine, self.container_id).head()
-        if not head:
-            reason = "Push refused: there is no commit to push."
-            self.say(reason)
-            return StepOutcome(RunStatus.FAILED, reason)
-        reason = push_guard.refusal(
-            engine=self.engine, container_id=self.container_id, masker=self.masker, base=base, head=head
-        )
-        if reason:
-            self.say(reason)
-            do_raise_alert(
-                kind=AlertKind.PUSH_REFUSED_SECRET,
-                message=f"attempt {self.attempt.pk}: {reason}",
-                attempt=self.attempt,
-                user=self.owner,
-            )
-            return StepOutcome(RunStatus.FAILED, reason)
-        if self.egress is None:
-            return self._exec_step(step, report=last)[0]
-        with self.egress.pushing():
-            return self._exec_step(step, report=last)[0]
-
-    def _log_blocks(self) -> None:
-        for line in self.egress.block_lines():
-            self.say(line)
-
-    def _commit_step(self) -> Step:
-        title = self.attempt.task.title
-        message = title if self.job is None else f"{title}: follow-up\n\n{printable(self.job.prompt[:2000])}"
-        return commit_step(message=message, login=github_account_login(owner=self.owner) or self.owner.get_username())
-
-    def _exec_step(
-        self, step: Step, *, report: bool = False, environment: dict[str, str] | None = None
-    ) -> tuple[StepOutcome, Run]:
-        """``report``: the exec also reports the workspace's commits at its end (never an agent's: its output is
-        events). An untrusted step gets the environment's variables (``environment``: the setup step's, with its
-        secrets); Anyon's own steps get none."""
-        self._reported = None
-        argv = list(step.argv) if step.own else ["anyon-exec", *step.argv]  # Anyon's git needs no credential
-        if self.egress is not None and not self._bridge_ready:  # the first exec waits for the listeners, no later one
-            argv, self._bridge_ready = ["anyon-egress-bridge", *argv], True
-        run = do_start_run(attempt=self.attempt, job=self.job, step=step, argv=argv)
-        catcher, executed = None, argv
-        if report and not step.is_agent:
-            nonce = step_report.new_nonce()
-            catcher = step_report.ReportCatcher(nonce)
-            executed = step_report.reporting(argv, nonce=nonce, base_branch=base_branch_to_read(self.attempt))
-        stdin = self.attempt.task.prompt if step.stdin_from == STDIN_FROM_TASK_PROMPT else step.stdin
-        shown = (
-            f"{step.title}: Anyon's own git (none of the repository's hooks or configuration)"
-            if step.own
-            else f"$ {' '.join(step.argv)[:500]}"
-        )
-        if stdin is not None:
-            shown += f"  (prompt on stdin, {len(stdin.encode()):,} bytes)"
-        self.say(shown, run)
-        stream = ExecStream(
-            engine=self.engine,
-            container_id=self.container_id,
-            writer=self.writer,
-            masker=self.masker,
-            environment=self._exec_environment(step, environment),
-        )
-        end = stream.run(
-            run,
-            executed,
-            agent=step.is_agent,
-            stdin=stdin.encode() if stdin is not None else None,
-            control=self._control,
-            report=catcher,
-        )
-        self._reported = end.commits
-        if not step.own:
-            self._tainted = True
-        if catcher is not None and end.commits is None and end.stopped is None and end.exit_code == 0:
-            # The reporting sh ran to its end (exit code 0) and printed the report last: the engine lost output.
-            logger.warning("attempt %s: the engine lost the end of run %s's output", self.attempt.pk, run.pk)
-            self.say(ENGINE_LOST_OUTPUT, run)
-        if end.stopped is None and not end.failure and end.agent is not None and end.agent.is_error:
-            self._agent_error(end)
-        outcome = step_outcome(end, run_timeout=settings.RUN_TIMEOUT)
-        outcome.error = self.masker.mask(outcome.error)  # every field that can hold output is stored masked
-        session_id = end.agent.session_id if end.agent is not None else ""
-        do_finish_run(
-            run=run, status=outcome.status, exit_code=end.exit_code, error=outcome.error, session_id=session_id
-        )
-        if outcome.status == RunStatus.FAILED and end.stopped is None and end.exit_code not in (None, 0):
-            do_raise_alert(
-                kind=AlertKind.EXEC_NONZERO_EXIT,
-                message=f"attempt {self.attempt.pk}: {run.title or run.kind} exited with {end.exit_code}",
-                attempt=self.attempt,
-                user=self.owner,
-                dedupe_key=f"exec_nonzero_exit:{self.attempt.pk}:{run.pk}",
-            )
-        return outcome, run
-
-    def _exec_environment(self, step: Step, environment: dict[str, str] | None) -> dict[str, str] | None:
-        """The exec's variables: the sealed container's (a warm one lacks them) over the environment's variables,
-        which only untrusted steps get."""
-        own = {} if step.own else (environment if environment is not None else self.setup.variables)
-        merged = {**own, **(self.egress.environment if self.egress else {})}
-        return merged or None
-
-    def _agent_error(self, end: ExecEnd) -> None:
-        """An error result of the CLI: alert, and when Claude rejected the credential, mark it expired so the
-        card and the banner tell the user to reconnect."""
-        text = self.masker.mask("; ".join(end.agent.errors))[:500]
-        do_raise_alert(
-            kind=AlertKind.CLAUDE_CLI_ERROR,
-            message=f"attempt {self.attempt.pk}: {text}",
-            attempt=self.attempt,
-            user=self.owner,
-        )
-        if self.claude_secret_id and is_auth_failure(text):
-            secret = Secret.objects.defer("value").get(pk=self.claude_secret_id)
-            do_mark_secret_state(
-                secret=secret,
-                state=SecretState.EXPIRED,
-                reason=f"Claude rejected it during attempt {self.attempt.pk} ({text[:120]})",
-            )
-            self.say("Claude rejected the credential: it is marked expired. Reconnect Claude in Settings.")
-
-    def _control(self, now: float, deadline: float) -> StopReason | None:
-        """Heartbeat, and whether the run must stop."""
-        if now - self._last_heartbeat >= HEARTBEAT_SECONDS:
-            do_heartbeat(attempt=self.attempt)
-            self._last_heartbeat = now
-        if now >= deadline:
-            return StopReason.TIMED_OUT
-        if self.egress is not None and now - self._last_egress_check >= EGRESS_CHECK_SECONDS:
-            self._last_egress_check = now
-            for line in self.egress.allowance_lines():
-                self.say(line)
-            self._log_blocks()
-            if not self.egress.alive():
-                return StopReason.EGRESS_DOWN
-        if now - self._last_cancel_check >= CANCEL_CHECK_SECONDS and self._cancel_requested():
-            return StopReason.CANCELLED
-        return None

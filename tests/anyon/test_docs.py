@@ -293,7 +293,7 @@ def test_doctor_checks_what_the_requirements_table_names(settings, tmp_path):
 
 
 def test_the_runbook_says_how_claude_and_github_tokens_expire():
-    from execution.runner import session
+    from execution.runner import credential_expiry
     from secrets_app.anthropic_credentials import TOKEN_LIFETIME
     from secrets_app.migrations import __path__ as migrations
     from secrets_app.selectors import EXPIRY_WARNING
@@ -306,7 +306,7 @@ def test_the_runbook_says_how_claude_and_github_tokens_expire():
     assert f"recorded as valid for {TOKEN_LIFETIME.days} days" in expiry
     assert (
         "Claude rejected the credential" in expiry
-        and "Claude rejected the credential" in Path(session.__file__).read_text()
+        and "Claude rejected the credential" in Path(credential_expiry.__file__).read_text()
     )
     assert "`token_expiring`" in expiry and "`token_expired`" in expiry
 

@@ -68,7 +68,7 @@ from django.contrib.auth.models import User  # noqa: E402
 from execution.attempts import secret_dir  # noqa: E402
 from execution.attempts.actions import do_create_task, do_start_attempt  # noqa: E402
 from execution.models import Attempt, LogRecord, PoolContainer, Run  # noqa: E402
-from execution.runner.session import ENGINE_LOST_OUTPUT  # noqa: E402
+from execution.runner.step_runner import ENGINE_LOST_OUTPUT  # noqa: E402
 from secrets_app.secret_store import do_store_secret  # noqa: E402
 from shared.masking import MASK, Masker  # noqa: E402
 
@@ -386,7 +386,7 @@ def wait_until_no_attempt_is_active(timeout: float = 120) -> None:
 
 
 class EngineLostOutput(RuntimeError):
-    """The attempt's log says the Docker engine lost its step's output (``session.ENGINE_LOST_OUTPUT``)."""
+    """The attempt's log says the Docker engine lost its step's output (``step_runner.ENGINE_LOST_OUTPUT``)."""
 
 
 async def ten_at_once(platform: Platform) -> list[float | None]:

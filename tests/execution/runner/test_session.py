@@ -191,10 +191,10 @@ def test_a_token_in_the_agents_result_is_masked_before_any_cut_and_in_every_stor
 def test_a_short_session_neither_heartbeats_nor_looks_for_a_cancel_twice_in_a_row(alice, claude_token, monkeypatch):
     """The pick-up wrote the attempt's first heartbeat, and each step starts with a look for a cancel: the step's
     stream does not repeat either at once (each was a write or a query per step, with ten attempts at once)."""
-    from execution.runner import session as session_module
+    from execution.runner import step_runner
 
     heartbeats, looks = [], []
-    monkeypatch.setattr(session_module, "do_heartbeat", lambda *, attempt: heartbeats.append(attempt.pk))
+    monkeypatch.setattr(step_runner, "do_heartbeat", lambda *, attempt: heartbeats.append(attempt.pk))
     looking = AttemptSession._cancel_requested
 
     def counted(self) -> bool:
@@ -207,7 +207,7 @@ def test_a_short_session_neither_heartbeats_nor_looks_for_a_cancel_twice_in_a_ro
     assert heartbeats == [] and len(looks) == 2  # one before each step
 
     # A step running longer than the heartbeat interval heartbeats, and looks for a cancel, while it runs.
-    monkeypatch.setattr(session_module, "HEARTBEAT_SECONDS", 0.1)
+    monkeypatch.setattr(step_runner, "HEARTBEAT_SECONDS", 0.1)
     slow = ScriptedExec([("stdout", b"tick\n")] * 6, delay=0.1)
     status, attempt = run(alice, FakeEngine(lambda argv: slow if argv[-1] == "slow" else None), [step("slow")])
     assert status == AttemptStatus.SUCCEEDED and heartbeats and set(heartbeats) == {attempt.pk}
@@ -284,8 +284,8 @@ def test_output_the_engine_lost_is_said_not_passed_over(alice, claude_token):
     """A Docker engine under load can drop a short exec's whole output (moby/moby#27289; measured on this machine's
     Docker 20.10: 1-8 in 400 execs with both cores busy). The report comes last, so its absence after an exit code 0
     shows it; the log says so and the results are read by an exec."""
-    from execution.runner.session import ENGINE_LOST_OUTPUT
     from execution.runner.step_report import REPORT_SCRIPT
+    from execution.runner.step_runner import ENGINE_LOST_OUTPUT
 
     engine = FakeEngine(lambda argv: ScriptedExec([("stdout", b"ready\n")]) if argv[-1] == "ready" else None)
     engine.loses_output = True
