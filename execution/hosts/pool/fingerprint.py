@@ -55,5 +55,5 @@ def fingerprint(engine: DockerEngine) -> str:
 
 def sealed_base_environment() -> dict[str, str] | None:
     """A sealed warm container knows the bridge's ports but not which Claude credential kind its attempt uses:
-    those variables travel with each exec (``AttemptSession.exec_environment``)."""
+    those variables travel with each exec (the step runner's ``_exec_environment``)."""
     return egress.container_environment(claude_kind=None) if egress.sealed() else None
