@@ -165,4 +165,5 @@ docker run --rm --network none "$tag" bash -c '
   echo "    git         $(git --version)"
   echo "    gh          $(gh --version | head -n1)"
   echo "    python      $(python3 --version)"
+  echo "    pip         $(python3 -m pip --version)"
   echo "    user        $(id -un) uid=$(id -u) HOME=$HOME PWD=$PWD"'
