@@ -12,7 +12,10 @@ run="${ANYON_ENGINE2_RUN:-/run/anyon-docker2}"
 sock="unix://$run/docker.sock"
 pidfile="$run/docker.pid"
 logfile="${ANYON_ENGINE2_LOG:-$data.log}"
-images=("${ANYON_CLOUD_IMAGE:-anyon/claude-runtime:0.2.0}" "${ANYON_BASE_IMAGE:-anyon/debian-base:trixie}")
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The runtime image's tag as the settings derive it: IMAGE_VERSION of runtime-image/Dockerfile is its one source.
+image_version=$(sed -n 's/^ARG IMAGE_VERSION=//p' "$here/../runtime-image/Dockerfile")
+images=("${ANYON_CLOUD_IMAGE:-anyon/claude-runtime:$image_version}" "${ANYON_BASE_IMAGE:-anyon/debian-base:trixie}")
 
 answers() { docker -H "$sock" version >/dev/null 2>&1; }
 # A killed dockerd may stay a zombie until its parent reaps it (kill -0 would still succeed): look at its state.
