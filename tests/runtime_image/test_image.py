@@ -102,6 +102,34 @@ def test_tools_agents_reach_for(docker_client, idle_container):
     assert _ok(docker_client, idle_container, "bash", "-c", "echo '{\"a\": 1}' | jq .a") == "1"
 
 
+#: In a fresh venv: pip's CA bundle, then an install through a proxy named by HTTPS_PROXY alone (a listener on the
+#: container's loopback that prints the first line it gets and closes).
+PIP_IN_A_VENV = """
+python3 -m venv /tmp/venv
+/tmp/venv/bin/python -c 'import os, pip._vendor.certifi as c; print("bundle", c.where(), os.environ["PIP_CERT"])'
+python3 -c '
+import socket
+s = socket.create_server(("127.0.0.1", 3128)); print("listening", flush=True); c, _ = s.accept()
+print("proxy got", c.recv(200).split(b"\\r\\n")[0].decode(), flush=True)' > /tmp/proxy.log &
+until grep -q listening /tmp/proxy.log 2>/dev/null; do sleep 0.1; done
+HTTPS_PROXY=http://127.0.0.1:3128 /tmp/venv/bin/pip download -q --retries 0 --timeout 5 --no-deps -d /tmp/dl \
+  --index-url https://pypi.example.com/simple/ anything >/dev/null 2>&1 || true
+wait; cat /tmp/proxy.log; rm -rf /tmp/venv /tmp/dl /tmp/proxy.log
+"""
+
+
+@pytest.mark.docker
+def test_pip_in_a_venv_trusts_the_system_store_and_takes_the_proxy_from_the_environment(docker_client, idle_container):
+    """Setup scripts install Python dependencies: ``python3 -m venv`` and pip are there; pip checks TLS against the
+    system store (with build.sh's extra CAs), as curl and git do, and goes through HTTPS_PROXY."""
+    assert _ok(docker_client, idle_container, "python3", "-m", "pip", "--version").startswith(
+        f"pip {dockerfile_arg('PYTHON3_PIP_VERSION').rstrip('*')}"
+    )
+    out = _ok(docker_client, idle_container, "bash", "-c", PIP_IN_A_VENV).splitlines()
+    assert "bundle /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt" in out
+    assert any(line.startswith("proxy got CONNECT pypi.example.com:443 HTTP/1.") for line in out), out
+
+
 #: A PATH without Node: /usr/local/bin (where node lives) is left out; the CLI is called by its full path.
 NO_NODE_PATH = "/usr/bin:/bin"
 
