@@ -158,9 +158,24 @@ def do_check_github_secret(*, secret: Secret, actor: str) -> str:
     try:
         user = github_client.get_user(fetched.value)
     except github_client.InvalidCredential as exc:
-        expired = bool(secret.expires_at and secret.expires_at <= timezone.now())
-        state = SecretState.EXPIRED if expired else SecretState.INVALID
-        do_mark_secret_state(secret=secret, state=state, reason=str(exc))
+        do_mark_github_token_rejected(secret_id=secret.pk, reason=str(exc))
         raise
     do_record_validation(secret=secret, account_login=user.login, scopes=user.scopes, expires_at=user.expires_at)
     return f"GitHub accepts the token: connected as @{user.login}."
+
+
+def do_mark_github_token_rejected(*, secret_id: int, reason: str) -> None:
+    """GitHub answered 401 to a call made with this stored credential: mark it expired (its date passed) or invalid,
+    so the settings card (live), the banner and the task form say so at once instead of at the next daily check.
+
+    Only an active credential changes: one revoked or replaced meanwhile keeps its state."""
+    with transaction.atomic():  # locked: a revoke or a new connection at the same moment is not overwritten
+        secret = (
+            Secret.objects.select_for_update().defer("value").filter(pk=secret_id, state=SecretState.ACTIVE).first()
+        )
+        if secret is None:
+            return
+        expired = bool(secret.expires_at and secret.expires_at <= timezone.now())
+        state = SecretState.EXPIRED if expired else SecretState.INVALID
+        do_mark_secret_state(secret=secret, state=state, reason=reason)
+    logger.info("GitHub rejected secret %s of user %s: marked %s", secret.pk, secret.owner_id, state)

@@ -15,6 +15,7 @@ from execution.git.commit_list import markdown
 from execution.git.repo_urls import repo_owner_and_name
 from execution.prompts import printable
 from secrets_app.github_client import api_headers
+from secrets_app.github_connect import do_mark_github_token_rejected
 from secrets_app.models import Provider
 from secrets_app.secret_store import fetch_secret
 from secrets_app.selectors import GITHUB_PRECEDENCE
@@ -34,8 +35,8 @@ class PullRequest:
 def _explain(status: int, body: dict, head: str, base: str, repo: str) -> str:
     message = str(body.get("message", ""))
     details = " ".join(str(e.get("message", "")) for e in body.get("errors", []) if isinstance(e, dict))
-    if status in (401,):
-        return "GitHub rejected the token (401). Connect GitHub again in Settings."
+    if status == 401:
+        return "GitHub rejected your token (401): reconnect GitHub in Settings."
     if status == 403:
         return (
             f"GitHub answered 403 ({message or 'forbidden'}): the token has no permission to open pull requests in "
@@ -118,6 +119,8 @@ def open_pull_request(*, attempt, title: str, body: str, actor: str) -> PullRequ
         data = response.json()
     except ValueError:
         data = {}
+    if response.status_code == 401:
+        do_mark_github_token_rejected(secret_id=token.secret_id, reason="GitHub answered 401 to opening a pull request")
     if response.status_code != 201:
         raise PullRequestError(
             _explain(

@@ -25,13 +25,15 @@ from secrets_app.github_client import (
     list_user_repos,
     search_user_repos,
 )
+from secrets_app.github_connect import do_mark_github_token_rejected
 from secrets_app.models import Provider
-from secrets_app.secret_store import fetch_secret
+from secrets_app.secret_store import FetchedSecret, fetch_secret
 from secrets_app.selectors import GITHUB_PRECEDENCE, github_status
 
 CACHE_SECONDS = 300
 PER_PAGE = 100
 MAX_PAGES = 5  # at most 500 repositories listed; the rest are found by searching
+REJECTED = "GitHub rejected your token: reconnect GitHub in Settings (it was revoked, expired or is wrong)."
 
 
 @dataclass
@@ -98,11 +100,12 @@ def _ordered(user, repositories: list[Repository]) -> list[dict]:
 
 
 def _not_connected(state: str) -> RepositoryList:
-    if state in ("expired", "invalid"):
-        what = "expired" if state == "expired" else "was rejected by GitHub"
+    if state == "invalid":
+        return RepositoryList(error="invalid", message=REJECTED, settings_url=reverse("settings"))
+    if state == "expired":
         return RepositoryList(
             error=state,
-            message=f"Your GitHub credential {what}. Connect GitHub again in Settings to pick from your repositories.",
+            message="Your GitHub credential expired. Connect GitHub again in Settings to pick from your repositories.",
             settings_url=reverse("settings"),
         )
     return RepositoryList(
@@ -119,11 +122,7 @@ def _failure(exc: Exception) -> RepositoryList:
     if isinstance(exc, SecretError):
         return RepositoryList(error="not_connected", message=str(exc), settings_url=settings_url)
     if isinstance(exc, InvalidCredential):
-        return RepositoryList(
-            error="invalid",
-            message="GitHub rejected your token (401): it expired or was revoked. Connect GitHub again in Settings.",
-            settings_url=settings_url,
-        )
+        return RepositoryList(error="invalid", message=REJECTED, settings_url=settings_url)
     if isinstance(exc, RateLimited):
         when = f" It resets at {local_time(exc.resets_at)}." if exc.resets_at else ""
         return RepositoryList(
@@ -135,10 +134,20 @@ def _failure(exc: Exception) -> RepositoryList:
     return RepositoryList(error="failed", message=f"{exc} You can still type the URL.")
 
 
-def _token(user) -> str:
+def _token(user) -> FetchedSecret:
     return fetch_secret(
         owner=user, provider=Provider.GITHUB, kinds=GITHUB_PRECEDENCE, purpose="list repositories", actor="web"
-    ).value
+    )
+
+
+def _asked_with_token(user, ask):
+    """``ask(token)`` with the user's GitHub token; a 401 marks that credential rejected (card, banner, this form)."""
+    token = _token(user)
+    try:
+        return ask(token.value)
+    except InvalidCredential as exc:
+        do_mark_github_token_rejected(secret_id=token.secret_id, reason=str(exc))
+        raise
 
 
 def repositories_for(*, user, refresh: bool = False) -> RepositoryList:
@@ -150,7 +159,7 @@ def repositories_for(*, user, refresh: bool = False) -> RepositoryList:
     cached = None if refresh else cache.get(key)
     if cached is None:
         try:
-            page = list_user_repos(_token(user), per_page=PER_PAGE, max_pages=MAX_PAGES)
+            page = _asked_with_token(user, lambda token: list_user_repos(token, per_page=PER_PAGE, max_pages=MAX_PAGES))
         except (SecretError, ConnectError) as exc:
             return _failure(exc)
         cached = {"repositories": [asdict(r) for r in page.repositories], "truncated": page.truncated}
@@ -167,7 +176,8 @@ def search_repositories_for(*, user, query: str) -> RepositoryList:
     if not status.secret.account_login:  # without user:<login> the search would cover all of GitHub
         return RepositoryList()
     try:
-        found = search_user_repos(_token(user), login=status.secret.account_login, query=query)
+        login = status.secret.account_login
+        found = _asked_with_token(user, lambda token: search_user_repos(token, login=login, query=query))
     except (SecretError, ConnectError) as exc:
         return _failure(exc)
     return RepositoryList(repositories=_ordered(user, found))

@@ -119,9 +119,10 @@ def test_a_typed_url_still_works(browser, asgi_server, github, javascript):
     assert Task.objects.get().repo_url == f"{github.url}/acme/widgets.git"
 
 
+SAYS_ERROR = "m => document.querySelector('[data-testid=repo-error]').textContent.includes(m)"
 ERRORS = {
     "not connected": ("No GitHub account is connected", True),
-    "token rejected": ("GitHub rejected your token (401)", True),
+    "token rejected": ("GitHub rejected your token: reconnect", True),
     "rate limited": (f"rate limit for your token is used up. It resets at {RESET_AT:%Y-%m-%d %H:%M}", False),
     "GitHub unreachable": ("GitHub answered 502", False),
 }
@@ -150,9 +151,7 @@ def test_each_error_is_shown_with_what_the_user_typed_kept(page, asgi_server, gi
         github.replies["GET", "/api/user/repos"] = Reply(502, b"Bad Gateway")
     page.get_by_test_id("repo-reload").click()
     error = page.get_by_test_id("repo-error")
-    page.wait_for_function(
-        "m => document.querySelector('[data-testid=repo-error]').textContent.includes(m)", arg=message
-    )
+    page.wait_for_function(SAYS_ERROR, arg=message)
     assert error.is_visible()
     if settings_link:
         assert page.get_by_test_id("repo-settings-link").get_attribute("href") == "/settings/"
@@ -163,6 +162,29 @@ def test_each_error_is_shown_with_what_the_user_typed_kept(page, asgi_server, gi
         assert page.input_value(selector).replace("\r\n", "\n") == text
     assert page.input_value("#repo-search") == "list"
     assert page.url.endswith("/tasks/new/") and not Task.objects.exists()
+
+
+def test_a_rejected_token_turns_the_settings_card_invalid_live_and_stays_rejected(page, asgi_server, github):
+    """The token is revoked on GitHub while the settings page is open in another tab: the picker's reload gets 401,
+    says reconnect with a link, and the other tab's GitHub card turns invalid without a reload."""
+    user = user_with_github(github, "revoked")
+    github.list_repo("revoked-gh", "revoked-gh/listed")
+    sign_in(page, asgi_server, user)
+    page.get_by_test_id("repo-option").wait_for()
+    settings_tab = page.context.new_page()
+    settings_tab.goto(f"{asgi_server.url}/settings/")
+    settings_tab.wait_for_selector('[data-testid="github-card"][data-state="connected"]')
+    github.accounts = {t: a for t, a in github.accounts.items() if a.login != "revoked-gh"}
+    page.get_by_test_id("repo-reload").click()
+    page.wait_for_function(SAYS_ERROR, arg="GitHub rejected your token: reconnect")
+    assert page.get_by_test_id("repo-settings-link").get_attribute("href") == "/settings/"
+    settings_tab.wait_for_selector('[data-testid="github-card"][data-state="invalid"]', timeout=15_000)
+    asked = len(github.requests_to("/api/user/repos", "GET"))
+    page.reload()
+    page.wait_for_function(SAYS_ERROR, arg="GitHub rejected your token: reconnect")
+    assert len(github.requests_to("/api/user/repos", "GET")) == asked  # known rejected: GitHub is not asked again
+    page.get_by_test_id("repo-settings-link").click()
+    page.wait_for_selector('[data-testid="github-card"][data-state="invalid"]')
 
 
 def test_a_huge_account_says_it_shows_the_first_ones_and_searches_for_the_rest(page, asgi_server, github):

@@ -59,3 +59,24 @@ async def test_cards_are_pushed_on_change_with_csrf_and_only_to_the_owner():
 async def test_unauthenticated_is_refused():
     connected, code = await communicator(AnonymousUser()).connect()
     assert not connected and code == 4401
+
+
+async def test_a_401_to_the_repository_list_turns_the_open_github_card_invalid(github):
+    """The token is revoked on GitHub; the task form's list gets 401: the settings page open in another tab shows the
+    card "invalid" at once, pushed over its socket."""
+    from execution.git.repositories import repositories_for
+
+    ann = await database_sync_to_async(User.objects.create_user)("ann", password="ann password 123")
+    token = github.add_token(classic_token(), login="ann-gh")
+    await database_sync_to_async(do_store_secret)(
+        owner=ann, provider="github", kind="pat", value=token, account_login="ann-gh"
+    )
+    comm = communicator(ann)
+    assert (await comm.connect())[0]
+    assert 'data-state="connected"' in (await cards(comm))["github"]
+    del github.accounts[token]
+    found = await database_sync_to_async(repositories_for)(user=ann, refresh=True)
+    assert found.error == "invalid"
+    card = (await cards(comm))["github"]
+    assert 'data-state="invalid"' in card
+    await comm.disconnect()

@@ -4,6 +4,7 @@ import pytest
 
 from execution.attempts.actions import do_create_task, do_start_attempt
 from execution.git.pull_requests import PullRequestError, open_pull_request
+from secrets_app.models import Secret, SecretState
 from secrets_app.secret_store import do_store_secret
 from tests.fakes.github import classic_token
 
@@ -34,3 +35,13 @@ def test_a_403_is_still_a_permission_problem(github, alice):
     attempt = attempt_on(github, alice, "acme/widgets", ["read:user"])
     with pytest.raises(PullRequestError, match="no permission to open pull requests in acme/widgets"):
         open_pull_request(attempt=attempt, title="t", body="b", actor="test")
+
+
+def test_a_401_says_reconnect_and_marks_the_credential_invalid(github, alice):
+    github.add_repo("acme", "widgets")
+    attempt = attempt_on(github, alice, "acme/widgets", ["repo"])
+    github.accounts.clear()  # every token revoked on GitHub
+    with pytest.raises(PullRequestError, match=r"GitHub rejected your token \(401\): reconnect GitHub in Settings"):
+        open_pull_request(attempt=attempt, title="t", body="b", actor="test")
+    secret = Secret.objects.get(owner=alice)
+    assert secret.state == SecretState.INVALID and "pull request" in secret.state_reason

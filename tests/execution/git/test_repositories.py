@@ -11,7 +11,10 @@ from django.utils import timezone
 
 from execution.attempts.actions import do_create_task, do_start_attempt
 from execution.git import repositories
+from secrets_app.github_connect import do_mark_github_token_rejected
+from secrets_app.models import Secret, SecretState
 from secrets_app.secret_store import do_store_secret
+from secrets_app.selectors import github_status
 from tests.fakes.github import classic_token
 from tests.fakes.http_server import Reply
 
@@ -125,11 +128,41 @@ def test_not_connected_says_so_with_a_link_to_settings(github, alice):
     assert "Connect one in Settings" in found.message and not listing(github)
 
 
-def test_a_rejected_token_says_connect_again(github, alice):
+def test_a_rejected_token_is_marked_invalid_and_says_reconnect(github, alice):
     token = connect(github, alice, "alice-gh")
     del github.accounts[token]  # revoked on GitHub
     found = repositories.repositories_for(user=alice)
-    assert found.error == "invalid" and "401" in found.message and found.settings_url == "/settings/"
+    assert found.error == "invalid" and found.settings_url == "/settings/"
+    assert found.message.startswith("GitHub rejected your token: reconnect")
+    secret = Secret.objects.get(owner=alice)
+    assert secret.state == SecretState.INVALID and "401" in secret.state_reason
+    assert github_status(owner=alice).state == "invalid"  # the settings card and the banner say so now
+    again = repositories.repositories_for(user=alice, refresh=True)
+    assert again.error == "invalid" and again.message == found.message
+    assert len(listing(github)) == 1  # known rejected: GitHub is not asked again
+
+
+def test_a_rejected_token_in_a_search_is_marked_invalid_too(github, alice):
+    token = connect(github, alice, "alice-gh")
+    del github.accounts[token]
+    found = repositories.search_repositories_for(user=alice, query="needle")
+    assert found.error == "invalid" and found.message.startswith("GitHub rejected your token: reconnect")
+    assert Secret.objects.get(owner=alice).state == SecretState.INVALID
+
+
+def test_a_401_marks_only_the_credential_that_was_sent(github, alice, bob):
+    """Bob's token works; alice's is rejected: only alice's is marked, and a credential alice disconnected meanwhile
+    stays disconnected (not turned into an invalid one)."""
+    alice_token = connect(github, alice, "alice-gh")
+    connect(github, bob, "bob-gh")
+    del github.accounts[alice_token]
+    assert repositories.repositories_for(user=alice).error == "invalid"
+    assert repositories.repositories_for(user=bob).error == ""
+    assert Secret.objects.get(owner=bob).state == SecretState.ACTIVE
+    secret = Secret.objects.get(owner=alice)
+    Secret.objects.filter(pk=secret.pk).update(state=SecretState.REVOKED)
+    do_mark_github_token_rejected(secret_id=secret.pk, reason="GitHub answered 401")
+    assert Secret.objects.get(pk=secret.pk).state == SecretState.REVOKED
 
 
 def test_a_rate_limit_says_when_it_resets(github, alice, settings):
@@ -208,7 +241,7 @@ def test_an_expired_or_rejected_credential_says_connect_again_without_asking_git
     assert found.error == "expired" and "expired" in found.message and found.settings_url == "/settings/"
     do_mark_secret_state(secret=Secret.objects.get(), state="invalid", reason="GitHub answered 401")
     found = repositories.repositories_for(user=alice)
-    assert found.error == "invalid" and "Connect GitHub again" in found.message
+    assert found.error == "invalid" and found.message.startswith("GitHub rejected your token: reconnect")
     assert not listing(github)
 
 
