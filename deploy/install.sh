@@ -23,6 +23,7 @@ Usage: sudo deploy/install.sh [options]
   --postgres-port N      Port of the local PostgreSQL server (default 5432).
   --postgres-socket-dir D  Its socket folder (default /var/run/postgresql).
   --redis-port N         Port of the local Redis server (default 6379).
+  --redis-config FILE    Its config file, where the install sets its password (default /etc/redis/redis.conf).
   --embedded             SQLite and no Redis (one machine; no PostgreSQL or Redis installed).
   --no-nginx             Write no nginx site (another reverse proxy is in front).
   --skip-packages        Install no Debian packages (they are there already).
@@ -33,7 +34,7 @@ EOF
 }
 
 INSTANCE=default ROOT="" SERVER_NAME="" PORT="" TLS_CERT="" TLS_KEY="" DATABASE_URL_GIVEN="" REDIS_URL_GIVEN=""
-PG_PORT=5432 PG_SOCKET=/var/run/postgresql REDIS_PORT=6379 EMBEDDED="" NGINX=1 PACKAGES=1 IMAGE=1
+PG_PORT=5432 PG_SOCKET=/var/run/postgresql REDIS_PORT=6379 REDIS_CONF="" EMBEDDED="" NGINX=1 PACKAGES=1 IMAGE=1
 VENV_PYTHON=/usr/bin/python3
 while (($#)); do
   case "$1" in
@@ -47,6 +48,7 @@ while (($#)); do
     --postgres-port) PG_PORT=$2; shift ;;
     --postgres-socket-dir) PG_SOCKET=$2; shift ;;
     --redis-port) REDIS_PORT=$2; shift ;;
+    --redis-config) REDIS_CONF=$2; shift ;;
     --embedded) EMBEDDED=1 ;;
     --no-nginx) NGINX="" ;;
     --skip-packages) PACKAGES="" ;;
@@ -63,6 +65,7 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib.sh
 . "$SRC/deploy/lib.sh"
 anyon_paths
+REDIS_CONF=${REDIS_CONF:-$ROOT/etc/redis/redis.conf}
 [[ $EUID -eq 0 ]] || { echo "run as root (sudo $0): it creates a user, services and a database" >&2; exit 1; }
 if [[ -n "$TLS_CERT$TLS_KEY" && ( -z "$TLS_CERT" || -z "$TLS_KEY" ) ]]; then
   echo "--tls-cert and --tls-key go together" >&2; exit 2
@@ -277,27 +280,49 @@ fi
 
 # --- Redis ----------------------------------------------------------------------------------------------------------
 REDIS_URL_VALUE="" REDIS_URL_FORCE=""
+# shellcheck source=redis.sh
+. "$SRC/deploy/redis.sh"
 if [[ -n "$EMBEDDED" ]]; then
   :
 elif [[ -n "$REDIS_URL_GIVEN" ]]; then
   REDIS_URL_VALUE=$REDIS_URL_GIVEN REDIS_URL_FORCE=1
   if [[ "$(env_value REDIS_URL)" == "$REDIS_URL_GIVEN" ]]; then report Redis "unchanged (given)"; else report Redis given; fi
 else
-  if [[ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" != PONG ]]; then
+  if ! redis_answers "$REDIS_PORT"; then
     [[ -n "$SYSTEMD" ]] && systemctl enable --now redis-server >/dev/null
-    for _ in $(seq 1 30); do [[ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]] && break; sleep 1; done
-    [[ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]] || fail "Redis does not answer on port $REDIS_PORT"
+    for _ in $(seq 1 30); do redis_answers "$REDIS_PORT" && break; sleep 1; done
+    redis_answers "$REDIS_PORT" || fail "Redis does not answer on port $REDIS_PORT"
   fi
-  REDIS_URL_VALUE=$(env_value REDIS_URL)
-  if [[ -n "$REDIS_URL_VALUE" ]]; then
-    report Redis "unchanged (${REDIS_URL_VALUE#redis://})"
+  # A password: on 127.0.0.1 without one, every account of the host could read the queue and publish on the
+  # channel layer. It lives in Redis's config file (--redis-config) and goes into REDIS_URL, never to the output.
+  redis_require_password "$REDIS_CONF" "$REDIS_PORT" || fail "Redis password not set (above)"
+  REDIS_URL_NOW=$(env_value REDIS_URL)
+  managed="^redis://(:[^@]*@)?127\.0\.0\.1:$REDIS_PORT/([0-9]+)$"
+  if [[ -n "$REDIS_URL_NOW" && ! "$REDIS_URL_NOW" =~ $managed ]]; then
+    report Redis "unchanged (REDIS_URL of the settings file, not managed here)"
   else
-    # Each installation of the host its own Redis database: queues, channel layer and cache of one never mix.
-    used=$(cat "$ROOT"/etc/anyon*/env 2>/dev/null | sed -n "s|^REDIS_URL=redis://127.0.0.1:$REDIS_PORT/||p" || true)
-    index=0
-    while grep -qx "$index" <<<"$used"; do index=$((index + 1)); done
-    REDIS_URL_VALUE="redis://127.0.0.1:$REDIS_PORT/$index"
-    report Redis "database $index on port $REDIS_PORT"
+    if [[ "$REDIS_URL_NOW" =~ $managed ]]; then
+      index=${BASH_REMATCH[2]}
+    else
+      # Each installation of the host its own Redis database: queues, channel layer and cache of one never mix.
+      used=$(cat "$ROOT"/etc/anyon*/env 2>/dev/null |
+        sed -E -n "s#^REDIS_URL=redis://(:[^@]*@)?127\.0\.0\.1:$REDIS_PORT/##p" || true)
+      index=0
+      while grep -qx "$index" <<<"$used"; do index=$((index + 1)); done
+    fi
+    REDIS_URL_VALUE="redis://:$(redis_url_password "$REDIS_PASSWORD")@127.0.0.1:$REDIS_PORT/$index" REDIS_URL_FORCE=1
+    if [[ "$REDIS_URL_VALUE" == "$REDIS_URL_NOW" ]]; then state="unchanged (database $index on port $REDIS_PORT)"
+    elif [[ -n "$REDIS_URL_NOW" ]]; then state="database $index on port $REDIS_PORT, its password put in REDIS_URL"
+    else state="database $index on port $REDIS_PORT"; fi
+    [[ "$REDIS_PASSWORD_STATE" == unchanged ]] || state="$state; $REDIS_PASSWORD_STATE"
+    report Redis "$state"
+    for other in "$ROOT"/etc/anyon*/env; do  # other installations on this Redis without its password stop working
+      [[ -f "$other" && "$other" != "$ENV_FILE" ]] || continue
+      if [[ "$(env_value REDIS_URL "$other")" =~ ^redis://127\.0\.0\.1:$REDIS_PORT/ ]]; then
+        echo "  note: $other has REDIS_URL without Redis's password now required: run deploy/install.sh for that \
+installation again (--instance)"
+      fi
+    done
   fi
 fi
 

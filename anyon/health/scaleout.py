@@ -4,16 +4,20 @@ the channel layer and the task broker. Each check answers within seconds when it
 from __future__ import annotations
 
 import secrets
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 
-from anyon.health.checks import CACHE_TABLE_FIX, FAIL, OK, Check, cache_error
+from anyon.health.checks import CACHE_TABLE_FIX, FAIL, OK, WARN, Check, cache_error
 from shared.outages import describe
 
 #: Seconds a check waits for Redis (connect and each answer).
 TIMEOUT = 2.0
 REDIS_FIX = "start Redis (systemctl start redis-server) and check REDIS_URL; docs/RUNBOOK.md, 'Redis outage'"
+NO_PASSWORD_FIX = (
+    "set requirepass in Redis's config and put the password into REDIS_URL (redis://:<password>@host:6379/0; "
+    "deploy/install.sh does both for the Redis it installs); docs/DEPLOYMENT.md, 'Redis password'"
+)
 DATABASE_FIX = "start the database server and check DATABASE_URL; docs/RUNBOOK.md, 'PostgreSQL outage'"
 
 
@@ -46,7 +50,23 @@ def check_redis() -> Check:
             client.close()
     except redis.RedisError as exc:
         return Check(name, FAIL, f"not reachable at {where}: {describe(exc)}", REDIS_FIX)
+    if not has_password(settings.REDIS_URL):
+        return Check(
+            name,
+            WARN,
+            f"Redis {version} at {where} without a password: every account that reaches it can read the task queue "
+            "and publish on the channel layer",
+            NO_PASSWORD_FIX,
+            required=False,
+        )
     return Check(name, OK, f"Redis {version} at {where}")
+
+
+def has_password(url: str) -> bool:
+    """A Redis URL that authenticates (``redis://:<password>@``, ``redis://<user>:<password>@``, ``?password=``), or
+    a unix socket, whose file mode decides who reaches it."""
+    parts = urlsplit(url)
+    return parts.scheme == "unix" or bool(parts.password) or "password" in parse_qs(parts.query)
 
 
 def check_cache() -> Check:

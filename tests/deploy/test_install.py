@@ -66,6 +66,10 @@ def host(runtime_image):
     )  # fmt: skip
     pg_port, redis_port = free_port(), free_port()
     ARTIFACTS.mkdir(exist_ok=True)
+    redis_conf = root / "etc" / "redis" / "redis.conf"  # as Debian's: the install sets its password there
+    redis_conf.parent.mkdir(parents=True)
+    redis_conf.write_text(f'bind 127.0.0.1\nport {redis_port}\nsave ""\nappendonly no\n')
+    redis_conf.chmod(0o640)
     servers = [
         subprocess.Popen(
             [*as_postgres, str(bindir / "postgres"), "-D", str(pg / "data"), "-p", str(pg_port), "-k", str(pg / "sock"),
@@ -73,7 +77,7 @@ def host(runtime_image):
             stdout=(ARTIFACTS / "install-postgres.log").open("w"), stderr=subprocess.STDOUT, cwd="/",
         ),
         subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
+            ["redis-server", str(redis_conf)],
             stdout=(ARTIFACTS / "install-redis.log").open("w"), stderr=subprocess.STDOUT,
         ),
     ]  # fmt: skip
@@ -100,7 +104,7 @@ def host(runtime_image):
         "--server-name", "anyon-ci.test", "--port", str(free_port()), "--postgres-port", str(pg_port),
         "--postgres-socket-dir", str(pg / "sock"), "--redis-port", str(redis_port), "--skip-image",
     ]  # fmt: skip
-    yield {"root": root, "env": env, "psql": psql, "install": install_argv}
+    yield {"root": root, "env": env, "psql": psql, "install": install_argv, "redis_port": redis_port}
     import docker
 
     client = docker.from_env()
@@ -184,6 +188,15 @@ def test_install_twice_then_back_up_and_restore(host):
     database_url = re.search(r"^DATABASE_URL=(\S+)$", settings, re.MULTILINE).group(1)
     assert "@127.0.0.1:" in database_url and database_url.endswith(f"/{DB}")
     assert psql(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{DB}'") == DB  # noqa: S608
+    # Redis: a generated password in its config and in REDIS_URL, never in the output; without it Redis says no.
+    redis_password = re.search(r"^requirepass (\S+)$", (root / "etc/redis/redis.conf").read_text(), re.MULTILINE)[1]
+    redis_url = re.search(r"^REDIS_URL=(\S+)$", settings, re.MULTILINE).group(1)
+    assert redis_url == f"redis://:{redis_password}@127.0.0.1:{host['redis_port']}/0"
+    assert redis_password not in first.stdout + first.stderr
+    import redis
+
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=host["redis_port"]).ping()
     # The code is root's: the service user runs it but cannot change it.
     assert (srv / "app").stat().st_uid == 0 and (srv / "app").stat().st_mode & 0o022 == 0
     assert (srv / "app" / "manage.py").stat().st_mode & 0o022 == 0
@@ -222,8 +235,12 @@ def test_install_twice_then_back_up_and_restore(host):
     subprocess.run(["tar", "-xf", str(root / "release.tar")], cwd=release, check=True)
     with (release / "anyon" / "__init__.py").open("a") as handle:
         handle.write("# the next release\n")
+    # ... from a version that wrote REDIS_URL without the password: the upgrade puts it in.
+    (etc / "env").write_text(settings.replace(redis_url, f"redis://127.0.0.1:{host['redis_port']}/0"))
     upgrade = run([str(release / "deploy" / "install.sh"), *host["install"][1:]], env)
     assert upgrade.returncode == 0, upgrade.stdout[-3000:] + upgrade.stderr[-3000:]
+    assert re.search(r"^  Redis +database 0 on port \d+, its password put in REDIS_URL$", upgrade.stdout, re.MULTILINE)
+    assert f"REDIS_URL={redis_url}\n" in (etc / "env").read_text()
     assert re.search(r"^  code +copied to ", upgrade.stdout, re.MULTILINE)
     assert re.search(r"^  migrations +unchanged", upgrade.stdout, re.MULTILINE)
     assert all(re.search(rf"^  {u} +restarted", upgrade.stdout, re.MULTILINE) for u in UNITS), upgrade.stdout

@@ -10,7 +10,7 @@ import pytest
 
 from tests.fixtures.processes import ROOT
 
-SCRIPTS = [ROOT / "deploy" / "install.sh", ROOT / "deploy" / "anyon-ctl", ROOT / "deploy" / "lib.sh"]
+SCRIPTS = [ROOT / "deploy" / name for name in ("install.sh", "anyon-ctl", "lib.sh", "redis.sh")]
 
 
 def test_deploy_scripts_pass_shellcheck():
