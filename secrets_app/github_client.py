@@ -135,18 +135,25 @@ def api_headers(token: str) -> dict[str, str]:
     }
 
 
-def get_user(token: str) -> GitHubUser:
-    """``GET /user`` with the token: who it belongs to, its scopes and its expiry."""
+def _get_with_token(path: str, token: str, params: dict[str, str | int]) -> requests.Response:
+    """A GET on GitHub's API with the user's token (in the header only); a 401 is :class:`InvalidCredential`."""
     try:
         response = requests.get(
-            f"{settings.ANYON_GITHUB_API_URL.rstrip('/')}/user",
+            f"{settings.ANYON_GITHUB_API_URL.rstrip('/')}{path}",
+            params=params,
             headers=api_headers(token),
             timeout=_timeout(),
         )
     except requests.RequestException as exc:
-        raise ConnectError(f"GitHub could not be reached ({type(exc).__name__}). Try again in a minute.") from exc
+        raise Unreachable(f"GitHub could not be reached ({type(exc).__name__}). Try again in a minute.") from exc
     if response.status_code == 401:
         raise InvalidCredential("GitHub rejected the token (401): it is wrong, revoked or expired.")
+    return response
+
+
+def get_user(token: str) -> GitHubUser:
+    """``GET /user`` with the token: who it belongs to, its scopes and its expiry."""
+    response = _get_with_token("/user", token, {})
     if response.status_code == 403:
         raise ConnectError("GitHub refused the request (403): the token may be rate limited or blocked by SSO.")
     check_api = (
@@ -260,17 +267,7 @@ class RepositoryPage:
 
 def _api_get(path: str, token: str, params: dict[str, str | int]) -> requests.Response:
     """A GET on GitHub's API with the user's token; 401, rate limits and unreachability become exceptions."""
-    try:
-        response = requests.get(
-            f"{settings.ANYON_GITHUB_API_URL.rstrip('/')}{path}",
-            params=params,
-            headers=api_headers(token),
-            timeout=_timeout(),
-        )
-    except requests.RequestException as exc:
-        raise Unreachable(f"GitHub could not be reached ({type(exc).__name__}). Try again in a minute.") from exc
-    if response.status_code == 401:
-        raise InvalidCredential("GitHub rejected the token (401): it is wrong, revoked or expired.")
+    response = _get_with_token(path, token, params)
     if response.status_code in (403, 429) and response.headers.get("X-RateLimit-Remaining") == "0":
         reset = response.headers.get("X-RateLimit-Reset", "")
         resets_at = datetime.fromtimestamp(int(reset), tz=UTC) if reset.isdigit() else None

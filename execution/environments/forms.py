@@ -88,6 +88,25 @@ def _script_field(label: str, help_text: str) -> forms.CharField:
     )
 
 
+def _network_fields(
+    phase: str, modes: list[tuple[str, str]], rules_help: str
+) -> tuple[forms.ChoiceField, forms.MultipleChoiceField, forms.CharField, forms.BooleanField]:
+    """One phase's network policy fields: mode, presets, custom entries, read-only (``PhaseNetwork``)."""
+    return (
+        forms.ChoiceField(label=f"{phase}: network", choices=modes, initial="off"),
+        forms.MultipleChoiceField(
+            label=f"{phase}: presets", choices=PRESET_CHOICES, required=False, widget=forms.CheckboxSelectMultiple
+        ),
+        forms.CharField(
+            label=f"{phase}: custom entries",
+            required=False,
+            help_text=rules_help,
+            widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "mono"}),
+        ),
+        forms.BooleanField(label=f"{phase}: read-only (GET and HEAD only)", required=False),
+    )
+
+
 class EnvironmentForm(forms.Form):
     setup_script = _script_field(
         "Setup script", "Runs with bash in /workspace after the clone, before the agent, with the setup secrets."
@@ -99,30 +118,14 @@ class EnvironmentForm(forms.Form):
         help_text="NAME=value, one a line. Shown here, given to the setup script and the agent. Not for secrets.",
         widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false", "class": "mono"}),
     )
-    setup_network_mode = forms.ChoiceField(label="Setup: network", choices=NetworkMode.choices, initial="off")
-    setup_network_presets = forms.MultipleChoiceField(
-        label="Setup: presets", choices=PRESET_CHOICES, required=False, widget=forms.CheckboxSelectMultiple
+    setup_network_mode, setup_network_presets, setup_network_rules, setup_network_read_only = _network_fields(
+        "Setup",
+        NetworkMode.choices,
+        "host, host:port, *.example.com or http://host/path, one a line; add read-only to allow only reads.",
     )
-    setup_network_rules = forms.CharField(
-        label="Setup: custom entries",
-        required=False,
-        help_text="host, host:port, *.example.com or http://host/path, one a line; add read-only to allow only reads.",
-        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "mono"}),
+    agent_network_mode, agent_network_presets, agent_network_rules, agent_network_read_only = _network_fields(
+        "Agent", [c for c in NetworkMode.choices if c[0] != NetworkMode.OBSERVE], "As for setup."
     )
-    setup_network_read_only = forms.BooleanField(label="Setup: read-only (GET and HEAD only)", required=False)
-    agent_network_mode = forms.ChoiceField(
-        label="Agent: network", choices=[c for c in NetworkMode.choices if c[0] != NetworkMode.OBSERVE], initial="off"
-    )
-    agent_network_presets = forms.MultipleChoiceField(
-        label="Agent: presets", choices=PRESET_CHOICES, required=False, widget=forms.CheckboxSelectMultiple
-    )
-    agent_network_rules = forms.CharField(
-        label="Agent: custom entries",
-        required=False,
-        help_text="As for setup.",
-        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "mono"}),
-    )
-    agent_network_read_only = forms.BooleanField(label="Agent: read-only (GET and HEAD only)", required=False)
 
     def clean_variables(self) -> dict[str, str]:
         return parse_variables(self.cleaned_data["variables"])

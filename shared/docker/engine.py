@@ -187,31 +187,15 @@ class DockerEngine:
         """Run ``argv`` in a throw-away hardened container without network, ``stdin`` on its standard input; return
         its exit code and standard output. The container is removed whatever happens. ``seccomp_profile`` as for
         :class:`ContainerSpec`."""
-        container = None
-        try:
-            container = self.client.containers.create(
-                image,
-                argv,
-                mounts=mounts,
-                user=user,
-                labels=labels,
-                network_mode="none",
-                stdin_open=True,
-                read_only=True,
-                pids_limit=64,
-                **hardening(seccomp_profile),
-            )
+        with self._helper_container(
+            image, argv, mounts=mounts, user=user, labels=labels, seccomp_profile=seccomp_profile,
+            stdin_open=True, read_only=True, pids_limit=64,
+        ) as container:  # fmt: skip
             sock = self.api.attach_socket(container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             container.start()
             out = b"".join(data for stream, data in self._with_stdin(sock, stdin) if stream == "stdout")
             code = container.wait(timeout=timeout).get("StatusCode")
             return code, out.decode("utf-8", errors="replace")
-        except (APIError, DockerException, OSError) as exc:
-            raise EngineError(f"could not run {argv[0]} in a helper container: {exc}") from exc
-        finally:
-            if container is not None:
-                with contextlib.suppress(NotFound, APIError):
-                    container.remove(force=True)
 
     def run_and_commit(
         self,
@@ -228,12 +212,9 @@ class DockerEngine:
         """Run ``argv`` in a throw-away hardened container without network whose root is writable; when it exits
         with 0, commit it (``commit``: ``repository``, ``tag``, ``conf``). Returns the image's id and the standard
         output. The container is removed whatever happens."""
-        container = None
-        try:
-            container = self.client.containers.create(
-                image, argv, mounts=mounts, user=user, labels=labels, network_mode="none", pids_limit=256,
-                **hardening(seccomp_profile),
-            )  # fmt: skip
+        with self._helper_container(
+            image, argv, mounts=mounts, user=user, labels=labels, seccomp_profile=seccomp_profile, pids_limit=256
+        ) as container:
             container.start()
             code = container.wait(timeout=timeout).get("StatusCode")
             out = container.logs(stdout=True, stderr=code != 0).decode("utf-8", errors="replace")
@@ -241,6 +222,19 @@ class DockerEngine:
                 raise EngineError(f"{argv[0]} in a helper container exited with {code}: {out[-300:]}")
             answer = self.api.commit(container.id, pause=False, **commit)
             return answer["Id"], out
+
+    @contextlib.contextmanager
+    def _helper_container(
+        self, image: str, argv: list[str], *, seccomp_profile: str | None, **create
+    ) -> Iterator[docker.models.containers.Container]:
+        """A created (not started) hardened container without network for ``argv``, removed whatever happens; what
+        the engine raises meanwhile becomes an EngineError."""
+        container = None
+        try:
+            container = self.client.containers.create(
+                image, argv, network_mode="none", **create, **hardening(seccomp_profile)
+            )
+            yield container
         except (APIError, DockerException, OSError, requests.RequestException) as exc:
             raise EngineError(f"could not run {argv[0]} in a helper container: {exc}") from exc
         finally:

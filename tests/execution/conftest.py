@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import secrets
 import string
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 import pytest
@@ -58,6 +60,21 @@ def world(alice, settings, runtime_image, tmp_path):
         settings.ANYON_CLOUD_NETWORK = "host"
         settings.ANYON_ANTHROPIC_API_URL = api.url
         yield World(alice, github_token, claude_token, api)
+
+
+def sealed_mode(settings, world: World, github_url: str, *, prefix: str) -> tuple[Path, Path]:
+    """Sealed mode in a short temp dir of its own (UNIX socket paths are at most 107 bytes), the fake Anthropic API
+    and GitHub reachable through the egress proxy: that dir and the proxy's control socket path in it."""
+    from shared.egress import HostPort
+
+    temp = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    control = temp / "egress" / "control.sock"
+    settings.ANYON_TEMP_DIR = temp
+    settings.ANYON_CREDENTIAL_MODE = "sealed"
+    settings.ANYON_EGRESS_CONTROL = str(control)
+    settings.ANYON_CONTAINER_ENV = {}
+    settings.ANYON_EGRESS_ALLOW_INTERNAL = [str(HostPort.of_url(world.api.url)), str(HostPort.of_url(github_url))]
+    return temp, control
 
 
 def custom(*argv: str, title: str = "step") -> dict:

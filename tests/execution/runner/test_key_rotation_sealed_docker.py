@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,9 @@ from execution.models import AttemptStatus
 from execution.runner import run_attempt
 from secrets_app.key_rotation import use_secret_key
 from shared.alerts import AlertKind
-from shared.egress import EgressClient, HostPort
 from shared.env_file import read_env_file
 from shared.models import Alert
-from tests.execution.conftest import logs
+from tests.execution.conftest import logs, sealed_mode
 from tests.fakes.anthropic_api import TextReply
 from tests.fakes.git_http import basic_credentials
 from tests.fakes.github import FakeGitHub
@@ -50,28 +48,13 @@ def repo(world, github: FakeGitHub) -> str:
 @pytest.fixture
 def start_proxy(world, github: FakeGitHub, settings):
     """Sealed mode with this test's own egress proxy process, started with extra environment."""
-    temp = Path(tempfile.mkdtemp(prefix="ak-", dir="/tmp"))
-    control = temp / "egress" / "control.sock"
-    settings.ANYON_TEMP_DIR = temp
-    settings.ANYON_CREDENTIAL_MODE = "sealed"
-    settings.ANYON_EGRESS_CONTROL = str(control)
-    settings.ANYON_CONTAINER_ENV = {}
-    settings.ANYON_EGRESS_ALLOW_INTERNAL = [str(HostPort.of_url(world.api.url)), str(HostPort.of_url(github.url))]
+    temp, control = sealed_mode(settings, world, github.url, prefix="ak-")
     started = []
 
     def start(**extra: str) -> processes.LiveProcess:
         env = processes.subprocess_env(ANYON_EGRESS_CONTROL=str(control), ANYON_TEMP_DIR=str(temp), **extra)
-        proxy = processes.start_process("egress-proxy-rotation", [sys.executable, "manage.py", "egress_proxy"], env)
+        proxy = processes.start_egress_proxy("egress-proxy-rotation", control, env)
         started.append(proxy)
-        client = EgressClient(control, timeout=2)
-
-        def answers() -> bool:
-            try:
-                return client.ping()
-            except Exception:
-                return False
-
-        wait_for(answers, timeout=30, what="the egress proxy's control socket")
         return proxy
 
     yield start

@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -28,14 +27,13 @@ from execution.attempts import secret_dir
 from execution.attempts.actions import do_request_pull_request
 from execution.models import AttemptStatus, EgressBlock, JobStatus
 from execution.runner import run_attempt, run_job
-from shared.egress import EgressClient, HostPort
+from shared.egress import HostPort
 from shared.models import Alert
-from tests.execution.conftest import logs, when_step_runs
+from tests.execution.conftest import logs, sealed_mode, when_step_runs
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fakes.git_http import basic_credentials
 from tests.fakes.github import FakeGitHub
-from tests.fixtures.processes import start_process, subprocess_env
-from tests.fixtures.waiting import wait_for
+from tests.fixtures.processes import start_egress_proxy, subprocess_env
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True), pytest.mark.hostile]
 
@@ -74,28 +72,9 @@ def evil():
 @pytest.fixture
 def sealed(world, github: FakeGitHub, settings):
     """Sealed mode with this test's own egress proxy process (short paths: UNIX socket paths are at most 107 bytes)."""
-    temp = Path(tempfile.mkdtemp(prefix="as-", dir="/tmp"))
-    control = temp / "egress" / "control.sock"
-    settings.ANYON_TEMP_DIR = temp
-    settings.ANYON_CREDENTIAL_MODE = "sealed"
-    settings.ANYON_EGRESS_CONTROL = str(control)
-    settings.ANYON_CONTAINER_ENV = {}
-    settings.ANYON_ANTHROPIC_API_URL = world.api.url
-    settings.ANYON_EGRESS_ALLOW_INTERNAL = [str(HostPort.of_url(world.api.url)), str(HostPort.of_url(github.url))]
-    proxy = start_process(
-        "egress-proxy",
-        [sys.executable, "manage.py", "egress_proxy"],
-        subprocess_env(ANYON_EGRESS_CONTROL=str(control), ANYON_TEMP_DIR=str(temp)),
-    )
-    client = EgressClient(control, timeout=2)
-
-    def answers() -> bool:
-        try:
-            return client.ping()
-        except Exception:
-            return False
-
-    wait_for(answers, timeout=30, what="the egress proxy's control socket")
+    temp, control = sealed_mode(settings, world, github.url, prefix="as-")
+    env = subprocess_env(ANYON_EGRESS_CONTROL=str(control), ANYON_TEMP_DIR=str(temp))
+    proxy = start_egress_proxy("egress-proxy", control, env)
     yield proxy
     proxy.stop()
 

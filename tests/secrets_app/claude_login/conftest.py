@@ -62,6 +62,21 @@ def login_of(user) -> sessions.LoginSession:
     return sessions._sessions[user.pk]
 
 
+async def start_subscription(comm) -> None:
+    """Start a subscription login on the socket and wait until it asks for the code."""
+    await comm.send_to(text_data=json.dumps({"type": "start", "method": "subscription"}))
+    await until(comm, lambda m: m["type"] == "need_code")
+
+
+async def waiting_for_code(user) -> WebsocketCommunicator:
+    """A login socket of ``user``, connected, whose subscription login waits for the code."""
+    comm = communicator(user)
+    assert (await comm.connect())[0]
+    await until(comm, lambda m: m["type"] == "status")
+    await start_subscription(comm)
+    return comm
+
+
 async def run_subscription_login(user, *, wrong_first: bool = False) -> str:
     comm = communicator(user)
     assert (await comm.connect())[0]

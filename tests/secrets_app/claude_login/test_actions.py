@@ -19,7 +19,9 @@ from tests.secrets_app.claude_login.conftest import (
     login_of,
     make_user,
     run_subscription_login,
+    start_subscription,
     until,
+    waiting_for_code,
 )
 from tests.secrets_app.conftest import API_KEY
 
@@ -96,14 +98,9 @@ async def test_cancel_reattach_and_out_of_order(login_command):
 async def test_a_new_start_replaces_the_running_login(login_command):
     """One login per user: starting again cancels the running one (its CLI stopped) and the page follows the new."""
     user = await database_sync_to_async(make_user)()
-    comm = communicator(user)
-    await comm.connect()
-    await until(comm, lambda m: m["type"] == "status")
-    await comm.send_to(text_data=json.dumps({"type": "start", "method": "subscription"}))
-    await until(comm, lambda m: m["type"] == "need_code")
+    comm = await waiting_for_code(user)
     first = login_of(user)
-    await comm.send_to(text_data=json.dumps({"type": "start", "method": "subscription"}))
-    await until(comm, lambda m: m["type"] == "need_code")
+    await start_subscription(comm)
     assert login_of(user) is not first
     assert first.state == State.CANCELLED and first.message == "Replaced by a new login."
     await eventually(lambda: not first.process.alive())
@@ -123,8 +120,7 @@ async def test_timeout_and_closed_tab(login_command, settings):
     assert "waited too long" in timed_out["message"]
     settings.ANYON_CLAUDE_LOGIN_TIMEOUT = 600
     settings.ANYON_CLAUDE_LOGIN_GRACE = 0
-    await comm.send_to(text_data=json.dumps({"type": "start", "method": "subscription"}))
-    await until(comm, lambda m: m["type"] == "need_code")
+    await start_subscription(comm)
     session = login_of(user)
     await comm.disconnect()  # the tab is closed
     await eventually(lambda: session.final and not session.process.alive())
@@ -166,11 +162,7 @@ async def test_bad_messages_and_unauthenticated(login_command, anthropic):
 @pytest.mark.django_db(transaction=True)
 async def test_a_code_that_is_not_the_shape_of_one_is_refused_before_it_reaches_the_cli(login_command):
     user = await database_sync_to_async(make_user)()
-    comm = communicator(user)
-    await comm.connect()
-    await until(comm, lambda m: m["type"] == "status")
-    await comm.send_to(text_data=json.dumps({"type": "start", "method": "subscription"}))
-    await until(comm, lambda m: m["type"] == "need_code")
+    comm = await waiting_for_code(user)
     for code, error in (
         (42, "Paste the code."),
         ("no hash here", "Paste the whole code"),

@@ -84,54 +84,60 @@ def test_a_grant_with_the_api_needs_the_repository():
 R = "/repos/acme/widgets"
 
 
+# Reads of the repository: allowed, with or without writes.
+READS = [
+    ("GET", R),
+    ("HEAD", R),
+    ("GET", f"{R}/issues/1/comments"),
+    ("GET", f"{R}/pulls/2/files"),
+    ("GET", f"{R}/actions/runs"),
+    ("GET", f"{R}/contents/README.md"),
+    ("GET", f"{R}/deployments"),
+]
+# Refused by default; with the second setting allowed: issues, pull requests and comments only, POST and PATCH only.
+WRITES = [
+    ("POST", f"{R}/issues"),
+    ("POST", f"{R}/issues/1/comments"),
+    ("PATCH", f"{R}/issues/comments/5"),
+    ("POST", f"{R}/pulls"),
+    ("PATCH", f"{R}/pulls/2"),
+    ("POST", f"{R}/pulls/2/reviews"),
+    ("POST", f"{R}/commits/{'a' * 40}/comments"),
+    ("PATCH", f"{R}/comments/9"),
+]
+# Refused with and without the second setting.
+NEVER = [
+    ("OPTIONS", R),
+    ("PATCH", R),  # visibility, name, default branch
+    ("DELETE", R),
+    ("PUT", f"{R}/pulls/2/merge"),
+    ("POST", f"{R}/pulls/2/merge"),
+    ("PUT", f"{R}/pulls/2/update-branch"),
+    ("PUT", f"{R}/contents/x.txt"),
+    ("POST", f"{R}/git/refs"),  # would bypass git.sock's ref policy
+    ("PATCH", f"{R}/git/refs/heads/main"),
+    ("POST", f"{R}/merges"),
+    ("POST", f"{R}/releases"),  # creates a tag
+    ("POST", f"{R}/statuses/{'a' * 40}"),  # fakes CI
+    ("POST", f"{R}/check-runs"),
+    ("POST", f"{R}/dispatches"),
+    ("POST", f"{R}/actions/workflows/ci.yml/dispatches"),
+    ("POST", f"{R}/forks"),
+    ("DELETE", f"{R}/issues/comments/5"),
+]
+
+
 @pytest.mark.parametrize(
-    ("method", "path", "write", "allowed"),
+    ("method", "path", "by_default", "with_writes"),
     [
-        # Reads of the repository: allowed, with or without writes.
-        ("GET", R, False, True),
-        ("HEAD", R, False, True),
-        ("GET", f"{R}/issues/1/comments", False, True),
-        ("GET", f"{R}/pulls/2/files", False, True),
-        ("GET", f"{R}/actions/runs", False, True),
-        ("GET", f"{R}/contents/README.md", False, True),
-        ("GET", f"{R}/deployments", False, True),
-        # Writes: refused by default, whatever the endpoint.
-        ("POST", f"{R}/issues", False, False),
-        ("POST", f"{R}/issues/1/comments", False, False),
-        ("PATCH", f"{R}/pulls/2", False, False),
-        ("POST", f"{R}/pulls", False, False),
-        ("PUT", f"{R}/contents/x.txt", False, False),
-        ("DELETE", R, False, False),
-        ("OPTIONS", R, False, False),
-        # With the second setting: issues, pull requests and comments only, POST and PATCH only.
-        ("POST", f"{R}/issues", True, True),
-        ("POST", f"{R}/issues/1/comments", True, True),
-        ("PATCH", f"{R}/issues/comments/5", True, True),
-        ("POST", f"{R}/pulls", True, True),
-        ("PATCH", f"{R}/pulls/2", True, True),
-        ("POST", f"{R}/pulls/2/reviews", True, True),
-        ("POST", f"{R}/commits/{'a' * 40}/comments", True, True),
-        ("PATCH", f"{R}/comments/9", True, True),
-        ("PATCH", R, True, False),  # visibility, name, default branch
-        ("DELETE", R, True, False),
-        ("PUT", f"{R}/pulls/2/merge", True, False),
-        ("POST", f"{R}/pulls/2/merge", True, False),
-        ("PUT", f"{R}/pulls/2/update-branch", True, False),
-        ("PUT", f"{R}/contents/x.txt", True, False),
-        ("POST", f"{R}/git/refs", True, False),  # would bypass git.sock's ref policy
-        ("PATCH", f"{R}/git/refs/heads/main", True, False),
-        ("POST", f"{R}/merges", True, False),
-        ("POST", f"{R}/releases", True, False),  # creates a tag
-        ("POST", f"{R}/statuses/{'a' * 40}", True, False),  # fakes CI
-        ("POST", f"{R}/check-runs", True, False),
-        ("POST", f"{R}/dispatches", True, False),
-        ("POST", f"{R}/actions/workflows/ci.yml/dispatches", True, False),
-        ("POST", f"{R}/forks", True, False),
-        ("DELETE", f"{R}/issues/comments/5", True, False),
+        *((method, path, True, True) for method, path in READS),
+        *((method, path, False, True) for method, path in WRITES),
+        *((method, path, False, False) for method, path in NEVER),
     ],
 )
-def test_the_method_rule(method, path, write, allowed):
-    assert (github_api_refusal(method, path, "acme/widgets", write=write) is None) == allowed
+def test_the_method_rule(method, path, by_default, with_writes):
+    assert (github_api_refusal(method, path, "acme/widgets", write=False) is None) == by_default
+    assert (github_api_refusal(method, path, "acme/widgets", write=True) is None) == with_writes
 
 
 @pytest.mark.parametrize(
