@@ -14,11 +14,8 @@ from execution.attempts.steps import Step
 from execution.environments.selectors import environment_of_attempt, network_policies
 from execution.models import Attempt, RunKind
 from secrets_app.secret_store import fetch_secret_by_id
-from shared.docker.engine import DockerEngine
 from shared.egress.network_policy import NetworkPolicy
 
-#: Where the agent could read a file the setup left: its home, the workspace and the temporary directory.
-AGENT_READABLE = ("/home", "/workspace", "/tmp")
 MAX_PATHS_SHOWN = 5
 
 
@@ -74,26 +71,6 @@ def load_setup_phase(*, attempt: Attempt, actor: str) -> SetupPhase:
         setup_policy=setup_policy,
         agent_policy=agent_policy,
     )
-
-
-def secrets_on_disk(engine: DockerEngine, container_id: str, secrets: dict[str, str]) -> dict[str, list[str]] | None:
-    """Setup secret name → files under ``AGENT_READABLE`` that hold its value (searched as bytes, binary files too;
-    compressed or encoded copies are not found). ``None`` when the search itself could not run. Run by Anyon after
-    the container's restart: no process of the setup sees the values on this exec's standard input."""
-    found: dict[str, list[str]] = {}
-    for name, value in secrets.items():
-        code, out, _ = engine.exec_capture(
-            container_id,
-            ["grep", "-rlsF", "-f", "-", "--", *AGENT_READABLE],
-            stdin=value.encode() + b"\n",
-            workdir="/",
-        )
-        if code is None or code not in (0, 1, 2):
-            return None
-        paths = [line for line in out.splitlines() if line]
-        if paths:
-            found[name] = paths
-    return found
 
 
 def written_secrets_message(found: dict[str, list[str]]) -> str:

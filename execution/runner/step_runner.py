@@ -31,7 +31,8 @@ from execution.runner import alert_policy, push_guard, step_report
 from execution.runner.credential_expiry import REJECTED, expire_rejected_credential
 from execution.runner.outcomes import ExecEnd, StepOutcome, StopReason, step_outcome
 from execution.runner.sealing import SealedEgress
-from execution.runner.setup_phase import SetupPhase, secrets_on_disk, written_secrets_message
+from execution.runner.secret_search import secrets_on_disk
+from execution.runner.setup_phase import SetupPhase, written_secrets_message
 from execution.runner.step_report import Commits
 from execution.runner.stream import ExecStream
 from execution.runner.workspace import WorkspaceGit, base_branch_to_read
@@ -144,7 +145,7 @@ class StepRunner:
                 message = self.masker.mask(written_secrets_message(found))
                 self.say(message)
                 return StepOutcome(RunStatus.FAILED, message)
-            self.say("No setup secret is in a file of the home, the workspace or /tmp")
+            self.say("No setup secret is in a file the setup left (the volumes and every path the container changed)")
         return outcome
 
     def _push(self, step: Step, *, last: bool) -> StepOutcome:

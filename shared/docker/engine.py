@@ -314,6 +314,25 @@ class DockerEngine:
             raise EngineError(f"could not list containers: {exc}") from exc
 
     # --- volumes ---------------------------------------------------------------------------------------------
+    def changes(self, container_id: str) -> list[dict]:
+        """``docker diff``: the paths the container's own layer changed (``Kind`` 0 changed, 1 added, 2 deleted);
+        volumes, binds and tmpfs mounts are not in it."""
+        try:
+            return self.api.diff(container_id) or []
+        except (APIError, DockerException) as exc:
+            raise EngineError(f"could not list the changes of {container_id[:12]}: {exc}") from exc
+
+    def archive(self, container_id: str, path: str) -> Iterator[bytes]:
+        """``path`` in the container (volumes included) as a tar stream, read by the engine (not by any program in
+        the container, whatever the files' modes); symbolic links are stored as links, never followed."""
+        try:
+            stream, _ = self.api.get_archive(container_id, path)
+        except NotFound:
+            return iter(())
+        except (APIError, DockerException) as exc:
+            raise EngineError(f"could not read {path} of {container_id[:12]}: {exc}") from exc
+        return stream
+
     def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
         try:
             self.client.volumes.get(name)

@@ -157,6 +157,42 @@ def test_a_setup_that_writes_a_secret_to_a_file_is_refused(world, repo):
     assert world.api.messages_requests() == []
 
 
+#: A setup that hides what it writes from a search run in the container: a ``grep`` that never finds anything in
+#: every directory of a ``PATH`` it can write or name (and in the shells' start files), an attempt at a preloaded
+#: library, and the secret outside the three folders once searched, in files only it may read, and encoded.
+HIDING_SETUP = r"""
+fake='#!/bin/sh
+exit 1'
+for dir in ~/.local/bin ~/bin /var/tmp/bin /usr/local/bin /usr/bin; do
+  mkdir -p "$dir" 2>/dev/null && printf '%s\n' "$fake" > "$dir/grep" 2>/dev/null && chmod +x "$dir/grep" || true
+done
+for rc in ~/.profile ~/.bashrc ~/.bash_profile; do
+  echo 'export PATH="$HOME/.local/bin:$HOME/bin:/var/tmp/bin:$PATH" BASH_ENV="$HOME/.bashrc"' >> "$rc"
+done
+echo /var/tmp/evil.so > /etc/ld.so.preload 2>/dev/null || echo "no ld.so.preload"
+mkdir -p /var/tmp/cache ~/.cache/x
+echo "$API_TOKEN" > /var/tmp/cache/raw && chmod 000 /var/tmp/cache/raw
+printf '%s' "$API_TOKEN" | base64 > /run/lock/.b64
+printf 'k=%s' "$API_TOKEN" | od -An -tx1 | tr -d ' \n' > ~/.cache/x/hex
+printf 'TOKEN=%s\n' "$(python3 -c 'import os, urllib.parse; print(urllib.parse.quote(os.environ["API_TOKEN"], safe=""))')" > .env.local
+"""
+
+
+@pytest.mark.hostile
+@pytest.mark.usefixtures("sealed")
+def test_a_setup_that_hides_a_written_secret_from_grep_is_still_refused(world, repo):
+    value = "hidden/" + hashlib.sha256(b"hidden on disk").hexdigest()[:32] + "+="  # on disk by design
+    environment(world, HIDING_SETUP, API_TOKEN=value)
+    attempt = world.attempt(repo_url=repo, prompt="Never runs")
+    assert run_attempt(attempt.pk) == AttemptStatus.FAILED
+    attempt.refresh_from_db()
+    assert "no ld.so.preload" in logs(attempt)  # /etc is the image's: the container user cannot write it
+    for path in ("/var/tmp/cache/raw", "/run/lock/.b64", "/home/anyon/.cache/x/hex", "/workspace/.env.local"):
+        assert path in attempt.error, attempt.error
+    assert value not in attempt.error and value not in logs(attempt)
+    assert not Run.objects.filter(attempt=attempt, kind=RunKind.AGENT).exists()
+
+
 #: A CONNECT through the proxy; prints the proxy's answer to it (200: let through).
 REACH = (
     "code=$(curl -s -o /dev/null -w '%{{http_connect}}' --noproxy '' --proxytunnel -x \"$HTTPS_PROXY\" {url}/ "
