@@ -15,6 +15,7 @@ otherwise transformed on purpose is not found.
 
 from __future__ import annotations
 
+import functools
 import io
 import posixpath
 import tarfile
@@ -79,18 +80,28 @@ def _in(window: bytes, forms: list[bytes]) -> bool:
     return any(form in window for form in forms)
 
 
+def _longest(wanted: dict[str, list[bytes]]) -> int:
+    return max((len(form) for forms in wanted.values() for form in forms), default=1)
+
+
+def _hits(chunks: Iterable[bytes], wanted: dict[str, list[bytes]]) -> set[str]:
+    """The names whose value shows up anywhere in ``chunks`` (one piece may end where the next begins)."""
+    keep, tail, hit = _longest(wanted) - 1, b"", set()
+    for chunk in chunks:
+        window = tail + chunk
+        hit.update(name for name, forms in wanted.items() if name not in hit and _in(window, forms))
+        tail = window[-keep:] if keep else b""
+    return hit
+
+
 def _search_archive(stream: Iterator[bytes], parent: str, wanted: dict[str, list[bytes]], found: dict) -> None:
-    longest = max((len(n) for forms in wanted.values() for n in forms), default=1)
-    with tarfile.open(fileobj=io.BufferedReader(_Chunks(stream), CHUNK), mode="r|") as archive:
+    """The files of a tar stream that hold a value (in their content, name or link target)."""
+    with tarfile.open(fileobj=io.BufferedReader(_Chunks(stream), CHUNK), mode="r|", bufsize=CHUNK) as archive:
         for member in archive:
-            if not member.isfile():
-                continue
             path = posixpath.join(parent, member.name)
-            source, tail, hit = archive.extractfile(member), b"", set()
-            while chunk := source.read(CHUNK):
-                window = tail + chunk
-                hit.update(name for name, forms in wanted.items() if name not in hit and _in(window, forms))
-                tail = window[-(longest - 1) :] if longest > 1 else b""
+            hit = _hits([member.name.encode(), b"\0", member.linkname.encode()], wanted)
+            if member.isfile():
+                hit |= _hits(iter(functools.partial(archive.extractfile(member).read, CHUNK), b""), wanted)
             for name in hit:
                 found.setdefault(name, []).append(path)
 
@@ -102,7 +113,10 @@ def secrets_on_disk(engine: DockerEngine, container_id: str, secrets: dict[str, 
     found: dict[str, list[str]] = {}
     try:
         for root in paths_to_search(engine.changes(container_id)):
-            _search_archive(engine.archive(container_id, root), posixpath.dirname(root), wanted, found)
+            # The raw tar stream first (a file's content is one run of bytes in it): the files are told apart
+            # only in a root where something was found, read a second time.
+            if _hits(engine.archive(container_id, root), {"": [f for forms in wanted.values() for f in forms]}):
+                _search_archive(engine.archive(container_id, root), posixpath.dirname(root), wanted, found)
     except (EngineError, tarfile.TarError, OSError):
         return None
     return found
