@@ -33,6 +33,7 @@ from execution.snapshots.actions import (
     lockfiles_match,
     new_volumes,
 )
+from execution.snapshots.selectors import snapshot_of_attempt
 from shared.docker.engine import DockerEngine, EngineError
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,27 @@ def candidate(*, attempt: Attempt, setup: SetupPhase, engine: DockerEngine, say:
     return snapshot
 
 
+def follow_up_image(*, attempt: Attempt, engine: DockerEngine, say: Callable[[str], None]) -> str:
+    """The image a follow-up's container is made from (on the attempt's own volumes): the snapshot the attempt
+    started from or made, so what its setup left outside the workspace and home is there again; "" (the runtime
+    image) without one, or when it is gone, which the log says."""
+    if attempt.from_snapshot_of is None and not attempt.snapshot_saved:
+        return ""
+    snapshot = snapshot_of_attempt(attempt=attempt, queue=settings.ANYON_WORKER_QUEUE)
+    if snapshot is not None:
+        try:
+            engine.image_config(snapshot.image_id or snapshot.image)
+            say(f"The container is made from the snapshot of {when(snapshot)}, which this attempt's setup prepared")
+            return snapshot.image_id or snapshot.image
+        except EngineError:
+            pass
+    say(
+        "The snapshot this attempt's setup prepared is gone: the container is made from the runtime image, without "
+        "what the setup left outside the workspace and the home"
+    )
+    return ""
+
+
 def when(snapshot: Snapshot) -> str:
     return f"{snapshot.created_at:%Y-%m-%d %H:%M} UTC"
 
@@ -88,11 +110,13 @@ class SnapshotStart:
     """The session's part of snapshots (mixed into ``AttemptSession``, whose attributes it uses)."""
 
     snapshot: Snapshot | None
+    #: A follow-up's: the image of the snapshot its attempt's setup prepared ("" the runtime image).
+    follow_up_image: str = ""
 
     def _provision(self, path) -> None:
-        """The attempt's container: from its snapshot's image (on fresh volumes the engine fills from it) or the
-        runtime image."""
-        image = ""
+        """The attempt's container: from its snapshot's image (on fresh volumes the engine fills from it), a
+        follow-up's on the attempt's volumes from the snapshot its setup prepared, or the runtime image."""
+        image = self.follow_up_image
         if self.snapshot is not None:
             new_volumes(attempt=self.attempt)
             image = self.snapshot.image_id or self.snapshot.image

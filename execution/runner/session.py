@@ -129,6 +129,10 @@ class AttemptSession(SnapshotStart, StepRunner):
                 self.snapshot = cached_start.candidate(
                     attempt=self.attempt, setup=self.setup, engine=self.engine, say=self.say
                 )
+            elif self.job is not None and jobs.needs_claude(self.job):  # a follow-up: from the setup's snapshot
+                self.follow_up_image = cached_start.follow_up_image(
+                    attempt=self.attempt, engine=self.engine, say=self.say
+                )
             warm = None
             if initial and self.snapshot is None:
                 warm = do_claim_warm_container(attempt=self.attempt, engine=self.engine)

@@ -22,6 +22,17 @@ def own_snapshot_for(*, user, snapshot_id: int) -> Snapshot:
     return Snapshot.objects.get(owner=user, pk=snapshot_id)
 
 
+def snapshot_of_attempt(*, attempt: Attempt, queue: str) -> Snapshot | None:
+    """The snapshot on ``queue``'s host the attempt started from, else the one its setup made; None when neither
+    (is left)."""
+    owned = Snapshot.objects.filter(owner_id=attempt.task.owner_id, queue=queue)
+    if attempt.from_snapshot_of is not None:
+        return owned.filter(created_at=attempt.from_snapshot_of).order_by("-id").first()
+    if attempt.snapshot_saved:
+        return owned.filter(attempt_id=attempt.pk).order_by("-created_at", "-id").first()
+    return None
+
+
 def snapshot_note(attempt: Attempt) -> str:
     """What the attempt page says of its setup: started from a snapshot, or how long setup took and what was kept."""
     if attempt.from_snapshot_of is not None:

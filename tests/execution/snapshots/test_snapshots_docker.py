@@ -4,6 +4,7 @@ never gets one, and drop and sweep remove the image and volumes."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
@@ -15,11 +16,11 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from execution.attempts.actions import do_create_task, do_start_attempt
+from execution.attempts.actions import do_create_task, do_start_attempt, do_start_follow_up
 from execution.attempts.steps import Step
 from execution.environments.actions import do_save_environment
-from execution.models import Attempt, AttemptStatus, RunKind, Snapshot
-from execution.runner import run_attempt
+from execution.models import Attempt, AttemptStatus, JobStatus, RunKind, Snapshot
+from execution.runner import run_attempt, run_job
 from execution.snapshots.actions import CREATING_GRACE_SECONDS, do_drop_snapshot
 from execution.sweeps.snapshots import sweep_snapshots
 from secrets_app.secret_store import do_store_secret
@@ -27,7 +28,7 @@ from shared.docker import labels as label
 from shared.docker.engine import DockerEngine
 from tests.execution.conftest import logs, oauth_token
 from tests.execution.runner.test_sealed_docker import sealed  # noqa: F401 (a fixture)
-from tests.fakes.anthropic_api import FakeAnthropicAPI, TextReply
+from tests.fakes.anthropic_api import FakeAnthropicAPI, TextReply, ToolUseReply
 from tests.fakes.github import FakeGitHub, classic_token
 from tests.fixtures.leaks import search_and_remove_snapshot_images
 
@@ -140,6 +141,40 @@ def test_the_second_attempt_starts_from_the_snapshot_runs_maintenance_and_skips_
     snapshot.refresh_from_db()
     assert snapshot.hits == 1 and Snapshot.objects.count() == 1
     assert second.workspace_volume != first.workspace_volume
+
+
+#: The follow-up's agent looks for what the setup left outside the volumes and in them.
+LOOK = "cat /var/tmp/setup-marker || echo no-'marker'; cat node_modules/dep/index.js"
+
+
+def test_a_follow_up_starts_from_the_snapshot_its_attempt_made_or_the_runtime_image_once_it_is_gone(
+    world, repo, docker_client
+):
+    first = run_with_setup(world, repo)
+    snapshot = Snapshot.objects.get()
+    world.api.enqueue(ToolUseReply("Bash", {"command": LOOK, "description": "look"}), TextReply("Looked."))
+    job = do_start_follow_up(attempt=first, prompt="Look at the setup's files", enqueue=False)
+    assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(first)
+    seen = json.dumps(world.api.requests[-1].json)
+    assert "outside" in seen and "installed" in seen and "no-marker" not in seen  # /var/tmp is the snapshot's
+    assert f"made from the snapshot of {snapshot.created_at:%Y-%m-%d %H:%M} UTC" in logs(first)
+
+    second = run_with_setup(world, repo)  # started from the snapshot: its follow-up is made from it as well
+    assert second.from_snapshot_of == snapshot.created_at
+    world.api.enqueue(ToolUseReply("Bash", {"command": LOOK, "description": "look"}), TextReply("Looked."))
+    job = do_start_follow_up(attempt=second, prompt="Look again", enqueue=False)
+    assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(second)
+    assert "outside" in json.dumps(world.api.requests[-1].json)
+
+    do_drop_snapshot(snapshot=snapshot, engine=DockerEngine())
+    world.api.enqueue(ToolUseReply("Bash", {"command": LOOK, "description": "look"}), TextReply("Looked."))
+    job = do_start_follow_up(attempt=first, prompt="And once more", enqueue=False)
+    assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(first)
+    seen = json.dumps(world.api.requests[-1].json)
+    assert "no-marker" in seen and "installed" in seen  # the volumes are the attempt's; /var/tmp is the image's
+    assert "The snapshot this attempt's setup prepared is gone: the container is made from the runtime image" in logs(
+        first
+    )
 
 
 def test_a_changed_lockfile_or_setup_script_makes_a_new_snapshot(world, repo, github):
