@@ -24,13 +24,21 @@ from __future__ import annotations
 
 REPOSITORY = "/workspace/.git"
 CREDENTIAL_HELPER = "/usr/local/bin/anyon-git-credential"
+#: Anyon's own programs in the container, by absolute path in the image's root-owned directories (the container user
+#: cannot write them: no capability, no root). Never a name looked up in a ``PATH`` a step could have prepared.
+SH, GIT = "/bin/sh", "/usr/bin/git"
+#: The loader and shell variables that would make a program run something else; cleared in Anyon's own execs.
+CLEARED = ("LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "BASH_ENV", "ENV", "CDPATH")
+#: First in every script of Anyon's: only the image's root-owned directories are searched, and nothing is preloaded
+#: in the programs it starts.
+SAFE = f"PATH=/usr/bin:/bin; export PATH; unset {' '.join(CLEARED)}; "
 
 #: ``g``: git with nothing of the agent's configuration; ``own``: a fresh git dir of Anyon's own, sharing the
 #: workspace's objects (removed on exit). Assignments before ``git`` reach only that command, never a step.
-PRELUDE = (
+PRELUDE = SAFE + (
     "g() { GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_NO_REPLACE_OBJECTS=1 GIT_ATTR_NOSYSTEM=1 "
     "XDG_CONFIG_HOME=/nonexistent GIT_TERMINAL_PROMPT=0 GIT_PAGER=cat "
-    "git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c core.attributesFile=/dev/null "
+    f"{GIT} -c core.hooksPath=/dev/null -c core.fsmonitor=false -c core.attributesFile=/dev/null "
     "-c core.excludesFile=/dev/null -c diff.external= -c core.pager=cat -c commit.gpgSign=false "
     "-c tag.gpgSign=false -c push.followTags=false -c push.recurseSubmodules=no -c submodule.recurse=false "
     '-c protocol.ext.allow=never -c safe.directory=/workspace "$@"; }; '
@@ -112,7 +120,7 @@ LOCKFILES_SCRIPT = (
 
 
 def _sh(script: str, name: str, *args: str) -> list[str]:
-    return ["sh", "-c", script, name, *args]
+    return [SH, "-c", script, name, *args]
 
 
 def head_argv() -> list[str]:
@@ -145,3 +153,9 @@ def fetch_argv(*, url: str, branch: str) -> list[str]:
 
 def lockfiles_argv(*, git_dir: str, commit: str) -> list[str]:
     return _sh(LOCKFILES_SCRIPT, "anyon-lockfiles", git_dir, commit)
+
+
+def own_environment() -> dict[str, str]:
+    """Set in every exec of Anyon's own (over the container's, which Anyon set at its creation and no process in
+    the container can change): the image's root-owned directories only, nothing preloaded."""
+    return {"PATH": "/usr/bin:/bin", **dict.fromkeys(CLEARED, "")}

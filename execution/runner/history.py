@@ -46,7 +46,7 @@ def scrub_session_history(
     if sealed or not masker.variants:
         return ""
     values = ("\n".join(masker.variants) + "\n").encode()
-    argv, user = ["perl", "-e", SCRUB_SCRIPT, HOME], str(settings.ANYON_CONTAINER_UID)
+    argv, user = ["/usr/bin/perl", "-e", SCRUB_SCRIPT, HOME], str(settings.ANYON_CONTAINER_UID)
     try:
         if container_id:
             engine.kill_and_wait(container_id)  # the agent's processes are gone before the values exist anywhere

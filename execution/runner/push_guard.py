@@ -15,7 +15,7 @@ import codecs
 from django.conf import settings
 
 from execution.git import anyon_git
-from execution.runner.workspace import exec_environment
+from execution.runner.workspace import own_exec_environment
 from shared.docker.engine import DockerEngine, ExecResult
 from shared.masking import Masker
 
@@ -31,7 +31,7 @@ def refusal(*, engine: DockerEngine, container_id: str, masker: Masker, base: st
         container_id,
         anyon_git.guard_argv(base, head),
         result,
-        environment=exec_environment(),
+        environment=own_exec_environment(),
         user=str(settings.ANYON_CONTAINER_UID),
     ):
         if stream != "stdout" or found:

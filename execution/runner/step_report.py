@@ -57,7 +57,7 @@ def new_nonce() -> str:
 
 def reporting(argv: list[str], *, nonce: str, base_branch: str) -> list[str]:
     """``argv`` run under the reporting ``sh``."""
-    return ["sh", "-c", REPORT_SCRIPT, "anyon-report", nonce, base_branch, *argv]
+    return [anyon_git.SH, "-c", REPORT_SCRIPT, "anyon-report", nonce, base_branch, *argv]
 
 
 def parse(payload: str) -> Commits | None:

@@ -25,6 +25,12 @@ def exec_environment() -> dict[str, str]:
     return {"HOME": "/home/anyon", "ANYON_GIT_CREDENTIAL_HOSTS": urlsplit(settings.ANYON_GITHUB_URL).netloc}
 
 
+def own_exec_environment() -> dict[str, str]:
+    """The environment of an exec of Anyon's own (its git, the report of the commits): the image's root-owned
+    directories only, nothing preloaded (execution/git/anyon_git.py)."""
+    return {**exec_environment(), **anyon_git.own_environment()}
+
+
 #: What is read of a diff (its counts and its patches): the rest is cut, and the attempt says so.
 DIFF_LIMIT = 2 * 1024 * 1024 + 512 * 1024
 
@@ -53,7 +59,7 @@ class WorkspaceGit:
             self.container_id,
             argv,
             limit=limit,
-            environment=exec_environment(),
+            environment=own_exec_environment(),
             user=str(settings.ANYON_CONTAINER_UID),
         )
 
@@ -93,7 +99,7 @@ class WorkspaceGit:
         _, out, _ = self.engine.exec_capture(
             self.container_id,
             step_report.reporting(["true"], nonce=nonce, base_branch=base_branch_to_read(attempt)),
-            environment=exec_environment(),
+            environment=own_exec_environment(),
             user=str(settings.ANYON_CONTAINER_UID),
         )
         catcher = step_report.ReportCatcher(nonce)

@@ -45,7 +45,7 @@ _LOCKFILE_LINE = re.compile(r"^[0-7]{6} blob ([0-9a-f]{40,64})\t(.+)$")
 #: Run in a helper container made from the committed setup state, with the attempt's volumes mounted read-only:
 #: copies them into the container's own /workspace and home (its root is writable; the helper is then committed as
 #: the snapshot's image), then prints the lockfiles of the base commit (``$1`` git dir, ``$2`` commit).
-BAKE_SCRIPT = (
+BAKE_SCRIPT = anyon_git.SAFE + (
     f"set -e; cp -a {_SOURCE_WORKSPACE}/. {WORKSPACE}/; cp -a {_SOURCE_HOME}/. {HOME}/; " + anyon_git.LOCKFILES_SCRIPT
 )
 
@@ -160,7 +160,7 @@ def do_take_snapshot(
     try:
         image_id, _ = engine.run_and_commit(
             setup_state,
-            ["sh", "-c", BAKE_SCRIPT],
+            [anyon_git.SH, "-c", BAKE_SCRIPT],
             mounts=mounts,
             user=str(settings.ANYON_CONTAINER_UID),
             labels=labels_for(attempt),  # the containers sweep leaves it alone while the attempt works
@@ -217,7 +217,9 @@ def lockfiles_match(*, engine: DockerEngine, snapshot: Snapshot, attempt: Attemp
     right after the fetch, before any untrusted step ran in it: the same objects a helper container would read,
     without the ~0.3 s of making one (docs/PERFORMANCE.md, "Snapshots")."""
     argv = anyon_git.lockfiles_argv(git_dir=anyon_git.REPOSITORY, commit=attempt.base_commit)
-    code, out, complete = engine.exec_capture(container_id, argv, user=str(settings.ANYON_CONTAINER_UID))
+    code, out, complete = engine.exec_capture(
+        container_id, argv, user=str(settings.ANYON_CONTAINER_UID), environment=anyon_git.own_environment()
+    )
     if code != 0 or not complete:
         raise SnapshotError(f"the lockfiles of {attempt.base_commit[:12]} could not be read (exit code {code})")
     return parse_lockfiles(out) == snapshot.lockfiles

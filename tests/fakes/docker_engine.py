@@ -107,7 +107,7 @@ class FakeEngine:
         """The step's scripted output. Under the reporting ``sh`` (execution/runner/step_report.py) the step is
         the argv after its two arguments, and once it has ended (not stopped, container still there) the report
         line follows: no repository unless ``self.reports`` says what the workspace holds."""
-        reporting = argv[:3] == ["sh", "-c", REPORT_SCRIPT]
+        reporting = argv[:3] == [anyon_git.SH, "-c", REPORT_SCRIPT]
         nonce, argv = (argv[4], argv[6:]) if reporting else ("", argv)
         self.execs.append(argv)
         self.environments.append(dict(kwargs.get("environment") or {}))
@@ -133,9 +133,9 @@ class FakeEngine:
         self.environments.append(dict(kwargs.get("environment") or {}))
         scripted = self.script(argv)
         if scripted is None:  # internal commands: no repository, nothing to scrub
-            if argv[:1] == ["git"] or (argv[:2] == ["sh", "-c"] and argv[2].startswith(anyon_git.PRELUDE)):
+            if argv[:1] == ["git"] or (argv[:2] == [anyon_git.SH, "-c"] and argv[2].startswith(anyon_git.PRELUDE)):
                 return 128, "", True  # Anyon's own git (execution/git/anyon_git.py)
-            if argv[:3] == ["sh", "-c", REPORT_SCRIPT]:  # the commits asked by an exec of their own
+            if argv[:3] == [anyon_git.SH, "-c", REPORT_SCRIPT]:  # the commits asked by an exec of their own
                 return 0, f"\x1eanyon-report {argv[4]} {self.reports}\n", True
             return 0, "0\n", True
         out = b"".join(data for stream, data in scripted.chunks if stream == "stdout")

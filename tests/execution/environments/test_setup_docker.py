@@ -174,7 +174,8 @@ mkdir -p /var/tmp/cache ~/.cache/x
 echo "$API_TOKEN" > /var/tmp/cache/raw && chmod 000 /var/tmp/cache/raw
 printf '%s' "$API_TOKEN" | base64 > /run/lock/.b64
 printf 'k=%s' "$API_TOKEN" | od -An -tx1 | tr -d ' \n' > ~/.cache/x/hex
-printf 'TOKEN=%s\n' "$(python3 -c 'import os, urllib.parse; print(urllib.parse.quote(os.environ["API_TOKEN"], safe=""))')" > .env.local
+quoted=$(python3 -c 'import os, urllib.parse as u; print(u.quote(os.environ["API_TOKEN"], safe=""))')
+printf 'TOKEN=%s\n' "$quoted" > .env.local
 """
 
 

@@ -244,7 +244,7 @@ def test_a_step_stopped_before_its_report_leaves_the_results_to_an_exec(alice, c
     engine = FakeEngine(lambda argv: ScriptedExec(exit_code=2) if argv[-1] == "fails" else None)
     status, _ = run(alice, engine, [step("fails"), step("never")])
     assert status == AttemptStatus.FAILED and engine.reported == 0
-    assert engine.execs[-1][:3] == ["sh", "-c", REPORT_SCRIPT]
+    assert engine.execs[-1][:3] == [anyon_git.SH, "-c", REPORT_SCRIPT]
 
 
 def test_an_agent_steps_commit_reports_the_head_after_it(alice, claude_token):
@@ -273,7 +273,7 @@ def test_an_agent_steps_commit_reports_the_head_after_it(alice, claude_token):
     # is Anyon's own git, without the credentials' environment.
     assert engine.restarts == [attempt.container_id]
     commit = Run.objects.get(attempt=attempt, title="Commit changes")
-    assert commit.argv[:3] == ["sh", "-c", anyon_git.COMMIT_SCRIPT] and "anyon-exec" not in commit.argv
+    assert commit.argv[:3] == [anyon_git.SH, "-c", anyon_git.COMMIT_SCRIPT] and "anyon-exec" not in commit.argv
     # The user reads what the step is, not Anyon's internal script as if the agent had run it.
     system = text(attempt, "system")
     assert "Commit changes: Anyon's own git" in system and anyon_git.COMMIT_SCRIPT[:40] not in system
@@ -292,7 +292,7 @@ def test_output_the_engine_lost_is_said_not_passed_over(alice, claude_token):
     status, attempt = run(alice, engine, [step("echo", "ready")])
     assert status == AttemptStatus.SUCCEEDED
     assert ENGINE_LOST_OUTPUT in text(attempt, "system") and "ready" not in text(attempt, "stdout")
-    assert engine.execs[-1][:3] == ["sh", "-c", REPORT_SCRIPT]
+    assert engine.execs[-1][:3] == [anyon_git.SH, "-c", REPORT_SCRIPT]
 
 
 @pytest.mark.hostile
