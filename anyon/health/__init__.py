@@ -28,6 +28,7 @@ from anyon.health.docker import (
     check_runtime_image,
     check_seccomp,
 )
+from anyon.health.queued_tasks import check_queued_tasks
 from anyon.health.scaleout import check_broker, check_cache, check_channel_layer, check_redis
 from anyon.health.schedules import check_schedules
 from anyon.health.secret_store import check_secret_store
@@ -68,6 +69,7 @@ __all__ = [
     "check_egress_proxy",
     "check_migrations",
     "check_python",
+    "check_queued_tasks",
     "check_redis",
     "check_runtime_image",
     "check_schedules",
@@ -92,6 +94,7 @@ DOCTOR_CHECKS: list[Callable[[], Check]] = [
     check_broker,
     check_migrations,
     check_schedules,
+    check_queued_tasks,
     check_secret_key,
     check_secret_store,
     check_temp_dir,

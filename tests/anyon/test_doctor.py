@@ -33,6 +33,7 @@ def test_doctor_json_lists_every_check(settings, tmp_path, capsys):
         "database",
         "redis",
         "schedules",
+        "queued tasks",
         "cache",
         "channel layer",
         "task queue",
