@@ -194,6 +194,42 @@ def test_a_setup_that_hides_a_written_secret_from_grep_is_still_refused(world, r
     assert not Run.objects.filter(attempt=attempt, kind=RunKind.AGENT).exists()
 
 
+#: A setup that puts a ``git``, ``sh``, ``grep`` and ``perl`` of its own first in every ``PATH`` it can write or name,
+#: each leaving a mark and pretending success; the shells' start files point ``PATH`` and ``BASH_ENV`` at them.
+SHADOWING_SETUP = r"""
+for dir in ~/.local/bin ~/bin /var/tmp/bin /workspace/node_modules/.bin; do
+  mkdir -p "$dir"
+  for tool in git sh grep perl mktemp cat; do
+    printf '#!/bin/bash\necho "%s $*" >> /home/anyon/shadow-ran\nexit 0\n' "$tool" > "$dir/$tool"
+    chmod +x "$dir/$tool"
+  done
+done
+line='export PATH="$HOME/.local/bin:$HOME/bin:/var/tmp/bin:/workspace/node_modules/.bin:$PATH" BASH_ENV="$HOME/.bashrc"'
+for rc in ~/.profile ~/.bashrc ~/.bash_profile; do echo "$line" >> "$rc"; done
+echo shadows-planted
+"""
+
+
+@pytest.mark.hostile
+@pytest.mark.usefixtures("sealed")
+def test_tools_the_setup_plants_in_a_path_never_run_in_anyons_steps(world, repo, docker_client):
+    environment(world, SHADOWING_SETUP, API_TOKEN="shadow-" + hashlib.sha256(b"shadow").hexdigest()[:24])
+    world.api.enqueue(
+        ToolUseReply("Bash", {"command": "echo changed >> README.md", "description": "edit"}), TextReply("Done.")
+    )
+    attempt = world.attempt(repo_url=repo, prompt="Edit the README")
+    assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
+    attempt.refresh_from_db()
+    assert "shadows-planted" in logs(attempt) and "No setup secret is in a file" in logs(attempt)
+    assert attempt.head_commit and attempt.head_commit != attempt.base_commit  # Anyon's git committed
+    assert any(f["path"] == "README.md" and "+changed" in f["patch"] for f in attempt.diff), attempt.diff
+    files = volumes_of(docker_client, attempt)
+    assert any(name.endswith("/.local/bin/git") for name in files)  # planted, in the home volume
+    ran = b"".join(raw for name, raw in files.items() if name.endswith("/shadow-ran"))  # the agent's shell may
+    for anyons in (b"hooksPath", b"anyon-", b"SCRUB", b"--no-textconv"):  # but none of Anyon's commands
+        assert anyons not in ran, ran
+
+
 #: A CONNECT through the proxy; prints the proxy's answer to it (200: let through).
 REACH = (
     "code=$(curl -s -o /dev/null -w '%{{http_connect}}' --noproxy '' --proxytunnel -x \"$HTTPS_PROXY\" {url}/ "
