@@ -4,7 +4,10 @@ The real-engine tests (``-m docker``) still cover what only an engine shows."""
 
 from __future__ import annotations
 
+import io
 import itertools
+import posixpath
+import tarfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -44,6 +47,7 @@ class FakeEngine:
         self.reports = "none"  # what a reporting exec says of the workspace: "none" or "repository <base> <head>"
         self.reported = 0  # reports made
         self.loses_output = False  # as a Docker engine under load can: the exec's output never arrives
+        self.files: dict[str, bytes] = {}  # path → content of files in the container (archive(); changes() lists them)
         self._ids = itertools.count(1)
 
     def unreachable(self) -> str:
@@ -127,6 +131,22 @@ class FakeEngine:
             self.reported += 1
             yield "stdout", f"\x1eanyon-report {nonce} {self.reports}\n".encode()
         result.exit_code = scripted.exit_code
+
+    def changes(self, container_id: str) -> list[dict]:
+        return [{"Path": path, "Kind": 1} for path in self.files if not path.startswith(("/workspace/", "/home/"))]
+
+    def archive(self, container_id: str, path: str) -> Iterator[bytes]:
+        """The files under ``path`` as the engine's tar stream; noted in ``execs`` as ``["archive", path]``."""
+        self.execs.append(["archive", path])
+        self.environments.append({})
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name, data in self.files.items():
+                if name == path or name.startswith(path.rstrip("/") + "/"):
+                    info = tarfile.TarInfo(posixpath.relpath(name, posixpath.dirname(path)))
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        return iter([buffer.getvalue()])
 
     def exec_capture(self, container_id: str, argv: list[str], *, limit: int = 64 * 1024, **kwargs):
         self.execs.append(argv)

@@ -44,14 +44,12 @@ def run(alice, engine: FakeEngine, plan: list[dict]):
     return status, attempt
 
 
-def script(grep_out: str = ""):
+def script():
     def answer(argv: list[str]) -> ScriptedExec | None:
         if argv[:4] == ["anyon-exec", "bash", "-e", "-c"]:
             return ScriptedExec([("stdout", b"installing\n")])
         if "claude" in argv:
             return ScriptedExec(DONE)
-        if argv[:1] == ["grep"]:
-            return ScriptedExec([("stdout", grep_out.encode())], exit_code=0 if grep_out else 1)
         return None
 
     return answer
@@ -71,16 +69,18 @@ def test_only_the_setup_exec_gets_the_secrets_and_the_agent_starts_after_a_resta
     agent_env = next(env for argv, env in streamed if "claude" in argv)
     assert agent_env["MODE"] == "ci" and "TOKEN" not in agent_env
     order = [argv[0] if argv[0] != "anyon-exec" else argv[1] for argv in engine.execs]
-    assert order.index("grep") < order.index("claude") and engine.restarts  # restarted, searched, then the agent
+    assert order.index("archive") < order.index("claude") and engine.restarts  # restarted, searched, then the agent
     text = "".join(LogRecord.objects.filter(attempt=attempt).values_list("text", flat=True))
     assert "installing" in text and secret not in text
 
 
 def test_a_secret_found_on_disk_stops_the_attempt_before_the_agent(alice, secret):
-    engine = FakeEngine(script(grep_out="/home/anyon/.npmrc\n"))
+    engine = FakeEngine(script())
+    engine.files = {"/home/anyon/.npmrc": f"//registry/:_authToken={secret}\n".encode(), "/var/tmp/ok": b"x"}
     status, attempt = run(alice, engine, [CLONE, AGENT])
     assert status == AttemptStatus.FAILED
     assert "TOKEN in /home/anyon/.npmrc" in attempt.error and secret not in attempt.error
+    assert ["archive", "/var/tmp/ok"] in engine.execs  # a path the container changed, outside the volumes
     assert not any("claude" in argv for argv in engine.execs)
 
 
