@@ -14,6 +14,7 @@ from django.utils import timezone
 from execution.attempts.selectors import attempt_is_working, placeable_queues
 from execution.attempts.steps import branch_name, default_plan
 from execution.git.repo_urls import validate_branch, validate_repo_url
+from execution.live import wake_environment_pages
 from execution.logs.writer import wake_attempt_viewers
 from execution.models import (
     ATTEMPT_TRANSITIONS,
@@ -75,6 +76,7 @@ def do_start_attempt(*, task: Task, plan: list[dict] | None = None, enqueue: boo
         steps = default_plan(repo_url=task.repo_url, base_branch=task.base_branch, attempt_id=attempt.pk)
         attempt.plan = plan if plan is not None else [step.to_plan() for step in steps]
         attempt.save(update_fields=["branch", "plan"])
+        wake_environment_pages(task.owner_id)  # the repository's recent runs
         if enqueue:
             do_dispatch_waiting_attempts(owner_id=task.owner_id)
             attempt.refresh_from_db(fields=["waiting_for_slot", "queue"])
@@ -141,10 +143,10 @@ def do_transition(
             for key, value in updates.items():
                 setattr(attempt, key, value)
             wake_attempt_viewers(attempt.pk, status=to)
+            owner_id = Task.objects.values_list("owner_id", flat=True).get(pk=attempt.task_id)
+            wake_environment_pages(owner_id)  # the repository's recent runs
             if to in FINAL_STATUSES:  # its slot is free: the owner's next waiting attempt gets it
-                do_dispatch_waiting_attempts(
-                    owner_id=Task.objects.values_list("owner_id", flat=True).get(pk=attempt.task_id)
-                )
+                do_dispatch_waiting_attempts(owner_id=owner_id)
     return bool(moved)
 
 

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from execution.attempts.selectors import SNAPSHOT_FIELDS
 from execution.attempts.steps import Step
+from execution.live import wake_environment_pages
 from execution.logs.writer import wake_attempt_viewers
 from execution.models import Attempt, AttemptJob, JobStatus, Run, ToolOutput
 
@@ -111,10 +112,18 @@ def do_finish_job(*, job: AttemptJob, status: str, error: str = "") -> None:
         wake_attempt_viewers(job.attempt_id, status=status)
 
 
+def _wake_environment_pages(attempt_id: int) -> None:
+    """A run started or ended: the owner's environment pages show the repository's runs with their setup state."""
+    owner_id = Attempt.objects.filter(pk=attempt_id).values_list("task__owner_id", flat=True).first()
+    if owner_id is not None:
+        wake_environment_pages(owner_id)
+
+
 def do_start_run(*, attempt: Attempt, job: AttemptJob | None, step: Step, argv: list[str]) -> Run:
     with transaction.atomic():
         run = Run.objects.create(attempt=attempt, job=job, kind=step.kind, title=step.title, argv=argv)
         wake_attempt_viewers(attempt.pk)
+        _wake_environment_pages(attempt.pk)
     return run
 
 
@@ -129,6 +138,7 @@ def do_finish_run(*, run: Run, status: str, exit_code: int | None, error: str, s
         )
         run.status, run.exit_code, run.session_id = status, exit_code, session_id
         wake_attempt_viewers(run.attempt_id)
+        _wake_environment_pages(run.attempt_id)
 
 
 def do_record_run_commits(*, run: Run, commit_before: str, commit_after: str, own_commit: str = "") -> None:

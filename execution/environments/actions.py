@@ -8,24 +8,17 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from execution.live import wake_environment_pages
 from execution.models import Environment, EnvironmentSecret
 from secrets_app.models import Secret
 from secrets_app.secret_store import do_revoke_secret, do_store_setup_secret
 from shared.egress.network_policy import PRESETS, Bounds, NetworkRule, format_rules, rule_refusal
-from shared.live.events import wake_group
 
 logger = logging.getLogger(__name__)
 
 
-def environments_group(user_id: int) -> str:
-    return f"environments.user.{user_id}"
-
-
 def _wake(environment: Environment) -> None:
-    wake_group(
-        environments_group(environment.owner_id),
-        {"type": "environment.changed", "repository": environment.repository},
-    )
+    wake_environment_pages(environment.owner_id, repository=environment.repository)
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from execution.attempts.selectors import attempt_is_working
-from execution.environments.actions import environments_group
 from execution.environments.proposals import SETUP_PHASE
 from execution.hosts import egress
+from execution.live import wake_environment_pages
 from execution.logs.writer import wake_attempt_viewers
 from execution.models import AllowanceState, Attempt, NetworkAllowance
 from shared.egress import EgressError, HostPort, NetworkPolicy, NetworkRule, address_problem, rule_refusal
-from shared.live.events import wake_group
 
 #: Examples of requests kept per host in the stored record (the proxy keeps up to 20 per phase).
 STORED_EXAMPLES = 5
@@ -217,4 +216,4 @@ def do_record_network_record(*, attempt: Attempt, record: dict, phase: str) -> N
         wake_attempt_viewers(attempt.pk)
         if record.get("proposal") and phase == SETUP_PHASE:  # the environment page shows the new proposal
             owner_id = Attempt.objects.filter(pk=attempt.pk).values_list("task__owner_id", flat=True).get()
-            wake_group(environments_group(owner_id), {"type": "environment.changed"})
+            wake_environment_pages(owner_id)

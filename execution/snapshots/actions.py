@@ -30,6 +30,7 @@ from execution.attempts.containers import HOME, home_volume, labels_for, new_wor
 from execution.attempts.runs import do_set_workspace_volume
 from execution.attempts.steps import WORKSPACE
 from execution.git import anyon_git
+from execution.live import wake_environment_pages
 from execution.models import Attempt, Snapshot
 from shared.docker import labels as label
 from shared.docker.engine import DockerEngine, EngineError
@@ -200,6 +201,7 @@ def do_take_snapshot(
             last_used_at=now,
         )
         Attempt.objects.filter(pk=attempt.pk).update(snapshot_saved=True)
+        wake_environment_pages(owner_id)
     logger.info("snapshot %s of %s taken (%s bytes)", snapshot.pk, repo_url, snapshot.size_bytes)
     return snapshot
 
@@ -231,6 +233,7 @@ def do_use_snapshot(*, snapshot: Snapshot, attempt: Attempt) -> None:
         Snapshot.objects.filter(pk=snapshot.pk).update(hits=F("hits") + 1, last_used_at=timezone.now())
         Attempt.objects.filter(pk=attempt.pk).update(from_snapshot_of=snapshot.created_at)
         attempt.from_snapshot_of = snapshot.created_at
+        wake_environment_pages(snapshot.owner_id)
 
 
 def engine_if_reachable() -> DockerEngine | None:
@@ -252,3 +255,4 @@ def do_drop_snapshot(*, snapshot: Snapshot, engine: DockerEngine | None) -> None
             logger.warning("snapshot %s: image left for the sweep: %s", snapshot.pk, exc)
     with transaction.atomic():
         Snapshot.objects.filter(pk=snapshot.pk).delete()
+        wake_environment_pages(snapshot.owner_id)

@@ -62,6 +62,7 @@ def _page(request, repository, environment, form, secret_form, status=200, editi
         "form": form,
         "secret_form": secret_form,
         "secrets": selectors.setup_secrets(environment=environment) if environment else [],
+        "recent_runs": selectors.recent_runs(user=request.user, repository=repository),
         "snapshots": snapshot_selectors.environment_snapshots(environment=environment) if environment else [],
         "now": timezone.now(),
     }
