@@ -13,9 +13,11 @@ docs/screenshots/pages.txt, and a picture whose page shows a loopback address wi
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,7 +34,35 @@ FAKE_LOGIN_CLI = ROOT / "tests" / "fakes" / "fake_claude_setup_token.sh"
 TEST_ADDRESS = re.compile(r"(?:127\.0\.0\.1|localhost|\[::1\]):\d+")
 
 
+class PackageIndex(http.server.BaseHTTPRequestHandler):
+    """A package index on the loopback interface, standing in for PyPI in the blocked-request pictures."""
+
+    def do_GET(self) -> None:
+        body = b"<a href='demo-1.0.tar.gz'>demo-1.0.tar.gz</a>\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def fetching_script(index: str) -> str:
+    """What the agent runs: ask the index through the proxy once a second until it answers (at most 90 tries)."""
+    return (
+        "for i in $(seq 1 90); do\n"
+        f"  out=$(curl -sS -m 5 --noproxy '' -w ' status=%{{http_code}}' http://{index}/simple/demo/)\n"
+        '  case "$out" in *status=200) echo "$out"; break;; esac\n'
+        "  sleep 1\n"
+        "done\n"
+    )
+
+
 def main() -> None:
+    index_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PackageIndex)
+    threading.Thread(target=index_server.serve_forever, daemon=True).start()
+    index = f"127.0.0.1:{index_server.server_address[1]}"
     try:
         github = FakeGitHub(interval=1, port=80, host="localhost").__enter__()
     except OSError as exc:
@@ -46,7 +76,7 @@ def main() -> None:
         ANYON_ANTHROPIC_API_URL=api.url,
         ANYON_CLAUDE_LOGIN_COMMAND=f"bash {FAKE_LOGIN_CLI}",
         ANYON_CREDENTIAL_MODE="sealed",
-        ANYON_EGRESS_ALLOW_INTERNAL=f"{api.url.removeprefix('http://')},localhost:80",
+        ANYON_EGRESS_ALLOW_INTERNAL=f"{api.url.removeprefix('http://')},localhost:80,{index}",
     )
     import django
 
@@ -84,18 +114,37 @@ def main() -> None:
             "localhost:80": "github.com:443",
         }
 
-        def shot(name: str, full: bool = False) -> None:
+        # The package index stands in for PyPI wherever the page names it (the blocked line, the agent's command,
+        # the log's lines, the network record).
+        index_host = {index: "pypi.org:80"}
+
+        def shot(name: str, full: bool = False, element: str = "") -> None:
             page.evaluate(
                 """names => document.querySelectorAll('[data-testid="network-record"] code').forEach(code => {
                     if (names[code.textContent]) code.textContent = names[code.textContent];
                 })""",
                 production_hosts,
             )
+            page.evaluate(
+                """names => {
+                    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+                    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                        for (const [from, to] of Object.entries(names)) {
+                            if (node.nodeValue.includes(from)) node.nodeValue = node.nodeValue.split(from).join(to);
+                        }
+                    }
+                }""",
+                index_host,
+            )
             shown = TEST_ADDRESS.findall(page.content())
             if shown:
                 sys.exit(f"docs/screenshots/{name}.png would show test addresses: {sorted(set(shown))}")
-            page.screenshot(path=str(OUT / f"{name}.png"), full_page=full)
-            texts[name] = page.inner_text("body")
+            if element:
+                page.get_by_test_id(element).screenshot(path=str(OUT / f"{name}.png"))
+                texts[name] = page.get_by_test_id(element).inner_text()
+            else:
+                page.screenshot(path=str(OUT / f"{name}.png"), full_page=full)
+                texts[name] = page.inner_text("body")
             print(f"saved docs/screenshots/{name}.png")
 
         page.goto(f"{stack.url}/login/")
@@ -150,6 +199,27 @@ def main() -> None:
         page.get_by_test_id("log-tail").first.wait_for()
         shot("attempt-log-removed", full=True)
 
+        api.enqueue(
+            ToolUseReply("Bash", {"command": fetching_script(index), "description": "fetch the package index"}),
+            TextReply("Fetched the package index."),
+        )
+        page.goto(f"{stack.url}/tasks/new/")
+        page.fill("#id_title", "Fetch the package index")
+        page.fill("#id_repo_url", repo)
+        page.fill("#id_prompt", "Check that the demo package is on the index.")
+        page.get_by_role("button", name="Create task").click()
+        page.get_by_role("button", name="Start attempt").click()
+        page.wait_for_url(re.compile(r".*/attempts/\d+/$"))
+        line = page.get_by_test_id("blocked-line").filter(has_text=index)
+        line.get_by_role("button", name="Allow for this attempt").wait_for(timeout=120_000)
+        page.wait_for_timeout(2500)  # the agent tries again: the line counts it
+        shot("attempt-network-blocked", element="network")
+        line.get_by_role("button", name="Allow for this attempt").click()
+        page.get_by_test_id("blocked-line").filter(has_text="allowed for this attempt by ada").wait_for(timeout=30_000)
+        page.wait_for_selector('[data-testid="attempt-status"][data-status="succeeded"]', timeout=120_000)
+        page.get_by_test_id("network-record").filter(has_text=index).wait_for(timeout=30_000)
+        shot("attempt-network-allowed", element="network")
+
         page.goto(f"{stack.url}/environments/ada-lovelace/analytical-engine/")
         page.fill("#id_setup_script", "pip install -r requirements.txt\npython -m engine.build --cards punched\n")
         page.fill("#id_variables", "ENGINE_MODE=difference\n")
@@ -160,6 +230,7 @@ def main() -> None:
         page.fill("#id_value", "an example value, never shown")
         page.get_by_test_id("setup-secret-save").click()
         page.get_by_test_id("setup-secret").wait_for()
+        page.wait_for_function("() => document.getElementById('live-state').textContent === 'live'")
         shot("environment", full=True)
 
         page.get_by_test_id("current-user").wait_for()
@@ -176,6 +247,7 @@ def main() -> None:
     egress.stop()
     github.__exit__(None, None, None)
     api.__exit__(None, None, None)
+    index_server.shutdown()
     import docker
 
     client = docker.from_env()
