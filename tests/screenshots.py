@@ -199,6 +199,15 @@ def main() -> None:
         page.get_by_test_id("log-tail").first.wait_for()
         shot("attempt-log-removed", full=True)
 
+        from execution.environments.actions import PhaseNetwork, do_save_environment
+
+        # The agent's network: the repository's own policy, which names no package index yet.
+        do_save_environment(
+            owner=User.objects.get(username="ada"),
+            repository="ada-lovelace/analytical-engine",
+            setup_script="",
+            agent_network=PhaseNetwork(mode="rules"),
+        )
         api.enqueue(
             ToolUseReply("Bash", {"command": fetching_script(index), "description": "fetch the package index"}),
             TextReply("Fetched the package index."),
@@ -210,7 +219,7 @@ def main() -> None:
         page.get_by_role("button", name="Create task").click()
         page.get_by_role("button", name="Start attempt").click()
         page.wait_for_url(re.compile(r".*/attempts/\d+/$"))
-        line = page.get_by_test_id("blocked-line").filter(has_text=index)
+        line = page.get_by_test_id("blocked-line").filter(has_text="/simple/demo/")  # shot() renames the host
         line.get_by_role("button", name="Allow for this attempt").wait_for(timeout=120_000)
         page.wait_for_timeout(2500)  # the agent tries again: the line counts it
         shot("attempt-network-blocked", element="network")
