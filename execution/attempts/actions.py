@@ -64,22 +64,21 @@ def local_queue(attempt: Attempt) -> bool:
     return (attempt.queue or settings.ANYON_WORKER_QUEUE) == settings.ANYON_WORKER_QUEUE
 
 
-def do_start_attempt(*, task: Task, plan: list[dict] | None = None, enqueue: bool = True) -> Attempt:
+def do_start_attempt(*, task: Task, plan: list[dict] | None = None) -> Attempt:
     """Create an attempt and queue it for a worker. ``plan`` overrides the default steps (tests, benchmarks).
 
     At most ``ANYON_MAX_ACTIVE_ATTEMPTS_PER_USER`` attempts of one user hold a queue task or a worker at once; the
     others wait queued (``waiting_for_slot``), without a queue task, until one of those ends (see
-    :func:`do_dispatch_waiting_attempts`). ``enqueue=False`` creates the attempt only (the caller runs it)."""
+    :func:`do_dispatch_waiting_attempts`)."""
     with transaction.atomic():
-        attempt = Attempt.objects.create(task=task, queue=pick_queue(), waiting_for_slot=enqueue)
+        attempt = Attempt.objects.create(task=task, queue=pick_queue(), waiting_for_slot=True)
         attempt.branch = branch_name(attempt.pk)
         steps = default_plan(repo_url=task.repo_url, base_branch=task.base_branch, attempt_id=attempt.pk)
         attempt.plan = plan if plan is not None else [step.to_plan() for step in steps]
         attempt.save(update_fields=["branch", "plan"])
         wake_environment_pages(task.owner_id)  # the repository's recent runs
-        if enqueue:
-            do_dispatch_waiting_attempts(owner_id=task.owner_id)
-            attempt.refresh_from_db(fields=["waiting_for_slot", "queue"])
+        do_dispatch_waiting_attempts(owner_id=task.owner_id)
+        attempt.refresh_from_db(fields=["waiting_for_slot", "queue"])
     logger.info("attempt %s of task %s queued%s", attempt.pk, task.pk, " (waiting)" if attempt.waiting_for_slot else "")
     return attempt
 
@@ -191,8 +190,9 @@ def _enqueue_job(job: AttemptJob) -> None:
     )
 
 
-def do_start_follow_up(*, attempt: Attempt, prompt: str, requested_by=None, enqueue: bool = True) -> AttemptJob:
-    """Another agent run in the same workspace, resuming the Claude session."""
+def do_start_follow_up(*, attempt: Attempt, prompt: str, requested_by=None) -> AttemptJob:
+    """Another agent run in the same workspace, resuming the Claude session; queued (on commit) for a worker of the
+    attempt's queue."""
     try:
         prompt = validate_prompt(prompt)
     except ValidationError as exc:
@@ -202,14 +202,14 @@ def do_start_follow_up(*, attempt: Attempt, prompt: str, requested_by=None, enqu
         job = AttemptJob.objects.create(
             attempt=attempt, kind=JobKind.FOLLOW_UP, prompt=prompt, requested_by=requested_by or attempt.task.owner
         )
-        if enqueue:
-            _enqueue_job(job)
+        _enqueue_job(job)
         wake_attempt_viewers(attempt.pk)
     return job
 
 
-def do_request_pull_request(*, attempt: Attempt, requested_by=None, enqueue: bool = True) -> AttemptJob:
-    """Push the attempt's branch and open a pull request against the task's base branch."""
+def do_request_pull_request(*, attempt: Attempt, requested_by=None) -> AttemptJob:
+    """Push the attempt's branch and open a pull request against the task's base branch: a job queued (on commit)
+    for a worker of the attempt's queue."""
     _ensure_idle(attempt)
     if attempt.pr_number:
         raise AttemptBusy(f"Pull request #{attempt.pr_number} already exists: {attempt.pr_url}")
@@ -219,8 +219,7 @@ def do_request_pull_request(*, attempt: Attempt, requested_by=None, enqueue: boo
         job = AttemptJob.objects.create(
             attempt=attempt, kind=JobKind.PULL_REQUEST, requested_by=requested_by or attempt.task.owner
         )
-        if enqueue:
-            _enqueue_job(job)
+        _enqueue_job(job)
         wake_attempt_viewers(attempt.pk)
     return job
 

@@ -23,6 +23,7 @@ from secrets_app.secret_store import do_store_secret, fetch_secret
 from shared.alerts import AlertKind, do_raise_alert
 from tests.fakes.github import classic_token
 from tests.fixtures.leaks import track_secret
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +46,8 @@ def populate(owner: User) -> list[str]:
         next_poll_at=now,
     )
     task = do_create_task(owner=owner, title="t", repo_url="https://github.com/acme/a", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     run = Run.objects.create(attempt=attempt, kind=RunKind.AGENT, title="Claude Code", argv=["anyon-exec", "claude"])
     writer = LogWriter(attempt.pk)
     writer.write(run.pk, "stdout", "token is ***\n")
@@ -158,7 +160,8 @@ def test_runs_on_an_attempt_are_a_record_with_nothing_to_add(staff_client, setti
     settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
     owner = User.objects.create_user("runner", password="runner password 123")
     task = do_create_task(owner=owner, title="t", repo_url="https://github.com/acme/a", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     Run.objects.create(attempt=attempt, kind=RunKind.CLONE, title="Clone repository", argv=["git"])
     html = staff_client.get(reverse("admin:execution_attempt_change", args=[attempt.pk])).content.decode()
     assert "Clone repository" in html
@@ -187,7 +190,8 @@ def test_a_container_id_says_whether_the_container_still_exists(staff_client, mo
     monkeypatch.setattr(FakeEngineInspect, "containers", known)
     owner = User.objects.create_user("boxes", password="boxes password 123")
     task = do_create_task(owner=owner, title="t", repo_url="https://github.com/acme/a", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     attempt.__class__.objects.filter(pk=attempt.pk).update(container_id="c0ffee0000001234", queue=queue)
     html = staff_client.get(reverse("admin:execution_attempt_change", args=[attempt.pk])).content.decode()
     assert shown in html
@@ -197,7 +201,8 @@ def test_a_container_id_without_an_engine_to_ask_says_so(staff_client, settings)
     settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
     owner = User.objects.create_user("noengine", password="noengine password 123")
     task = do_create_task(owner=owner, title="t", repo_url="https://github.com/acme/a", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     attempt.__class__.objects.filter(pk=attempt.pk).update(container_id="c0ffee0000001234")
     html = staff_client.get(reverse("admin:execution_attempt_change", args=[attempt.pk])).content.decode()
     assert "c0ffee000000 (state unknown: the Docker engine did not answer)" in html

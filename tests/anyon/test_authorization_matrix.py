@@ -20,6 +20,7 @@ from execution.models import Attempt, AttemptJob, Run, Snapshot
 from secrets_app.models import GitHubDeviceFlow
 from secrets_app.secret_store import do_store_secret
 from tests.fakes.github import classic_token
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = pytest.mark.hostile  # attacks: counted in docs/QA_CHECKLIST.md
 
@@ -82,7 +83,8 @@ def objects(db, settings):
     task = do_create_task(
         owner=owner, title="Owner-only plan", repo_url="https://github.com/a/b", base_branch="main", prompt="p"
     )
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     job = AttemptJob.objects.create(attempt=attempt, kind="follow_up", prompt="x", status="succeeded")
     run = Run.objects.create(attempt=attempt, kind="agent", title="Claude Code")
     do_record_tool_output(run=run, number=1, text="Owner-only output", chars=17)

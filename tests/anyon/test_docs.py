@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.queueing import held_from_workers
+
 ROOT = Path(__file__).resolve().parents[2]
 CODE_DIRS = ["anyon", "secrets_app", "execution"]
 ENV_READ = re.compile(
@@ -135,7 +137,8 @@ def test_a_docker_outage_fails_runs_at_once_as_the_runbook_says(alice, settings,
     do_store_secret(owner=alice, provider="github", kind="pat", value=classic_token(), account_login="alice")
     do_store_secret(owner=alice, provider="claude", kind="api_key", value="sk-ant-api03-" + "k" * 80)
     task = do_create_task(owner=alice, title="t", repo_url="https://github.com/acme/w", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     assert run_attempt(attempt.pk) == AttemptStatus.FAILED  # not left in provisioning for the stale sweep
     attempt.refresh_from_db()
     assert attempt.status == AttemptStatus.FAILED and attempt.error.startswith("Docker engine not reachable: ")

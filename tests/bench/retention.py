@@ -52,6 +52,7 @@ from execution.logs.writer import LogWriter  # noqa: E402
 from execution.models import Attempt, AttemptStatus, LogRecord, Run, RunKind, RunStatus  # noqa: E402
 from execution.sweeps import log_retention  # noqa: E402
 from execution.sweeps.log_retention import sweep_old_logs  # noqa: E402
+from tests.fixtures.queueing import held_from_workers  # noqa: E402
 
 ATTEMPTS = int(os.environ.get("ANYON_BENCH_RETENTION_ATTEMPTS", "20"))
 LINES = int(os.environ.get("ANYON_BENCH_RETENTION_LINES", "10000"))
@@ -103,7 +104,8 @@ VACUUM = os.environ.get("ANYON_BENCH_RETENTION_VACUUM", "1") != "0"
 def write_round(task, rng: random.Random) -> float:
     started = time.perf_counter()
     for _ in range(ATTEMPTS):
-        attempt = do_start_attempt(task=task, plan=[], enqueue=False)
+        with held_from_workers():
+            attempt = do_start_attempt(task=task, plan=[])
         run = Run.objects.create(attempt=attempt, kind=RunKind.CUSTOM, title="build", status=RunStatus.SUCCEEDED)
         writer = LogWriter(attempt.pk)
         lines = log_lines(rng, LINES)
@@ -144,7 +146,8 @@ def main() -> None:
     task = do_create_task(
         owner=user, title="bench", repo_url="https://github.com/acme/bench", base_branch="main", prompt="x"
     )
-    probe_attempt = do_start_attempt(task=task, plan=[], enqueue=False)
+    with held_from_workers():
+        probe_attempt = do_start_attempt(task=task, plan=[])
     Attempt.objects.filter(pk=probe_attempt.pk).update(status=AttemptStatus.RUNNING)
     rng = random.Random(19)
     lines_per_round = ATTEMPTS * LINES

@@ -41,6 +41,7 @@ from secrets_app.secret_store import do_store_secret  # noqa: E402
 from shared.docker import labels as label  # noqa: E402
 from tests.fakes.anthropic_api import FakeAnthropicAPI  # noqa: E402
 from tests.fakes.github import FakeGitHub  # noqa: E402
+from tests.fixtures.queueing import held_from_workers  # noqa: E402
 
 RUNS = int(os.environ.get("ANYON_BENCH_SNAPSHOT_RUNS", "3"))
 SETUP = "sleep 20 && echo prepared > /var/tmp/prepared && mkdir -p node_modules && echo dep > node_modules/dep.js"
@@ -62,7 +63,8 @@ class TimedAPI(FakeAnthropicAPI):
 
 def to_first_request(api: TimedAPI, user, repo: str) -> tuple[float, Attempt]:
     task = do_create_task(owner=user, title="bench", repo_url=repo, base_branch="main", prompt="Say pong")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     seen = len(api.arrivals)
     started = time.perf_counter()
     status = run_attempt(attempt.pk)

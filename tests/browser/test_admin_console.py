@@ -7,6 +7,7 @@ from django.contrib.auth.models import User
 
 from execution.attempts.actions import do_create_task, do_start_attempt
 from execution.models import Run, RunKind
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = pytest.mark.browser
 
@@ -15,7 +16,8 @@ def test_the_attempt_page_offers_no_add_another_run(page, asgi_server, transacti
     User.objects.create_superuser("console", "console@example.com", "console password 123")
     owner = User.objects.create_user("someone", password="someone password 123")
     task = do_create_task(owner=owner, title="t", repo_url="https://github.com/acme/a", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     Run.objects.create(attempt=attempt, kind=RunKind.CLONE, title="Clone repository", argv=["git"])
     page.goto(f"{asgi_server.url}/admin/login/?next=/admin/execution/attempt/{attempt.pk}/change/")
     page.fill("#id_username", "console")

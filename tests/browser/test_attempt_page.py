@@ -14,6 +14,7 @@ from execution.logs.claude_events import AgentOutcome, render_event
 from execution.logs.writer import LogWriter
 from execution.models import Attempt, AttemptStatus, Run, RunKind, RunStatus
 from tests.fixtures.browser import login
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = pytest.mark.browser
 
@@ -34,7 +35,8 @@ AGENT_EVENTS = [
 def running_attempt(page, asgi_server, name: str):
     user = User.objects.create_user(name, password=f"{name} password 123")
     task = do_create_task(owner=user, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     Attempt.objects.filter(pk=attempt.pk).update(status=AttemptStatus.RUNNING)
     clone = Run.objects.create(attempt=attempt, kind=RunKind.CLONE, title="Clone repository", exit_code=0)
     Run.objects.filter(pk=clone.pk).update(status=RunStatus.SUCCEEDED)
@@ -86,7 +88,8 @@ def test_an_attempt_that_ends_before_the_socket_opens_still_reloads_for_its_resu
     status is already final. The page must still reload once for the results (it used to stay as rendered)."""
     user = User.objects.create_user("racer", password="racer password 123")
     task = do_create_task(owner=user, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     Attempt.objects.filter(pk=attempt.pk).update(status=AttemptStatus.RUNNING)
     Run.objects.create(attempt=attempt, kind=RunKind.CLONE, title="Clone repository", status=RunStatus.SUCCEEDED)
     login(page, asgi_server.url, "racer", "racer password 123")

@@ -22,6 +22,7 @@ from tests.execution.conftest import world  # noqa: F401 - the fixture
 from tests.execution.runner.test_push_summary_docker import AGENT_GIT
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fixtures.browser import login
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = pytest.mark.browser
 
@@ -39,7 +40,8 @@ def test_a_full_output_loads_when_opened_and_stays_open_while_the_log_and_the_pu
 ):
     user = User.objects.create_user("reader", password="reader password 123")
     task = do_create_task(owner=user, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING)
     do_transition(attempt=attempt, to=AttemptStatus.RUNNING)
     agent = Run.objects.create(attempt=attempt, kind=RunKind.AGENT, title="Claude Code")
@@ -89,7 +91,8 @@ def test_a_full_output_loads_when_opened_and_stays_open_while_the_log_and_the_pu
 def test_another_user_cannot_load_the_output(page, asgi_server, transactional_db):
     owner = User.objects.create_user("owner1", password="owner1 password 123")
     task = do_create_task(owner=owner, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     agent = Run.objects.create(attempt=attempt, kind=RunKind.AGENT, title="Claude Code")
     do_record_tool_output(run=agent, number=1, text="private", chars=7)
     User.objects.create_user("other1", password="other1 password 123")

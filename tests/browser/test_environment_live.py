@@ -19,6 +19,7 @@ from execution.snapshots.actions import do_drop_snapshot, do_use_snapshot
 from tests.execution.snapshots.test_snapshots import make_snapshot
 from tests.fixtures.browser import login
 from tests.fixtures.processes import github_env, start_process, subprocess_env, wait_for_port
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = pytest.mark.browser
 
@@ -62,7 +63,8 @@ def test_runs_and_snapshots_follow_live_and_typed_text_stays(page, browser, asgi
     task = do_create_task(
         owner=ann, title="Widgets", repo_url="https://github.com/acme/widgets", base_branch="main", prompt="p"
     )
-    first = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        first = do_start_attempt(task=task)
     expect(run_row(page, first.pk)).to_have_attribute("data-setup", "queued")
     do_transition(attempt=first, to=AttemptStatus.PROVISIONING)
     setup = do_start_run(attempt=first, job=None, step=Step(kind=RunKind.SETUP, title="Setup script", argv=[]), argv=[])
@@ -76,7 +78,8 @@ def test_runs_and_snapshots_follow_live_and_typed_text_stays(page, browser, asgi
     snapshot = make_snapshot(ann)
     row = page.locator(f'[data-snapshot="{snapshot.pk}"]')
     expect(row).to_be_visible()
-    second = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        second = do_start_attempt(task=task)
     do_transition(attempt=second, to=AttemptStatus.PROVISIONING)
     do_use_snapshot(snapshot=snapshot, attempt=second)
     do_transition(attempt=second, to=AttemptStatus.RUNNING)

@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from execution.models import Environment, EnvironmentSecret
 from tests.fixtures.browser import login
 from tests.fixtures.leaks import track_secret
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = pytest.mark.browser
 
@@ -81,7 +82,8 @@ def test_a_proposed_setup_policy_is_shown_live_as_a_diff_and_accepted(page, asgi
     task = do_create_task(
         owner=user, title="t", repo_url="https://github.com/acme/widgets", base_branch="main", prompt="p"
     )
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     proposed, text = propose_policy([("files.example.net", 8443), ("new.example", 443)])
     record = {"hosts": [], "blocked": [], "proposal": {"policy": proposed.to_json(), "text": text}}
     do_record_network_record(attempt=attempt, record=record, phase=SETUP_PHASE)

@@ -13,6 +13,7 @@ from execution.models import Attempt, AttemptJob, AttemptStatus, JobKind, JobSta
 from tests.fakes.github import classic_token
 from tests.fixtures.browser import login
 from tests.fixtures.processes import github_env, start_asgi, subprocess_env
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = pytest.mark.browser
 
@@ -67,7 +68,8 @@ def test_no_sign_in_button_without_the_device_flow_and_a_note_for_staff(page, se
 
 def _finished_attempt(owner: User) -> Attempt:
     task = do_create_task(owner=owner, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     clone = Run.objects.create(attempt=attempt, kind=RunKind.CLONE, title="Clone repository", exit_code=0)
     Run.objects.filter(pk=clone.pk).update(status=RunStatus.SUCCEEDED)
     Attempt.objects.filter(pk=attempt.pk).update(

@@ -17,6 +17,7 @@ from secrets_app.secret_store import do_store_secret
 from tests.fakes.github import classic_token
 from tests.fakes.http_server import Reply
 from tests.fixtures.browser import login
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = pytest.mark.browser
 
@@ -59,7 +60,8 @@ def test_a_repository_is_picked_by_typing_and_the_keyboard(page, asgi_server, gi
     github.list_repo("picker-gh", "picker-gh/alpha-tool", private=True, default_branch="develop")
     github.list_repo("picker-gh", "acme/widgets", pushed_at="2025-01-01T00:00:00Z", affiliation="organization_member")
     task = do_create_task(owner=user, title="t", repo_url=f"{github.url}/acme/widgets", base_branch="main", prompt="p")
-    do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        do_start_attempt(task=task)
     sign_in(page, asgi_server, user)
     page.get_by_test_id("repo-option").first.wait_for()
     assert options(page) == ["acme/widgets", "picker-gh/zeta", "picker-gh/alpha-tool"]  # used before, then pushes

@@ -9,6 +9,7 @@ from playwright.sync_api import expect
 
 from execution.attempts.actions import do_create_task, do_start_attempt
 from tests.fixtures.browser import login
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -31,7 +32,8 @@ def log_out_in_another_tab(page, url: str) -> None:
 def test_a_live_attempt_page_says_signed_out_and_does_not_reconnect(page, asgi_server):
     user = User.objects.create_user("fran", password="fran password 123")
     task = do_create_task(owner=user, title="t", repo_url="https://github.com/fran/x", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, enqueue=False)  # stays queued: its page keeps a live socket open
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)  # stays queued: its page keeps a live socket open
     login(page, asgi_server.url, "fran", "fran password 123")
     opened = sockets_opened(page)
     page.goto(f"{asgi_server.url}/attempts/{attempt.pk}/")

@@ -22,6 +22,7 @@ from secrets_app.secret_store import do_store_secret
 from tests.fakes.anthropic_api import FakeAnthropicAPI
 from tests.fakes.github import classic_token
 from tests.fixtures.leaks import track_secret
+from tests.fixtures.queueing import held_from_workers
 from tests.fixtures.waiting import wait_for
 
 
@@ -41,7 +42,8 @@ class World:
         return do_create_task(owner=self.user, title="demo", repo_url=repo_url, base_branch="main", prompt=prompt)
 
     def attempt(self, plan: list[dict] | None = None, **task_kwargs):
-        return do_start_attempt(task=self.task(**task_kwargs), plan=plan, enqueue=False)
+        with held_from_workers():
+            return do_start_attempt(task=self.task(**task_kwargs), plan=plan)
 
     @property
     def values(self) -> list[str]:
@@ -139,4 +141,5 @@ def make_attempt(username: str = "writer"):
     """A queued attempt of a new user's task (not run)."""
     user = User.objects.create_user(username, password="pw long enough 1")
     task = do_create_task(owner=user, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
-    return do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        return do_start_attempt(task=task)

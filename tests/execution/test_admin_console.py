@@ -7,6 +7,7 @@ from execution.attempts.actions import do_create_task, do_start_attempt, do_tran
 from execution.models import AttemptStatus, LogRecord
 from shared.alerts import do_raise_alert
 from shared.models import Alert
+from tests.fixtures.queueing import held_from_workers
 
 
 @pytest.fixture
@@ -20,7 +21,8 @@ def staff_client(client, db, settings):
 @pytest.fixture
 def attempt(alice):
     task = do_create_task(owner=alice, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     LogRecord.objects.create(attempt=attempt, seq=1, stream="stdout", text="token is ***\n")
     return attempt
 

@@ -7,6 +7,7 @@ from django.contrib.auth.models import User
 
 from execution.attempts.actions import do_create_task, do_start_attempt, do_transition
 from execution.models import Attempt, AttemptStatus, Task
+from tests.fixtures.queueing import held_from_workers
 
 ATTEMPTS = "/admin/execution/attempt/"
 TASKS = "/admin/execution/task/"
@@ -22,7 +23,8 @@ def staff_client(client, db, settings):
 
 def new_attempt(owner, *, finished: bool = False) -> Attempt:
     task = do_create_task(owner=owner, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     if finished:
         do_transition(attempt=attempt, to=AttemptStatus.FAILED, error="test")
     return attempt

@@ -12,6 +12,7 @@ from execution.attempts.actions import do_create_task, do_start_attempt, do_tran
 from execution.attempts.containers import AttemptContainers, home_volume
 from execution.attempts.runs import do_set_container
 from execution.models import Attempt, AttemptStatus, Task
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -30,7 +31,8 @@ def attempt_on_the_engine(owner, *, task: Task | None = None, status: str = Atte
     task = task or do_create_task(
         owner=owner, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p"
     )
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     path = secret_dir.write_secret_dir(attempt.pk, {})
     do_set_container(attempt=attempt, container_id=AttemptContainers().provision(attempt, secret_dir=path))
     do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING)

@@ -22,6 +22,7 @@ from shared.alerts import AlertKind
 from shared.models import Alert
 from tests.execution.conftest import custom
 from tests.fakes.github import classic_token
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -187,7 +188,8 @@ def test_push_refused_secret(world, slack, settings):
     assert attempt.head_commit, logs(attempt)  # the agent's commit, as the last exec reported it
     attempt.base_commit = base_commit_id()  # the same commit made here: its id is its content's
     attempt.save(update_fields=["base_commit"])
-    job = do_request_pull_request(attempt=attempt, enqueue=False)
+    with held_from_workers():
+        job = do_request_pull_request(attempt=attempt)
     assert run_job(job.pk) == JobStatus.FAILED
     assert "git push" not in " ".join(" ".join(r.argv) for r in attempt.runs.all())
     alert = delivered(slack, AlertKind.PUSH_REFUSED_SECRET)

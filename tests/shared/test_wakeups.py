@@ -22,6 +22,7 @@ from django.test import Client
 from shared.wakeups import sockets as wakeups
 from shared.wakeups.channel_layer import TOPIC, HostChannelLayer
 from tests.fixtures.processes import ROOT, start_asgi, subprocess_env
+from tests.fixtures.queueing import held_from_workers
 from tests.fixtures.waiting import wait_for
 
 
@@ -284,7 +285,8 @@ def test_a_write_in_another_process_reaches_a_live_viewer_at_once(transactional_
         task = do_create_task(
             owner=alice, title="t", repo_url="https://github.com/acme/w", base_branch="main", prompt="p"
         )
-        attempt = do_start_attempt(task=task, plan=[], enqueue=False)
+        with held_from_workers():
+            attempt = do_start_attempt(task=task, plan=[])
         client = Client()
         client.force_login(alice)
         cookie = f"sessionid={client.cookies['sessionid'].value}"

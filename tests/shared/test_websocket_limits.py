@@ -17,6 +17,7 @@ from execution.web.consumers import AttemptLogConsumer
 from secrets_app.consumers import ClaudeLoginConsumer
 from shared.live.consumer import open_sockets
 from tests.execution.conftest import make_attempt
+from tests.fixtures.queueing import held_from_workers
 from tests.fixtures.sockets import signed_in
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.hostile]
@@ -102,7 +103,8 @@ def test_a_10_mb_websocket_frame_is_refused_by_the_server_before_it_is_buffered(
     from tests.fixtures.processes import start_asgi, subprocess_env
 
     task = do_create_task(owner=alice, title="t", repo_url="https://github.com/a/w", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, plan=[], enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task, plan=[])
     Attempt.objects.filter(pk=attempt.pk).update(status=AttemptStatus.RUNNING)
     client = Client()
     client.force_login(alice)

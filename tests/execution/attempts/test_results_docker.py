@@ -17,6 +17,7 @@ from execution.runner import run_attempt, run_job
 from tests.execution.conftest import logs
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fakes.github import FakeGitHub
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -70,7 +71,8 @@ def test_follow_up_resumes_the_session_in_the_same_workspace(world, repo):
         TextReply("It is there."),
     )
     prompt = "Check hello.py is still there\x00 (a NUL: standard input carries it, a command line could not)"
-    job = do_start_follow_up(attempt=attempt, prompt=prompt, enqueue=False)
+    with held_from_workers():
+        job = do_start_follow_up(attempt=attempt, prompt=prompt)
     assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(attempt)
     follow_run = attempt.runs.filter(job=job, kind="agent").get()
     assert follow_run.argv[-2:] == ["--resume", session_id]
@@ -87,7 +89,8 @@ def test_follow_up_resumes_the_session_in_the_same_workspace(world, repo):
 
 def test_push_and_pull_request(world, repo, github, client):
     attempt = finished_attempt(world, repo)
-    job = do_request_pull_request(attempt=attempt, enqueue=False)
+    with held_from_workers():
+        job = do_request_pull_request(attempt=attempt)
     assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(attempt)
     bare = github.repo_path("acme", "widgets")
     pushed = subprocess.run(
@@ -101,19 +104,21 @@ def test_push_and_pull_request(world, repo, github, client):
     client.force_login(world.user)
     html = client.get(f"/attempts/{attempt.pk}/").content.decode()
     assert f'href="{attempt.pr_url}"' in html and "Pull request #1" in html
-    with pytest.raises(AttemptBusy, match="already exists"):
-        do_request_pull_request(attempt=attempt, enqueue=False)
+    with pytest.raises(AttemptBusy, match="already exists"), held_from_workers():
+        do_request_pull_request(attempt=attempt)
 
 
 def test_pull_request_errors_are_shown_plainly(world, repo, github, client):
     attempt = finished_attempt(world, repo)
     github.pulls.append({"head": attempt.branch, "repo": "acme/widgets"})  # someone opened one already
-    job = do_request_pull_request(attempt=attempt, enqueue=False)
+    with held_from_workers():
+        job = do_request_pull_request(attempt=attempt)
     assert run_job(job.pk) == JobStatus.FAILED
     job.refresh_from_db()
     assert f"A pull request for {attempt.branch} already exists" in job.error
     github.accounts[world.github_token].scopes = ["read:user"]
-    job = do_request_pull_request(attempt=attempt, enqueue=False)
+    with held_from_workers():
+        job = do_request_pull_request(attempt=attempt)
     assert run_job(job.pk) == JobStatus.FAILED
     job.refresh_from_db()
     assert "no permission to open pull requests" in job.error

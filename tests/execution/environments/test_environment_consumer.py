@@ -21,6 +21,7 @@ from execution.models import Attempt, AttemptStatus, RunKind, RunStatus
 from execution.snapshots.actions import do_drop_snapshot, do_use_snapshot
 from execution.web.environment_consumer import EnvironmentPageConsumer
 from tests.execution.snapshots.test_snapshots import make_snapshot
+from tests.fixtures.queueing import held_from_workers
 from tests.fixtures.sockets import signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -67,7 +68,8 @@ async def users():
 
 def start(owner, repo="https://github.com/acme/widgets") -> Attempt:
     task = do_create_task(owner=owner, title="Widgets", repo_url=repo, base_branch="main", prompt="p")
-    return do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        return do_start_attempt(task=task)
 
 
 def run(attempt: Attempt, kind: str, status: str | None = None):

@@ -16,6 +16,7 @@ from execution.attempts.actions import do_create_task, do_start_attempt
 from execution.environments.proposals import SETUP_PHASE
 from execution.hosts.network import do_record_network_record
 from shared.egress.network_policy import propose_policy
+from tests.fixtures.queueing import held_from_workers
 from tests.fixtures.sockets import signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,7 +35,8 @@ def observe(owner) -> int:
     task = do_create_task(
         owner=owner, title="t", repo_url="https://github.com/acme/widgets", base_branch="main", prompt="p"
     )
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     proposed, text = propose_policy([("new.example", 443)])
     record = {"hosts": [], "blocked": [], "proposal": {"policy": proposed.to_json(), "text": text}}
     do_record_network_record(attempt=attempt, record=record, phase=SETUP_PHASE)

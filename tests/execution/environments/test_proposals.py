@@ -14,6 +14,7 @@ from execution.environments.proposals import SETUP_PHASE, latest_setup_proposal
 from execution.hosts.network import merge_records
 from execution.models import Attempt, Environment
 from shared.egress.network_policy import propose_policy
+from tests.fixtures.queueing import held_from_workers
 
 PAGE = "/environments/acme/widgets/"
 ACCEPT = PAGE + "proposal/accept/"
@@ -22,7 +23,8 @@ ACCEPT = PAGE + "proposal/accept/"
 def observed_attempt(owner, used, *, repo_url="https://github.com/Acme/Widgets.git", policy=None) -> Attempt:
     """An attempt whose setup ran in observe mode and used ``used`` ((host, port) pairs), stored as the runner does."""
     task = do_create_task(owner=owner, title="t", repo_url=repo_url, base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     proposed, text = propose_policy(used)
     proposal = {"policy": policy if policy is not None else proposed.to_json(), "text": text}
     record = merge_records({}, {"hosts": [], "blocked": [], "proposal": proposal}, phase=SETUP_PHASE)
@@ -147,7 +149,8 @@ def test_the_attempt_page_links_to_the_proposal(alice_client, alice):
     attempt = observed_attempt(alice, [("files.example.net", 443)])
     html = alice_client.get(f"/attempts/{attempt.pk}/").content.decode()
     assert 'data-testid="setup-proposal-link"' in html and 'href="/environments/acme/widgets/#proposal"' in html
-    plain = do_start_attempt(task=attempt.task, enqueue=False)  # its setup did not run in observe mode
+    with held_from_workers():
+        plain = do_start_attempt(task=attempt.task)  # its setup did not run in observe mode
     assert 'data-testid="setup-proposal-link"' not in alice_client.get(f"/attempts/{plain.pk}/").content.decode()
 
 

@@ -15,6 +15,7 @@ from secrets_app.secret_store import do_store_secret
 from tests.execution.conftest import oauth_token
 from tests.fakes.docker_engine import FakeEngine, ScriptedExec, agent_events
 from tests.fixtures.leaks import track_secret
+from tests.fixtures.queueing import held_from_workers
 
 CLONE = {"kind": "clone", "title": "Clone repository", "argv": ["git", "clone", "x", "/workspace"]}
 AGENT = {"kind": "agent", "title": "Claude Code", "argv": AGENT_ARGV, "stdin": "go"}
@@ -36,7 +37,8 @@ def secret(alice, settings, tmp_path) -> str:
 def run(alice, engine: FakeEngine, plan: list[dict]):
     task = do_create_task(owner=alice, title="t", repo_url="https://github.com/Octo/Repo.git", base_branch="main",
                           prompt="go")  # fmt: skip
-    attempt = do_start_attempt(task=task, plan=plan, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task, plan=plan)
     assert do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING)
     with AttemptSession(attempt, worker="test:1", engine=engine) as session:
         status = session.run_attempt()

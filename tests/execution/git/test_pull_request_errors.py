@@ -7,6 +7,7 @@ from execution.git.pull_requests import PullRequestError, open_pull_request
 from secrets_app.models import Secret, SecretState
 from secrets_app.secret_store import do_store_secret
 from tests.fakes.github import classic_token
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +16,8 @@ def attempt_on(github, alice, repo: str, scopes: list[str]):
     token = github.add_token(classic_token(), login="alice-gh", scopes=scopes)
     do_store_secret(owner=alice, provider="github", kind="pat", value=token, account_login="alice-gh", scopes=scopes)
     task = do_create_task(owner=alice, title="t", repo_url=f"{github.url}/{repo}", base_branch="main", prompt="p")
-    return do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        return do_start_attempt(task=task)
 
 
 def test_a_404_says_not_found_or_not_visible_and_what_to_check_not_a_missing_permission(github, alice, settings):

@@ -17,6 +17,7 @@ from secrets_app.secret_store import do_store_secret
 from secrets_app.selectors import github_status
 from tests.fakes.github import classic_token
 from tests.fakes.http_server import Reply
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = pytest.mark.django_db
 
@@ -88,7 +89,8 @@ def test_repositories_with_tasks_that_ran_come_first_most_recent_first(github, a
     github.list_repo("alice-gh", "acme/never-ran", pushed_at="2025-01-01T00:00:00Z", affiliation="collaborator")
     for name in ("acme/oldest", "alice-gh/older"):
         task = do_create_task(owner=alice, title="t", repo_url=f"{github.url}/{name}", base_branch="main", prompt="p")
-        do_start_attempt(task=task, enqueue=False)
+        with held_from_workers():
+            do_start_attempt(task=task)
     do_create_task(owner=alice, title="t", repo_url=f"{github.url}/acme/never-ran", base_branch="main", prompt="p")
     found = repositories.repositories_for(user=alice)
     assert names(found) == ["alice-gh/older", "acme/oldest", "alice-gh/newest", "acme/never-ran"]

@@ -14,6 +14,7 @@ from execution.hosts.container_removal import ContainerRemover, wait_for_removal
 from execution.models import Attempt, AttemptStatus
 from execution.runner.session import AttemptSession
 from tests.fakes.docker_engine import FakeEngine
+from tests.fixtures.queueing import held_from_workers
 
 
 class SlowRemovalEngine(FakeEngine):
@@ -36,7 +37,8 @@ class SlowRemovalEngine(FakeEngine):
 @pytest.mark.django_db(transaction=True)
 def test_the_attempt_ends_before_its_container_is_removed(alice):
     task = do_create_task(owner=alice, title="t", repo_url="https://github.com/o/r", base_branch="main", prompt="x")
-    attempt = do_start_attempt(task=task, plan=[{"kind": "custom", "title": "s", "argv": ["true"]}], enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task, plan=[{"kind": "custom", "title": "s", "argv": ["true"]}])
     assert do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING)
     engine = SlowRemovalEngine()
     with AttemptSession(attempt, worker="test:1", engine=engine) as session:
@@ -113,7 +115,8 @@ def test_a_removal_yields_for_a_bounded_time(monkeypatch):
 def test_starting_attempts_are_those_of_this_queue_waiting_for_a_worker_or_provisioning(alice, settings):
     task = do_create_task(owner=alice, title="t", repo_url="https://github.com/o/r", base_branch="main", prompt="x")
     assert not container_removal.host_is_starting_attempts()
-    attempt = do_start_attempt(task=task, plan=[{"kind": "custom", "title": "s", "argv": ["true"]}], enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task, plan=[{"kind": "custom", "title": "s", "argv": ["true"]}])
     Attempt.objects.filter(pk=attempt.pk).update(waiting_for_slot=True)
     assert not container_removal.host_is_starting_attempts()  # no queue task: it waits for a slot, not a worker
     Attempt.objects.filter(pk=attempt.pk).update(waiting_for_slot=False)

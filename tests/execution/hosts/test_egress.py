@@ -41,6 +41,7 @@ from shared.egress import (
     NetworkRule,
 )
 from tests.fakes.anthropic_api import FakeAnthropicAPI
+from tests.fixtures.queueing import held_from_workers
 from tests.shared.egress.conftest import unix_session
 
 pytestmark = [pytest.mark.django_db, pytest.mark.hostile]
@@ -49,7 +50,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.hostile]
 @pytest.fixture
 def attempt(alice):
     task = do_create_task(owner=alice, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
-    return do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        return do_start_attempt(task=task)
 
 
 def test_a_repeated_refusal_counts_up_and_is_logged_once(attempt):
@@ -109,7 +111,8 @@ async def test_a_burst_through_the_proxy_is_a_few_audited_decrypts_that_count_ev
     task = await sync_to_async(do_create_task)(
         owner=alice, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p"
     )
-    attempt = await sync_to_async(do_start_attempt)(task=task, enqueue=False)  # queued: working
+    with held_from_workers():
+        attempt = await sync_to_async(do_start_attempt)(task=task)  # queued: working
     proxy = EgressProxy(
         credential_for, policy=AddressPolicy(own_addresses=[]), limits=Limits(credential_ttl=30),
         on_credential_uses=record_credential_uses,
@@ -162,7 +165,8 @@ async def test_the_worker_changes_a_running_attempts_policy_and_reads_its_networ
     task = await sync_to_async(do_create_task)(
         owner=alice, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p"
     )
-    attempt = await sync_to_async(do_start_attempt)(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = await sync_to_async(do_start_attempt)(task=task)
     directory = Path(tempfile.mkdtemp(prefix="egn-", dir="/tmp"))
     settings.ANYON_EGRESS_CONTROL = str(directory / "control.sock")
     settings.ANYON_EGRESS_DENY = ["denied.test"]

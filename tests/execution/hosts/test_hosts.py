@@ -19,6 +19,7 @@ from execution.models import Attempt, AttemptStatus, DockerHost, LogRecord
 from execution.sweeps.cleanup import sweep_lost_hosts
 from execution.sweeps.host_beat import beat_once
 from shared.models import Alert
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +41,8 @@ def task(alice):
 
 
 def start(task, n: int = 1) -> list[Attempt]:
-    return [do_start_attempt(task=task, plan=[], enqueue=False) for _ in range(n)]
+    with held_from_workers():
+        return [do_start_attempt(task=task, plan=[]) for _ in range(n)]
 
 
 def test_new_attempts_go_to_the_least_busy_healthy_host(queues, task):

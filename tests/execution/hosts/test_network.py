@@ -13,6 +13,7 @@ from execution.git.pull_requests import sealed_run_note
 from execution.hosts import network
 from execution.hosts.egress import do_record_egress_block
 from execution.models import AllowanceState, AttemptStatus, NetworkAllowance
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +31,8 @@ def sealed(settings):
 @pytest.fixture
 def attempt(alice):
     task = do_create_task(owner=alice, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING)
     do_transition(attempt=attempt, to=AttemptStatus.RUNNING)
     return attempt

@@ -22,6 +22,7 @@ from shared.docker.engine import DockerEngine
 from tests.execution.conftest import custom, logs
 from tests.execution.runner.test_sealed_docker import repo, sealed  # noqa: F401  (fixtures)
 from tests.fakes.anthropic_api import TextReply
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -221,7 +222,8 @@ def test_a_mounted_agent_run_in_a_warm_container(world, warm_pool, repo, github)
     warm_left = {row.container_id for row in warm_rows()}
     assert len(warm_left) == 1
     world.api.enqueue(TextReply("Again."))
-    job = do_start_follow_up(attempt=attempt, prompt="Once more", enqueue=False)
+    with held_from_workers():
+        job = do_start_follow_up(attempt=attempt, prompt="Once more")
     assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(attempt)
     after = Attempt.objects.get(pk=attempt.pk)
     assert after.workspace_volume == attempt.workspace_volume and after.container_id not in warm_left

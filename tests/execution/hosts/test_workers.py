@@ -17,6 +17,7 @@ from execution.attempts.runs import do_claim_job
 from execution.hosts import workers
 from execution.models import AttemptJob, AttemptStatus, JobKind, JobStatus, LogRecord, WorkerProcess
 from shared.models import Alert
+from tests.fixtures.queueing import held_from_workers
 from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +46,8 @@ def worker_row(name: str, *, pid: int, machine: str, silent_for: float) -> Worke
 
 def running(alice, worker: str):
     task = do_create_task(owner=alice, title="t", repo_url="https://github.com/a/b", base_branch="main", prompt="p")
-    attempt = do_start_attempt(task=task, plan=[], enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task, plan=[])
     attempt.queue = "elsewhere"
     attempt.save(update_fields=["queue"])
     assert do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING, worker=worker)

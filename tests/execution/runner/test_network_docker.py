@@ -19,6 +19,7 @@ from tests.execution.conftest import logs, when
 from tests.execution.runner import test_sealed_docker
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fakes.github import FakeGitHub
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -92,7 +93,8 @@ def test_a_blocked_host_allowed_for_the_attempt_goes_through_and_the_record_is_k
     assert any(h["credential"] == "anthropic" and h["requests"] for h in attempt.network_record["hosts"])
     assert attempt.network_record["phases"] == ["attempt"]
 
-    job = do_request_pull_request(attempt=attempt, enqueue=False)
+    with held_from_workers():
+        job = do_request_pull_request(attempt=attempt)
     assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(attempt)
     body = github.pulls[-1]["body"]
     assert "Made in a sealed run; reached: " in body and "no credential entered the container." in body, body

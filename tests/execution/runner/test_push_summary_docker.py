@@ -16,6 +16,7 @@ from execution.runner import run_attempt, run_job
 from tests.execution.conftest import logs
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fakes.github import FakeGitHub
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -75,7 +76,8 @@ def test_the_push_sends_the_recorded_head_to_the_attempts_branch_and_the_pull_re
     world, repo, github
 ):
     attempt = attempt_with_agent_commits(world, repo, "first of mine")
-    job = do_request_pull_request(attempt=attempt, enqueue=False)
+    with held_from_workers():
+        job = do_request_pull_request(attempt=attempt)
     assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(attempt)
     bare = github.repo_path("acme", "widgets")
     heads = subprocess.run(

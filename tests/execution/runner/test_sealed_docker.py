@@ -34,6 +34,7 @@ from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fakes.git_http import basic_credentials
 from tests.fakes.github import FakeGitHub
 from tests.fixtures.processes import start_egress_proxy, subprocess_env
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True), pytest.mark.hostile]
 
@@ -130,7 +131,8 @@ def test_a_hostile_agent_finds_no_credential_and_reaches_no_other_host(world, re
     clones = github.git_requests()
     assert clones and all(basic_credentials(r.headers.get("authorization"))[1] == world.github_token for r in clones)
     # The pull request pushes the committed loot: the guard finds no credential in it, and the push goes through.
-    job = do_request_pull_request(attempt=attempt, enqueue=False)
+    with held_from_workers():
+        job = do_request_pull_request(attempt=attempt)
     assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(attempt)
     pushed = subprocess.run(
         ["git", "--git-dir", str(github.repo_path("acme", "widgets")), "show", f"{attempt.branch}:loot.txt"],
@@ -151,7 +153,8 @@ def test_a_commit_carrying_a_credential_is_never_pushed(world, repo, sealed, git
     attempt = world.attempt(repo_url=repo, prompt="Write notes")
     assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
     attempt.refresh_from_db()
-    job = do_request_pull_request(attempt=attempt, enqueue=False)
+    with held_from_workers():
+        job = do_request_pull_request(attempt=attempt)
     assert run_job(job.pk) == JobStatus.FAILED
     job.refresh_from_db()
     assert "Push refused" in job.error and "Nothing was pushed" in job.error
@@ -202,13 +205,11 @@ def test_two_users_at_once_each_run_carries_only_its_own_users_credential(world,
     bob_github = github.add_token(classic_token(), login="bob-gh")
     do_store_secret(owner=bob, provider="github", kind="pat", value=bob_github)
     world.api.expected_token = None  # this fake answers both users; the test attributes each request itself
-    attempts = {
-        world.claude_token: world.attempt(repo_url=repo, prompt="Alice asks: say pong"),
-        bob_token: do_start_attempt(
-            task=do_create_task(owner=bob, title="b", repo_url=repo, base_branch="main", prompt="Bob asks: say pong"),
-            enqueue=False,
-        ),
-    }
+    bobs_task = do_create_task(owner=bob, title="b", repo_url=repo, base_branch="main", prompt="Bob asks: say pong")
+    alices = world.attempt(repo_url=repo, prompt="Alice asks: say pong")
+    with held_from_workers():
+        bobs = do_start_attempt(task=bobs_task)
+    attempts = {world.claude_token: alices, bob_token: bobs}
     results: dict[str, str] = {}
     runners = [
         threads.Thread(target=lambda t=token, a=attempt: results.__setitem__(t, run_attempt(a.pk)))

@@ -18,6 +18,7 @@ from tests.execution.conftest import logs
 from tests.execution.runner import test_sealed_docker
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fakes.github import FakeGitHub
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True), pytest.mark.hostile]
 
@@ -80,7 +81,8 @@ def test_a_pre_push_hook_in_the_workspace_changes_no_other_ref_during_the_pull_r
     attempt = world.attempt(repo_url=repo, prompt="Change something")
     assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
     attempt.refresh_from_db()
-    job = do_request_pull_request(attempt=attempt, enqueue=False)
+    with held_from_workers():
+        job = do_request_pull_request(attempt=attempt)
     assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(attempt)  # the pull request's own push went through
     after = remote_refs(github)
     # Whether Anyon's git ran the hook or not: main, the tags and the other branch are as they were.

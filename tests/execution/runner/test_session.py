@@ -17,6 +17,7 @@ from secrets_app.secret_store import do_store_secret
 from shared.models import Alert
 from tests.execution.conftest import oauth_token
 from tests.fakes.docker_engine import FakeEngine, ScriptedExec, agent_events
+from tests.fixtures.queueing import held_from_workers
 
 
 @pytest.fixture
@@ -31,7 +32,8 @@ def run(alice, engine: FakeEngine, plan: list[dict], **session_options):
     task = do_create_task(
         owner=alice, title="t", repo_url="https://github.com/octo/repo.git", base_branch="main", prompt="go"
     )
-    attempt = do_start_attempt(task=task, plan=plan, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task, plan=plan)
     assert do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING)
     session = AttemptSession(attempt, worker="test:1", engine=engine)
     for name, value in session_options.items():
@@ -326,7 +328,8 @@ def test_a_pull_request_session_in_mounted_mode_gets_no_claude_credential(alice,
     task = do_create_task(
         owner=alice, title="t", repo_url="https://github.com/octo/repo.git", base_branch="main", prompt="go"
     )
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     found = collect_credentials(
         attempt=attempt, actor="test", need_claude=False, say=lambda line: None, guard_claude=True
     )

@@ -19,6 +19,7 @@ from tests.execution.conftest import logs
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fakes.github import FakeGitHub
 from tests.fixtures.engine_files import volume_files
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -128,7 +129,8 @@ def test_prompt_reaches_the_cli_verbatim_and_no_shell_runs_it(world, github, rep
     check = {"kind": "custom", "title": "nothing ran", "argv": ["sh", "-c", "test ! -e /tmp/pwned -a ! -e /tmp/pwned2"]}
     from execution.attempts.actions import do_start_attempt
 
-    attempt = do_start_attempt(task=task, plan=None, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task, plan=None)
     steps = default_plan(repo_url=task.repo_url, base_branch=task.base_branch, attempt_id=attempt.pk)
     attempt.plan = [*(step.to_plan() for step in steps), check]
     attempt.save(update_fields=["plan"])

@@ -21,6 +21,7 @@ from tests.execution.runner.test_sealed_docker import sealed  # noqa: F401 - the
 from tests.fakes.anthropic_api import TextReply, ToolUseReply
 from tests.fakes.github import FakeGitHub
 from tests.fixtures.engine_files import volume_files
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True), pytest.mark.hostile]
 
@@ -174,7 +175,8 @@ def test_a_pre_push_hook_never_runs_and_only_the_reviewed_commit_is_pushed(
     attempt.refresh_from_db()
     bare = github.repo_path("acme", "widgets")
     before = remote_refs(bare)
-    job = do_request_pull_request(attempt=attempt, enqueue=False)
+    with held_from_workers():
+        job = do_request_pull_request(attempt=attempt)
     assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(attempt)
     after = remote_refs(bare)
     assert after == {**before, f"refs/heads/{attempt.branch}": attempt.head_commit}  # that one ref, nothing else
@@ -264,7 +266,8 @@ def test_moved_refs_replace_objects_textconv_filters_and_hooks_neither_hide_a_to
     main = remote_refs(bare)["refs/heads/main"]
     assert attempt.base_commit == main
     # The guard reads the same range and refuses; nothing is pushed.
-    job = do_request_pull_request(attempt=attempt, enqueue=False)
+    with held_from_workers():
+        job = do_request_pull_request(attempt=attempt)
     assert run_job(job.pk) == JobStatus.FAILED
     job.refresh_from_db()
     assert "Push refused" in job.error and "Nothing was pushed" in job.error

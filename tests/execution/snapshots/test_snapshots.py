@@ -19,6 +19,7 @@ from execution.runner.setup_phase import SetupPhase
 from execution.snapshots.actions import parse_lockfiles, setup_hash, snapshot_key
 from execution.sweeps.snapshots import snapshots_to_drop
 from execution.web import snapshots as snapshot_views
+from tests.fixtures.queueing import held_from_workers
 
 BLOB_A, BLOB_B = "a" * 40, "b" * 40
 
@@ -66,7 +67,8 @@ def test_a_start_from_a_snapshot_fetches_instead_of_cloning(alice):
     task = do_create_task(
         owner=alice, title="t", repo_url="https://github.com/acme/widgets", base_branch="dev", prompt="p"
     )
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     steps = [Step.from_plan(item) for item in attempt.plan]
     assert cached_start.plan(steps, attempt=attempt, snapshot=None) == steps
     cached = cached_start.plan(steps, attempt=attempt, snapshot=make_snapshot(alice))
@@ -154,11 +156,13 @@ def test_the_attempt_page_says_whether_setup_ran_or_a_snapshot_was_used(alice_cl
     task = do_create_task(
         owner=alice, title="t", repo_url="https://github.com/acme/widgets", base_branch="main", prompt="p"
     )
-    ran = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        ran = do_start_attempt(task=task)
     type(ran).objects.filter(pk=ran.pk).update(setup_seconds=21.4, snapshot_saved=True)
     html = alice_client.get(f"/attempts/{ran.pk}/").content.decode()
     assert "Setup ran (took 21 s); snapshot saved." in html
-    cached = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        cached = do_start_attempt(task=task)
     made = timezone.now() - timedelta(days=1)
     type(cached).objects.filter(pk=cached.pk).update(from_snapshot_of=made)
     html = alice_client.get(f"/attempts/{cached.pk}/").content.decode()

@@ -31,6 +31,7 @@ from tests.execution.runner.test_sealed_docker import sealed  # noqa: F401 (a fi
 from tests.fakes.anthropic_api import FakeAnthropicAPI, TextReply, ToolUseReply
 from tests.fakes.github import FakeGitHub, classic_token
 from tests.fixtures.leaks import search_and_remove_snapshot_images
+from tests.fixtures.queueing import held_from_workers
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
@@ -93,7 +94,8 @@ def run_with_setup(world, repo: str, *, setup: str = SETUP, maintenance: str = "
     do_save_environment(owner=user, repository="acme/widgets", setup_script=setup, maintenance_script=maintenance)
     (api or world.api).enqueue(TextReply("done"))
     task = do_create_task(owner=user, title="demo", repo_url=repo, base_branch="main", prompt="Say pong")
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     attempt.plan = [*attempt.plan[:-1], CHECK.to_plan(), attempt.plan[-1]]
     attempt.save(update_fields=["plan"])
     assert run_attempt(attempt.pk) == AttemptStatus.SUCCEEDED, logs(attempt)
@@ -153,7 +155,8 @@ def test_a_follow_up_starts_from_the_snapshot_its_attempt_made_or_the_runtime_im
     first = run_with_setup(world, repo)
     snapshot = Snapshot.objects.get()
     world.api.enqueue(ToolUseReply("Bash", {"command": LOOK, "description": "look"}), TextReply("Looked."))
-    job = do_start_follow_up(attempt=first, prompt="Look at the setup's files", enqueue=False)
+    with held_from_workers():
+        job = do_start_follow_up(attempt=first, prompt="Look at the setup's files")
     assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(first)
     seen = json.dumps(world.api.requests[-1].json)
     assert "outside" in seen and "installed" in seen and "no-marker" not in seen  # /var/tmp is the snapshot's
@@ -162,13 +165,15 @@ def test_a_follow_up_starts_from_the_snapshot_its_attempt_made_or_the_runtime_im
     second = run_with_setup(world, repo)  # started from the snapshot: its follow-up is made from it as well
     assert second.from_snapshot_of == snapshot.created_at
     world.api.enqueue(ToolUseReply("Bash", {"command": LOOK, "description": "look"}), TextReply("Looked."))
-    job = do_start_follow_up(attempt=second, prompt="Look again", enqueue=False)
+    with held_from_workers():
+        job = do_start_follow_up(attempt=second, prompt="Look again")
     assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(second)
     assert "outside" in json.dumps(world.api.requests[-1].json)
 
     do_drop_snapshot(snapshot=snapshot, engine=DockerEngine())
     world.api.enqueue(ToolUseReply("Bash", {"command": LOOK, "description": "look"}), TextReply("Looked."))
-    job = do_start_follow_up(attempt=first, prompt="And once more", enqueue=False)
+    with held_from_workers():
+        job = do_start_follow_up(attempt=first, prompt="And once more")
     assert run_job(job.pk) == JobStatus.SUCCEEDED, logs(first)
     seen = json.dumps(world.api.requests[-1].json)
     assert "no-marker" in seen and "installed" in seen  # the volumes are the attempt's; /var/tmp is the image's

@@ -31,6 +31,7 @@ from execution.models import (
 from execution.sweeps import log_retention
 from execution.sweeps.log_retention import do_drop_attempt_log, sweep_old_logs
 from tests.execution.conftest import make_attempt
+from tests.fixtures.queueing import held_from_workers
 
 DIFF = [{"path": "README.md", "added": 1, "removed": 0, "binary": False, "patch": "+hello\n", "truncated": False}]
 
@@ -196,7 +197,8 @@ def test_a_follow_up_after_removal_numbers_on_and_its_log_is_added_to_the_summar
     first = attempt.log_summary
     Attempt.objects.filter(pk=attempt.pk).update(workspace_volume="vol")
     attempt.refresh_from_db()
-    job = do_start_follow_up(attempt=attempt, prompt="more", enqueue=False)
+    with held_from_workers():
+        job = do_start_follow_up(attempt=attempt, prompt="more")
     agent = Run.objects.create(attempt=attempt, job=job, kind=RunKind.AGENT, title="Follow-up", exit_code=0)
     writer = LogWriter(attempt.pk)
     writer.write(agent.pk, "agent", "[claude] again\n[done]\n")

@@ -7,6 +7,7 @@ from django.contrib.auth.models import User
 
 from execution.attempts.actions import do_create_task, do_start_attempt
 from execution.models import Attempt, AttemptStatus, LogRecord, Run, RunKind, Task
+from tests.fixtures.queueing import held_from_workers
 
 
 @pytest.fixture
@@ -52,7 +53,8 @@ def test_start_attempt_queues_it_with_the_default_plan(alice_client, task, djang
 
 
 def test_cancel_a_queued_attempt(alice_client, task):
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     alice_client.post(f"/attempts/{attempt.pk}/cancel/")
     attempt.refresh_from_db()
     assert attempt.status == AttemptStatus.CANCELLED and "Cancelled by alice" in attempt.error
@@ -60,7 +62,8 @@ def test_cancel_a_queued_attempt(alice_client, task):
 
 
 def test_attempt_page_shows_logs_and_runs(alice_client, task):
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     LogRecord.objects.create(attempt=attempt, seq=1, stream="stdout", text="hello <b>world</b>\n")
     html = alice_client.get(f"/attempts/{attempt.pk}/").content.decode()
     assert "hello &lt;b&gt;world&lt;/b&gt;" in html and 'data-after="1"' in html
@@ -68,10 +71,12 @@ def test_attempt_page_shows_logs_and_runs(alice_client, task):
 
 
 def test_attempt_page_names_its_docker_host_when_there_are_several(alice_client, task, settings):
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     assert 'data-testid="attempt-host"' not in alice_client.get(f"/attempts/{attempt.pk}/").content.decode()
     settings.ANYON_WORKER_QUEUES = ["host-a", "host-b"]
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     html = alice_client.get(f"/attempts/{attempt.pk}/").content.decode()
     assert f'data-testid="attempt-host">Docker host: <code>{attempt.queue}</code>' in html
 
@@ -89,7 +94,8 @@ def test_attempt_page_names_its_docker_host_when_there_are_several(alice_client,
 def test_an_ended_attempt_without_results_says_where_it_stopped(alice_client, task, status, clone, expected):
     """After a cancel the clone had succeeded, yet the page promised changes "once the repository
     is cloned"."""
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     if clone:
         Run.objects.create(attempt=attempt, kind=RunKind.CLONE, title="Clone repository", status=clone, exit_code=0)
     Attempt.objects.filter(pk=attempt.pk).update(status=status)
@@ -99,7 +105,8 @@ def test_an_ended_attempt_without_results_says_where_it_stopped(alice_client, ta
 
 
 def test_an_active_attempt_still_promises_its_changes(alice_client, task):
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     assert (
         "Changes appear here once the repository is cloned"
         in alice_client.get(f"/attempts/{attempt.pk}/").content.decode()
@@ -109,7 +116,8 @@ def test_an_active_attempt_still_promises_its_changes(alice_client, task):
 @pytest.mark.hostile
 def test_other_users_tasks_and_attempts_are_404(client, task, db, settings):
     settings.DOCKER_HOST = "unix:///nonexistent/docker.sock"
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     mallory = User.objects.create_user("mallory", password="m password 123")
     client.force_login(mallory)
     for url in (f"/tasks/{task.pk}/", f"/attempts/{attempt.pk}/"):
@@ -124,7 +132,8 @@ def test_other_users_tasks_and_attempts_are_404(client, task, db, settings):
 def test_status_only_moves_forward(task):
     from execution.attempts.actions import do_transition
 
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     assert do_transition(attempt=attempt, to=AttemptStatus.PROVISIONING)
     assert not do_transition(attempt=attempt, to=AttemptStatus.QUEUED)
     assert do_transition(attempt=attempt, to=AttemptStatus.RUNNING)
@@ -173,7 +182,8 @@ def test_a_prompt_with_nul_is_kept_exactly_and_shown_as_a_symbol(alice_client, d
     assert "\x00" not in raw
     page = alice_client.get(f"/tasks/{task.pk}/").content.decode()
     assert "fix\u2400it;" in page and "\x00" not in page
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     assert "fix" not in json.dumps(attempt.plan)  # the plan names the prompt only: no copy, no NUL in JSON
     Attempt.objects.filter(pk=attempt.pk).update(
         status=AttemptStatus.SUCCEEDED, workspace_volume="anyon-ws-test", base_commit="a" * 40
@@ -184,6 +194,7 @@ def test_a_prompt_with_nul_is_kept_exactly_and_shown_as_a_symbol(alice_client, d
 
 
 def test_a_refused_follow_up_says_why(alice_client, task):
-    attempt = do_start_attempt(task=task, enqueue=False)
+    with held_from_workers():
+        attempt = do_start_attempt(task=task)
     page = alice_client.post(f"/attempts/{attempt.pk}/follow-up/", {"prompt": "é" * 600_000}, follow=True)
     assert "1,200,000 bytes; the limit is 1,000,000" in page.content.decode() and not attempt.jobs.exists()
