@@ -14,6 +14,7 @@ from django.core.management import call_command
 from execution.attempts import secret_dir
 from execution.attempts.actions import do_start_attempt, do_transition
 from execution.attempts.containers import container_name
+from execution.hosts.workers import pid_exists
 from execution.models import Attempt, AttemptStatus, WorkerProcess
 from shared.models import Alert
 from tests.execution.conftest import custom
@@ -99,8 +100,12 @@ def test_sigkilled_worker_mid_run_is_cleaned_by_one_sweep(world, worker_factory,
     # after the attempt started.
     worker_name = Attempt.objects.get(pk=attempt.pk).worker
     assert wait_until(lambda: WorkerProcess.objects.filter(name=worker_name).exists(), timeout=60), worker.output()
+    attempt_process = WorkerProcess.objects.get(name=worker_name).pid
     os.killpg(worker.proc.pid, signal.SIGKILL)  # the whole cluster, no chance to clean up
     worker.proc.wait()
+    # The group's processes die one by one (one busy in the kernel exits when it leaves it): the sweep's precondition
+    # is that the process that ran the attempt is gone, not only the cluster's parent.
+    assert wait_until(lambda: not pid_exists(attempt_process), timeout=30)
     assert secret_dir.secret_dir_path(attempt.pk).exists()  # the crash left it behind
     call_command("cleanup")  # its lost-workers sweep: the worker process of the attempt no longer exists here
     attempt.refresh_from_db()
