@@ -9,11 +9,8 @@ import json
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 
-from anyon.routing import websocket_urlpatterns
 from execution.attempts.actions import do_create_task, do_start_attempt, do_transition
 from execution.attempts.runs import do_finish_run, do_start_run
 from execution.attempts.steps import Step
@@ -22,7 +19,7 @@ from execution.snapshots.actions import do_drop_snapshot, do_use_snapshot
 from execution.web.environment_consumer import EnvironmentPageConsumer
 from tests.execution.snapshots.test_snapshots import make_snapshot
 from tests.fixtures.queueing import held_from_workers
-from tests.fixtures.sockets import signed_in
+from tests.fixtures.sockets import environment_page_socket as communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,15 +27,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def wakeups_only(monkeypatch):
     monkeypatch.setattr(EnvironmentPageConsumer, "POLL_SECONDS", 60.0)
-
-
-def communicator(user) -> WebsocketCommunicator:
-    comm = WebsocketCommunicator(
-        URLRouter(websocket_urlpatterns),
-        "/ws/environments/acme/widgets/live/",
-        headers=[(b"cookie", b"csrftoken=abcdefabcdefabcdefabcdefabcdefab")],
-    )
-    return signed_in(comm, user)
 
 
 async def section(comm, name: str) -> str:

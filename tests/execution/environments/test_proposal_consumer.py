@@ -7,28 +7,16 @@ import json
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 
-from anyon.routing import websocket_urlpatterns
 from execution.attempts.actions import do_create_task, do_start_attempt
 from execution.environments.proposals import SETUP_PHASE
 from execution.hosts.network import do_record_network_record
 from shared.egress.network_policy import propose_policy
 from tests.fixtures.queueing import held_from_workers
-from tests.fixtures.sockets import signed_in
+from tests.fixtures.sockets import environment_page_socket as communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def communicator(user) -> WebsocketCommunicator:
-    comm = WebsocketCommunicator(
-        URLRouter(websocket_urlpatterns),
-        "/ws/environments/acme/widgets/live/",
-        headers=[(b"cookie", b"csrftoken=abcdefabcdefabcdefabcdefabcdefab")],
-    )
-    return signed_in(comm, user)
 
 
 def observe(owner) -> int:
